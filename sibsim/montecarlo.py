@@ -1,0 +1,234 @@
+"""Vectorised Monte Carlo of participant journeys: Contract -> Outcomes.
+
+Each path draws its own journey probabilities from the priors (parameter
+uncertainty); every participant of that path then follows the monthly journey
+described in :class:`~sibsim.contracts.Journey` (individual randomness).
+
+The engine samples *event times* rather than stepping month by month: every
+sojourn in the journey is geometric (constant monthly probability), so its
+length is drawn by inverting the geometric CDF from one uniform.  A Python
+loop runs over job *spells* (a participant may find and lose several jobs),
+never over paths or participants; events and months off benefits are
+aggregated per (path, cohort, month) with :func:`numpy.bincount`.
+
+Paths are simulated in fixed blocks, each with its own child of the run's
+:class:`numpy.random.SeedSequence`, so a run is bit-identical whatever the
+number of worker processes.  ``sibsim.reference`` steps the same journey
+month by month in plain Python; the test suite checks both agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .contracts import JOURNEY_PROBABILITIES, OUTCOMES, Contract, Journey
+
+DIPLOMA, JOB_START, JOB_SUSTAINED, LONG_TERM_CONTRACT = range(len(OUTCOMES))
+#: Participant-paths held in memory at once (treated + comparison), which sets the block size.
+PARTICIPANT_PATHS_PER_BLOCK = 600_000
+#: Cap on the per-block outcome arrays (paths x cohorts x outcomes x months counts).
+CELLS_PER_BLOCK = 4_000_000
+
+
+@dataclass(frozen=True)
+class GroupOutcomes:
+    """What happened to one group (treated or comparison) on a block of paths.
+
+    Attributes
+    ----------
+    events : ndarray, shape (paths, cohorts, 4, months), int32
+        Participants reaching each outcome (in :data:`~sibsim.contracts.OUTCOMES`
+        order) for the *first* time in that month.
+    employed : ndarray, shape (paths, cohorts, months), int32
+        Participants off benefits (in work) during the month.
+    sizes : ndarray, shape (cohorts,)
+        Group members per cohort.
+    parameters : dict of str -> ndarray (paths,)
+        The journey probabilities drawn for each path.
+    """
+
+    events: np.ndarray
+    employed: np.ndarray
+    sizes: np.ndarray
+    parameters: dict
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """Treated participants and the evaluator's comparison group, on a block of paths."""
+
+    treated: GroupOutcomes
+    comparison: GroupOutcomes
+
+    @property
+    def n_paths(self) -> int:
+        return self.treated.events.shape[0]
+
+    @property
+    def comparison_scale(self) -> np.ndarray:
+        """Treated / comparison size per cohort, shape ``(cohorts,)``: turns comparison counts into counterfactual counts."""
+        return self.treated.sizes / self.comparison.sizes
+
+    def counterfactual_events(self) -> np.ndarray:
+        """Expected events of the treated group had it not taken part, as measured by the comparison group."""
+        return self.comparison.events * self.comparison_scale[None, :, None, None]
+
+    def counterfactual_employed(self) -> np.ndarray:
+        return self.comparison.employed * self.comparison_scale[None, :, None]
+
+
+def block_size(contract: Contract) -> int:
+    """Paths per block: fixed by the contract (never by workers or chunking), so results are reproducible."""
+    participants = contract.n_participants + int(contract.comparison_sizes.sum())
+    cells = len(contract.cohorts) * len(OUTCOMES) * contract.horizon_months
+    size = min(PARTICIPANT_PATHS_PER_BLOCK // participants, CELLS_PER_BLOCK // cells, 2048)
+    return int(max(size, 1))
+
+
+def draw_parameters(journey: Journey, rng: np.random.Generator, n_paths: int) -> dict[str, np.ndarray]:
+    """Journey probabilities for each path, from the priors: name -> ``(n_paths,)``."""
+    return {name: journey.priors()[name].draw(rng, n_paths) for name in JOURNEY_PROBABILITIES}
+
+
+def _geometric(p: np.ndarray, u: np.ndarray, cap: int) -> np.ndarray:
+    """Months until the first success (>= 1) of monthly probability ``p``, by CDF inversion.
+
+    ``u`` are uniforms in [0, 1); ``G = 1 + floor(log(1-u) / log(1-p))``.  Values
+    beyond ``cap`` (including ``p == 0``: never) are returned as ``cap``.
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        g = np.floor(np.log1p(-u) / np.log1p(-p)) + 1.0
+        g = np.where((p > 0) & (g < cap), g, cap)
+    return g.astype(np.int64)
+
+
+def simulate_group(
+    journey_parameters: dict[str, np.ndarray],
+    max_training_months: int,
+    intake_months: np.ndarray,
+    sizes: np.ndarray,
+    n_months: int,
+    sustained_job_months: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Simulate one group's journeys on a block of paths.
+
+    Parameters
+    ----------
+    journey_parameters : dict of str -> ndarray (paths,)
+        Per-month probabilities (``long_term_contract``: per sustained job).
+    max_training_months : int
+        Months of training at most (0: straight to job search).
+    intake_months, sizes : ndarray (cohorts,)
+        Intake month and number of participants of each cohort.
+    n_months : int
+        Months simulated (the ledger horizon); later events are not observed.
+    sustained_job_months : int
+        Months in one job that make it *sustained*.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    events : ndarray (paths, cohorts, 4, months) int32
+    employed : ndarray (paths, cohorts, months) int32
+    """
+    T, S, K = n_months, sustained_job_months, len(OUTCOMES)
+    n_paths = len(journey_parameters["diploma"])
+    n_cohorts = len(sizes)
+    per_path = int(sizes.sum())
+    path = np.repeat(np.arange(n_paths, dtype=np.int64), per_path)
+    cohort = np.tile(np.repeat(np.arange(n_cohorts, dtype=np.int64), sizes), n_paths)
+    group = path * n_cohorts + cohort  # bincount key of (path, cohort)
+    start = intake_months[cohort].astype(np.int64)
+    q = {k: v[path] for k, v in journey_parameters.items()}
+    event_keys: list[np.ndarray] = []
+    spell_keys: list[np.ndarray] = []
+    spell_signs: list[np.ndarray] = []
+
+    def record(mask, who, outcome, month):
+        m = mask & (month < T)
+        event_keys.append((group[who[m]] * K + outcome) * T + month[m])
+
+    everyone = np.arange(path.size)
+    # Training: diploma with p_d each month, else dropout with p_x, for at most L months.
+    L = max_training_months
+    if L > 0:
+        p_d, p_x = q["diploma"], q["dropout"]
+        hazard = 1.0 - (1.0 - p_d) * (1.0 - p_x)
+        g = _geometric(hazard, rng.random(path.size), L + 1)
+        u_type = rng.random(path.size)
+        diploma = (g <= L) & (u_type * hazard < p_d)
+        record(diploma, everyone, DIPLOMA, start + g - 1)
+        search_from = start + np.minimum(g, L)
+    else:
+        diploma = np.zeros(path.size, dtype=bool)
+        search_from = start
+
+    # Job spells: look for work, hold the job until relapse, look again.
+    who = np.flatnonzero(search_from < T)
+    b = search_from[who]
+    history = np.zeros(who.size, dtype=np.int8)  # 0 none, 1 job started, 2 sustained, 3 long-term contract
+    while who.size:
+        p_job = np.where(diploma[who], q["job_with_diploma"][who], q["job_without_diploma"][who])
+        job = b + _geometric(p_job, rng.random(who.size), T) - 1
+        found = job < T
+        who, job, history = who[found], job[found], history[found]
+        if not who.size:
+            break
+        record(history == 0, who, JOB_START, job)
+        # Relapse clock; a job surviving S - 1 further months is sustained.
+        end = job + _geometric(q["relapse"][who], rng.random(who.size), T + 1)
+        sustained_at = job + S - 1
+        sustained = end > sustained_at
+        record(sustained & (history < 2), who, JOB_SUSTAINED, sustained_at)
+        contract = np.zeros(who.size, dtype=bool)
+        idx = np.flatnonzero(sustained & (sustained_at < T))
+        contract[idx] = rng.random(idx.size) < q["long_term_contract"][who[idx]]
+        record(contract & (history < 3), who, LONG_TERM_CONTRACT, sustained_at)
+        # Long-term contracts restart the (memoryless) relapse clock at their own rate.
+        idx = np.flatnonzero(contract)
+        end[idx] = sustained_at[idx] + _geometric(q["relapse_long_term"][who[idx]], rng.random(idx.size), T + 1)
+        spell_keys += [group[who] * (T + 1) + job, group[who] * (T + 1) + np.minimum(end, T)]
+        spell_signs += [np.ones(who.size), -np.ones(who.size)]
+        history = np.maximum(history, 1)
+        history[sustained] = np.maximum(history[sustained], 2)
+        history[contract] = 3
+        # The relapse month is spent on benefits; the search resumes the month after.
+        b = end + 1
+        again = b < T
+        who, b, history = who[again], b[again], history[again]
+
+    n_groups = n_paths * n_cohorts
+    keys = np.concatenate(event_keys) if event_keys else np.zeros(0, dtype=np.int64)
+    events = np.bincount(keys, minlength=n_groups * K * T).astype(np.int32).reshape(n_paths, n_cohorts, K, T)
+    if spell_keys:
+        delta = np.bincount(np.concatenate(spell_keys), weights=np.concatenate(spell_signs),
+                            minlength=n_groups * (T + 1))
+    else:
+        delta = np.zeros(n_groups * (T + 1))
+    employed = np.rint(np.cumsum(delta.reshape(n_groups, T + 1), axis=1)[:, :T]).astype(np.int32)
+    return events, employed.reshape(n_paths, n_cohorts, T)
+
+
+def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator) -> Outcomes:
+    """Draw parameters and journeys for the treated group and the comparison group.
+
+    Draw order (fixed, part of reproducibility): treated parameters, comparison
+    parameters, treated journeys, comparison journeys.
+    """
+    intake = np.array([c.intake_month for c in contract.cohorts])
+    treated_sizes = np.array([c.size for c in contract.cohorts], dtype=np.int64)
+    comparison_sizes = contract.comparison_sizes
+    treated_params = draw_parameters(contract.journey, rng, n_paths)
+    comparison_params = draw_parameters(contract.comparison.journey, rng, n_paths)
+    common = dict(n_months=contract.horizon_months, sustained_job_months=contract.sustained_job_months, rng=rng)
+    t_events, t_employed = simulate_group(treated_params, contract.journey.max_training_months,
+                                          intake, treated_sizes, **common)
+    c_events, c_employed = simulate_group(comparison_params, contract.comparison.journey.max_training_months,
+                                          intake, comparison_sizes, **common)
+    return Outcomes(
+        treated=GroupOutcomes(t_events, t_employed, treated_sizes, treated_params),
+        comparison=GroupOutcomes(c_events, c_employed, comparison_sizes, comparison_params),
+    )
