@@ -52,7 +52,7 @@ STATUS_LABELS = {
 }
 _LABELS = np.array([STATUS_LABELS[k] for k in range(len(STATUS_LABELS))])
 
-_CHUNK = 32768   # paths per block in the grid step: bounds the (paths, grid) NPV matrix
+_CHUNK = 16384   # paths per block in the grid step: bounds the (paths, grid) NPV matrix
 _MAX_ITER = 100  # refinement iterations
 
 
@@ -248,7 +248,8 @@ def _refine(c, u_lo, u_hi, f_lo, f_hi, ppy, tol):
     a, b = np.exp(sgn * u_lo / ppy), np.exp(sgn * u_hi / ppy)
     z_root = np.empty(c.shape[0])
     idx = np.arange(c.shape[0])
-    with np.errstate(over="ignore", under="ignore"):
+    # NaN from inf/inf can only arise for absurdly wide grid cells; `bad` catches it.
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         fa, fb = f_lo, f_hi
         side = np.zeros(idx.size, dtype=np.int8)
         for _ in range(_MAX_ITER):
@@ -272,7 +273,7 @@ def _refine(c, u_lo, u_hi, f_lo, f_hi, ppy, tol):
                 keep = ~done
                 if not keep.any():
                     break
-                idx, coef, rev, sgn = idx[keep], coef[:, keep], rev[keep], sgn[keep]
+                idx, coef, rev = idx[keep], coef[:, keep], rev[keep]
                 a, b, fa, fb, side = a[keep], b[keep], fa[keep], fb[keep], side[keep]
         else:  # not converged to tol: best estimate inside the (valid) bracket
             z_root[idx] = 0.5 * (a + b)

@@ -172,7 +172,7 @@ def simulate_group(
     history = np.zeros(who.size, dtype=np.int8)  # 0 none, 1 job started, 2 sustained, 3 long-term contract
     while who.size:
         p_job = np.where(diploma[who], q["job_with_diploma"][who], q["job_without_diploma"][who])
-        job = b + _geometric(p_job, rng.random(who.size), T) - 1
+        job = b + _geometric(p_job, rng.random(who.size), T + 1) - 1  # cap: never before T
         found = job < T
         who, job, history = who[found], job[found], history[found]
         if not who.size:

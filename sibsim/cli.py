@@ -1,0 +1,209 @@
+"""Command line: ``sibsim run``, ``sibsim validate``.
+
+Errors in input files are printed as ``file: field: rule`` lines (exit code 2),
+never as tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import __version__
+from .errors import OutputError, ScenarioError
+from .scenario import load_scenario
+
+EXIT_INPUT = 2
+
+
+def _format_value(value: float, unit: str) -> str:
+    if value != value:  # NaN
+        return "n/a"
+    if unit == "EUR":
+        return f"{value:,.0f}"
+    if unit in ("per year", "probability", "share"):
+        return f"{value:.2%}"
+    return f"{value:.3f}"
+
+
+def format_summary(summary) -> str:
+    """The summary as an aligned text table: estimate, Monte Carlo standard error, unit."""
+    lines = [f"{'metric':<34} {'estimate':>14} {'+/- s.e.':>12}  unit"]
+    party = None
+    for metric, row in summary.iterrows():
+        if row["party"] != party:
+            party = row["party"]
+            lines.append(f"-- {party}")
+        est = _format_value(row["estimate"], row["unit"])
+        se = _format_value(row["std_error"], row["unit"])
+        lines.append(f"{metric:<34} {est:>14} {se:>12}  {row['unit']}")
+    return "\n".join(lines)
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only when it is a terminal."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.start = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / total)
+        elapsed = time.perf_counter() - self.start
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} paths {elapsed:5.1f} s")
+        if done == total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _writers(results, plots: bool):
+    from .metrics import PATH_COLUMNS
+
+    def csv(frame, **kw):
+        return lambda path: frame.to_csv(path, **kw)
+
+    writers = {
+        "summary.csv": csv(results.summary()),
+        "paths.csv": csv(results.paths, index_label="path"),
+        "cashflows.csv": csv(results.cashflow_quantiles(), index=False),
+        "expected_ledgers.csv": csv(results.expected_ledgers),
+        "paths_columns.txt": lambda p: p.write_text(
+            "".join(f"{k}: {v}\n" for k, v in PATH_COLUMNS.items()), encoding="utf-8"),
+    }
+    if plots:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        def png(plot):
+            def write(path):
+                fig = plot()
+                fig.tight_layout()
+                fig.savefig(path, dpi=110, format="png")
+                plt.close(fig)
+            return write
+
+        writers.update({
+            "irr_distribution.png": png(lambda: results.plot_irr()),
+            "cash_fan_investors.png": png(lambda: results.plot_cash_fan(party="investors")),
+            "cash_fan_payer.png": png(lambda: results.plot_cash_fan(party="payer")),
+            "outflow.png": png(lambda: results.plot_outflow()),
+            "net_savings.png": png(lambda: results.plot_net_savings()),
+        })
+    return writers
+
+
+def cmd_run(args) -> int:
+    from .output import check_output_dir, write_outputs
+    from .simulation import simulate
+
+    scenario = Path(args.scenario)
+    contract = load_scenario(scenario)
+    out = Path(args.out)
+    check_output_dir(out, scenario, args.force)
+    progress = _Progress() if sys.stderr.isatty() and not args.quiet else None
+    started = time.perf_counter()
+    results = simulate(contract, n_paths=args.paths, seed=args.seed, workers=args.workers, progress=progress)
+    seconds = time.perf_counter() - started
+    manifest = {
+        "sibsim_version": __version__,
+        "scenario_path": str(scenario.resolve()),
+        "scenario_sha256": hashlib.sha256(scenario.read_bytes()).hexdigest(),
+        "title": contract.title,
+        "n_paths": results.n_paths,
+        "seed": args.seed,
+        "seed_entropy": str(results.seed_entropy),
+        "block_size": results.block_size,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(seconds, 2),
+    }
+    files = write_outputs(out, _writers(results, plots=not args.no_plots), manifest)
+    if not args.quiet:
+        print(f"{contract.title}: {results.n_paths:,} paths, seed {results.seed_entropy}, {seconds:.1f} s")
+        print(format_summary(results.summary()))
+        print(f"wrote {len(files)} files to {out}/: " + ", ".join(f.name for f in files))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    status = 0
+    for name in args.files:
+        try:
+            contract = load_scenario(name)
+        except ScenarioError as exc:
+            for line in exc.problems:
+                print(line)
+            status = 1
+            continue
+        print(f"{name}: ok: {contract.title}; {contract.n_participants} participants in "
+              f"{len(contract.cohorts)} cohorts; EUR {contract.total_commitment:,.0f} committed by "
+              f"{len(contract.investors)} investors; {contract.horizon_months} months")
+    return status
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sibsim", description="Monte Carlo simulation of Social Impact Bonds.")
+    parser.add_argument("--version", action="version", version=f"sibsim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="simulate a scenario and write summary, paths, cashflows and plots")
+    run.add_argument("scenario", help="scenario TOML file")
+    run.add_argument("--paths", type=_positive_int, default=10_000, help="Monte Carlo paths (default 10000)")
+    run.add_argument("--seed", type=_seed, default=None, help="seed; same seed, same numbers")
+    run.add_argument("--out", required=True, help="output directory")
+    run.add_argument("--workers", type=_positive_int, default=None, help="processes (default: all cores for large runs)")
+    run.add_argument("--force", action="store_true", help="replace an output directory of another scenario")
+    run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    run.add_argument("--quiet", action="store_true", help="print nothing")
+    run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser("validate", help="check scenario files and list every problem")
+    val.add_argument("files", nargs="+")
+    val.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ScenarioError as exc:
+        for line in exc.problems:
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_INPUT
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("interrupted: no output written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
