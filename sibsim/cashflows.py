@@ -151,9 +151,11 @@ def distribute(contract: Contract, calls: np.ndarray, due: np.ndarray) -> np.nda
                 w = np.where(open_, weights, 0.0)
                 total = w.sum(axis=1, keepdims=True)
                 share = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
-                give = np.minimum(left[:, None] * share, room - paid)
+                # Clamped at 0: float round-off (a claim overshot by an ulp, or a residual
+                # ``left`` a hair below 0) must never turn into a negative distribution.
+                give = np.minimum(left[:, None] * share, np.maximum(room - paid, 0.0))
                 paid += give
-                left = left - give.sum(axis=1)
+                left = np.maximum(left - give.sum(axis=1), 0.0)
         out[:, :, t] = paid
         balance = balance - paid
     return out

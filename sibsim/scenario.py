@@ -8,7 +8,9 @@ The full schema is documented in ``docs/scenario.md``.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import tomllib
 from pathlib import Path
 
@@ -35,6 +37,8 @@ MAX_MONTH = 600
 #: Largest amount accepted (EUR 1e12): beyond it float64 cents are no longer exact.
 MAX_AMOUNT = 1e12
 MAX_PARTICIPANTS = 1_000_000
+#: Smallest non-zero prior standard deviation (Beta parameters stay below ~1e12).
+MIN_PRIOR_SD = 1e-6
 
 
 def _describe(value: object) -> str:
@@ -49,6 +53,14 @@ def _describe(value: object) -> str:
     return repr(value)
 
 
+def _show(value: int | float) -> str:
+    """A number as ``:g`` text; an integer too large for a float is described, not converted."""
+    try:
+        return f"{value:g}"
+    except OverflowError:
+        return f"{'a negative' if value < 0 else 'an'} integer of more than 308 digits"
+
+
 class _Checker:
     """Collects problems while reading a parsed TOML document."""
 
@@ -61,6 +73,8 @@ class _Checker:
 
     # -- structure ------------------------------------------------------------
     def table(self, data, field: str, required=(), optional=()) -> dict | None:
+        if data is _MISSING:
+            return None  # already reported by the parent table()
         if not isinstance(data, dict):
             self.problem(field, f"must be a table, got {_describe(data)}")
             return None
@@ -74,6 +88,8 @@ class _Checker:
         return data
 
     def array_of_tables(self, data, field: str, min_len: int = 1) -> list:
+        if data is _MISSING:
+            return []  # already reported by the parent table()
         if not isinstance(data, list):
             self.problem(field, f"must be an array of tables, got {_describe(data)}")
             return []
@@ -108,7 +124,7 @@ class _Checker:
         if integer and not isinstance(value, int):
             self.problem(field, f"must be {kind}, got {value!r}")
             return None
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             self.problem(field, f"must be a finite number, got {value!r}")
             return None
         for bound, ok, text in (
@@ -118,7 +134,7 @@ class _Checker:
             (le, lambda v, b: v <= b, "<="),
         ):
             if bound is not None and not ok(value, bound):
-                self.problem(field, f"must be {text} {bound:g}, got {value:g}")
+                self.problem(field, f"must be {text} {bound:g}, got {_show(value)}")
                 return None
         return value
 
@@ -136,8 +152,12 @@ class _Checker:
                 return Prior.from_alpha_beta(a, b) if a is not None and b is not None else None
             self.table(value, field, required=("mean",), optional=("sd",))
             mean = self.probability(value.get("mean"), _join(field, "mean")) if "mean" in value else None
-            sd = self.number(value, "sd", field, default=0.0, ge=0)
+            sd = self.number(value, "sd", field, default=0.0, ge=0, le=1)
             if mean is None or sd is None:
+                return None
+            if 0 < sd < MIN_PRIOR_SD:
+                # Beta parameters ~ 1/sd^2 would overflow; such a prior is a known value.
+                self.problem(_join(field, "sd"), f"must be 0 (known value) or >= {MIN_PRIOR_SD:g}, got {sd:g}")
                 return None
             if sd > 0 and sd**2 >= mean * (1 - mean):
                 self.problem(
@@ -173,10 +193,11 @@ class _Checker:
             return None
         f = _join(field, key)
         entries: list[tuple[int, float]] = []
-        ok = True
-        for i, item in enumerate(self.array_of_tables(value, f)):
+        items = self.array_of_tables(value, f)
+        ok = isinstance(value, list) and len(value) >= 1
+        for i, item in enumerate(items):
             fi = f"{f}[{i}]"
-            if isinstance(item, dict) and "month" in item:
+            if isinstance(item, dict) and ("month" in item or "amount" in item):
                 if self.table(item, fi, required=("month", "amount")) is None:
                     ok = False
                     continue
@@ -205,6 +226,8 @@ class _Checker:
 
 
 def _join(field: str, key: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", key):
+        key = json.dumps(key)  # quoted as TOML would: keeps the line single and the key visible
     return f"{field}.{key}" if field else key
 
 
@@ -232,7 +255,7 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     top = c.table(doc, "", required=[k for k, req in _TOP.items() if req], optional=list(_TOP))
     if top is None:
         raise ScenarioError(c.problems)
-    g = lambda key: doc.get(key, {})  # noqa: E731
+    g = lambda key: doc.get(key, _MISSING)  # noqa: E731  (a missing section is reported once, above)
 
     # [meta]
     meta = c.table(g("meta"), "meta", required=("title",),
@@ -256,13 +279,14 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     # [[investors]]
     investors = []
     names = set()
-    for i, item in enumerate(c.array_of_tables(g("investors"), "investors")):
+    investor_items = c.array_of_tables(g("investors"), "investors")
+    for i, item in enumerate(investor_items):
         f = f"investors[{i}]"
         t = c.table(item, f, required=("name", "commitment"), optional=("class", "return_cap", "seniority"))
         if t is None:
             continue
         name = c.string(t, "name", f)
-        if name in names:
+        if name is not None and name in names:
             c.problem(_join(f, "name"), f"must be unique, {name!r} appears twice")
         names.add(name)
         commitment = c.number(t, "commitment", f, gt=0, le=MAX_AMOUNT)
@@ -282,7 +306,9 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
 
     # [[fees]]
     fees = []
-    for i, item in enumerate(c.array_of_tables(g("fees"), "fees", min_len=0) if "fees" in doc else []):
+    fee_items = c.array_of_tables(doc["fees"], "fees", min_len=0) if "fees" in doc else []
+    fees_ok = "fees" not in doc or isinstance(doc["fees"], list)
+    for i, item in enumerate(fee_items):
         f = f"fees[{i}]"
         t = c.table(item, f, required=("name", "paid_by", "schedule"))
         if t is None:
@@ -295,8 +321,10 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
         schedule = c.schedule(t, "schedule", f)
         if None not in (name, paid_by, schedule):
             fees.append(Fee(name, paid_by, schedule))
+    fees_ok = fees_ok and len(fees) == len(fee_items)
 
     # [payer]
+    payer_given = isinstance(doc.get("payer"), dict)
     p = c.table(g("payer"), "payer", required=("name", "measurement_months"),
                 optional=("payment_lag_months", "payment_cap", "savings_share", "rate_card")) or {}
     payer_name = c.string(p, "name", "payer")
@@ -305,15 +333,19 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     cap = c.number(p, "payment_cap", "payer", default=None, gt=0, le=MAX_AMOUNT)
     share = c.number(p, "savings_share", "payer", default=0.0, ge=0, le=1)
     rate_card: list[tuple[str, float]] = []
+    rate_card_ok = True  # False once a problem in it is reported
     if "rate_card" in p:
         rc = c.table(p["rate_card"], "payer.rate_card", optional=OUTCOMES)
+        rate_card_ok = rc is not None and set(rc) <= set(OUTCOMES)
         for key in OUTCOMES:
             if rc is not None and key in rc:
                 price = c.number(rc, key, "payer.rate_card", ge=0, le=MAX_AMOUNT)
                 if price is not None:
                     rate_card.append((key, float(price)))
-    if "rate_card" not in p and not share:
-        c.problem("payer", "must pay for something: give a rate_card or a savings_share > 0")
+                else:
+                    rate_card_ok = False
+    if payer_given and rate_card_ok and share == 0 and not any(price > 0 for _, price in rate_card):
+        c.problem("payer", "must pay for something: give a rate_card with a price > 0 or a savings_share > 0")
 
     # [savings]
     s = c.table(g("savings"), "savings", required=("benefit",),
@@ -363,8 +395,8 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     if primary not in OUTCOMES:
         c.problem("analysis.primary_outcome", f"must be one of {', '.join(OUTCOMES)}, got {_describe(primary)}")
 
-    # cross-field rules
-    if investors and budget is not None and len(fees) == len(doc.get("fees", [])):
+    # cross-field rules: only between valid parts (else the totals would mislead)
+    if investors and len(investors) == len(investor_items) and budget is not None and fees_ok:
         needs = budget.total + sum(f.schedule.total for f in fees if f.paid_by == "investors")
         committed = sum(i.commitment for i in investors)
         if needs > committed * (1 + 1e-12):
@@ -429,4 +461,8 @@ def load_scenario(path: str | Path) -> Contract:
         raise ScenarioError(f"{name}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{name}: not valid TOML: {exc}") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits (int max str digits)
+        raise ScenarioError(f"{name}: not valid TOML: {str(exc).split(':')[0]}") from None
+    if not doc:
+        raise ScenarioError(f"{name}: file is empty: no TOML tables or keys")
     return contract_from_dict(doc, name)
