@@ -1,24 +1,38 @@
 """Settlement: Outcomes -> monthly ledgers of every party, as ``(paths, months)`` arrays.
 
-The evaluator measures, at each measurement month, the outcomes achieved so
-far by the treated group minus the comparison group (scaled to the treated
-group's size).  The payer owes the rate-card price of those *net* outcomes plus
-its share of the measured savings; what was already paid is deducted (a
-high-water mark: a later dip is never clawed back), the total is capped at
-``payment_cap``, and the payment falls due ``payment_lag_months`` later.
+Pure functions of the contract and the simulated (or observed) outcomes; the
+only randomness settlement needs, the payer's defaults, is drawn by the engine
+and carried in :class:`~sibsim.montecarlo.Outcomes`.
 
-The vehicle passes each payment on to the investors, seniority class by
-class, pro rata to commitments within a class, never beyond an investor's
-*return cap*: the capital called compounded at the capped annual rate, less
-what was already distributed.  Whatever exceeds the caps is never paid: it
-stays with the payer (``retained_by_payer``).
+1. **Measure.** At each measurement month the evaluator counts outcomes achieved
+   so far by the treated group and by the counterfactual (scaled to the treated
+   group's size).
+2. **Review.** If the contract has a review and the measured improvement is
+   below the floor, the contract ends there: later cohorts are not enrolled, no
+   further capital is called, later measurements are not paid.
+3. **Payments due.** Rate card on net outcomes (and net benefit months), share of
+   measured savings (with a lower share once principal plus a return is paid),
+   tier tables on the measured improvement: a cumulative entitlement paid by
+   high-water mark (a dip is never clawed back), ``payment_lag_months`` after
+   the measurement.  A cohort trigger adds early per-cohort payments and a
+   pooled final payment.  The total is capped at ``payment_cap``.
+4. **Default.** Each payment may not be paid (appropriation risk).
+5. **Vehicle.** With recycling, payments received fund delivery before new capital
+   is called and the rest is released when delivery ends; otherwise everything
+   received is released at once.  Calls are pro rata to commitments.
+6. **Waterfall.** Released cash goes to repayable investors by seniority class,
+   pro rata within a class, never beyond an investor's return cap (capital
+   called compounded at the capped rate, less what it received).  What exceeds
+   every cap stays with the payer (``retained_by_payer``).
+7. **Guarantees.** At the final payment month a guarantor covers a share of each
+   covered investor's principal loss, up to its cap.
 
-Ledger identities (checked by the test suite on every path):
+Ledger identities (tested on every path):
 
-* ``outcome_payments_due == outcome_payments + retained_by_payer``
-* ``distributions.sum(investors) == outcome_payments``
-* ``capital_calls.sum(investors) == provider_funding + investor_fees``
-* ``net_savings == gross_savings - outcome_payments - payer_fees``
+* ``outcome_payments_due == outcome_payments + defaulted_by_payer + retained_by_payer``
+* ``outcome_payments == distributions.sum(investors) + recycled + change in vehicle_cash``
+* ``capital_calls.sum(investors) + recycled == provider_funding + investor_fees``
+* ``net_savings == gross_savings - outcome_payments - payer_fees - payer's guarantee payouts``
 """
 
 from __future__ import annotations
@@ -27,58 +41,126 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .contracts import Contract
+from .contracts import MEASURABLE, OUTCOMES, Contract
 from .montecarlo import Outcomes
 
 
 @dataclass(frozen=True)
 class Cashflows:
-    """Monthly ledgers in EUR; ``P`` paths, ``I`` investors, ``T`` months.
+    """Monthly ledgers in EUR; ``P`` paths, ``I`` investors, ``G`` guarantees, ``T`` months.
 
     Attributes
     ----------
-    capital_calls : (I, T)
-        Capital paid in by each investor (deterministic: follows the budget).
+    capital_calls : (P, I, T)
+        Capital paid in by each investor.
     distributions : (P, I, T)
-        Cash paid out to each investor.
+        Cash paid out to each investor from outcome payments.
+    guarantee_payouts : (P, I, T)
+        Cash paid to each investor by guarantors.
+    guarantor_payments : (G, P, T)
+        What each guarantee paid out, in :attr:`Contract.guarantees` order.
     outcome_payments_due : (P, T)
         What the payer owes under the payment formula and payment cap.
-    outcome_payments : (P, T)
-        What the payer actually pays (due, less what exceeds the return caps).
+    defaulted_by_payer : (P, T)
+        Due but not paid: the payer defaulted on that payment.
     retained_by_payer : (P, T)
-        Due but not paid because every investor reached its return cap.
+        Due but above every investor's return cap: never paid, or handed back when found.
+    outcome_payments : (P, T)
+        Net cash the payer pays: due, less defaulted, less retained (negative in a month
+        where recycled money is handed back).
+    recycled : (P, T)
+        Outcome money used to fund delivery instead of new capital.
+    vehicle_cash : (P, T)
+        Outcome money held by the vehicle at the end of the month (recycling).
     gross_savings : (P, T)
         Benefit payments avoided: treated minus counterfactual months off benefits, times the benefit.
-    payer_fees, investor_fees, provider_funding : (T,)
-        Fees borne by each side; the provider's delivery budget (paid out of capital calls).
+    provider_funding, investor_fees : (P, T)
+        Delivery budget and investor-borne fees actually spent (lower after early termination).
+    payer_fees : (T,)
+        Fees borne by the payer.
     measured_outcomes : (P, 4, M)
         Net outcomes (treated minus counterfactual) per outcome type at each measurement.
+    terminated : (P,) bool
+        The contract ended at its review.
     """
 
     capital_calls: np.ndarray
     distributions: np.ndarray
+    guarantee_payouts: np.ndarray
+    guarantor_payments: np.ndarray
     outcome_payments_due: np.ndarray
-    outcome_payments: np.ndarray
+    defaulted_by_payer: np.ndarray
     retained_by_payer: np.ndarray
+    outcome_payments: np.ndarray
+    recycled: np.ndarray
+    vehicle_cash: np.ndarray
     gross_savings: np.ndarray
-    payer_fees: np.ndarray
-    investor_fees: np.ndarray
     provider_funding: np.ndarray
+    investor_fees: np.ndarray
+    payer_fees: np.ndarray
     measured_outcomes: np.ndarray
+    terminated: np.ndarray
+    payer_guarantee_mask: np.ndarray  # (G,) which guarantees the payer gives (capital protection)
+
+    @property
+    def payer_guarantee_payouts(self) -> np.ndarray:
+        """Guarantee payouts borne by the outcome payer (capital protection), (P, T)."""
+        return self.guarantor_payments[self.payer_guarantee_mask].sum(axis=0)
 
     @property
     def net_savings(self) -> np.ndarray:
-        """Payer's monthly net position: savings less outcome payments and payer fees, (P, T)."""
-        return self.gross_savings - self.outcome_payments - self.payer_fees[None, :]
+        """Payer's monthly net position: savings less payments, fees and its guarantees, (P, T)."""
+        return (self.gross_savings - self.outcome_payments - self.payer_fees[None, :]
+                - self.payer_guarantee_payouts)
 
     @property
     def investor_net(self) -> np.ndarray:
-        """All investors together: distributions less capital calls, (P, T)."""
-        return self.distributions.sum(axis=1) - self.capital_calls.sum(axis=0)[None, :]
+        """All investors together: distributions and guarantee payouts less capital calls, (P, T)."""
+        return (self.distributions + self.guarantee_payouts - self.capital_calls).sum(axis=1)
+
+
+# --- 1. measurement ------------------------------------------------------------------------
+def cumulative_counts(contract: Contract, outcomes: Outcomes) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative treated and counterfactual counts of every measurable, per cohort.
+
+    Returns
+    -------
+    treated, counterfactual : ndarray (P, C, 5, T + 1)
+        ``[..., k, m]``: outcome ``k`` (:data:`~sibsim.contracts.MEASURABLE` order; the last is
+        months off benefits) achieved before month ``m``.
+    """
+    def cum(events, employed):
+        monthly = np.concatenate([events, employed[:, :, None, :]], axis=2).astype(float)
+        out = np.zeros(monthly.shape[:-1] + (monthly.shape[-1] + 1,))
+        np.cumsum(monthly, axis=-1, out=out[..., 1:])
+        return out
+
+    return (cum(outcomes.treated.events, outcomes.treated.employed),
+            cum(outcomes.counterfactual_events(), outcomes.counterfactual_employed()))
+
+
+def improvement(treated: np.ndarray, counterfactual: np.ndarray, size, measure: str) -> np.ndarray:
+    """Measured improvement of treated over counterfactual counts.
+
+    ``difference``: ``(t - c) / size`` (share of the group); ``relative_increase``: ``(t - c) / c``;
+    ``relative_reduction``: ``(c - t) / c`` (for outcomes that should fall, e.g. reconvictions).
+    With ``c == 0`` a relative measure is +inf, 0 or -inf by the sign of the difference.
+    """
+    if measure == "difference":
+        return (treated - counterfactual) / size
+    diff = treated - counterfactual if measure == "relative_increase" else counterfactual - treated
+    safe = np.where(counterfactual > 0, counterfactual, 1.0)
+    at_zero = np.where(diff > 0, np.inf, np.where(diff < 0, -np.inf, 0.0))
+    return np.where(counterfactual > 0, diff / safe, at_zero)
+
+
+def net_events(treated, counterfactual, measure: str):
+    """Net events paid for: treated minus counterfactual, or counterfactual minus treated for reductions."""
+    return counterfactual - treated if measure == "relative_reduction" else treated - counterfactual
 
 
 def measure(contract: Contract, outcomes: Outcomes) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluator's measurement at each measurement month.
+    """Evaluator's measurement at each measurement month, pooled over cohorts.
 
     Returns
     -------
@@ -87,98 +169,312 @@ def measure(contract: Contract, outcomes: Outcomes) -> tuple[np.ndarray, np.ndar
     net_savings_measured : ndarray (paths, M)
         EUR of benefits avoided before each measurement month, treated minus counterfactual.
     """
-    months = np.array(contract.payer.measurement_months)
-    T = contract.horizon_months
-    net_events = outcomes.treated.events - outcomes.counterfactual_events()  # (P, C, K, T)
-    cum_events = np.cumsum(net_events.sum(axis=1), axis=-1)  # (P, K, T)
-    net_outcomes = cum_events[:, :, months - 1]
-    off_benefits = (outcomes.treated.employed - outcomes.counterfactual_employed()).sum(axis=1)  # (P, T)
-    cum_saved = np.cumsum(off_benefits * contract.savings.per_month(T)[None, :], axis=-1)
-    return net_outcomes, cum_saved[:, months - 1]
+    treated, cf = cumulative_counts(contract, outcomes)
+    return _measure_pooled(contract, treated.sum(axis=1), cf.sum(axis=1), outcomes)
 
 
-def payments_due(contract: Contract, net_outcomes: np.ndarray, measured_savings: np.ndarray) -> np.ndarray:
-    """Outcome payments falling due each month, (paths, months), under the formula and the payment cap."""
+def _monthly_net_saved(contract: Contract, outcomes: Outcomes, enrolled=None) -> np.ndarray:
+    """EUR of benefits avoided each month (treated minus counterfactual months off benefits), (P, T)."""
+    net = outcomes.treated.employed - outcomes.counterfactual_employed()  # (P, C, T)
+    if enrolled is not None:
+        net = net * enrolled[:, :, None]
+    return net.sum(axis=1) * contract.savings.per_month(contract.horizon_months)[None, :]
+
+
+def _measure_pooled(contract, treated, cf, outcomes, enrolled=None):
+    months = np.array(contract.payer.measurement_months, dtype=int)
+    net_outcomes = (treated - cf)[:, : len(OUTCOMES), months]
+    saved = np.zeros((treated.shape[0], contract.horizon_months + 1))
+    np.cumsum(_monthly_net_saved(contract, outcomes, enrolled), axis=1, out=saved[:, 1:])
+    return net_outcomes, saved[:, months]
+
+
+# --- 2. review ------------------------------------------------------------------------------
+def review_outcome(contract: Contract, treated: np.ndarray, cf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which paths terminate at the review, and which cohorts stay enrolled.
+
+    Returns
+    -------
+    terminated : ndarray (P,) bool
+    enrolled : ndarray (P, C) float
+        1 for cohorts that take part, 0 for cohorts that would have started after a termination.
+    """
+    P, C = treated.shape[:2]
+    review = contract.payer.review
+    if review is None:
+        return np.zeros(P, dtype=bool), np.ones((P, C))
+    k = MEASURABLE.index(review.outcome)
+    t = treated[:, :, k, review.month].sum(axis=1)
+    c = cf[:, :, k, review.month].sum(axis=1)
+    started = np.array([co.intake_month < review.month for co in contract.cohorts])
+    size = sum(co.size for co in contract.cohorts if co.intake_month < review.month)
+    terminated = improvement(t, c, max(size, 1), review.measure) < review.floor
+    enrolled = np.where(terminated[:, None] & ~started[None, :], 0.0, 1.0)
+    return terminated, enrolled
+
+
+# --- 3. payments due ------------------------------------------------------------------------
+def entitlement(contract: Contract, treated_pooled: np.ndarray, cf_pooled: np.ndarray,
+                measured_savings: np.ndarray, n_enrolled: np.ndarray) -> np.ndarray:
+    """Cumulative EUR earned at each measurement month, before high-water mark and cap, (P, M).
+
+    ``treated_pooled`` and ``cf_pooled`` are (P, 5, M) counts at the measurement months.
+    """
     payer = contract.payer
-    entitlement = np.einsum("pkm,k->pm", np.maximum(net_outcomes, 0.0), payer.prices)
-    entitlement += payer.savings_share * np.maximum(measured_savings, 0.0)
-    cumulative = np.maximum.accumulate(entitlement, axis=-1)  # high-water mark: no clawback
-    if payer.payment_cap is not None:
-        cumulative = np.minimum(cumulative, payer.payment_cap)
+    net = treated_pooled - cf_pooled
+    earned = np.einsum("pkm,k->pm", np.maximum(net[:, : len(OUTCOMES)], 0.0), payer.prices)
+    earned += payer.price("benefit_month_saved") * np.maximum(net[:, -1], 0.0)
+    planned_capital = contract.capital_calls().sum()
+    earned += payer.savings_share.entitlement(measured_savings, planned_capital)
+    for table in payer.tiers:
+        k = MEASURABLE.index(table.outcome)
+        imp = improvement(treated_pooled[:, k], cf_pooled[:, k], n_enrolled[:, None], table.measure)
+        earned += table.amount(imp)
+    return earned
+
+
+def payments_due(contract: Contract, net_outcomes: np.ndarray, measured_savings: np.ndarray,
+                 earned: np.ndarray | None = None, measured=None) -> np.ndarray:
+    """Outcome payments falling due each month from the measurement schedule, (P, T), before the cap.
+
+    ``earned`` (P, M) is the cumulative entitlement (see :func:`entitlement`); when omitted it is the
+    rate card on ``net_outcomes`` plus the savings share.  ``measured`` (P, M) bool marks the
+    measurements that take place (False after an early termination).
+    """
+    payer = contract.payer
+    if earned is None:
+        earned = np.einsum("pkm,k->pm", np.maximum(net_outcomes, 0.0), payer.prices)
+        earned = earned + payer.savings_share.entitlement(measured_savings, contract.capital_calls().sum())
+    if measured is not None:
+        earned = np.where(measured, earned, -np.inf)
+    cumulative = np.maximum(np.maximum.accumulate(earned, axis=-1), 0.0)  # high-water mark: no clawback
     per_measurement = np.diff(cumulative, axis=-1, prepend=0.0)
-    due = np.zeros((net_outcomes.shape[0], contract.horizon_months))
-    pay_months = np.array(payer.measurement_months) + payer.payment_lag_months
-    np.add.at(due, (slice(None), pay_months), per_measurement)  # pay months are distinct: plain add
+    due = np.zeros((earned.shape[0], contract.horizon_months))
+    pay_months = np.array(payer.measurement_months, dtype=int) + payer.payment_lag_months
+    due[:, pay_months] += per_measurement  # measurement months are distinct, so are pay months
     return due
 
 
-def distribute(contract: Contract, calls: np.ndarray, due: np.ndarray) -> np.ndarray:
-    """Pass payments to investors by seniority, pro rata within a class, within return caps.
+def trigger_payments(contract: Contract, treated: np.ndarray, cf: np.ndarray, enrolled: np.ndarray,
+                     terminated: np.ndarray, review_month: int | None) -> np.ndarray:
+    """Early per-cohort and final pooled payments of the cohort trigger, (P, T)."""
+    P = treated.shape[0]
+    due = np.zeros((P, contract.horizon_months))
+    trigger = contract.payer.trigger
+    if trigger is None:
+        return due
+    k = MEASURABLE.index(trigger.outcome)
+    lag = contract.payer.payment_lag_months
+    cohort_months, final = contract.trigger_months
+    sizes = np.array([c.size for c in contract.cohorts], dtype=float)
+
+    def held(month):  # measurements after a termination do not take place
+        return ~terminated if review_month is not None and month > review_month else np.ones(P, dtype=bool)
+
+    # Each cohort is measured on its own follow-up window (events before intake are zero).
+    t = treated[:, np.arange(len(sizes)), k, cohort_months] * enrolled
+    c = cf[:, np.arange(len(sizes)), k, cohort_months] * enrolled
+    early_paid = np.zeros(P)
+    for j, month in enumerate(cohort_months):
+        hit = (improvement(t[:, j], c[:, j], sizes[j], trigger.measure) >= trigger.cohort_threshold)
+        amount = np.where(hit & held(month) & (enrolled[:, j] > 0),
+                          trigger.price * np.maximum(net_events(t[:, j], c[:, j], trigger.measure), 0.0), 0.0)
+        due[:, month + lag] += amount
+        early_paid += amount
+    pooled_t, pooled_c = t.sum(axis=1), c.sum(axis=1)
+    pooled_size = (sizes[None, :] * enrolled).sum(axis=1)
+    hit = improvement(pooled_t, pooled_c, np.maximum(pooled_size, 1.0), trigger.measure) >= trigger.pooled_threshold
+    final_amount = trigger.price * np.maximum(net_events(pooled_t, pooled_c, trigger.measure), 0.0)
+    due[:, final + lag] += np.where(hit & held(final), np.maximum(final_amount - early_paid, 0.0), 0.0)
+    return due
+
+
+def apply_payment_cap(contract: Contract, due: np.ndarray) -> np.ndarray:
+    """Cap cumulative payments at ``payment_cap``, in time order, (P, T)."""
+    cap = contract.payer.payment_cap
+    if cap is None:
+        return due
+    return np.diff(np.minimum(np.cumsum(due, axis=1), cap), axis=1, prepend=0.0)
+
+
+# --- 5. vehicle: recycling ------------------------------------------------------------------
+def fund_delivery(needs: np.ndarray, received: np.ndarray, recycling: bool) -> tuple[np.ndarray, ...]:
+    """Decide how delivery is funded and when outcome money is released to investors.
 
     Parameters
     ----------
-    calls : ndarray (I, T)
+    needs : (P, T)
+        Delivery budget plus investor fees, EUR.
+    received : (P, T)
+        Outcome payments received, EUR.
+
+    Returns
+    -------
+    calls, recycled, released, cash : (P, T) each
+        Capital to call; outcome money spent on delivery; outcome money released for
+        distribution; outcome money held at the end of the month.
+    """
+    if not recycling:
+        zeros = np.zeros_like(received)
+        return needs, zeros, received, zeros
+    T = needs.shape[1]
+    delivery_ends = T - 1 - np.argmax(needs[:, ::-1] > 0, axis=1)  # last month with a need
+    calls, recycled, released, held = (np.zeros_like(received) for _ in range(4))
+    cash = np.zeros(received.shape[0])
+    for t in range(T):  # over months; vectorised over paths
+        cash = cash + received[:, t]
+        use = np.minimum(cash, needs[:, t])
+        recycled[:, t] = use
+        calls[:, t] = needs[:, t] - use
+        cash = cash - use
+        after = t >= delivery_ends
+        released[:, t] = np.where(after, cash, 0.0)
+        cash = np.where(after, 0.0, cash)
+        held[:, t] = cash
+    return calls, recycled, released, held
+
+
+# --- 6. waterfall -----------------------------------------------------------------------------
+def distribute(contract: Contract, calls: np.ndarray, due: np.ndarray) -> np.ndarray:
+    """Pass released cash to investors by seniority, pro rata within a class, within return caps.
+
+    Parameters
+    ----------
+    calls : ndarray (I, T) or (P, I, T)
         Capital calls per investor, EUR.
     due : ndarray (P, T)
-        Outcome payments available to distribute, EUR.
+        Cash available to distribute, EUR.
 
     Returns
     -------
     distributions : ndarray (P, I, T)
+        Grants (``repayable = False``) receive nothing.
     """
     P, T = due.shape
     investors = contract.investors
+    calls = np.broadcast_to(calls, (P,) + calls.shape[-2:])
     weights = np.array([i.commitment for i in investors])
-    monthly = np.array([np.inf if i.return_cap is None else (1.0 + i.return_cap) ** (1 / 12) - 1.0
-                        for i in investors])
-    capped = np.isfinite(monthly)
-    growth = np.where(capped, 1.0 + np.where(capped, monthly, 0.0), 1.0)
-    classes = sorted({i.seniority for i in investors})
-    balance = np.zeros((P, len(investors)))  # capped claim still outstanding
+    capped = np.array([i.return_cap is not None for i in investors])
+    growth = np.array([1.0 if i.return_cap is None else (1.0 + i.return_cap) ** (1 / 12) for i in investors])
+    repayable = np.array([i.repayable for i in investors])
+    classes = sorted({i.seniority for i in investors if i.repayable})
+    claim = np.zeros((P, len(investors)))  # capped claim still outstanding
     out = np.zeros((P, len(investors), T))
-    for t in range(T):  # loop over months (balances compound), vectorised over paths
-        balance = balance * growth + calls[:, t]
+    for t in range(T):  # over months (claims compound); vectorised over paths
+        claim = claim * growth + calls[:, :, t]
         left = due[:, t].copy()
         if not left.any():
             continue
-        room = np.where(capped, balance, np.inf)
-        paid = np.zeros_like(balance)
+        room = np.where(capped, np.maximum(claim, 0.0), np.inf)
+        paid = np.zeros_like(claim)
         for seniority in classes:
-            members = np.array([i.seniority == seniority for i in investors])
+            members = np.array([i.seniority == seniority for i in investors]) & repayable
             # Water-filling: share pro rata; what a capped investor cannot take goes round again.
             for _ in range(int(members.sum())):
                 open_ = members & (room - paid > 1e-9)  # (P, I)
                 w = np.where(open_, weights, 0.0)
                 total = w.sum(axis=1, keepdims=True)
                 share = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
-                # Clamped at 0: float round-off (a claim overshot by an ulp, or a residual
-                # ``left`` a hair below 0) must never turn into a negative distribution.
+                # Clamp round-off: a capped room may sit a rounding step below zero, and the
+                # remainder may come out a rounding step negative; neither may pay out < 0.
                 give = np.minimum(left[:, None] * share, np.maximum(room - paid, 0.0))
                 paid += give
                 left = np.maximum(left - give.sum(axis=1), 0.0)
         out[:, :, t] = paid
-        balance = balance - paid
+        claim = claim - paid
     return out
 
 
+# --- 7. guarantees ---------------------------------------------------------------------------
+def guarantee_payouts(contract: Contract, calls: np.ndarray, distributions: np.ndarray,
+                      month: int) -> tuple[np.ndarray, np.ndarray]:
+    """Guarantors' cover of principal losses, paid at ``month``.
+
+    Returns
+    -------
+    to_investors : (P, I, T)
+    by_guarantee : (G, P, T)
+    """
+    P, I, T = distributions.shape
+    to_investors = np.zeros((P, I, T))
+    by_guarantee = np.zeros((len(contract.guarantees), P, T))
+    loss = np.maximum(calls.sum(axis=2) - distributions.sum(axis=2), 0.0)  # (P, I)
+    names = [i.name for i in contract.investors]
+    for g, guarantee in enumerate(contract.guarantees):
+        covered = np.array([n in guarantee.investors for n in names])
+        cover = guarantee.share * loss * covered  # (P, I)
+        if guarantee.cap is not None:
+            total = cover.sum(axis=1, keepdims=True)
+            scale = np.divide(guarantee.cap, total, out=np.ones_like(total), where=total > guarantee.cap)
+            cover = cover * np.minimum(scale, 1.0)
+        to_investors[:, :, month] += cover
+        by_guarantee[g, :, month] = cover.sum(axis=1)
+    return to_investors, by_guarantee
+
+
+# --- all together -------------------------------------------------------------------------------
 def settle(contract: Contract, outcomes: Outcomes) -> Cashflows:
-    """Turn simulated outcomes into every party's monthly ledger."""
+    """Turn simulated (or observed) outcomes into every party's monthly ledger."""
     T = contract.horizon_months
-    net_outcomes, measured_savings = measure(contract, outcomes)
-    due = payments_due(contract, net_outcomes, measured_savings)
-    calls = contract.capital_calls()
-    distributions = distribute(contract, calls, due)
-    paid = distributions.sum(axis=1)
-    off_benefits = (outcomes.treated.employed - outcomes.counterfactual_employed()).sum(axis=1)
+    P = outcomes.n_paths
+    payer = contract.payer
+    treated, cf = cumulative_counts(contract, outcomes)  # (P, C, 5, T + 1)
+
+    terminated, enrolled = review_outcome(contract, treated, cf)
+    treated = treated * enrolled[:, :, None, None]
+    cf = cf * enrolled[:, :, None, None]
+    review_month = payer.review.month if payer.review is not None else None
+    active = np.ones((P, T))  # months in which the contract still runs
+    if review_month is not None:
+        active[terminated, review_month:] = 0.0
+
+    months = np.array(payer.measurement_months, dtype=int)
+    treated_pooled, cf_pooled = treated.sum(axis=1), cf.sum(axis=1)
+    net_outcomes, measured_savings = _measure_pooled(contract, treated_pooled, cf_pooled, outcomes, enrolled)
+    sizes = np.array([c.size for c in contract.cohorts], dtype=float)
+    n_enrolled = (enrolled * sizes[None, :]).sum(axis=1)
+    due = np.zeros((P, T))
+    if len(months):
+        earned = entitlement(contract, treated_pooled[:, :, months], cf_pooled[:, :, months],
+                             measured_savings, n_enrolled)
+        measured = np.ones((P, len(months)), dtype=bool)
+        if review_month is not None:
+            measured &= ~(terminated[:, None] & (months[None, :] > review_month))
+        due += payments_due(contract, net_outcomes, measured_savings, earned=earned, measured=measured)
+    due += trigger_payments(contract, treated, cf, enrolled, terminated, review_month)
+    due = apply_payment_cap(contract, due)
+
+    defaulted = np.zeros((P, T))
+    if outcomes.payer_default is not None:
+        pay_months = np.array(contract.payment_months, dtype=int)
+        defaulted[:, pay_months] = due[:, pay_months] * outcomes.payer_default
+    received = due - defaulted
+
+    provider_funding = contract.provider_budget.to_array(T)[None, :] * active
+    investor_fees = contract.fee_schedule("investors")[None, :] * active
+    call_total, recycled, released, cash = fund_delivery(provider_funding + investor_fees, received,
+                                                         contract.recycling)
+    calls = contract.call_weights[None, :, None] * call_total[:, None, :]
+    distributions = distribute(contract, calls, released)
+    retained = released - distributions.sum(axis=1)
+    payout_month = min(max(max(contract.payment_months, default=0), contract.provider_budget.last_month), T - 1)
+    to_investors, by_guarantee = guarantee_payouts(contract, calls, distributions, payout_month)
     return Cashflows(
         capital_calls=calls,
         distributions=distributions,
+        guarantee_payouts=to_investors,
+        guarantor_payments=by_guarantee,
         outcome_payments_due=due,
-        outcome_payments=paid,
-        retained_by_payer=due - paid,
-        gross_savings=off_benefits * contract.savings.per_month(T)[None, :],
+        defaulted_by_payer=defaulted,
+        retained_by_payer=retained,
+        outcome_payments=received - retained,
+        recycled=recycled,
+        vehicle_cash=cash,
+        gross_savings=_monthly_net_saved(contract, outcomes, enrolled),
+        provider_funding=provider_funding,
+        investor_fees=investor_fees,
         payer_fees=contract.fee_schedule("payer"),
-        investor_fees=contract.fee_schedule("investors"),
-        provider_funding=contract.provider_budget.to_array(T),
         measured_outcomes=net_outcomes,
+        terminated=terminated,
+        payer_guarantee_mask=np.array([g.guarantor == payer.name for g in contract.guarantees], dtype=bool),
     )

@@ -1,4 +1,4 @@
-"""Command line: ``sibsim run``, ``sibsim validate``.
+"""Command line: ``sibsim run``, ``sibsim settle``, ``sibsim validate``.
 
 Errors in input files are printed as ``file: field: rule`` lines (exit code 2),
 never as tracebacks.
@@ -131,6 +131,40 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_settle(args) -> int:
+    from .output import check_output_dir, write_outputs
+    from .settlement import settle
+
+    scenario = Path(args.scenario)
+    contract = load_scenario(scenario)
+    result = settle(contract, args.observed)
+    with pd_options():
+        print(f"{contract.title}: settlement of {args.observed}")
+        print("\nPayment schedule (EUR):")
+        print(result.schedule.round(2).to_string())
+        print("\nInvestors:")
+        print(result.investors.to_string(formatters={
+            "capital_called": "{:,.2f}".format, "received": "{:,.2f}".format,
+            "multiple": "{:.4f}".format, "irr": lambda v: "n/a" if v != v else f"{v:.4%}"}))
+    if args.out:
+        out = Path(args.out)
+        check_output_dir(out, scenario, args.force)
+        manifest = {"sibsim_version": __version__, "scenario_path": str(scenario.resolve()),
+                    "observed_path": str(Path(args.observed).resolve()), "title": contract.title}
+        write_outputs(out, {
+            "schedule.csv": lambda p: result.schedule.to_csv(p, float_format="%.2f"),
+            "investors.csv": lambda p: result.investors.to_csv(p),
+        }, manifest)
+        print(f"\nwrote schedule.csv, investors.csv to {out}/")
+    return 0
+
+
+def pd_options():
+    import pandas as pd
+
+    return pd.option_context("display.width", 200, "display.max_columns", 50)
+
+
 def cmd_validate(args) -> int:
     status = 0
     for name in args.files:
@@ -182,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("--quiet", action="store_true", help="print nothing")
     run.set_defaults(func=cmd_run)
+
+    st = sub.add_parser("settle", help="payment calculator: who is paid what and when, from observed outcomes")
+    st.add_argument("scenario", help="scenario TOML file")
+    st.add_argument("observed", help="observed outcomes (.toml or .csv; see sibsim.observed)")
+    st.add_argument("--out", help="also write schedule.csv and investors.csv here")
+    st.add_argument("--force", action="store_true", help="replace an output directory of another scenario")
+    st.set_defaults(func=cmd_settle)
 
     val = sub.add_parser("validate", help="check scenario files and list every problem")
     val.add_argument("files", nargs="+")

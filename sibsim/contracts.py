@@ -128,6 +128,8 @@ class Investor:
         the investor's IRR above it; the rest stays with the payer.  None: no cap.
     seniority : int
         1 is paid first; investors of equal seniority share pro rata.
+    repayable : bool
+        False for a grant: the money is called like any capital but never paid back.
     """
 
     name: str
@@ -135,6 +137,23 @@ class Investor:
     investor_class: str = "senior"
     return_cap: float | None = None
     seniority: int = 1
+    repayable: bool = True
+
+
+@dataclass(frozen=True)
+class Guarantee:
+    """A guarantor covering a share of the principal losses of some investors.
+
+    At the final payment month each covered investor's loss (capital called
+    less distributions received, if positive) is covered at ``share``; the
+    guarantor pays at most ``cap`` EUR in all (pro rata when it binds).  A
+    guarantee by the outcome payer is *capital protection*.
+    """
+
+    guarantor: str
+    investors: tuple[str, ...]
+    share: float
+    cap: float | None = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +187,92 @@ class Fee:
     schedule: Schedule
 
 
+#: Improvement measures: how treated counts ``t`` compare with counterfactual counts ``c`` in a group of ``n``.
+MEASURES = ("difference", "relative_increase", "relative_reduction")
+#: What tier tables, triggers and reviews can measure: an outcome, or months off benefits.
+MEASURABLE = OUTCOMES + ("benefit_months",)
+
+
+@dataclass(frozen=True)
+class SavingsShare:
+    """Share of measured savings paid: ``rate`` until ``switch_multiple`` x capital called is paid, then ``rate_after``.
+
+    ``switch_multiple = 1.2`` means: until principal plus 20 % has been paid.  None: one rate throughout.
+    """
+
+    rate: float = 0.0
+    switch_multiple: float | None = None
+    rate_after: float = 0.0
+
+    def entitlement(self, savings: np.ndarray, capital: np.ndarray | float) -> np.ndarray:
+        """EUR owed on cumulative measured ``savings`` (EUR) given the ``capital`` called (EUR)."""
+        savings = np.maximum(savings, 0.0)
+        first = self.rate * savings
+        if self.switch_multiple is None or self.rate == 0:
+            return first
+        switch = self.switch_multiple * np.asarray(capital, dtype=float)
+        # Savings at which the first tier is used up: switch / rate.
+        return np.where(first <= switch, first, switch + self.rate_after * (savings - switch / self.rate))
+
+
+@dataclass(frozen=True)
+class TierTable:
+    """Payment (EUR, cumulative) as a step or piecewise-linear function of a measured improvement.
+
+    ``improvement`` is ``measure`` of ``outcome`` pooled over all cohorts (see :data:`MEASURES`);
+    nothing is paid below ``minimum``.  ``points`` are ``(improvement, EUR)`` with increasing
+    improvements; ``step``: the amount of the highest point reached; ``linear``: interpolated
+    between points, flat beyond the last.
+    """
+
+    outcome: str
+    measure: str
+    points: tuple[tuple[float, float], ...]
+    interpolation: str = "step"
+    minimum: float = 0.0
+
+    def amount(self, improvement: np.ndarray) -> np.ndarray:
+        x = np.array([p[0] for p in self.points])
+        y = np.array([p[1] for p in self.points])
+        imp = np.nan_to_num(improvement, nan=-np.inf, posinf=np.inf)
+        if self.interpolation == "step":
+            idx = np.searchsorted(x, imp, side="right") - 1
+            out = np.where(idx >= 0, y[np.clip(idx, 0, None)], 0.0)
+        else:
+            out = np.where(imp >= x[0], np.interp(np.clip(imp, x[0], x[-1]), x, y), 0.0)
+        return np.where(imp >= self.minimum, out, 0.0)
+
+
+@dataclass(frozen=True)
+class CohortTrigger:
+    """Peterborough-style payment: per cohort early, else pooled at the end.
+
+    Each cohort is measured ``follow_up_months`` after its intake, on events within that
+    follow-up.  If its improvement reaches ``cohort_threshold``, it is paid early:
+    ``price`` per net event (for ``relative_reduction``: per event avoided).  At the final
+    measurement (the last cohort's), if the pooled improvement reaches ``pooled_threshold``,
+    the pooled net events are paid, less what was paid early.
+    """
+
+    outcome: str
+    measure: str
+    follow_up_months: int
+    cohort_threshold: float
+    pooled_threshold: float
+    price: float
+
+
+@dataclass(frozen=True)
+class Review:
+    """Early termination: at ``month``, if ``measure`` of ``outcome`` (pooled, so far) is below ``floor``,
+    the contract ends: no later intake, capital calls or measurements."""
+
+    month: int
+    outcome: str
+    measure: str
+    floor: float
+
+
 @dataclass(frozen=True)
 class OutcomePayer:
     """The public body paying for measured outcomes.
@@ -175,24 +280,38 @@ class OutcomePayer:
     Parameters
     ----------
     rate_card : tuple of (outcome, EUR)
-        Price per net outcome (treated minus comparison group, scaled to the
-        treated group's size), for outcomes in :data:`OUTCOMES`.
-    savings_share : float
-        Share of *measured* savings (benefit months avoided x benefit) paid on top.
+        Price per net outcome (treated minus counterfactual, scaled to the treated
+        group's size), for outcomes in :data:`OUTCOMES`, plus ``benefit_month_saved``
+        (EUR per net month off benefits).
+    savings_share : SavingsShare
+        Share of *measured* savings (benefit months avoided x benefit) paid.
+    tiers : tuple of TierTable
+        Amounts by measured improvement, added to the rate card.
+    trigger : CohortTrigger or None
+        Per-cohort / pooled threshold payments (paid on their own dates).
     payment_cap : float or None
         Maximum total outcome payments over the contract, EUR.
     measurement_months : tuple of int
         Months at which the evaluator counts outcomes achieved *before* that month.
     payment_lag_months : int
         Months between a measurement and the payment.
+    default_probability : float
+        Probability that the payer does not pay a payment when it falls due
+        (appropriation risk), independently for each payment.
+    review : Review or None
+        Early termination test.
     """
 
     name: str
     rate_card: tuple[tuple[str, float], ...]
-    savings_share: float
+    savings_share: SavingsShare
     payment_cap: float | None
     measurement_months: tuple[int, ...]
     payment_lag_months: int
+    tiers: tuple[TierTable, ...] = ()
+    trigger: CohortTrigger | None = None
+    default_probability: float = 0.0
+    review: Review | None = None
 
     def price(self, outcome: str) -> float:
         return dict(self.rate_card).get(outcome, 0.0)
@@ -236,10 +355,18 @@ class Savings:
 
 @dataclass(frozen=True)
 class ComparisonGroup:
-    """The evaluator's comparison group: ``size_ratio`` members per treated participant, per cohort."""
+    """The counterfactual: what would have happened to the participants without the programme.
+
+    ``method = "comparison_group"``: the evaluator follows ``size_ratio`` comparison
+    members per treated participant, per cohort, simulated alongside (a small group
+    adds measurement noise).  ``method = "expected"``: a modelled counterfactual,
+    e.g. an expected benefit duration model: the exact expectation of ``journey``
+    for the treated group's size, without sampling noise.
+    """
 
     size_ratio: float
     journey: Journey
+    method: str = "comparison_group"
 
 
 @dataclass(frozen=True)
@@ -262,6 +389,8 @@ class Contract:
     investor_discount_rate: float = 0.0
     public_discount_rate: float = 0.0
     primary_outcome: str = "job_sustained"
+    guarantees: tuple[Guarantee, ...] = ()
+    recycling: bool = False
     meta: tuple[tuple[str, object], ...] = field(default=(), compare=False)
     source: str = field(default="", compare=False)
 
@@ -269,7 +398,7 @@ class Contract:
     @property
     def horizon_months(self) -> int:
         """Months in every ledger: term, tail, last payment and last fee all fit."""
-        last_payment = max(self.payer.measurement_months) + self.payer.payment_lag_months
+        last_payment = max(self.payment_months, default=-1)
         last_fee = max((f.schedule.last_month for f in self.fees), default=-1)
         return max(
             self.term_months + self.tail_months,
@@ -277,6 +406,25 @@ class Contract:
             self.provider_budget.last_month + 1,
             last_fee + 1,
         )
+
+    @property
+    def trigger_months(self) -> tuple[np.ndarray, int] | None:
+        """Measurement month of each cohort under the cohort trigger, and the final (pooled) one."""
+        trigger = self.payer.trigger
+        if trigger is None:
+            return None
+        months = np.array([c.intake_month for c in self.cohorts]) + trigger.follow_up_months
+        return months, int(months.max())
+
+    @property
+    def payment_months(self) -> tuple[int, ...]:
+        """Every month in which an outcome payment can fall due."""
+        lag = self.payer.payment_lag_months
+        months = {m + lag for m in self.payer.measurement_months}
+        if self.trigger_months is not None:
+            cohort_months, final = self.trigger_months
+            months |= {int(m) + lag for m in cohort_months} | {final + lag}
+        return tuple(sorted(months))
 
     @property
     def n_participants(self) -> int:
@@ -301,12 +449,17 @@ class Contract:
                 out += fee.schedule.to_array(T)
         return out
 
+    @property
+    def call_weights(self) -> np.ndarray:
+        """Each investor's share of every capital call (pro rata to commitments), shape ``(investors,)``."""
+        return np.array([i.commitment for i in self.investors]) / self.total_commitment
+
     def capital_calls(self) -> np.ndarray:
-        """EUR called from each investor per month, shape ``(investors, months)``.
+        """Planned EUR called from each investor per month, shape ``(investors, months)``.
 
         Calls follow the provider's budget plus the fees borne by investors,
-        split pro rata to commitments.
+        split pro rata to commitments.  Recycled outcome payments and early
+        termination can only lower them (see :func:`sibsim.cashflows.settle`).
         """
         needs = self.provider_budget.to_array(self.horizon_months) + self.fee_schedule("investors")
-        weights = np.array([i.commitment for i in self.investors]) / self.total_commitment
-        return weights[:, None] * needs[None, :]
+        return self.call_weights[:, None] * needs[None, :]

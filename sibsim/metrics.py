@@ -28,14 +28,17 @@ PATH_COLUMNS = {
     "investor_npv": "NPV of investor cash flows at analysis.investor_discount_rate, EUR",
     "investor_loss": "capital called not returned (nominal), EUR; 0 when fully repaid",
     "capital_called": "capital paid in by investors, EUR",
-    "distributions": "cash paid out to investors, EUR",
+    "distributions": "cash paid out to investors, incl. guarantee payouts, EUR",
     "outcome_payments": "outcome payments made by the payer, EUR",
     "retained_by_payer": "payments due but above the investors' return caps, never paid, EUR",
+    "defaulted_by_payer": "payments due that the payer did not pay (appropriation risk), EUR",
+    "guarantee_payouts": "principal losses covered by guarantors (incl. capital protection), EUR",
+    "terminated": "the contract ended early at its review",
     "gross_savings": "benefit payments avoided (treated minus counterfactual), EUR",
     "net_savings": "gross savings less outcome payments and payer-borne fees, EUR",
     "payer_npv": "NPV of the payer's net savings at analysis.public_discount_rate, EUR",
     "primary_outcomes": "treated participants reaching the primary outcome within the term",
-    "net_primary_outcomes": "primary outcomes measured net of the counterfactual at the last measurement",
+    "net_primary_outcomes": "primary outcomes within the term, treated minus counterfactual",
     "investor_payback_month": "first month by which cumulative distributions reach the capital called; empty if never",
     "payer_payback_month": "month from which the payer's cumulative net savings stay >= 0; empty if never",
 }
@@ -51,9 +54,11 @@ def _payback(cumulative: np.ndarray, target: np.ndarray | float) -> np.ndarray:
 
 def path_metrics(contract: Contract, cash: Cashflows, outcomes: Outcomes) -> pd.DataFrame:
     """One row per path with the measures in :data:`PATH_COLUMNS`."""
-    called = cash.capital_calls.sum()
-    distributed = cash.distributions.sum(axis=(1, 2))
-    investor_net = cash.investor_net
+    calls = cash.capital_calls.sum(axis=1)  # (P, T)
+    called = calls.sum(axis=1)
+    received = cash.distributions.sum(axis=1) + cash.guarantee_payouts.sum(axis=1)  # (P, T)
+    distributed = received.sum(axis=1)
+    investor_net = received - calls
     rate = irr(investor_net)
     net = cash.net_savings
     cum_net = np.cumsum(net, axis=1)
@@ -63,23 +68,30 @@ def path_metrics(contract: Contract, cash: Cashflows, outcomes: Outcomes) -> pd.
     payer_payback = np.where(negative[:, -1], np.nan, last_negative + 1.0)
     k = OUTCOMES.index(contract.primary_outcome)
     term = contract.term_months
+    primary = outcomes.treated.events[:, :, k, :term].sum(axis=(1, 2))
+    counterfactual = outcomes.counterfactual_events()[:, :, k, :term].sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        moic = np.where(called > 0, distributed / np.where(called > 0, called, 1.0), np.nan)
     frame = pd.DataFrame({
         "investor_irr": rate.rate,
         "irr_status": pd.Categorical.from_codes(rate.status, categories=[STATUS_LABELS[i] for i in
                                                                           sorted(STATUS_LABELS)]),
-        "investor_moic": distributed / called,
+        "investor_moic": moic,
         "investor_npv": npv(investor_net, contract.investor_discount_rate),
         "investor_loss": np.maximum(called - distributed, 0.0),
-        "capital_called": np.full(len(distributed), called),
+        "capital_called": called,
         "distributions": distributed,
         "outcome_payments": cash.outcome_payments.sum(axis=1),
         "retained_by_payer": cash.retained_by_payer.sum(axis=1),
+        "defaulted_by_payer": cash.defaulted_by_payer.sum(axis=1),
+        "guarantee_payouts": cash.guarantee_payouts.sum(axis=(1, 2)),
+        "terminated": cash.terminated,
         "gross_savings": cash.gross_savings.sum(axis=1),
         "net_savings": net.sum(axis=1),
         "payer_npv": npv(net, contract.public_discount_rate),
-        "primary_outcomes": outcomes.treated.events[:, :, k, :term].sum(axis=(1, 2)),
-        "net_primary_outcomes": cash.measured_outcomes[:, k, -1],
-        "investor_payback_month": _payback(np.cumsum(cash.distributions.sum(axis=1), axis=1), called),
+        "primary_outcomes": primary,
+        "net_primary_outcomes": primary - counterfactual,
+        "investor_payback_month": _payback(np.cumsum(received, axis=1), called[:, None]),
         "payer_payback_month": payer_payback,
     })
     for col in ("investor_payback_month", "payer_payback_month"):
@@ -171,9 +183,12 @@ def summarise(paths: pd.DataFrame, outcome_shares: dict[str, np.ndarray]) -> pd.
         ("investors", "cvar05_net_result", "EUR", _cvar(investor_result)),
         ("investors", "expected_npv", "EUR", _mean(paths["investor_npv"])),
         ("investors", "expected_distributions", "EUR", _mean(paths["distributions"])),
-        ("investors", "capital_called", "EUR", (float(paths["capital_called"].iloc[0]), 0.0)),
+        ("investors", "expected_capital_called", "EUR", _mean(paths["capital_called"])),
+        ("investors", "expected_guarantee_payouts", "EUR", _mean(paths["guarantee_payouts"])),
         ("payer", "expected_outcome_payments", "EUR", _mean(paths["outcome_payments"])),
         ("payer", "expected_retained_above_caps", "EUR", _mean(paths["retained_by_payer"])),
+        ("payer", "expected_defaulted", "EUR", _mean(paths["defaulted_by_payer"])),
+        ("payer", "probability_terminated_early", "probability", _prob(paths["terminated"].to_numpy())),
         ("payer", "expected_gross_savings", "EUR", _mean(paths["gross_savings"])),
         ("payer", "expected_net_savings", "EUR", _mean(paths["net_savings"])),
         ("payer", "net_savings_p05", "EUR", _quantile(paths["net_savings"], 0.05)),

@@ -61,6 +61,9 @@ class Outcomes:
 
     treated: GroupOutcomes
     comparison: GroupOutcomes
+    #: (paths, payment months) True where the payer does not pay a payment due
+    #: (in :attr:`Contract.payment_months` order); None when the payer never defaults.
+    payer_default: np.ndarray | None = None
 
     @property
     def n_paths(self) -> int:
@@ -213,22 +216,35 @@ def simulate_group(
 
 
 def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator) -> Outcomes:
-    """Draw parameters and journeys for the treated group and the comparison group.
+    """Draw parameters and journeys for the treated group and the counterfactual.
 
     Draw order (fixed, part of reproducibility): treated parameters, comparison
-    parameters, treated journeys, comparison journeys.
+    parameters, treated journeys, comparison journeys (only for a comparison
+    group; a modelled counterfactual is an exact expectation), payer defaults
+    (only when the payer can default).
     """
     intake = np.array([c.intake_month for c in contract.cohorts])
     treated_sizes = np.array([c.size for c in contract.cohorts], dtype=np.int64)
-    comparison_sizes = contract.comparison_sizes
     treated_params = draw_parameters(contract.journey, rng, n_paths)
     comparison_params = draw_parameters(contract.comparison.journey, rng, n_paths)
-    common = dict(n_months=contract.horizon_months, sustained_job_months=contract.sustained_job_months, rng=rng)
+    common = dict(n_months=contract.horizon_months, sustained_job_months=contract.sustained_job_months)
     t_events, t_employed = simulate_group(treated_params, contract.journey.max_training_months,
-                                          intake, treated_sizes, **common)
-    c_events, c_employed = simulate_group(comparison_params, contract.comparison.journey.max_training_months,
-                                          intake, comparison_sizes, **common)
+                                          intake, treated_sizes, rng=rng, **common)
+    if contract.comparison.method == "expected":
+        from .expectation import expected_group
+
+        comparison_sizes = treated_sizes
+        c_events, c_employed = expected_group(comparison_params, contract.comparison.journey.max_training_months,
+                                              intake, comparison_sizes, **common)
+    else:
+        comparison_sizes = contract.comparison_sizes
+        c_events, c_employed = simulate_group(comparison_params, contract.comparison.journey.max_training_months,
+                                              intake, comparison_sizes, rng=rng, **common)
+    default = None
+    if contract.payer.default_probability > 0:
+        default = rng.random((n_paths, len(contract.payment_months))) < contract.payer.default_probability
     return Outcomes(
         treated=GroupOutcomes(t_events, t_employed, treated_sizes, treated_params),
         comparison=GroupOutcomes(c_events, c_employed, comparison_sizes, comparison_params),
+        payer_default=default,
     )

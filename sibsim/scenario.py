@@ -16,18 +16,25 @@ from pathlib import Path
 
 from .contracts import (
     JOURNEY_PROBABILITIES,
+    MEASURABLE,
+    MEASURES,
     OUTCOMES,
     BenefitBand,
     Cohort,
+    CohortTrigger,
     ComparisonGroup,
     Contract,
     Fee,
+    Guarantee,
     Investor,
     Journey,
     OutcomePayer,
     Prior,
+    Review,
     Savings,
+    SavingsShare,
     Schedule,
+    TierTable,
 )
 from .errors import ScenarioError
 
@@ -138,6 +145,22 @@ class _Checker:
                 return None
         return value
 
+    def boolean(self, data: dict, key: str, field: str, default: bool):
+        value = data.get(key, default)
+        if not isinstance(value, bool):
+            self.problem(_join(field, key), f"must be true or false, got {_describe(value)}")
+            return None
+        return value
+
+    def choice(self, data: dict, key: str, field: str, options, default=_MISSING):
+        value = data.get(key, default)
+        if value is _MISSING:
+            return None
+        if value not in options:
+            self.problem(_join(field, key), f"must be one of {', '.join(options)}, got {_describe(value)}")
+            return None
+        return value
+
     def probability(self, value, field: str):
         return self.check_number(value, field, ge=0, le=1)
 
@@ -235,7 +258,128 @@ def _join(field: str, key: str) -> str:
 _TOP = {
     "meta": True, "term": True, "investors": True, "provider": True, "fees": False, "payer": True,
     "savings": True, "cohorts": True, "journey": True, "comparison": True, "analysis": False,
+    "guarantees": False,
 }
+RATE_CARD_KEYS = OUTCOMES + ("benefit_month_saved", "benefit_day_saved")
+DAYS_PER_MONTH = 365.25 / 12
+COUNTERFACTUAL_METHODS = ("comparison_group", "expected")
+
+
+def _savings_share(c: _Checker, value, field: str) -> SavingsShare | None:
+    """A number (one rate) or ``{rate, switch_multiple, rate_after}``."""
+    if isinstance(value, dict):
+        t = c.table(value, field, required=("rate",), optional=("switch_multiple", "rate_after"))
+        if t is None:
+            return None
+        rate = c.number(t, "rate", field, ge=0, le=1)
+        switch = c.number(t, "switch_multiple", field, default=None, gt=0, le=100)
+        after = c.number(t, "rate_after", field, default=0.0, ge=0, le=1)
+        if "rate_after" in t and "switch_multiple" not in t:
+            c.problem(_join(field, "rate_after"), "needs switch_multiple (the multiple of capital after which it applies)")
+            return None
+        if None in (rate, after) or ("switch_multiple" in t and switch is None):
+            return None
+        if switch is not None and after > rate:
+            c.problem(_join(field, "rate_after"), f"must be <= rate ({rate:g}): the share falls once principal "
+                      f"and return are paid, got {after:g}")
+            return None
+        return SavingsShare(float(rate), None if switch is None else float(switch), float(after))
+    rate = c.check_number(value, field, ge=0, le=1)
+    return None if rate is None else SavingsShare(float(rate))
+
+
+def _tier(c: _Checker, item, field: str) -> TierTable | None:
+    t = c.table(item, field, required=("outcome", "measure", "points"), optional=("interpolation", "minimum"))
+    if t is None:
+        return None
+    outcome = c.choice(t, "outcome", field, MEASURABLE)
+    measure = c.choice(t, "measure", field, MEASURES)
+    interpolation = c.choice(t, "interpolation", field, ("step", "linear"), default="step")
+    points = []
+    raw = t.get("points")
+    if "points" in t:
+        if not isinstance(raw, list) or not raw:
+            c.problem(_join(field, "points"), f"must be a non-empty array of [improvement, EUR] pairs, got {_describe(raw)}")
+            return None
+        for j, pair in enumerate(raw):
+            f = f"{field}.points[{j}]"
+            if not isinstance(pair, list) or len(pair) != 2:
+                c.problem(f, f"must be an [improvement, EUR] pair, got {_describe(pair)}")
+                return None
+            x = c.check_number(pair[0], f"{f}[0]", ge=-1e6, le=1e6)
+            y = c.check_number(pair[1], f"{f}[1]", ge=0, le=MAX_AMOUNT)
+            if x is None or y is None:
+                return None
+            points.append((float(x), float(y)))
+        for j in range(1, len(points)):
+            if points[j][0] <= points[j - 1][0]:
+                c.problem(f"{field}.points[{j}][0]", f"tiers overlap: improvements must increase strictly, "
+                          f"got {points[j][0]:g} after {points[j - 1][0]:g}")
+                return None
+            if points[j][1] < points[j - 1][1]:
+                c.problem(f"{field}.points[{j}][1]", f"payments must not fall as the improvement rises, "
+                          f"got {points[j][1]:g} after {points[j - 1][1]:g}")
+                return None
+    minimum = c.number(t, "minimum", field, default=points[0][0] if points else 0.0, ge=-1e6, le=1e6)
+    if None in (outcome, measure, interpolation, minimum) or not points:
+        return None
+    return TierTable(outcome, measure, tuple(points), interpolation, float(minimum))
+
+
+def _trigger(c: _Checker, item, field: str) -> CohortTrigger | None:
+    t = c.table(item, field, required=("outcome", "measure", "follow_up_months", "cohort_threshold",
+                                       "pooled_threshold", "price"))
+    if t is None:
+        return None
+    outcome = c.choice(t, "outcome", field, MEASURABLE)
+    measure = c.choice(t, "measure", field, MEASURES)
+    follow_up = c.number(t, "follow_up_months", field, integer=True, ge=1, le=MAX_MONTH)
+    cohort = c.number(t, "cohort_threshold", field, ge=-1e6, le=1e6)
+    pooled = c.number(t, "pooled_threshold", field, ge=-1e6, le=1e6)
+    price = c.number(t, "price", field, ge=0, le=MAX_AMOUNT)
+    if cohort is not None and pooled is not None and cohort < pooled:
+        c.problem(_join(field, "cohort_threshold"), f"thresholds out of order: the early per-cohort bar must be "
+                  f">= the pooled bar ({pooled:g}), got {cohort:g}")
+        return None
+    if None in (outcome, measure, follow_up, cohort, pooled, price):
+        return None
+    return CohortTrigger(outcome, measure, follow_up, float(cohort), float(pooled), float(price))
+
+
+def _review(c: _Checker, item, field: str, last_month: int) -> Review | None:
+    t = c.table(item, field, required=("month", "outcome", "measure", "floor"))
+    if t is None:
+        return None
+    month = c.number(t, "month", field, integer=True, ge=1, le=last_month)
+    outcome = c.choice(t, "outcome", field, MEASURABLE)
+    measure = c.choice(t, "measure", field, MEASURES)
+    floor = c.number(t, "floor", field, ge=-1e6, le=1e6)
+    if None in (month, outcome, measure, floor):
+        return None
+    return Review(month, outcome, measure, float(floor))
+
+
+def _guarantee(c: _Checker, item, field: str, names: set) -> Guarantee | None:
+    t = c.table(item, field, required=("guarantor", "investors", "share"), optional=("cap",))
+    if t is None:
+        return None
+    guarantor = c.string(t, "guarantor", field)
+    covered = t.get("investors")
+    ok = True
+    if "investors" in t:
+        if not isinstance(covered, list) or not covered or not all(isinstance(n, str) for n in covered):
+            c.problem(_join(field, "investors"), f"must be a non-empty array of investor names, got {_describe(covered)}")
+            ok = False
+        else:
+            for j, name in enumerate(covered):
+                if name not in names:
+                    c.problem(f"{field}.investors[{j}]", f"unknown investor {name!r} (known: {', '.join(sorted(n for n in names if n))})")
+                    ok = False
+    share = c.number(t, "share", field, gt=0, le=1)
+    cap = c.number(t, "cap", field, default=None, gt=0, le=MAX_AMOUNT)
+    if not ok or None in (guarantor, share):
+        return None
+    return Guarantee(guarantor, tuple(covered), float(share), None if cap is None else float(cap))
 
 
 def _journey(c: _Checker, data, field: str) -> Journey | None:
@@ -279,10 +423,12 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     # [[investors]]
     investors = []
     names = set()
+    protected: list[tuple[str, float, str]] = []  # (investor, share, field) protected by the payer
     investor_items = c.array_of_tables(g("investors"), "investors")
     for i, item in enumerate(investor_items):
         f = f"investors[{i}]"
-        t = c.table(item, f, required=("name", "commitment"), optional=("class", "return_cap", "seniority"))
+        t = c.table(item, f, required=("name", "commitment"),
+                    optional=("class", "return_cap", "seniority", "repayable", "capital_protection"))
         if t is None:
             continue
         name = c.string(t, "name", f)
@@ -293,11 +439,17 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
         klass = c.string(t, "class", f, default="senior")
         cap = c.number(t, "return_cap", f, default=None, ge=0, le=10)
         seniority = c.number(t, "seniority", f, default=1, integer=True, ge=1, le=100)
-        if None not in (name, commitment, klass, seniority):
-            investors.append(Investor(name, float(commitment), klass, None if cap is None else float(cap), seniority))
+        repayable = c.boolean(t, "repayable", f, default=klass != "grant")
+        protection = c.number(t, "capital_protection", f, default=0.0, ge=0, le=1)
+        if protection and name is not None:
+            protected.append((name, float(protection), _join(f, "capital_protection")))
+        if None not in (name, commitment, klass, seniority, repayable):
+            investors.append(Investor(name, float(commitment), klass, None if cap is None else float(cap),
+                                      seniority, repayable))
 
     # [provider]
-    provider = c.table(g("provider"), "provider", required=("name", "budget")) or {}
+    provider = c.table(g("provider"), "provider", required=("name", "budget"), optional=("recycling",)) or {}
+    recycling = c.boolean(provider, "recycling", "provider", default=False)
     provider_name = c.string(provider, "name", "provider")
     budget = c.schedule(provider, "budget", "provider")
     if budget is not None and term_months is not None and budget.last_month >= term_months:
@@ -325,27 +477,46 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
 
     # [payer]
     payer_given = isinstance(doc.get("payer"), dict)
-    p = c.table(g("payer"), "payer", required=("name", "measurement_months"),
-                optional=("payment_lag_months", "payment_cap", "savings_share", "rate_card")) or {}
+    p = c.table(g("payer"), "payer", required=("name",), optional=(
+        "measurement_months", "payment_lag_months", "payment_cap", "savings_share", "rate_card", "tiers",
+        "trigger", "default_probability", "review")) or {}
     payer_name = c.string(p, "name", "payer")
-    measurement = c.month_list(p, "measurement_months", "payer", lo=1, hi=last_month)
+    measurement = c.month_list(p, "measurement_months", "payer", lo=1, hi=last_month) if "measurement_months" in p else ()
     lag = c.number(p, "payment_lag_months", "payer", default=0, integer=True, ge=0, le=MAX_MONTH)
     cap = c.number(p, "payment_cap", "payer", default=None, gt=0, le=MAX_AMOUNT)
-    share = c.number(p, "savings_share", "payer", default=0.0, ge=0, le=1)
+    default_p = c.number(p, "default_probability", "payer", default=0.0, ge=0, lt=1)
+    share = _savings_share(c, p.get("savings_share", 0.0), "payer.savings_share")
     rate_card: list[tuple[str, float]] = []
     rate_card_ok = True  # False once a problem in it is reported
     if "rate_card" in p:
-        rc = c.table(p["rate_card"], "payer.rate_card", optional=OUTCOMES)
-        rate_card_ok = rc is not None and set(rc) <= set(OUTCOMES)
-        for key in OUTCOMES:
+        rc = c.table(p["rate_card"], "payer.rate_card", optional=RATE_CARD_KEYS)
+        rate_card_ok = rc is not None and set(rc) <= set(RATE_CARD_KEYS)
+        for key in RATE_CARD_KEYS:
             if rc is not None and key in rc:
                 price = c.number(rc, key, "payer.rate_card", ge=0, le=MAX_AMOUNT)
-                if price is not None:
-                    rate_card.append((key, float(price)))
-                else:
+                if price is None:
                     rate_card_ok = False
-    if payer_given and rate_card_ok and share == 0 and not any(price > 0 for _, price in rate_card):
-        c.problem("payer", "must pay for something: give a rate_card with a price > 0 or a savings_share > 0")
+                elif key == "benefit_day_saved":  # a month holds 365.25 / 12 days on average
+                    rate_card.append(("benefit_month_saved", float(price) * DAYS_PER_MONTH))
+                else:
+                    rate_card.append((key, float(price)))
+        if len([k for k, _ in rate_card if k == "benefit_month_saved"]) > 1:
+            c.problem("payer.rate_card", "give benefit_month_saved or benefit_day_saved, not both")
+    tiers = tuple(_tier(c, item, f"payer.tiers[{i}]")
+                  for i, item in enumerate(c.array_of_tables(p["tiers"], "payer.tiers") if "tiers" in p else []))
+    trigger = _trigger(c, p["trigger"], "payer.trigger") if "trigger" in p else None
+    review = _review(c, p["review"], "payer.review", last_month) if "review" in p else None
+    if payer_given and not measurement and "measurement_months" not in p and "trigger" not in p:
+        c.problem("payer.measurement_months", "missing required field (needed unless a trigger sets the dates)")
+    pays = (any(price > 0 for _, price in rate_card) or (share is not None and share.rate > 0)
+            or any(t is not None for t in tiers) or trigger is not None)
+    if payer_given and rate_card_ok and share is not None and "tiers" not in p and "trigger" not in p and not pays:
+        c.problem("payer", "must pay for something: give a rate_card with a price > 0, a savings_share > 0, "
+                  "tiers or a trigger")
+    if measurement == () and (rate_card or tiers or (share is not None and share.rate > 0)) and "trigger" in p \
+            and "measurement_months" not in p:
+        c.problem("payer.measurement_months", "missing required field (the rate card, tiers and savings share "
+                  "are paid at measurement months)")
 
     # [savings]
     s = c.table(g("savings"), "savings", required=("benefit",),
@@ -382,8 +553,12 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
 
     # [journey], [comparison]
     journey = _journey(c, g("journey"), "journey")
-    comp = c.table(g("comparison"), "comparison", required=("size_ratio", "journey")) or {}
-    ratio = c.number(comp, "size_ratio", "comparison", gt=0, le=100)
+    comp = c.table(g("comparison"), "comparison", required=("journey",), optional=("size_ratio", "method")) or {}
+    method = c.choice(comp, "method", "comparison", COUNTERFACTUAL_METHODS, default="comparison_group")
+    ratio = c.number(comp, "size_ratio", "comparison", default=1.0 if method == "expected" else _MISSING,
+                     gt=0, le=100)
+    if method == "comparison_group" and "size_ratio" not in comp and isinstance(doc.get("comparison"), dict):
+        c.problem("comparison.size_ratio", "missing required field (with method = 'comparison_group')")
     comp_journey = _journey(c, comp["journey"], "comparison.journey") if "journey" in comp else None
 
     # [analysis]
@@ -394,6 +569,24 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     primary = a.get("primary_outcome", "job_sustained")
     if primary not in OUTCOMES:
         c.problem("analysis.primary_outcome", f"must be one of {', '.join(OUTCOMES)}, got {_describe(primary)}")
+
+    # [[guarantees]] and capital protection (a guarantee by the payer)
+    guarantees = []
+    for i, item in enumerate(c.array_of_tables(g("guarantees"), "guarantees", min_len=0) if "guarantees" in doc else []):
+        guarantee = _guarantee(c, item, f"guarantees[{i}]", names)
+        if guarantee is not None:
+            guarantees.append((guarantee, f"guarantees[{i}]"))
+    for name, share_protected, field in protected:
+        if payer_name is not None:
+            guarantees.append((Guarantee(payer_name, (name,), share_protected), field))
+    cover: dict[str, float] = {}
+    for guarantee, field in guarantees:
+        for name in guarantee.investors:
+            cover[name] = cover.get(name, 0.0) + guarantee.share
+            if cover[name] > 1 + 1e-12:
+                c.problem(field, f"guarantees would cover {cover[name]:.0%} of {name!r}'s losses: at most 100 %")
+    if any(not i.repayable for i in investors) and all(not i.repayable for i in investors):
+        c.problem("investors", "at least one investor must be repayable (all are grants)")
 
     # cross-field rules: only between valid parts (else the totals would mislead)
     if investors and len(investors) == len(investor_items) and budget is not None and fees_ok:
@@ -416,12 +609,15 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
         provider_name=provider_name,
         provider_budget=budget,
         fees=tuple(fees),
-        payer=OutcomePayer(payer_name, tuple(rate_card), float(share), None if cap is None else float(cap),
-                           measurement, lag),
+        payer=OutcomePayer(payer_name, tuple(rate_card), share, None if cap is None else float(cap),
+                           tuple(measurement or ()), lag, tiers=tiers, trigger=trigger,
+                           default_probability=float(default_p), review=review),
         savings=Savings(tuple(bands), float(saved), float(indexation)),
         cohorts=tuple(cohorts),
         journey=journey,
-        comparison=ComparisonGroup(float(ratio), comp_journey),
+        comparison=ComparisonGroup(float(ratio), comp_journey, method),
+        guarantees=tuple(g for g, _ in guarantees),
+        recycling=bool(recycling),
         investor_discount_rate=float(inv_rate),
         public_discount_rate=float(pub_rate),
         primary_outcome=primary,
@@ -448,6 +644,16 @@ def load_scenario(path: str | Path) -> Contract:
         Listing every problem as ``file: field: rule``.
     """
     path = Path(path)
+    doc = _read_document(path)
+    return contract_from_dict(doc, str(path))
+
+
+#: A variant may extend a base that extends another, up to this depth.
+MAX_EXTENDS_DEPTH = 4
+
+
+def _read_document(path: Path, depth: int = 0) -> dict:
+    """Parse a scenario file; ``extends = "base.toml"`` merges it over its base (deltas only)."""
     name = str(path)
     try:
         raw = path.read_bytes()
@@ -465,4 +671,22 @@ def load_scenario(path: str | Path) -> Contract:
         raise ScenarioError(f"{name}: not valid TOML: {str(exc).split(':')[0]}") from None
     if not doc:
         raise ScenarioError(f"{name}: file is empty: no TOML tables or keys")
-    return contract_from_dict(doc, name)
+    if "extends" not in doc:
+        return doc
+    base = doc.pop("extends")
+    if not isinstance(base, str) or not base.endswith(".toml"):
+        raise ScenarioError(f"{name}: extends: must be the file name of a base scenario (.toml), got {base!r}")
+    if depth >= MAX_EXTENDS_DEPTH:
+        raise ScenarioError(f"{name}: extends: more than {MAX_EXTENDS_DEPTH} levels of base scenarios (a cycle?)")
+    return _merge(_read_document(path.parent / base, depth + 1), doc)
+
+
+def _merge(base: dict, delta: dict) -> dict:
+    """Tables merge key by key; anything else (numbers, strings, arrays) in ``delta`` replaces the base."""
+    out = dict(base)
+    for key, value in delta.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -37,11 +37,14 @@ def _run_block(contract: Contract, seed: np.random.SeedSequence, n_paths: int, k
         for k, outcome in enumerate(OUTCOMES):
             shares[f"{group_name}_{outcome}"] = reached[:, k]
     ledgers = {
-        "capital_calls": np.broadcast_to(cash.capital_calls.sum(axis=0), (n_paths, contract.horizon_months)),
+        "capital_calls": cash.capital_calls.sum(axis=1),
         "distributions": cash.distributions.sum(axis=1),
+        "guarantee_payouts": cash.guarantee_payouts.sum(axis=1),
         "outcome_payments_due": cash.outcome_payments_due,
-        "outcome_payments": cash.outcome_payments,
+        "defaulted_by_payer": cash.defaulted_by_payer,
         "retained_by_payer": cash.retained_by_payer,
+        "outcome_payments": cash.outcome_payments,
+        "recycled": cash.recycled,
         "gross_savings": cash.gross_savings,
         "payer_fees": np.broadcast_to(cash.payer_fees, (n_paths, contract.horizon_months)),
         "net_savings": cash.net_savings,

@@ -1,0 +1,187 @@
+"""Observed outcomes (what the evaluator actually counted) -> one deterministic Outcomes path.
+
+The payment calculator a finance officer uses to check an invoice: no Monte
+Carlo, just the contract's formula applied to the counts measured.
+
+Format (TOML)::
+
+    [[measurement]]
+    month = 24                 # counts of outcomes achieved before this month
+    cohort = 0                 # 0-based index into the scenario's [[cohorts]]
+    treated = { job_sustained = 40, diploma = 100, benefit_months = 300 }
+    comparison = { job_sustained = 20, benefit_months = 150 }   # raw counts in the comparison group
+    # or: counterfactual = { ... }  counts already scaled to the treated cohort's size
+
+or CSV with columns ``month,cohort,group,outcome,count`` (group: treated, comparison
+or counterfactual).  Counts are cumulative and may not fall from one measurement to
+the next.  With a modelled counterfactual (``comparison.method = "expected"``)
+missing counterfactual counts are the model's expectation at the prior means.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .contracts import MEASURABLE, Contract
+from .errors import ScenarioError
+from .montecarlo import GroupOutcomes, Outcomes
+
+GROUPS = ("treated", "comparison", "counterfactual")
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Cumulative counts: ``{(group, cohort, measurable): {month: count}}``."""
+
+    counts: dict
+    source: str = "<observed>"
+
+
+def _problem(source, field, rule):
+    return f"{source}: {field}: {rule}"
+
+
+def load_observed(path: str | Path) -> Observed:
+    """Read observed counts from a ``.toml`` or ``.csv`` file; raise :class:`ScenarioError` on bad input."""
+    path = Path(path)
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(f"{name}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{name}: cannot read file ({exc})") from None
+    rows: list[tuple[str, int, object, str, object]] = []  # (field, month, cohort, group, outcome, count)
+    problems: list[str] = []
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        missing = {"month", "cohort", "group", "outcome", "count"} - set(reader.fieldnames or ())
+        if missing:
+            raise ScenarioError(_problem(name, "header", f"missing columns: {', '.join(sorted(missing))}"))
+        for i, rec in enumerate(reader, start=2):
+            field = f"line {i}"
+            try:
+                month, cohort = int(rec["month"]), int(rec["cohort"])
+                count = float(rec["count"])
+            except (TypeError, ValueError):
+                problems.append(_problem(name, field, "month and cohort must be integers and count a number"))
+                continue
+            rows.append((field, month, cohort, rec["group"], rec["outcome"], count))
+    else:
+        try:
+            doc = tomllib.loads(text)
+        except (tomllib.TOMLDecodeError, ValueError) as exc:
+            raise ScenarioError(f"{name}: not valid TOML: {exc}") from None
+        unknown = set(doc) - {"measurement", "meta"}
+        if unknown:
+            problems.append(_problem(name, sorted(unknown)[0], "unknown key (allowed: measurement, meta)"))
+        items = doc.get("measurement")
+        if not isinstance(items, list) or not items:
+            raise ScenarioError(problems + [_problem(name, "measurement", "must be a non-empty array of tables")])
+        for i, item in enumerate(items):
+            field = f"measurement[{i}]"
+            if not isinstance(item, dict):
+                problems.append(_problem(name, field, "must be a table"))
+                continue
+            for key in set(item) - {"month", "cohort", *GROUPS}:
+                problems.append(_problem(name, f"{field}.{key}", "unknown key (allowed: month, cohort, "
+                                                                 + ", ".join(GROUPS) + ")"))
+            month, cohort = item.get("month"), item.get("cohort")
+            for key, value in (("month", month), ("cohort", cohort)):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    problems.append(_problem(name, f"{field}.{key}", f"must be an integer, got {value!r}"))
+            for group in GROUPS:
+                counts = item.get(group, {})
+                if not isinstance(counts, dict):
+                    problems.append(_problem(name, f"{field}.{group}", "must be a table of outcome = count"))
+                    continue
+                for outcome, count in counts.items():
+                    rows.append((f"{field}.{group}.{outcome}", month, cohort, group, outcome, count))
+    counts: dict = {}
+    for field, month, cohort, group, outcome, count in rows:
+        if group not in GROUPS:
+            problems.append(_problem(name, field, f"group must be one of {', '.join(GROUPS)}, got {group!r}"))
+        elif outcome not in MEASURABLE:
+            problems.append(_problem(name, field, f"outcome must be one of {', '.join(MEASURABLE)}, got {outcome!r}"))
+        elif isinstance(count, bool) or not isinstance(count, (int, float)) or not math.isfinite(count) or count < 0:
+            problems.append(_problem(name, field, f"count must be a finite number >= 0, got {count!r}"))
+        elif isinstance(month, int) and isinstance(cohort, int):
+            counts.setdefault((group, cohort, outcome), {})[month] = float(count)
+    if problems:
+        raise ScenarioError(problems)
+    return Observed(counts, name)
+
+
+def outcomes_from_observed(contract: Contract, observed: Observed) -> Outcomes:
+    """One path of Outcomes reproducing the observed cumulative counts at their months.
+
+    Events counted before month ``m`` are placed in month ``m - 1``; months off benefits are
+    spread evenly over the months since the previous count (or the cohort's intake).
+    """
+    T = contract.horizon_months
+    C = len(contract.cohorts)
+    src = observed.source
+    problems = []
+    for (group, cohort, outcome), series in observed.counts.items():
+        if not 0 <= cohort < C:
+            problems.append(_problem(src, f"{group}.{outcome}", f"cohort must be 0..{C - 1}, got {cohort}"))
+        for month in series:
+            if not 1 <= month <= T:
+                problems.append(_problem(src, f"cohort {cohort}.{group}.{outcome}", f"month must be 1..{T}, got {month}"))
+        values = [series[m] for m in sorted(series)]
+        if any(b < a for a, b in zip(values, values[1:])):
+            problems.append(_problem(src, f"cohort {cohort}.{group}.{outcome}",
+                                     f"cumulative counts must not fall, got {values}"))
+    groups_given = {g for g, _, _ in observed.counts}
+    if "comparison" in groups_given and "counterfactual" in groups_given:
+        problems.append(_problem(src, "measurement", "give comparison or counterfactual counts, not both"))
+    if problems:
+        raise ScenarioError(problems)
+
+    def build(group: str):
+        events = np.zeros((1, C, len(MEASURABLE) - 1, T))
+        employed = np.zeros((1, C, T))
+        for (g, cohort, outcome), series in observed.counts.items():
+            if g != group:
+                continue
+            k = MEASURABLE.index(outcome)
+            previous_month, previous = contract.cohorts[cohort].intake_month, 0.0
+            for month in sorted(series):
+                increment = series[month] - previous
+                if outcome == "benefit_months":
+                    start = min(previous_month, month - 1)
+                    employed[0, cohort, start:month] += increment / (month - start)
+                else:
+                    events[0, cohort, k, month - 1] += increment
+                previous_month, previous = month, series[month]
+        return events, employed
+
+    sizes = np.array([c.size for c in contract.cohorts], dtype=np.int64)
+    t_events, t_employed = build("treated")
+    if "comparison" in groups_given:
+        c_sizes = contract.comparison_sizes
+        c_events, c_employed = build("comparison")
+    elif "counterfactual" in groups_given:
+        c_sizes = sizes
+        c_events, c_employed = build("counterfactual")
+    elif contract.comparison.method != "expected":
+        raise ScenarioError(_problem(src, "measurement", "no comparison or counterfactual counts: the payments "
+                                     "depend on treated minus counterfactual"))
+    else:  # modelled counterfactual at the prior means
+        from .expectation import expected_group
+
+        means = {k: np.array([p.mean]) for k, p in contract.comparison.journey.priors().items()}
+        c_sizes = sizes
+        c_events, c_employed = expected_group(means, contract.comparison.journey.max_training_months,
+                                              np.array([c.intake_month for c in contract.cohorts]), sizes, T,
+                                              contract.sustained_job_months)
+    return Outcomes(
+        treated=GroupOutcomes(t_events, t_employed, sizes, {}),
+        comparison=GroupOutcomes(c_events, c_employed, np.asarray(c_sizes), {}),
+    )
