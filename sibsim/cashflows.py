@@ -120,23 +120,50 @@ class Cashflows:
 
 
 # --- 1. measurement ------------------------------------------------------------------------
-def cumulative_counts(contract: Contract, outcomes: Outcomes) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative treated and counterfactual counts of every measurable, per cohort.
+@dataclass(frozen=True)
+class Counts:
+    """Cumulative counts of every measurable before selected months, per cohort.
 
-    Returns
-    -------
-    treated, counterfactual : ndarray (P, C, 5, T + 1)
-        ``[..., k, m]``: outcome ``k`` (:data:`~sibsim.contracts.MEASURABLE` order; the last is
-        months off benefits) achieved before month ``m``.
+    ``treated`` and ``counterfactual`` are (P, C, 5, len(months)): ``[..., k, i]`` is measurable ``k``
+    (:data:`~sibsim.contracts.MEASURABLE` order; the last is months off benefits) achieved before
+    ``months[i]``; counterfactual counts are scaled to the treated cohort sizes.
     """
-    def cum(events, employed):
-        monthly = np.concatenate([events, employed[:, :, None, :]], axis=2).astype(float)
-        out = np.zeros(monthly.shape[:-1] + (monthly.shape[-1] + 1,))
-        np.cumsum(monthly, axis=-1, out=out[..., 1:])
-        return out
 
-    return (cum(outcomes.treated.events, outcomes.treated.employed),
-            cum(outcomes.counterfactual_events(), outcomes.counterfactual_employed()))
+    months: tuple[int, ...]
+    treated: np.ndarray
+    counterfactual: np.ndarray
+
+    def at(self, month: int) -> tuple[np.ndarray, np.ndarray]:
+        """Treated and counterfactual counts before ``month``, (P, C, 5) each."""
+        i = self.months.index(month)
+        return self.treated[..., i], self.counterfactual[..., i]
+
+    def masked(self, enrolled: np.ndarray) -> "Counts":
+        """Counts of enrolled cohorts only (``enrolled`` (P, C) is 0 or 1)."""
+        mask = enrolled[:, :, None, None]
+        return Counts(self.months, self.treated * mask, self.counterfactual * mask)
+
+
+def cumulative_counts(contract: Contract, outcomes: Outcomes, months) -> Counts:
+    """Cumulative counts before each of ``months`` (0..T), without a month-by-month cumulative sum.
+
+    Sums between consecutive months are taken with :func:`numpy.add.reduceat` on the integer
+    counts; the counterfactual is scaled per cohort afterwards (scaling is linear).
+    """
+    T = contract.horizon_months
+    months = tuple(sorted({int(m) for m in months}))
+    starts = [0] + [m for m in months if 0 < m < T]
+    position = {0: 0, T: len(starts)} | {m: j for j, m in enumerate(starts) if j}
+
+    def reduce(group):
+        parts = [group.events, group.employed[:, :, None, :]]
+        sums = np.concatenate([np.add.reduceat(x, starts, axis=-1) for x in parts], axis=2).astype(float)
+        cum = np.zeros(sums.shape[:-1] + (len(starts) + 1,))
+        np.cumsum(sums, axis=-1, out=cum[..., 1:])
+        return cum[..., [position[m] for m in months]]
+
+    scale = outcomes.comparison_scale[None, :, None, None]
+    return Counts(months, reduce(outcomes.treated), reduce(outcomes.comparison) * scale)
 
 
 def improvement(treated: np.ndarray, counterfactual: np.ndarray, size, measure: str) -> np.ndarray:
@@ -169,8 +196,15 @@ def measure(contract: Contract, outcomes: Outcomes) -> tuple[np.ndarray, np.ndar
     net_savings_measured : ndarray (paths, M)
         EUR of benefits avoided before each measurement month, treated minus counterfactual.
     """
-    treated, cf = cumulative_counts(contract, outcomes)
-    return _measure_pooled(contract, treated.sum(axis=1), cf.sum(axis=1), outcomes)
+    counts = cumulative_counts(contract, outcomes, contract.payer.measurement_months)
+    treated, cf = _pooled(counts, contract.payer.measurement_months)
+    return (treated - cf)[:, : len(OUTCOMES)], _measured_savings(contract, _monthly_net_saved(contract, outcomes))
+
+
+def _pooled(counts: Counts, months) -> tuple[np.ndarray, np.ndarray]:
+    """Treated and counterfactual counts summed over cohorts at ``months``, (P, 5, len(months)) each."""
+    index = [counts.months.index(m) for m in months]
+    return counts.treated[..., index].sum(axis=1), counts.counterfactual[..., index].sum(axis=1)
 
 
 def _monthly_net_saved(contract: Contract, outcomes: Outcomes, enrolled=None) -> np.ndarray:
@@ -181,16 +215,16 @@ def _monthly_net_saved(contract: Contract, outcomes: Outcomes, enrolled=None) ->
     return net.sum(axis=1) * contract.savings.per_month(contract.horizon_months)[None, :]
 
 
-def _measure_pooled(contract, treated, cf, outcomes, enrolled=None):
+def _measured_savings(contract: Contract, monthly_saved: np.ndarray) -> np.ndarray:
+    """Cumulative EUR saved before each measurement month, (P, M)."""
     months = np.array(contract.payer.measurement_months, dtype=int)
-    net_outcomes = (treated - cf)[:, : len(OUTCOMES), months]
-    saved = np.zeros((treated.shape[0], contract.horizon_months + 1))
-    np.cumsum(_monthly_net_saved(contract, outcomes, enrolled), axis=1, out=saved[:, 1:])
-    return net_outcomes, saved[:, months]
+    saved = np.zeros((monthly_saved.shape[0], monthly_saved.shape[1] + 1))
+    np.cumsum(monthly_saved, axis=1, out=saved[:, 1:])
+    return saved[:, months]
 
 
 # --- 2. review ------------------------------------------------------------------------------
-def review_outcome(contract: Contract, treated: np.ndarray, cf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def review_outcome(contract: Contract, counts: Counts) -> tuple[np.ndarray, np.ndarray]:
     """Which paths terminate at the review, and which cohorts stay enrolled.
 
     Returns
@@ -199,13 +233,13 @@ def review_outcome(contract: Contract, treated: np.ndarray, cf: np.ndarray) -> t
     enrolled : ndarray (P, C) float
         1 for cohorts that take part, 0 for cohorts that would have started after a termination.
     """
-    P, C = treated.shape[:2]
+    P, C = counts.treated.shape[:2]
     review = contract.payer.review
     if review is None:
         return np.zeros(P, dtype=bool), np.ones((P, C))
     k = MEASURABLE.index(review.outcome)
-    t = treated[:, :, k, review.month].sum(axis=1)
-    c = cf[:, :, k, review.month].sum(axis=1)
+    treated, cf = counts.at(review.month)
+    t, c = treated[:, :, k].sum(axis=1), cf[:, :, k].sum(axis=1)
     started = np.array([co.intake_month < review.month for co in contract.cohorts])
     size = sum(co.size for co in contract.cohorts if co.intake_month < review.month)
     terminated = improvement(t, c, max(size, 1), review.measure) < review.floor
@@ -255,10 +289,13 @@ def payments_due(contract: Contract, net_outcomes: np.ndarray, measured_savings:
     return due
 
 
-def trigger_payments(contract: Contract, treated: np.ndarray, cf: np.ndarray, enrolled: np.ndarray,
+def trigger_payments(contract: Contract, counts: Counts, enrolled: np.ndarray,
                      terminated: np.ndarray, review_month: int | None) -> np.ndarray:
-    """Early per-cohort and final pooled payments of the cohort trigger, (P, T)."""
-    P = treated.shape[0]
+    """Early per-cohort and final pooled payments of the cohort trigger, (P, T).
+
+    ``counts`` must hold the enrolled cohorts' counts at every cohort's measurement month.
+    """
+    P = counts.treated.shape[0]
     due = np.zeros((P, contract.horizon_months))
     trigger = contract.payer.trigger
     if trigger is None:
@@ -272,8 +309,9 @@ def trigger_payments(contract: Contract, treated: np.ndarray, cf: np.ndarray, en
         return ~terminated if review_month is not None and month > review_month else np.ones(P, dtype=bool)
 
     # Each cohort is measured on its own follow-up window (events before intake are zero).
-    t = treated[:, np.arange(len(sizes)), k, cohort_months] * enrolled
-    c = cf[:, np.arange(len(sizes)), k, cohort_months] * enrolled
+    at = [counts.at(int(m)) for m in cohort_months]
+    t = np.stack([treated[:, j, k] for j, (treated, _) in enumerate(at)], axis=1)  # (P, C)
+    c = np.stack([cf[:, j, k] for j, (_, cf) in enumerate(at)], axis=1)
     early_paid = np.zeros(P)
     for j, month in enumerate(cohort_months):
         hit = (improvement(t[:, j], c[:, j], sizes[j], trigger.measure) >= trigger.cohort_threshold)
@@ -418,30 +456,33 @@ def settle(contract: Contract, outcomes: Outcomes) -> Cashflows:
     T = contract.horizon_months
     P = outcomes.n_paths
     payer = contract.payer
-    treated, cf = cumulative_counts(contract, outcomes)  # (P, C, 5, T + 1)
-
-    terminated, enrolled = review_outcome(contract, treated, cf)
-    treated = treated * enrolled[:, :, None, None]
-    cf = cf * enrolled[:, :, None, None]
+    months = np.array(payer.measurement_months, dtype=int)
     review_month = payer.review.month if payer.review is not None else None
+    needed = set(payer.measurement_months) | ({review_month} if review_month is not None else set())
+    if contract.trigger_months is not None:
+        needed |= {int(m) for m in contract.trigger_months[0]}
+    counts = cumulative_counts(contract, outcomes, needed)
+
+    terminated, enrolled = review_outcome(contract, counts)
+    counts = counts.masked(enrolled)
     active = np.ones((P, T))  # months in which the contract still runs
     if review_month is not None:
         active[terminated, review_month:] = 0.0
 
-    months = np.array(payer.measurement_months, dtype=int)
-    treated_pooled, cf_pooled = treated.sum(axis=1), cf.sum(axis=1)
-    net_outcomes, measured_savings = _measure_pooled(contract, treated_pooled, cf_pooled, outcomes, enrolled)
+    monthly_saved = _monthly_net_saved(contract, outcomes, enrolled)
+    treated_pooled, cf_pooled = _pooled(counts, payer.measurement_months)
+    net_outcomes = (treated_pooled - cf_pooled)[:, : len(OUTCOMES)]
+    measured_savings = _measured_savings(contract, monthly_saved)
     sizes = np.array([c.size for c in contract.cohorts], dtype=float)
     n_enrolled = (enrolled * sizes[None, :]).sum(axis=1)
     due = np.zeros((P, T))
     if len(months):
-        earned = entitlement(contract, treated_pooled[:, :, months], cf_pooled[:, :, months],
-                             measured_savings, n_enrolled)
+        earned = entitlement(contract, treated_pooled, cf_pooled, measured_savings, n_enrolled)
         measured = np.ones((P, len(months)), dtype=bool)
         if review_month is not None:
             measured &= ~(terminated[:, None] & (months[None, :] > review_month))
         due += payments_due(contract, net_outcomes, measured_savings, earned=earned, measured=measured)
-    due += trigger_payments(contract, treated, cf, enrolled, terminated, review_month)
+    due += trigger_payments(contract, counts, enrolled, terminated, review_month)
     due = apply_payment_cap(contract, due)
 
     defaulted = np.zeros((P, T))
@@ -470,7 +511,7 @@ def settle(contract: Contract, outcomes: Outcomes) -> Cashflows:
         outcome_payments=received - retained,
         recycled=recycled,
         vehicle_cash=cash,
-        gross_savings=_monthly_net_saved(contract, outcomes, enrolled),
+        gross_savings=monthly_saved,
         provider_funding=provider_funding,
         investor_fees=investor_fees,
         payer_fees=contract.fee_schedule("payer"),

@@ -138,10 +138,19 @@ def cmd_settle(args) -> int:
     scenario = Path(args.scenario)
     contract = load_scenario(scenario)
     result = settle(contract, args.observed)
+    currency = contract.currency
+    schedule = result.schedule
+    calls = schedule["capital_calls"]
+    called = calls[calls > 0]
+    payments = schedule.drop(columns=["capital_calls"])
+    payments = payments.loc[(payments.abs() > 0.005).any(axis=1)]
     with pd_options():
         print(f"{contract.title}: settlement of {args.observed}")
-        print("\nPayment schedule (EUR):")
-        print(result.schedule.round(2).to_string())
+        if len(called):
+            print(f"\nCapital calls: {currency} {called.sum():,.2f} in {len(called)} months "
+                  f"(months {called.index.min()}-{called.index.max()}); every month in schedule.csv with --out")
+        print(f"\nOutcome payments ({currency}):")
+        print(payments.to_string(float_format=lambda v: f"{v:,.2f}") if len(payments) else "none")
         print("\nInvestors:")
         print(result.investors.to_string(formatters={
             "capital_called": "{:,.2f}".format, "received": "{:,.2f}".format,
@@ -156,6 +165,64 @@ def cmd_settle(args) -> int:
             "investors.csv": lambda p: result.investors.to_csv(p),
         }, manifest)
         print(f"\nwrote schedule.csv, investors.csv to {out}/")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .compare import OVERLAYS, compare, plot_overlay
+    from .output import write_outputs
+
+    contracts = [load_scenario(path) for path in args.scenarios]
+    table, results = compare(contracts, n_paths=args.paths, seed=args.seed, workers=args.workers)
+    labels = [label for label in table.columns.get_level_values(0).unique() if label != "unit"]
+    units = results[0].summary()["unit"]
+    print("\n".join(f"[{i + 1}] {label}" for i, label in enumerate(labels)))
+    print(f"{'metric':<34} " + " | ".join(f"{f'[{i + 1}] estimate':>14} {'+/- s.e.':>12}" for i in range(len(labels))))
+    for metric in table.index:
+        cells = [f"{_format_value(table.loc[metric, (label, 'estimate')], units[metric]):>14} "
+                 f"{_format_value(table.loc[metric, (label, 'std_error')], units[metric]):>12}" for label in labels]
+        print(f"{metric:<34} " + " | ".join(cells))
+    if args.out:
+        def png(measure):
+            def write(path):
+                fig = plot_overlay(results, labels, measure)
+                fig.tight_layout()
+                fig.savefig(path, dpi=110, format="png")
+                plt.close(fig)
+            return write
+
+        writers = {"compare.csv": lambda p: table.to_csv(p)}
+        writers.update({f"compare_{m}.png": png(m) for m in OVERLAYS})
+        manifest = {"sibsim_version": __version__, "scenarios": [str(Path(a).resolve()) for a in args.scenarios],
+                    "n_paths": args.paths, "seed": args.seed}
+        write_outputs(Path(args.out), writers, manifest)
+        print(f"wrote compare.csv and {len(OVERLAYS)} plots to {args.out}/")
+    return 0
+
+
+def cmd_noise(args) -> int:
+    from .evaluation import evaluation_noise
+
+    contract = load_scenario(args.scenario)
+    frame = evaluation_noise(contract, n_paths=args.paths, seed=args.seed, workers=args.workers)
+    cols = ["mean_outcome_payments", "sd_outcome_payments", "noise_sd_outcome_payments",
+            "noise_share_outcome_payments", "probability_of_loss", "probability_of_loss_se"]
+    with pd_options():
+        print(f"{contract.title}: evaluation noise ({args.paths:,} paths, common random numbers)")
+        print(frame[cols].to_string(float_format=lambda v: f"{v:,.3f}"))
+        print("noise_share: share of the spread of outcome payments that comes from measuring a comparison group "
+              "of that size rather than from the programme's true effect.")
+    if args.out:
+        from .output import write_outputs
+
+        write_outputs(Path(args.out), {"evaluation_noise.csv": lambda p: frame.to_csv(p)},
+                      {"sibsim_version": __version__, "scenario_path": str(Path(args.scenario).resolve()),
+                       "n_paths": args.paths, "seed": args.seed})
     return 0
 
 
@@ -223,6 +290,22 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--out", help="also write schedule.csv and investors.csv here")
     st.add_argument("--force", action="store_true", help="replace an output directory of another scenario")
     st.set_defaults(func=cmd_settle)
+
+    cmp_ = sub.add_parser("compare", help="simulate scenarios side by side (common random numbers)")
+    cmp_.add_argument("scenarios", nargs="+", help="two or more scenario TOML files")
+    cmp_.add_argument("--paths", type=_positive_int, default=10_000)
+    cmp_.add_argument("--seed", type=_seed, default=0)
+    cmp_.add_argument("--workers", type=_positive_int, default=None)
+    cmp_.add_argument("--out", help="write compare.csv and overlaid distributions here")
+    cmp_.set_defaults(func=cmd_compare)
+
+    noise = sub.add_parser("noise", help="how much payment risk comes from a small comparison group")
+    noise.add_argument("scenario")
+    noise.add_argument("--paths", type=_positive_int, default=4_000)
+    noise.add_argument("--seed", type=_seed, default=0)
+    noise.add_argument("--workers", type=_positive_int, default=None)
+    noise.add_argument("--out", help="write evaluation_noise.csv here")
+    noise.set_defaults(func=cmd_noise)
 
     val = sub.add_parser("validate", help="check scenario files and list every problem")
     val.add_argument("files", nargs="+")

@@ -408,6 +408,11 @@ class Contract:
         )
 
     @property
+    def currency(self) -> str:
+        """Currency of every amount (``meta.currency``, default EUR)."""
+        return str(dict(self.meta).get("currency", "EUR"))
+
+    @property
     def trigger_months(self) -> tuple[np.ndarray, int] | None:
         """Measurement month of each cohort under the cohort trigger, and the final (pooled) one."""
         trigger = self.payer.trigger

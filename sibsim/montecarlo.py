@@ -83,8 +83,13 @@ class Outcomes:
 
 
 def block_size(contract: Contract) -> int:
-    """Paths per block: fixed by the contract (never by workers or chunking), so results are reproducible."""
-    participants = contract.n_participants + int(contract.comparison_sizes.sum())
+    """Paths per block: fixed by the contract (never by workers or chunking), so results are reproducible.
+
+    It depends on the treated group only (budgeting an equal comparison group), so that designs
+    differing only in their comparison group share every path's parameters and treated journeys
+    (common random numbers); a larger comparison group is simulated in slices of paths instead.
+    """
+    participants = 2 * contract.n_participants
     cells = len(contract.cohorts) * len(OUTCOMES) * contract.horizon_months
     size = min(PARTICIPANT_PATHS_PER_BLOCK // participants, CELLS_PER_BLOCK // cells, 2048)
     return int(max(size, 1))
@@ -238,8 +243,14 @@ def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator
                                               intake, comparison_sizes, **common)
     else:
         comparison_sizes = contract.comparison_sizes
-        c_events, c_employed = simulate_group(comparison_params, contract.comparison.journey.max_training_months,
-                                              intake, comparison_sizes, rng=rng, **common)
+        # Slices of paths keep memory bounded for large comparison groups (a fixed split: reproducible).
+        per_slice = max(1, (PARTICIPANT_PATHS_PER_BLOCK // 2) // int(comparison_sizes.sum()))
+        parts = [simulate_group({k: v[a:a + per_slice] for k, v in comparison_params.items()},
+                                contract.comparison.journey.max_training_months, intake, comparison_sizes,
+                                rng=rng, **common)
+                 for a in range(0, n_paths, per_slice)]
+        c_events = np.concatenate([p[0] for p in parts])
+        c_employed = np.concatenate([p[1] for p in parts])
     default = None
     if contract.payer.default_probability > 0:
         default = rng.random((n_paths, len(contract.payment_months))) < contract.payer.default_probability

@@ -275,7 +275,8 @@ def _savings_share(c: _Checker, value, field: str) -> SavingsShare | None:
         switch = c.number(t, "switch_multiple", field, default=None, gt=0, le=100)
         after = c.number(t, "rate_after", field, default=0.0, ge=0, le=1)
         if "rate_after" in t and "switch_multiple" not in t:
-            c.problem(_join(field, "rate_after"), "needs switch_multiple (the multiple of capital after which it applies)")
+            c.problem(_join(field, "rate_after"), "must come with switch_multiple (the multiple of capital called "
+                      "after which it applies), got no switch_multiple")
             return None
         if None in (rate, after) or ("switch_multiple" in t and switch is None):
             return None
@@ -359,22 +360,37 @@ def _review(c: _Checker, item, field: str, last_month: int) -> Review | None:
     return Review(month, outcome, measure, float(floor))
 
 
-def _guarantee(c: _Checker, item, field: str, names: set) -> Guarantee | None:
-    t = c.table(item, field, required=("guarantor", "investors", "share"), optional=("cap",))
+def _guarantee(c: _Checker, item, field: str, investors: list, complete: bool = True) -> Guarantee | None:
+    """Covers named ``investors`` or every investor of the named ``classes`` (e.g. a first-loss class)."""
+    t = c.table(item, field, required=("guarantor", "share"), optional=("investors", "classes", "cap"))
     if t is None:
         return None
     guarantor = c.string(t, "guarantor", field)
-    covered = t.get("investors")
+    if ("investors" in t) == ("classes" in t):
+        c.problem(field, "name the covered investors or their classes: give exactly one of investors, classes")
+        return None
+    key = "investors" if "investors" in t else "classes"
+    known = {i.name: [i.name] for i in investors} if key == "investors" else {}
+    for i in investors if key == "classes" else ():
+        known.setdefault(i.investor_class, []).append(i.name)
+    listed = t[key]
+    covered: list[str] = []
     ok = True
-    if "investors" in t:
-        if not isinstance(covered, list) or not covered or not all(isinstance(n, str) for n in covered):
-            c.problem(_join(field, "investors"), f"must be a non-empty array of investor names, got {_describe(covered)}")
-            ok = False
-        else:
-            for j, name in enumerate(covered):
-                if name not in names:
-                    c.problem(f"{field}.investors[{j}]", f"unknown investor {name!r} (known: {', '.join(sorted(n for n in names if n))})")
+    if not isinstance(listed, list) or not listed or not all(isinstance(n, str) for n in listed):
+        c.problem(_join(field, key), f"must be a non-empty array of {key[:-1] if key == 'classes' else 'investor'} "
+                  f"names, got {_describe(listed)}")
+        ok = False
+    else:
+        for j, name in enumerate(listed):
+            if name not in known:
+                if not complete:  # an investor's own problem is reported: no follow-up line here
                     ok = False
+                    continue
+                c.problem(f"{field}.{key}[{j}]", f"unknown {'class' if key == 'classes' else 'investor'} {name!r} "
+                          f"(known: {', '.join(sorted(known))})")
+                ok = False
+            else:
+                covered += [n for n in known[name] if n not in covered]
     share = c.number(t, "share", field, gt=0, le=1)
     cap = c.number(t, "cap", field, default=None, gt=0, le=MAX_AMOUNT)
     if not ok or None in (guarantor, share):
@@ -501,7 +517,7 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
                 else:
                     rate_card.append((key, float(price)))
         if len([k for k, _ in rate_card if k == "benefit_month_saved"]) > 1:
-            c.problem("payer.rate_card", "give benefit_month_saved or benefit_day_saved, not both")
+            c.problem("payer.rate_card", "must price benefit_month_saved or benefit_day_saved, not both, got both")
     tiers = tuple(_tier(c, item, f"payer.tiers[{i}]")
                   for i, item in enumerate(c.array_of_tables(p["tiers"], "payer.tiers") if "tiers" in p else []))
     trigger = _trigger(c, p["trigger"], "payer.trigger") if "trigger" in p else None
@@ -573,7 +589,7 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     # [[guarantees]] and capital protection (a guarantee by the payer)
     guarantees = []
     for i, item in enumerate(c.array_of_tables(g("guarantees"), "guarantees", min_len=0) if "guarantees" in doc else []):
-        guarantee = _guarantee(c, item, f"guarantees[{i}]", names)
+        guarantee = _guarantee(c, item, f"guarantees[{i}]", investors, 0 < len(investors) == len(investor_items))
         if guarantee is not None:
             guarantees.append((guarantee, f"guarantees[{i}]"))
     for name, share_protected, field in protected:
@@ -582,11 +598,13 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     cover: dict[str, float] = {}
     for guarantee, field in guarantees:
         for name in guarantee.investors:
-            cover[name] = cover.get(name, 0.0) + guarantee.share
-            if cover[name] > 1 + 1e-12:
-                c.problem(field, f"guarantees would cover {cover[name]:.0%} of {name!r}'s losses: at most 100 %")
-    if any(not i.repayable for i in investors) and all(not i.repayable for i in investors):
-        c.problem("investors", "at least one investor must be repayable (all are grants)")
+            before = cover.get(name, 0.0)
+            cover[name] = before + guarantee.share
+            if cover[name] > 1 + 1e-12 >= before:  # once per investor, at the guarantee that tips it over
+                c.problem(field, f"guarantees must cover at most 100 % of an investor's losses in all, "
+                          f"got {cover[name] * 100:.4g} % of {name!r}")
+    if investors and len(investors) == len(investor_items) and not any(i.repayable for i in investors):
+        c.problem("investors", "must include at least one repayable investor, got only grants")
 
     # cross-field rules: only between valid parts (else the totals would mislead)
     if investors and len(investors) == len(investor_items) and budget is not None and fees_ok:
@@ -652,15 +670,20 @@ def load_scenario(path: str | Path) -> Contract:
 MAX_EXTENDS_DEPTH = 4
 
 
-def _read_document(path: Path, depth: int = 0) -> dict:
-    """Parse a scenario file; ``extends = "base.toml"`` merges it over its base (deltas only)."""
+def _read_document(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """Parse a scenario file; ``extends = "base.toml"`` merges it over its base (deltas only).
+
+    ``chain`` holds the variants that led here: a base that cannot be read is reported on the
+    ``extends`` field of the variant naming it, not as a problem of a file the user never gave.
+    """
     name = str(path)
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ScenarioError(f"{name}: file not found") from None
     except OSError as exc:
-        raise ScenarioError(f"{name}: cannot read file ({exc.strerror})") from None
+        why = "file not found" if isinstance(exc, FileNotFoundError) else f"cannot read file ({exc.strerror})"
+        if chain:
+            raise ScenarioError(f"{chain[-1]}: extends: must name a readable base scenario, got {name} ({why})") from None
+        raise ScenarioError(f"{name}: {why}") from None
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -675,10 +698,26 @@ def _read_document(path: Path, depth: int = 0) -> dict:
         return doc
     base = doc.pop("extends")
     if not isinstance(base, str) or not base.endswith(".toml"):
-        raise ScenarioError(f"{name}: extends: must be the file name of a base scenario (.toml), got {base!r}")
-    if depth >= MAX_EXTENDS_DEPTH:
-        raise ScenarioError(f"{name}: extends: more than {MAX_EXTENDS_DEPTH} levels of base scenarios (a cycle?)")
-    return _merge(_read_document(path.parent / base, depth + 1), doc)
+        raise ScenarioError(f"{name}: extends: must be the file name of a base scenario (.toml), "
+                            f"got {_describe(base)}")
+    chain = chain + (path,)
+    base_path = path.parent / base
+    seen = [_same_file_key(p) for p in chain]
+    if _same_file_key(base_path) in seen:
+        loop = " -> ".join(p.name for p in chain[seen.index(_same_file_key(base_path)):]) + f" -> {base_path.name}"
+        raise ScenarioError(f"{name}: extends: must not form a cycle of base scenarios, got {loop}")
+    if len(chain) > MAX_EXTENDS_DEPTH:
+        raise ScenarioError(f"{name}: extends: must be at most {MAX_EXTENDS_DEPTH} levels of base scenarios, "
+                            f"got more")
+    return _merge(_read_document(base_path, chain), doc)
+
+
+def _same_file_key(path: Path) -> Path:
+    """One key per file however it is named (relative, with ``..``, through a symlink)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # e.g. a symlink loop: compare the name as given
+        return path.absolute()
 
 
 def _merge(base: dict, delta: dict) -> dict:

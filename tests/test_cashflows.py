@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,7 @@ from sibsim.contracts import (
     OutcomePayer,
     Prior,
     Savings,
+    SavingsShare,
     Schedule,
 )
 from sibsim.irr import IRR_DEFINED, IRR_TOTAL_LOSS, irr
@@ -144,8 +146,10 @@ def run_deterministic(contract: Contract, n_paths: int = 3):
     """Engine run of a deterministic contract: every path must be identical; return path 0's view."""
     outcomes = simulate_outcomes(contract, n_paths, np.random.default_rng(12345))
     cash = settle(contract, outcomes)
-    check_ledgers(contract, cash)
-    for arr in (cash.distributions, cash.outcome_payments_due, cash.gross_savings, cash.measured_outcomes):
+    check_ledgers(contract, cash, outcomes=outcomes)
+    for arr in (cash.capital_calls, cash.distributions, cash.guarantee_payouts, cash.outcome_payments_due,
+                cash.defaulted_by_payer, cash.retained_by_payer, cash.recycled, cash.gross_savings,
+                cash.measured_outcomes, cash.terminated):
         assert (arr == arr[:1]).all(), "deterministic contract gave different paths"
     frame = path_metrics(contract, cash, outcomes)
     res = simulate(contract, n_paths=4, seed=7)
@@ -156,91 +160,189 @@ def run_deterministic(contract: Contract, n_paths: int = 3):
     cents(ledgers["retained_by_payer"], cash.retained_by_payer[0])
     cents(ledgers["gross_savings"], cash.gross_savings[0])
     cents(ledgers["net_savings"], cash.net_savings[0])
-    cents(ledgers["capital_calls"], cash.capital_calls.sum(axis=0))
-    for col in ("distributions", "outcome_payments", "retained_by_payer", "gross_savings", "net_savings",
-                "investor_moic", "investor_npv", "payer_npv", "capital_called", "investor_loss"):
+    cents(ledgers["capital_calls"], cash.capital_calls[0].sum(axis=0))
+    cents(ledgers["defaulted_by_payer"], cash.defaulted_by_payer[0])
+    cents(ledgers["recycled"], cash.recycled[0])
+    cents(ledgers["guarantee_payouts"], cash.guarantee_payouts[0].sum(axis=0))
+    for col in ("distributions", "outcome_payments", "retained_by_payer", "defaulted_by_payer", "guarantee_payouts",
+                "gross_savings", "net_savings", "investor_moic", "investor_npv", "payer_npv", "capital_called",
+                "investor_loss"):
         cents(res.paths[col], np.full(4, frame[col].iloc[0]))
+    assert (res.paths["terminated"] == frame["terminated"].iloc[0]).all()
     np.testing.assert_allclose(res.paths["investor_irr"], frame["investor_irr"].iloc[0], rtol=0, atol=1e-12)
+    # The summary's renamed rows are the per-path means (all paths equal here, so standard error 0).
+    summary = res.summary()["estimate"]
+    for metric, col in (("expected_capital_called", "capital_called"), ("expected_distributions", "distributions"),
+                        ("expected_guarantee_payouts", "guarantee_payouts"),
+                        ("expected_defaulted", "defaulted_by_payer"),
+                        ("expected_retained_above_caps", "retained_by_payer")):
+        cents(summary[metric], frame[col].iloc[0])
+    assert summary["probability_terminated_early"] == float(frame["terminated"].iloc[0])
     return cash, frame.iloc[0]
 
 
 def investor_flows(cash: Cashflows, path: int, i: int) -> np.ndarray:
-    return cash.distributions[path, i] - cash.capital_calls[i]
+    """One investor's net flows on one path (distributions and guarantee payouts less calls)."""
+    return cash.distributions[path, i] + cash.guarantee_payouts[path, i] - cash.capital_calls[path, i]
 
 
 # ---------------------------------------------------------------------------------------
 # ledger identities, used by every test
 # ---------------------------------------------------------------------------------------
-def check_ledgers(contract: Contract, cash: Cashflows, check_irr: bool = True) -> None:
-    """Every identity and cap of the cashflows docstring, on every path and month."""
+def check_ledgers(contract: Contract, cash: Cashflows, check_irr: bool = True, outcomes: Outcomes | None = None
+                  ) -> None:
+    """Every identity and cap of the cashflows docstring, on every path and month.
+
+    ``outcomes`` (optional) are the Outcomes settled: then defaults are checked against
+    ``outcomes.payer_default`` too.
+    """
     T = contract.horizon_months
-    calls, dist = cash.capital_calls, cash.distributions
+    calls, dist, gpay = cash.capital_calls, cash.distributions, cash.guarantee_payouts
     P, I, _ = dist.shape
-    assert calls.shape == (I, T) and cash.outcome_payments.shape == (P, T)
-    # Conservation.
-    np.testing.assert_allclose(dist.sum(axis=1), cash.outcome_payments, rtol=0, atol=EUR_TOL)
-    np.testing.assert_allclose(cash.outcome_payments_due, cash.outcome_payments + cash.retained_by_payer,
-                               rtol=0, atol=EUR_TOL)
-    np.testing.assert_allclose(calls.sum(axis=0), cash.provider_funding + cash.investor_fees, rtol=0, atol=EUR_TOL)
-    np.testing.assert_allclose(cash.net_savings,
-                               cash.gross_savings - cash.outcome_payments - cash.payer_fees[None, :],
-                               rtol=0, atol=EUR_TOL)
+    G = len(contract.guarantees)
+    close = partial(np.testing.assert_allclose, rtol=0, atol=EUR_TOL)
+    assert calls.shape == dist.shape == gpay.shape == (P, I, T)
+    assert cash.guarantor_payments.shape == (G, P, T)
+    for name in ("outcome_payments_due", "defaulted_by_payer", "retained_by_payer", "outcome_payments", "recycled",
+                 "vehicle_cash", "gross_savings", "provider_funding", "investor_fees"):
+        assert getattr(cash, name).shape == (P, T), name
+    assert cash.payer_fees.shape == (T,) and cash.terminated.shape == (P,)
+    payer_mask = np.array([g.guarantor == contract.payer.name for g in contract.guarantees], dtype=bool)
+    np.testing.assert_array_equal(cash.payer_guarantee_mask, payer_mask)
+    payer_guarantees = cash.guarantor_payments[payer_mask].sum(axis=0)  # (P, T)
+    other_guarantors = cash.guarantor_payments[~payer_mask].sum(axis=0)
+
+    # The four identities of the cashflows docstring, monthly, on every path.
+    close(cash.outcome_payments_due, cash.outcome_payments + cash.defaulted_by_payer + cash.retained_by_payer)
+    close(cash.outcome_payments, dist.sum(axis=1) + cash.recycled + np.diff(cash.vehicle_cash, axis=1, prepend=0.0))
+    close(calls.sum(axis=1) + cash.recycled, cash.provider_funding + cash.investor_fees)
+    close(cash.net_savings,
+          cash.gross_savings - cash.outcome_payments - cash.payer_fees[None, :] - payer_guarantees)
+    close(cash.payer_guarantee_payouts, payer_guarantees)
+    # Guarantors pay exactly what the investors receive from guarantees.
+    close(gpay.sum(axis=1), cash.guarantor_payments.sum(axis=0))
+    # Cash conservation across every party, monthly: what the payer, the investors and the outside
+    # guarantors pay in is what the provider, the fee recipients and the vehicle's cash box receive.
+    paid_in = (cash.outcome_payments + cash.payer_fees[None, :] + payer_guarantees  # payer
+               + (calls - dist - gpay).sum(axis=1)  # investors
+               + other_guarantors)
+    received = cash.provider_funding + cash.investor_fees + cash.payer_fees[None, :] \
+        + np.diff(cash.vehicle_cash, axis=1, prepend=0.0)
+    close(paid_in, received)
+    # investor_net is the investors' side of it.
+    close(cash.investor_net, (dist + gpay - calls).sum(axis=1))
+
     # Signs: nobody pays back what they received.
     assert (dist >= 0).all(), f"negative distribution {dist.min()}"
-    assert (cash.outcome_payments >= 0).all()
-    assert (cash.outcome_payments_due >= 0).all()
-    assert (cash.retained_by_payer >= -EUR_TOL).all()
+    assert (gpay >= 0).all() and (cash.guarantor_payments >= 0).all()
     assert (calls >= 0).all()
+    assert (cash.outcome_payments_due >= 0).all()
+    assert (cash.defaulted_by_payer >= 0).all()
+    assert (cash.defaulted_by_payer <= cash.outcome_payments_due + EUR_TOL).all()
+    assert (cash.retained_by_payer >= -EUR_TOL).all()
+    assert (cash.recycled >= 0).all() and (cash.vehicle_cash >= -EUR_TOL).all()
+    # Net payments can dip below 0 only where held (recycling) money is handed back; never cumulatively.
+    assert (np.cumsum(cash.outcome_payments, axis=1) >= -EUR_TOL).all()
+    if not contract.recycling:
+        assert (cash.outcome_payments >= -EUR_TOL).all()
+        assert (cash.recycled == 0).all() and (cash.vehicle_cash == 0).all()
+    else:
+        # Outcome money is held only until delivery ends, then all released.
+        close(cash.vehicle_cash[:, -1], 0.0)
+        # Recycled money was received first.
+        assert (np.cumsum(cash.recycled, axis=1)
+                <= np.cumsum(cash.outcome_payments_due - cash.defaulted_by_payer, axis=1) + EUR_TOL).all()
+    # Payer defaults only on payments it was drawn to miss, and then on all of it.
+    pay_months = np.array(contract.payment_months, dtype=int)
+    if outcomes is not None:
+        defaults = np.zeros((P, T), dtype=bool)
+        if outcomes.payer_default is not None:
+            defaults[:, pay_months] = outcomes.payer_default
+        assert (cash.defaulted_by_payer[~defaults] == 0).all()
+        close(cash.defaulted_by_payer[defaults], cash.outcome_payments_due[defaults])
     # Payment cap on the cumulative amount due (hence also paid).
     if contract.payer.payment_cap is not None:
         assert (np.cumsum(cash.outcome_payments_due, axis=1) <= contract.payer.payment_cap + EUR_TOL).all()
-    # Payments fall due only at measurement + lag.
-    pay_months = np.array(contract.payer.measurement_months) + contract.payer.payment_lag_months
+    # Payments fall due only at measurement (or trigger) months + lag.
     off = np.ones(T, bool)
     off[pay_months] = False
     assert (cash.outcome_payments_due[:, off] == 0).all()
-    # Calls pro rata to commitments, within commitments.
+
+    # Delivery: the planned budget and investor fees, stopped from the review month on a termination.
+    review = contract.payer.review
+    active = np.ones((P, T))
+    if review is None:
+        assert not cash.terminated.any()
+    else:
+        active[cash.terminated, review.month:] = 0.0
+    close(cash.provider_funding, contract.provider_budget.to_array(T)[None, :] * active)
+    close(cash.investor_fees, contract.fee_schedule("investors")[None, :] * active)
+    np.testing.assert_array_equal(cash.payer_fees, contract.fee_schedule("payer"))
+    # Calls pro rata to commitments, never above the plan (recycling and termination only lower them).
     commitments = np.array([i.commitment for i in contract.investors])
-    per_euro = calls / commitments[:, None]
-    np.testing.assert_allclose(per_euro, np.broadcast_to(per_euro[:1], per_euro.shape), rtol=1e-12, atol=1e-12)
-    # Return caps: the capped claim (calls compounded at the cap, less distributions
-    # compounded likewise) never goes negative, so total distributions <= calls compounded.
+    per_euro = calls / commitments[None, :, None]
+    np.testing.assert_allclose(per_euro, np.broadcast_to(per_euro[:, :1], per_euro.shape), rtol=1e-12, atol=1e-12)
+    assert (calls <= contract.capital_calls()[None] + EUR_TOL).all()
+
+    # Waterfall.  claims[p, i]: capital called compounded at the cap, less distributions (capped investors).
+    growth = np.array([1.0 if inv.return_cap is None else (1.0 + inv.return_cap) ** (1 / 12)
+                       for inv in contract.investors])
+    capped = np.array([inv.return_cap is not None for inv in contract.investors])
+    repayable = np.array([inv.repayable for inv in contract.investors])
+    seniority = np.array([inv.seniority for inv in contract.investors])
+    # Grants are called like capital but never repaid.
+    assert (dist[:, ~repayable] == 0).all()
+    claims = np.zeros((P, I))
+    for t in range(T):
+        claims = claims * growth + calls[:, :, t]
+        left = claims - dist[:, :, t]  # capped claim still open after this month's distributions
+        # Return caps: the capped claim never goes negative.
+        assert (left[:, capped] >= -EUR_TOL).all(), (t, left[:, capped].min())
+        exhausted = capped[None, :] & (left <= EUR_TOL)  # (P, I) at its cap after this month
+        # Seniority: a junior is paid in a month only if every more senior repayable investor is
+        # capped and exhausted its claim in that month.
+        for j in range(I):
+            junior_paid = dist[:, j, t] > 1e-6
+            senior = repayable & (seniority < seniority[j])
+            assert (exhausted[:, senior].all(axis=1) | ~junior_paid).all(), (contract.investors[j].name, t)
+        # The payer keeps money only when every repayable investor is at its cap.
+        kept = cash.retained_by_payer[:, t] > 1e-6
+        assert (exhausted[:, repayable].all(axis=1) | ~kept).all(), t
+        claims = left
     for i, inv in enumerate(contract.investors):
         if inv.return_cap is None:
             continue
-        g = (1.0 + inv.return_cap) ** (1.0 / 12.0)
-        claim = np.zeros(P)
-        for t in range(T):
-            claim = claim * g + calls[i, t] - dist[:, i, t]
-            assert (claim >= -EUR_TOL).all(), (inv.name, t, claim.min())
-        fv_calls = float(calls[i] @ g ** (T - 1 - np.arange(T)))
+        g = growth[i]
+        fv_calls = calls[:, i] @ g ** (T - 1 - np.arange(T))
         assert (dist[:, i].sum(axis=1) <= fv_calls + EUR_TOL).all()
         if check_irr:
-            rate = irr(dist[:, i] - calls[i][None, :])
+            rate = irr(dist[:, i] - calls[:, i])
             ok = rate.status == IRR_DEFINED
             assert (rate.rate[ok] <= inv.return_cap + 1e-9).all(), (inv.name, np.nanmax(rate.rate[ok]))
-    # Payer keeps money only when every investor is at its cap (no uncapped investor at all).
-    kept = cash.retained_by_payer > 1e-6
-    if kept.any():
-        assert all(inv.return_cap is not None for inv in contract.investors)
-    # Seniority: a junior class is paid in a month only if every more senior investor
-    # is capped and exhausted its claim in that month.
-    classes = sorted({inv.seniority for inv in contract.investors})
-    if len(classes) > 1:
-        claims = np.zeros((P, I))
-        growth = np.array([1.0 if inv.return_cap is None else (1.0 + inv.return_cap) ** (1 / 12)
-                           for inv in contract.investors])
-        for t in range(T):
-            claims = claims * growth + calls[:, t]
-            for j, inv in enumerate(contract.investors):
-                junior_paid = dist[:, j, t] > 1e-6
-                for k, sen in enumerate(contract.investors):
-                    if sen.seniority < inv.seniority:
-                        assert sen.return_cap is not None or not junior_paid.any()
-                        if sen.return_cap is not None:
-                            left = claims[:, k] - dist[:, k, t]
-                            assert (left[junior_paid] <= EUR_TOL).all()
-            claims = claims - dist[:, :, t]
+
+    # Guarantees: paid once, when the loss is final, and never more than share x loss nor the cap.
+    loss = np.maximum(calls.sum(axis=2) - dist.sum(axis=2), 0.0)  # (P, I) principal loss before guarantees
+    names = [inv.name for inv in contract.investors]
+    cover = np.zeros((P, I))
+    for g, guarantee in enumerate(contract.guarantees):
+        paid = cash.guarantor_payments[g]
+        months = np.flatnonzero(np.abs(paid).sum(axis=0) > 0)
+        assert len(months) <= 1, months
+        if len(months):
+            # No capital is called or distributed after the payout: the loss it covers is final.
+            m = months[0]
+            assert (calls[:, :, m + 1:] == 0).all() and (dist[:, :, m + 1:] == 0).all()
+        covered = np.array([n in guarantee.investors for n in names])
+        owed = guarantee.share * (loss * covered).sum(axis=1)
+        assert (paid.sum(axis=1) <= owed + EUR_TOL).all()
+        if guarantee.cap is None:
+            close(paid.sum(axis=1), owed)
+        else:
+            assert (paid.sum(axis=1) <= guarantee.cap + EUR_TOL).all()
+            close(paid.sum(axis=1), np.minimum(owed, guarantee.cap))
+        cover += guarantee.share * loss * covered
+    assert (gpay.sum(axis=2) <= cover + EUR_TOL).all()
+    assert (gpay.sum(axis=2) <= loss + EUR_TOL).all()  # nobody is made more than whole
 
 
 # ---------------------------------------------------------------------------------------
@@ -279,7 +381,7 @@ def test_basic_contract_uncapped_two_investors_pro_rata():
     cents(net_outcomes, cash.measured_outcomes[:1])
     cents(measured_savings[0], [15_000, 60_000])
     cents(cash.outcome_payments_due[0], monthly(T_A, {5: 11_500, 14: 54_500}))
-    cents(cash.capital_calls, [CALLS_A, CALLS_B])
+    cents(cash.capital_calls, np.broadcast_to([CALLS_A, CALLS_B], cash.capital_calls.shape))
     # Pro rata 3/4 : 1/4: month 5: 8,625 / 2,875; month 14: 40,875 / 13,625.
     cents(cash.distributions[0], [monthly(T_A, {5: 8_625, 14: 40_875}), monthly(T_A, {5: 2_875, 14: 13_625})])
     cents(cash.retained_by_payer[0], np.zeros(T_A))
@@ -380,7 +482,7 @@ def test_two_seniority_classes_senior_first_up_to_its_cap():
     doc["investors"][1].update(return_cap=0.10, seniority=2, **{"class": "junior"})
     cash, row = run_deterministic(contract_of(doc))
     # Calls are still pro rata to commitments (A 3/4, B 1/4) whatever the class.
-    cents(cash.capital_calls, [CALLS_A, CALLS_B])
+    cents(cash.capital_calls, np.broadcast_to([CALLS_A, CALLS_B], cash.capital_calls.shape))
     # Month 5: 11,500 all to senior A (claim 27,405.84); junior B nothing.
     # Month 14: A's claim = 28,427.26 - 11,500 g5^9 = 16,498.65 -> A gets that;
     #           B's claim at 10 %: 3,000 h^14 + 2,000 (h^13 + h^12 + h^11) = 9,952.98 -> B gets that;
@@ -511,7 +613,7 @@ def test_settle_on_hand_made_outcomes_fractional_counterfactual_and_savings_shar
     # Path 1: every term negative -> 0.
     cents(due, [monthly(T, {5: 4_800, 14: 17_950}), np.zeros(T)])
     cash = settle(contract, outcomes)
-    check_ledgers(contract, cash)
+    check_ledgers(contract, cash, outcomes=outcomes)
     cents(cash.outcome_payments_due, due)
     cents(cash.distributions[0], [monthly(T, {5: 3_600, 14: 13_462.5}), monthly(T, {5: 1_200, 14: 4_487.5})])
     cents(cash.distributions[1], np.zeros((2, T)))
@@ -583,7 +685,7 @@ def test_colour_kitchen_every_path_matches_simulate(colour_kitchen):
         count = min(size, n - b * size)
         outcomes = simulate_outcomes(contract, count, np.random.Generator(np.random.PCG64(s)))
         cash = settle(contract, outcomes)
-        check_ledgers(contract, cash)
+        check_ledgers(contract, cash, outcomes=outcomes)
         frames.append(path_metrics(contract, cash, outcomes))
         due_sum = due_sum + cash.outcome_payments_due.sum(axis=0)
         paid_sum = paid_sum + cash.outcome_payments.sum(axis=0)
@@ -593,7 +695,9 @@ def test_colour_kitchen_every_path_matches_simulate(colour_kitchen):
     np.testing.assert_allclose(res.expected_ledgers["outcome_payments"], paid_sum / n, atol=1e-6)
     # Per-path totals in the Results table.
     p = res.paths
-    np.testing.assert_allclose(p["distributions"], p["outcome_payments"], atol=EUR_TOL)
+    # No recycling: every payment made is distributed (``distributions`` include guarantee payouts).
+    np.testing.assert_allclose(p["distributions"], p["outcome_payments"] + p["guarantee_payouts"], atol=EUR_TOL)
+    assert (p["defaulted_by_payer"] == 0).all() and (p["guarantee_payouts"] == 0).all() and not p["terminated"].any()
     np.testing.assert_allclose(p["net_savings"], p["gross_savings"] - p["outcome_payments"] - 40_000, atol=1e-5)
     assert (p["outcome_payments"] + p["retained_by_payer"] <= 1_000_000 + EUR_TOL).all()
     assert (p["capital_called"] == 734_000).all()
@@ -601,7 +705,9 @@ def test_colour_kitchen_every_path_matches_simulate(colour_kitchen):
     assert ok.mean() > 0.5 and (p.loc[ok, "investor_irr"] <= 0.10 + 1e-9).all()
     # Mean monthly ledgers obey the same identities.
     L = res.expected_ledgers
-    np.testing.assert_allclose(L["outcome_payments_due"], L["outcome_payments"] + L["retained_by_payer"], atol=1e-6)
+    np.testing.assert_allclose(L["outcome_payments_due"],
+                               L["outcome_payments"] + L["defaulted_by_payer"] + L["retained_by_payer"], atol=1e-6)
+    np.testing.assert_allclose(L["outcome_payments"], L["distributions"] + L["recycled"], atol=1e-6)
     np.testing.assert_allclose(L["net_savings"], L["gross_savings"] - L["outcome_payments"] - L["payer_fees"],
                                atol=1e-6)
     # The caps do bind on some paths of this scenario (the tests above are not vacuous).
@@ -616,8 +722,9 @@ VARIANTS = {
     "tight_payment_cap": lambda c: _variant(c, payment_cap=300_000.0),
     "low_return_cap": lambda c: dataclasses.replace(
         c, investors=tuple(dataclasses.replace(i, return_cap=0.02) for i in c.investors)),
-    "savings_share": lambda c: _variant(c, savings_share=0.3, payment_cap=None),
-    "savings_share_only_lag0": lambda c: _variant(c, rate_card=(), savings_share=0.5, payment_lag_months=0),
+    "savings_share": lambda c: _variant(c, savings_share=SavingsShare(0.3), payment_cap=None),
+    "savings_share_only_lag0": lambda c: _variant(c, rate_card=(), savings_share=SavingsShare(0.5),
+                                                  payment_lag_months=0),
     "senior_junior_uncapped": lambda c: dataclasses.replace(c, investors=(
         dataclasses.replace(c.investors[0], return_cap=0.03, seniority=1, commitment=500_000.0),
         dataclasses.replace(c.investors[1], return_cap=None, seniority=2, investor_class="junior",
@@ -636,7 +743,7 @@ def test_identities_on_variants(colour_kitchen, name):
     contract = VARIANTS[name](colour_kitchen)
     outcomes = simulate_outcomes(contract, 600, np.random.default_rng(zlib.crc32(name.encode())))
     cash = settle(contract, outcomes)
-    check_ledgers(contract, cash)
+    check_ledgers(contract, cash, outcomes=outcomes)
     frame = path_metrics(contract, cash, outcomes)
     np.testing.assert_allclose(frame["distributions"], cash.distributions.sum(axis=(1, 2)), atol=EUR_TOL)
     np.testing.assert_allclose(frame["investor_moic"], frame["distributions"] / frame["capital_called"], atol=1e-12)
@@ -685,7 +792,7 @@ def contracts_and_outcomes(draw):
         Fee("pay", "payer", Schedule(((draw(st.integers(0, term + 3)), draw(money(0.0, 1e4))),))),
     )
     prices = tuple((o, draw(money(0.0, 1e4))) for o in OUTCOMES if draw(st.booleans()))
-    payer = OutcomePayer("payer", prices, draw(rate(0.0, 1.0)),
+    payer = OutcomePayer("payer", prices, SavingsShare(draw(rate(0.0, 1.0))),
                          draw(st.none() | money(1.0, 5e5)), meas, lag)
     savings = Savings((BenefitBand("all", draw(money(0.0, 2000.0)), 1.0),),
                       draw(rate(0.0, 1.0)), draw(rate(-0.1, 0.2)))
@@ -725,8 +832,8 @@ def contracts_and_outcomes(draw):
 def test_property_monotone_capped_conserved(case):
     contract, base, more = case
     cash, cash_more = settle(contract, base), settle(contract, more)
-    check_ledgers(contract, cash, check_irr=False)
-    check_ledgers(contract, cash_more, check_irr=False)
+    check_ledgers(contract, cash, check_irr=False, outcomes=base)
+    check_ledgers(contract, cash_more, check_irr=False, outcomes=more)
     # More treated outcomes never lower what is owed, at any month.
     owed, owed_more = np.cumsum(cash.outcome_payments_due, axis=1), np.cumsum(cash_more.outcome_payments_due, axis=1)
     assert (owed_more >= owed - EUR_TOL).all()
@@ -775,15 +882,22 @@ def test_property_distribute_caps_and_order(investor_specs, seed):
             expected = got.sum(axis=1, keepdims=True) * w[members] / w[members].sum()
             np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-6)
         claims = claims - out[:, :, t]
-    # Reuse the full checker through a Cashflows built from these pieces.
+    # Reuse the full checker through a Cashflows built from these pieces: a contract whose budget is
+    # ``needs`` (no fees) and which pays at every month, settled without recycling, guarantees or defaults.
     T_h = contract.horizon_months
     pad = lambda a: np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, T_h - T)])  # noqa: E731
     needs_h = pad(needs[None, :])[0]
-    cash = Cashflows(capital_calls=pad(calls), distributions=pad(out), outcome_payments_due=pad(due),
-                     outcome_payments=pad(paid), retained_by_payer=pad(due - paid), gross_savings=np.zeros((P, T_h)),
-                     payer_fees=np.zeros(T_h), investor_fees=np.zeros(T_h), provider_funding=needs_h,
-                     measured_outcomes=np.zeros((P, 4, 2)))
-    contract = dataclasses.replace(contract, payer=dataclasses.replace(contract.payer, payment_cap=None,
-                                                                       measurement_months=tuple(range(1, T_h)),
-                                                                       payment_lag_months=0))
+    zeros = np.zeros((P, T_h))
+    cash = Cashflows(capital_calls=pad(np.broadcast_to(calls, (P,) + calls.shape)), distributions=pad(out),
+                     guarantee_payouts=np.zeros((P, len(investors), T_h)), guarantor_payments=np.zeros((0, P, T_h)),
+                     outcome_payments_due=pad(due), defaulted_by_payer=zeros, retained_by_payer=pad(due - paid),
+                     outcome_payments=pad(paid), recycled=zeros, vehicle_cash=zeros, gross_savings=zeros,
+                     provider_funding=np.broadcast_to(needs_h, (P, T_h)), investor_fees=zeros,
+                     payer_fees=np.zeros(T_h), measured_outcomes=np.zeros((P, 4, 2)),
+                     terminated=np.zeros(P, dtype=bool), payer_guarantee_mask=np.zeros(0, dtype=bool))
+    contract = dataclasses.replace(
+        contract, fees=(), provider_budget=Schedule(tuple((t, float(v)) for t, v in enumerate(needs) if v > 0)),
+        payer=dataclasses.replace(contract.payer, payment_cap=None, measurement_months=tuple(range(1, T_h)),
+                                  payment_lag_months=0))
+    assert contract.horizon_months == T_h
     check_ledgers(contract, cash, check_irr=True)

@@ -11,6 +11,7 @@ unreadable, not UTF-8, not TOML, empty).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import re
 import tomllib
@@ -18,12 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from sibsim.contracts import Contract
+from sibsim.contracts import Contract, Guarantee
 from sibsim.errors import ScenarioError
 from sibsim.scenario import contract_from_dict, load_scenario
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 VALID = FIXTURES / "valid_minimal.toml"
+#: valid_minimal.toml plus every optional term (tiers, trigger, review, guarantees...), for the fuzz test.
+VALID_ALL_TERMS = FIXTURES / "valid_all_terms.toml"
 BROKEN = FIXTURES / "broken"
 EXPECTED = tomllib.loads((BROKEN / "EXPECTED.toml").read_text(encoding="utf-8"))
 CORPUS = sorted(p.name for p in BROKEN.iterdir() if p.name != "EXPECTED.toml")
@@ -137,8 +140,8 @@ def test_several_problems_are_all_reported(tmp_path):
     problems = problems_of(path)
     assert problems == [
         f"{path}: investors[0].commitment: must be > 0, got -5",
-        f"{path}: payer.payment_delay: unknown key (allowed: measurement_months, name, payment_cap, "
-        "payment_lag_months, rate_card, savings_share)",
+        f"{path}: payer.payment_delay: unknown key (allowed: default_probability, measurement_months, name, "
+        "payment_cap, payment_lag_months, rate_card, review, savings_share, tiers, trigger)",
         f"{path}: payer.measurement_months: must be strictly increasing, got [24, 12]",
         f"{path}: savings.benefit: shares must add up to 1, got 0.9",
         f"{path}: cohorts[0].size: must be >= 1, got 0",
@@ -153,7 +156,8 @@ def test_several_problems_in_one_table_are_all_reported(tmp_path):
                               'name = ""\ncommitment = "30000"\nseniority = 1.5\nemail = "x"')])
     problems = problems_of(path)
     assert sorted(problems) == sorted([
-        f"{path}: investors[1].email: unknown key (allowed: class, commitment, name, return_cap, seniority)",
+        f"{path}: investors[1].email: unknown key (allowed: capital_protection, class, commitment, name, "
+        "repayable, return_cap, seniority)",
         f"{path}: investors[1].name: must be a non-empty string, got string ''",
         f"{path}: investors[1].commitment: must be a number, got string '30000'",
         f"{path}: investors[1].seniority: must be an integer, got 1.5",
@@ -185,9 +189,10 @@ def _paths(node, prefix=()):
             yield from _paths(value, prefix + (i,))
 
 
-def test_any_value_anywhere_gives_scenario_error_lines_only():
-    """Replace (or delete) every value of the valid base by values of every TOML type."""
-    base = tomllib.loads(VALID.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("valid", [VALID, VALID_ALL_TERMS], ids=lambda p: p.name)
+def test_any_value_anywhere_gives_scenario_error_lines_only(valid):
+    """Replace (or delete) every value of a valid base by values of every TOML type."""
+    base = tomllib.loads(valid.read_text(encoding="utf-8"))
     failures = []
     for path in list(_paths(base))[1:]:
         for value in _ODD_VALUES:
@@ -210,3 +215,100 @@ def test_any_value_anywhere_gives_scenario_error_lines_only():
             except Exception as exc:  # noqa: BLE001
                 failures.append(f"{path} = {value!r:.30}: raw {type(exc).__name__}: {exc}")
     assert not failures, "\n".join(failures[:20])
+
+
+def test_valid_all_terms_loads_every_term():
+    contract = load_scenario(VALID_ALL_TERMS)
+    payer = contract.payer
+    assert [(t.outcome, t.measure, t.interpolation, t.minimum) for t in payer.tiers] == [
+        ("job_sustained", "difference", "step", 0.05), ("benefit_months", "relative_increase", "linear", 0.1)]
+    assert payer.tiers[0].points == ((0.05, 5_000.0), (0.10, 12_000.0))
+    assert (payer.trigger.follow_up_months, payer.trigger.cohort_threshold, payer.trigger.price) == (12, 0.10, 2_000)
+    assert (payer.review.month, payer.review.outcome, payer.review.floor) == (12, "job_start", 0.0)
+    assert payer.default_probability == 0.05 and payer.payment_cap == 80_000
+    assert (payer.savings_share.rate, payer.savings_share.switch_multiple, payer.savings_share.rate_after) == (0.3, 1.2, 0.1)
+    assert payer.price("benefit_month_saved") == pytest.approx(10 * 365.25 / 12)  # benefit_day_saved, per month
+    assert [i.repayable for i in contract.investors] == [True, False]
+    assert contract.recycling is True
+    # The explicit guarantee, then Alpha Fund's capital protection as a guarantee by the payer.
+    assert contract.guarantees == (Guarantee("Province", ("Alpha Fund",), 0.5, 10_000.0),
+                                   Guarantee("Municipality", ("Alpha Fund",), 0.3))
+
+
+# --- extends: a variant holds only its deltas over a base scenario ----------------------------
+VARIANT = FIXTURES / "valid_variant.toml"
+BROKEN_EXTENDS = FIXTURES / "broken_extends"
+
+
+def test_extends_variant_equals_base_except_its_deltas():
+    base, variant = load_scenario(VALID), load_scenario(VARIANT)
+    alpha, beta = base.investors
+    assert alpha.return_cap == 0.10 and base.guarantees == ()
+    expected = dataclasses.replace(
+        base,
+        investors=(dataclasses.replace(alpha, return_cap=0.08), beta),
+        guarantees=(Guarantee("Municipality", ("Alpha Fund",), 0.5, 20_000.0),),
+    )
+    assert variant == expected
+    assert variant.source == str(VARIANT) and variant.meta == base.meta
+    # Field by field, including those left out of ==: nothing else moved (source names the variant).
+    changed = [f.name for f in dataclasses.fields(Contract) if getattr(variant, f.name) != getattr(base, f.name)]
+    assert changed == ["investors", "guarantees", "source"]
+
+
+def test_extends_cycle_is_one_problem_on_the_file_closing_it(monkeypatch):
+    monkeypatch.chdir(FIXTURES)
+    a, b = Path("broken_extends") / "a.toml", Path("broken_extends") / "b.toml"
+    assert problems_of(a) == [f"{b}: extends: must not form a cycle of base scenarios, got a.toml -> b.toml -> a.toml"]
+    assert problems_of(b) == [f"{a}: extends: must not form a cycle of base scenarios, got b.toml -> a.toml -> b.toml"]
+    assert sorted(p.name for p in BROKEN_EXTENDS.iterdir()) == ["a.toml", "b.toml"]
+
+
+def test_extends_missing_base_is_reported_on_the_variant(monkeypatch):
+    monkeypatch.chdir(FIXTURES)
+    variant = Path("broken") / "extends_missing_file.toml"
+    assert problems_of(variant) == [f"{variant}: extends: must name a readable base scenario, "
+                                    f"got {Path('broken') / 'no_such_base.toml'} (file not found)"]
+
+
+def _write(directory: Path, name: str, text: str) -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_extends_chain_merges_tables_and_replaces_arrays(tmp_path):
+    _write(tmp_path, "base.toml", VALID.read_text(encoding="utf-8"))
+    _write(tmp_path, "middle.toml", 'extends = "base.toml"\n[payer.rate_card]\ndiploma = 1_500\n')
+    top = _write(tmp_path, "top.toml", 'extends = "middle.toml"\n[term]\ntail_months = 2\n'
+                                       '[[cohorts]]\nintake_month = 3\nsize = 7\n')
+    base, contract = load_scenario(VALID), load_scenario(top)
+    assert dict(contract.payer.rate_card) == {"diploma": 1_500.0, "job_sustained": 4_000.0}  # table: merged
+    assert (contract.term_months, contract.tail_months, contract.sustained_job_months) == (24, 2, 6)
+    assert [(c.intake_month, c.size) for c in contract.cohorts] == [(3, 7)]  # array: replaced
+    assert contract.investors == base.investors and contract.journey == base.journey
+
+
+def test_extends_problems_of_the_merged_scenario_name_the_variant(tmp_path):
+    _write(tmp_path, "base.toml", VALID.read_text(encoding="utf-8"))
+    variant = _write(tmp_path, "variant.toml", 'extends = "base.toml"\n[journey]\ndropout = 1.5\n')
+    assert problems_of(str(variant)) == [f"{variant}: journey.dropout: must be <= 1, got 1.5"]
+
+
+def test_extends_missing_base_deeper_in_a_chain_names_the_file_extending_it(tmp_path):
+    _write(tmp_path, "middle.toml", 'extends = "gone.toml"\n[term]\ntail_months = 2\n')
+    top = _write(tmp_path, "top.toml", 'extends = "middle.toml"\n')
+    assert problems_of(str(top)) == [f"{tmp_path / 'middle.toml'}: extends: must name a readable base scenario, "
+                                     f"got {tmp_path / 'gone.toml'} (file not found)"]
+
+
+def test_extends_chain_depth_is_limited(tmp_path):
+    from sibsim.scenario import MAX_EXTENDS_DEPTH
+
+    _write(tmp_path, "v0.toml", VALID.read_text(encoding="utf-8"))
+    for k in range(1, MAX_EXTENDS_DEPTH + 2):
+        _write(tmp_path, f"v{k}.toml", f'extends = "v{k - 1}.toml"\n')
+    assert load_scenario(tmp_path / f"v{MAX_EXTENDS_DEPTH}.toml") == load_scenario(VALID)
+    (line,) = problems_of(str(tmp_path / f"v{MAX_EXTENDS_DEPTH + 1}.toml"))
+    assert line.endswith(f": extends: must be at most {MAX_EXTENDS_DEPTH} levels of base scenarios, got more")
+    assert_line_form(line, line.split(": ")[0])

@@ -1,0 +1,105 @@
+"""The payment calculator (``settle``): deterministic payments from observed outcomes."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from sibsim import cli, load_scenario, settle
+from sibsim.observed import Observed
+
+from .conftest import SCENARIOS
+
+PB = SCENARIOS / "peterborough.toml"
+PB_PUBLISHED = SCENARIOS / "observed" / "peterborough_published.toml"
+PRICE = 62_500.0
+
+
+@pytest.fixture(scope="module")
+def peterborough():
+    return load_scenario(PB)
+
+
+def counts(cohort1, cohort2, comparison=500):
+    """First reconvictions in the treated cohorts against comparison groups of 1,000 (50 % reconvicted)."""
+    return Observed({
+        ("treated", 0, "job_start"): {36: cohort1},
+        ("comparison", 0, "job_start"): {36: comparison},
+        ("treated", 1, "job_start"): {58: cohort2},
+        ("comparison", 1, "job_start"): {58: comparison},
+    })
+
+
+def test_published_results_no_early_payment_final_payment_triggered(peterborough):
+    """Cohort 1 -8.4 % is below the 10 % bar: nothing early; pooled -9 % clears 7.5 %: final payment."""
+    result = settle(peterborough, PB_PUBLISHED)
+    due = result.cashflows.outcome_payments_due[0]
+    early_month = 36 + peterborough.payer.payment_lag_months  # cohort 1 measured at 36, paid 12 later
+    final_month = 58 + peterborough.payer.payment_lag_months
+    assert due[early_month] == 0.0
+    # 90 first reconvictions avoided in all: (500 - 458) + (500 - 452).
+    assert due[final_month] == pytest.approx(90 * PRICE, abs=0.005)
+    assert due.sum() == pytest.approx(90 * PRICE, abs=0.005)
+    inv = result.investors.loc["all investors"]
+    assert inv["capital_called"] == pytest.approx(5_000_000)
+    assert inv["received"] == pytest.approx(5_625_000)
+    # "capital back plus just over 3 % a year"
+    assert inv["irr_status"] == "defined" and 0.03 < inv["irr"] < 0.035
+
+
+def test_cohort_above_its_bar_is_paid_early_and_deducted_from_the_final(peterborough):
+    result = settle(peterborough, counts(cohort1=445, cohort2=460))  # cohort 1: -11 %, pooled -9.5 %
+    due = result.cashflows.outcome_payments_due[0]
+    assert due[48] == pytest.approx(55 * PRICE)
+    assert due[70] == pytest.approx((95 - 55) * PRICE)
+    assert due.sum() == pytest.approx(95 * PRICE)
+
+
+def test_neither_bar_reached_nothing_paid(peterborough):
+    result = settle(peterborough, counts(cohort1=470, cohort2=470))  # -6 % everywhere
+    assert result.cashflows.outcome_payments_due.sum() == 0.0
+    inv = result.investors.loc["all investors"]
+    assert inv["received"] == 0.0 and inv["irr_status"] == "total_loss" and inv["irr"] == -1.0
+
+
+def test_payment_cap_and_return_cap_apply(peterborough):
+    capped = dataclasses.replace(peterborough, payer=dataclasses.replace(peterborough.payer, payment_cap=3_000_000))
+    assert settle(capped, PB_PUBLISHED).cashflows.outcome_payments_due.sum() == pytest.approx(3_000_000)
+    # A huge effect would pay more than the 13 % cap allows: the excess stays with the payer.
+    result = settle(peterborough, counts(cohort1=100, cohort2=100))
+    cash = result.cashflows
+    assert cash.retained_by_payer.sum() > 0
+    assert result.investors.loc["all investors", "irr"] <= 0.13 + 1e-9
+    np.testing.assert_allclose(cash.outcome_payments_due, cash.outcome_payments + cash.defaulted_by_payer
+                               + cash.retained_by_payer, atol=1e-6)
+
+
+def test_colour_kitchen_invoice_by_hand(colour_kitchen):
+    """Rate card on pooled net outcomes at months 12 and 24, paid 3 months later (high-water mark)."""
+    result = settle(colour_kitchen, SCENARIOS / "observed" / "utrecht_colour_kitchen_example.toml")
+    due = result.cashflows.outcome_payments_due[0]
+    # Month 12: diploma 40-0, sustained 4-3, contract 1-1 -> 40*2000 + 1*5500 + 0 = 85,500 (comparison
+    # group as large as the treated group: scale 1).
+    assert due[15] == pytest.approx(40 * 2000 + 1 * 5500)
+    # Month 24: diploma 110, sustained 35-20 = 15, contract 15-7 = 8 -> 220,000 + 82,500 + 36,000 = 338,500
+    # in all, less the 85,500 already paid.
+    assert due[27] == pytest.approx(338_500 - 85_500)
+    assert result.investors.loc["all investors", "received"] == pytest.approx(338_500)
+    per_investor = result.investors["received"].iloc[:2]
+    assert per_investor.iloc[0] == pytest.approx(per_investor.iloc[1])  # equal commitments, pro rata
+
+
+def test_settle_cli_prints_and_writes(tmp_path, capsys):
+    out = tmp_path / "pb"
+    assert cli.main(["settle", str(PB), str(PB_PUBLISHED), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "5,625,000.00" in text and "GBP" in text and "3.13" in text
+    assert {p.name for p in out.iterdir()} == {"schedule.csv", "investors.csv", "run.json"}
+
+
+def test_settle_cli_bad_observed_file_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[measurement]]\nmonth = 36\ncohort = 0\ntreated = { job_start = -3 }\n")
+    assert cli.main(["settle", str(PB), str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {bad}: measurement[0].treated.job_start: count must be a finite number >= 0, got -3"]
