@@ -7,6 +7,7 @@ never as tracebacks.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import sys
 import time
@@ -124,6 +125,10 @@ def cmd_run(args) -> int:
         "seconds": round(seconds, 2),
     }
     files = write_outputs(out, _writers(results, plots=not args.no_plots), manifest)
+    if args.excel:
+        from .excel import write_excel
+
+        files.append(write_excel(results, args.excel))
     if not args.quiet:
         print(f"{contract.title}: {results.n_paths:,} paths, seed {results.seed_entropy}, {seconds:.1f} s")
         print(format_summary(results.summary()))
@@ -226,6 +231,43 @@ def cmd_noise(args) -> int:
     return 0
 
 
+def cmd_update(args) -> int:
+    from .calibration import load_evidence, update, variant_toml, write_text_atomic
+    from .compare import compare
+
+    scenario = Path(args.scenario)
+    contract = load_scenario(scenario)
+    posterior, table = update(contract, load_evidence(args.evidence))
+    title = f"{contract.title}: updated with {Path(args.evidence).name}"
+    posterior = dataclasses.replace(posterior, title=title)
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise OutputError(f"{out}: exists; pass --force to replace it")
+    write_text_atomic(out, variant_toml(scenario, out, table, title))
+    check = load_scenario(out)  # the written variant must load to the posterior
+    assert check.journey == posterior.journey and check.comparison == posterior.comparison
+    cols = ["group", "parameter", "events", "at_risk", "observed_rate", "prior_mean", "prior_sd",
+            "posterior_mean", "posterior_sd", "note"]
+    with pd_options():
+        print(f"{contract.title}: priors updated with {args.evidence}")
+        print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    summary, results = compare([contract, posterior], n_paths=args.paths, seed=args.seed, labels=["prior", "posterior"])
+    units = results[0].summary()["unit"]
+    print(f"\nRe-forecast ({args.paths:,} paths, common random numbers): prior -> posterior")
+    for metric in ("expected_moic", "probability_of_loss", "median_irr", "expected_outcome_payments",
+                   "expected_net_savings", "probability_pays_more_than_saves"):
+        cells = [f"{_format_value(summary.loc[metric, (l, 'estimate')], units[metric])} "
+                 f"(+/- {_format_value(summary.loc[metric, (l, 'std_error')], units[metric])})" for l in ("prior", "posterior")]
+        print(f"  {metric:<34} {cells[0]:>24} -> {cells[1]}")
+    if args.month is not None:
+        for label, res in zip(("prior", "posterior"), results):
+            remaining = res.expected_ledgers["outcome_payments"].iloc[args.month:].sum()
+            print(f"  expected outcome payments from month {args.month} on ({label}): "
+                  f"{contract.currency} {remaining:,.0f}")
+    print(f"\nwrote {out} (extends {scenario.name}); re-forecast in full with: sibsim run {out} --out DIR")
+    return 0
+
+
 def pd_options():
     import pandas as pd
 
@@ -282,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="replace an output directory of another scenario")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("--quiet", action="store_true", help="print nothing")
+    run.add_argument("--excel", help="also write an Excel workbook here (needs: pip install 'sibsim[excel]')")
     run.set_defaults(func=cmd_run)
 
     st = sub.add_parser("settle", help="payment calculator: who is paid what and when, from observed outcomes")
@@ -306,6 +349,16 @@ def build_parser() -> argparse.ArgumentParser:
     noise.add_argument("--workers", type=_positive_int, default=None)
     noise.add_argument("--out", help="write evaluation_noise.csv here")
     noise.set_defaults(func=cmd_noise)
+
+    upd = sub.add_parser("update", help="update the priors with observed counts (Beta-binomial) and re-forecast")
+    upd.add_argument("scenario")
+    upd.add_argument("evidence", help="evidence TOML: [[evidence]] parameter, group, events, at_risk")
+    upd.add_argument("--out", required=True, help="the updated scenario to write (extends SCENARIO)")
+    upd.add_argument("--paths", type=_positive_int, default=4_000)
+    upd.add_argument("--seed", type=_seed, default=0)
+    upd.add_argument("--month", type=int, default=None, help="report expected payments from this month on")
+    upd.add_argument("--force", action="store_true", help="replace an existing output file")
+    upd.set_defaults(func=cmd_update)
 
     val = sub.add_parser("validate", help="check scenario files and list every problem")
     val.add_argument("files", nargs="+")

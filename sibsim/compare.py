@@ -46,7 +46,7 @@ def compare(contracts: list[Contract], n_paths: int = 10_000, seed: int | None =
     results = [simulate(c, n_paths=n_paths, seed=seed, workers=workers) for c in contracts]
     parts = {label: r.summary()[["estimate", "std_error"]] for label, r in zip(labels, results)}
     table = pd.concat(parts, axis=1)
-    table.insert(0, "unit", results[0].summary()["unit"])
+    table.insert(0, ("unit", ""), results[0].summary()["unit"])
     return table, results
 
 

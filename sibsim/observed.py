@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,9 @@ class Observed:
 
     counts: dict
     source: str = "<observed>"
+    #: Where each count was read, for error messages: ``{(group, cohort, measurable, month): (entry, field)}``
+    #: (``entry`` is ``measurement[i]`` or ``line n``).  Counts built in code may leave it empty.
+    where: dict = dataclass_field(default_factory=dict, compare=False, repr=False)
 
 
 def _problem(source, field, rule):
@@ -52,70 +55,83 @@ def load_observed(path: str | Path) -> Observed:
     path = Path(path)
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a spreadsheet's byte-order mark is not a column name
     except FileNotFoundError:
         raise ScenarioError(f"{name}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError(f"{name}: cannot read file ({exc})") from None
-    rows: list[tuple[str, int, object, str, object]] = []  # (field, month, cohort, group, outcome, count)
+    rows: list[tuple] = []  # (entry, field, month, cohort, group, outcome, count)
     problems: list[str] = []
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
         missing = {"month", "cohort", "group", "outcome", "count"} - set(reader.fieldnames or ())
         if missing:
             raise ScenarioError(_problem(name, "header", f"missing columns: {', '.join(sorted(missing))}"))
-        for i, rec in enumerate(reader, start=2):
-            field = f"line {i}"
-            try:
-                month, cohort = int(rec["month"]), int(rec["cohort"])
-                count = float(rec["count"])
-            except (TypeError, ValueError):
-                problems.append(_problem(name, field, "month and cohort must be integers and count a number"))
-                continue
-            rows.append((field, month, cohort, rec["group"], rec["outcome"], count))
+        for rec in reader:
+            field = f"line {reader.line_num}"  # the physical line, blank lines included
+            values = {}
+            for column, kind, parse in (("month", "an integer", int), ("cohort", "an integer", int),
+                                        ("count", "a number", float)):
+                try:
+                    values[column] = parse(rec[column])
+                except (TypeError, ValueError):
+                    problems.append(_problem(name, field, f"{column} must be {kind}, got {rec[column]!r}"))
+            if len(values) == 3:
+                rows.append((field, field, values["month"], values["cohort"], rec["group"], rec["outcome"],
+                             values["count"]))
     else:
         try:
             doc = tomllib.loads(text)
         except (tomllib.TOMLDecodeError, ValueError) as exc:
             raise ScenarioError(f"{name}: not valid TOML: {exc}") from None
-        unknown = set(doc) - {"measurement", "meta"}
-        if unknown:
-            problems.append(_problem(name, sorted(unknown)[0], "unknown key (allowed: measurement, meta)"))
+        for key in sorted(set(doc) - {"measurement", "meta"}):
+            problems.append(_problem(name, key, "unknown key (allowed: measurement, meta)"))
         items = doc.get("measurement")
         if not isinstance(items, list) or not items:
             raise ScenarioError(problems + [_problem(name, "measurement", "must be a non-empty array of tables")])
         for i, item in enumerate(items):
-            field = f"measurement[{i}]"
+            entry = f"measurement[{i}]"
             if not isinstance(item, dict):
-                problems.append(_problem(name, field, "must be a table"))
+                problems.append(_problem(name, entry, "must be a table"))
                 continue
-            for key in set(item) - {"month", "cohort", *GROUPS}:
-                problems.append(_problem(name, f"{field}.{key}", "unknown key (allowed: month, cohort, "
+            for key in sorted(set(item) - {"month", "cohort", *GROUPS}):
+                problems.append(_problem(name, f"{entry}.{key}", "unknown key (allowed: month, cohort, "
                                                                  + ", ".join(GROUPS) + ")"))
             month, cohort = item.get("month"), item.get("cohort")
             for key, value in (("month", month), ("cohort", cohort)):
-                if isinstance(value, bool) or not isinstance(value, int):
-                    problems.append(_problem(name, f"{field}.{key}", f"must be an integer, got {value!r}"))
+                if key not in item:
+                    problems.append(_problem(name, f"{entry}.{key}", "missing required field"))
+                elif isinstance(value, bool) or not isinstance(value, int):
+                    problems.append(_problem(name, f"{entry}.{key}", f"must be an integer, got {value!r}"))
             for group in GROUPS:
                 counts = item.get(group, {})
                 if not isinstance(counts, dict):
-                    problems.append(_problem(name, f"{field}.{group}", "must be a table of outcome = count"))
+                    problems.append(_problem(name, f"{entry}.{group}", "must be a table of outcome = count"))
                     continue
                 for outcome, count in counts.items():
-                    rows.append((f"{field}.{group}.{outcome}", month, cohort, group, outcome, count))
+                    rows.append((entry, f"{entry}.{group}.{outcome}", month, cohort, group, outcome, count))
     counts: dict = {}
-    for field, month, cohort, group, outcome, count in rows:
+    where: dict = {}
+    for entry, field, month, cohort, group, outcome, count in rows:
         if group not in GROUPS:
             problems.append(_problem(name, field, f"group must be one of {', '.join(GROUPS)}, got {group!r}"))
         elif outcome not in MEASURABLE:
             problems.append(_problem(name, field, f"outcome must be one of {', '.join(MEASURABLE)}, got {outcome!r}"))
         elif isinstance(count, bool) or not isinstance(count, (int, float)) or not math.isfinite(count) or count < 0:
             problems.append(_problem(name, field, f"count must be a finite number >= 0, got {count!r}"))
-        elif isinstance(month, int) and isinstance(cohort, int):
+        elif isinstance(month, int) and not isinstance(month, bool) and isinstance(cohort, int) \
+                and not isinstance(cohort, bool):
+            key = (group, cohort, outcome, month)
+            if key in where:
+                problems.append(_problem(name, field, f"count must be given once per cohort and month, got a second "
+                                                      f"{group} {outcome} count for cohort {cohort} at month {month} "
+                                                      f"(first: {where[key][1]})"))
+                continue
             counts.setdefault((group, cohort, outcome), {})[month] = float(count)
+            where[key] = (entry, field)
     if problems:
         raise ScenarioError(problems)
-    return Observed(counts, name)
+    return Observed(counts, name, where)
 
 
 def outcomes_from_observed(contract: Contract, observed: Observed) -> Outcomes:
@@ -129,15 +145,29 @@ def outcomes_from_observed(contract: Contract, observed: Observed) -> Outcomes:
     src = observed.source
     problems = []
     for (group, cohort, outcome), series in observed.counts.items():
+        def at(month, part=None):  # where a count was read; a plain description for counts built in code
+            entry, field = observed.where.get((group, cohort, outcome, month), (None, None))
+            if entry is None:
+                return f"cohort {cohort}.{group}.{outcome}"
+            return field if part is None or entry.startswith("line ") else f"{entry}.{part}"
+
+        first = min(series)
         if not 0 <= cohort < C:
-            problems.append(_problem(src, f"{group}.{outcome}", f"cohort must be 0..{C - 1}, got {cohort}"))
-        for month in series:
+            problems.append(_problem(src, at(first, "cohort"), f"cohort must be 0..{C - 1}, got {cohort}"))
+            continue
+        intake = contract.cohorts[cohort].intake_month
+        for month in sorted(series):
             if not 1 <= month <= T:
-                problems.append(_problem(src, f"cohort {cohort}.{group}.{outcome}", f"month must be 1..{T}, got {month}"))
-        values = [series[m] for m in sorted(series)]
-        if any(b < a for a, b in zip(values, values[1:])):
-            problems.append(_problem(src, f"cohort {cohort}.{group}.{outcome}",
-                                     f"cumulative counts must not fall, got {values}"))
+                problems.append(_problem(src, at(month, "month"), f"month must be 1..{T}, got {month}"))
+            elif month <= intake and series[month] > 0:
+                problems.append(_problem(src, at(month), f"count must be 0 up to cohort {cohort}'s intake "
+                                                         f"(month {intake}), got {series[month]:g} at month {month}"))
+        months = sorted(series)
+        for m0, m1 in zip(months, months[1:]):
+            if series[m1] < series[m0]:
+                problems.append(_problem(src, at(m1), f"cumulative counts must not fall, got {series[m0]:g} at "
+                                                      f"month {m0}, then {series[m1]:g} at month {m1}"))
+                break
     groups_given = {g for g, _, _ in observed.counts}
     if "comparison" in groups_given and "counterfactual" in groups_given:
         problems.append(_problem(src, "measurement", "give comparison or counterfactual counts, not both"))
@@ -151,15 +181,17 @@ def outcomes_from_observed(contract: Contract, observed: Observed) -> Outcomes:
             if g != group:
                 continue
             k = MEASURABLE.index(outcome)
-            previous_month, previous = contract.cohorts[cohort].intake_month, 0.0
+            intake = contract.cohorts[cohort].intake_month
+            previous_month, previous = intake, 0.0
             for month in sorted(series):
                 increment = series[month] - previous
-                if outcome == "benefit_months":
-                    start = min(previous_month, month - 1)
-                    employed[0, cohort, start:month] += increment / (month - start)
+                if increment == 0:  # e.g. a zero count at or before the intake
+                    continue
+                if outcome == "benefit_months":  # spread over the months since the previous count
+                    employed[0, cohort, previous_month:month] += increment / (month - previous_month)
                 else:
                     events[0, cohort, k, month - 1] += increment
-                previous_month, previous = month, series[month]
+                previous_month, previous = max(month, intake), series[month]
         return events, employed
 
     sizes = np.array([c.size for c in contract.cohorts], dtype=np.int64)

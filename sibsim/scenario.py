@@ -720,11 +720,17 @@ def _same_file_key(path: Path) -> Path:
         return path.absolute()
 
 
+_PRIOR_KEYS = {"mean", "sd", "alpha", "beta"}
+
+
 def _merge(base: dict, delta: dict) -> dict:
-    """Tables merge key by key; anything else (numbers, strings, arrays) in ``delta`` replaces the base."""
+    """Tables merge key by key; anything else in ``delta`` replaces the base.
+
+    A prior (``{mean, sd}`` or ``{alpha, beta}``) is one value, not a table to merge: it replaces.
+    """
     out = dict(base)
     for key, value in delta.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not set(value) <= _PRIOR_KEYS:
             out[key] = _merge(out[key], value)
         else:
             out[key] = value

@@ -1,0 +1,100 @@
+"""Excel workbook of a run (optional extra ``sibsim[excel]``, which installs openpyxl).
+
+Values, not formulas: every number is what sibsim computed, so the workbook is an audit
+trail of a run rather than a second model.  Sheets:
+
+* ``Summary``: estimates with Monte Carlo standard errors;
+* ``Expected cashflows``: the expected monthly ledger of every party;
+* ``Percentiles``: 5/25/50/75/95 % of the per-path measures, and monthly cumulative cash quantiles;
+* ``Assumptions``: sources, stated assumptions and the contract terms;
+* ``Run``: seed, paths and version, to repeat the run.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from . import __version__
+
+PERCENTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def contract_terms(contract) -> pd.DataFrame:
+    """The contract's main terms as (term, value) rows, generated from the Contract itself."""
+    cur = contract.currency
+    rows = [("title", contract.title), ("term (months)", contract.term_months),
+            ("tail followed (months)", contract.tail_months), ("participants", contract.n_participants),
+            ("cohorts (intake month: size)", ", ".join(f"{c.intake_month}: {c.size}" for c in contract.cohorts)),
+            ("capital committed", f"{cur} {contract.total_commitment:,.2f}")]
+    for inv in contract.investors:
+        cap = "uncapped" if inv.return_cap is None else f"return cap {inv.return_cap:.1%} a year"
+        kind = "grant" if not inv.repayable else f"seniority {inv.seniority}"
+        rows.append((f"investor: {inv.name}", f"{cur} {inv.commitment:,.2f}; {inv.investor_class}; {kind}; {cap}"))
+    payer = contract.payer
+    rows.append(("outcome payer", payer.name))
+    for outcome, price in payer.rate_card:
+        rows.append((f"price per net {outcome}", f"{cur} {price:,.2f}"))
+    if payer.savings_share.rate:
+        rows.append(("share of measured savings", f"{payer.savings_share.rate:.0%}"))
+    for t in payer.tiers:
+        rows.append((f"tier table on {t.outcome} ({t.measure})", "; ".join(f"{x:g}: {cur} {y:,.0f}" for x, y in t.points)))
+    if payer.trigger is not None:
+        tr = payer.trigger
+        rows.append(("cohort trigger", f"{tr.outcome} {tr.measure}: cohort >= {tr.cohort_threshold:g}, pooled >= "
+                     f"{tr.pooled_threshold:g}, {cur} {tr.price:,.0f} per net event"))
+    rows.append(("payment cap", "none" if payer.payment_cap is None else f"{cur} {payer.payment_cap:,.2f}"))
+    rows.append(("measurement months", ", ".join(map(str, payer.measurement_months)) or "set by the trigger"))
+    rows.append(("payment lag (months)", payer.payment_lag_months))
+    for g in contract.guarantees:
+        rows.append((f"guarantee by {g.guarantor}", f"{g.share:.0%} of principal losses of {', '.join(g.investors)}"))
+    return pd.DataFrame(rows, columns=["term", "value"])
+
+
+def write_excel(results, path: str | Path) -> Path:
+    """Write the workbook atomically (temporary file in the same folder, then rename)."""
+    try:
+        import openpyxl  # noqa: F401
+    except ImportError:  # pragma: no cover - exercised only without the extra
+        raise RuntimeError("Excel export needs the optional extra: pip install 'sibsim[excel]'") from None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    contract = results.contract
+    meta = dict(contract.meta)
+    measures = results.paths.select_dtypes("number")
+    percentiles = measures.quantile(list(PERCENTILES)).T
+    percentiles.columns = [f"p{int(q * 100):02d}" for q in PERCENTILES]
+    percentiles.insert(0, "mean", measures.mean())
+    assumptions = pd.DataFrame(
+        [("source", s) for s in meta.get("sources", ())] + [("assumption", a) for a in meta.get("assumptions", ())],
+        columns=["kind", "text"])
+    run = pd.DataFrame([("sibsim version", __version__), ("paths", results.n_paths),
+                        ("seed entropy", str(results.seed_entropy)), ("block size", results.block_size),
+                        ("scenario file", contract.source)], columns=["item", "value"])
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".xlsx", dir=path.parent)
+    os.close(fd)
+    try:
+        with pd.ExcelWriter(tmp, engine="openpyxl") as xl:
+            results.summary().to_excel(xl, sheet_name="Summary")
+            results.expected_ledgers.to_excel(xl, sheet_name="Expected cashflows")
+            percentiles.to_excel(xl, sheet_name="Percentiles")
+            results.cashflow_quantiles().to_excel(xl, sheet_name="Percentiles", index=False,
+                                                  startrow=len(percentiles) + 3)
+            assumptions.to_excel(xl, sheet_name="Assumptions", index=False)
+            contract_terms(contract).to_excel(xl, sheet_name="Assumptions", index=False,
+                                              startrow=len(assumptions) + 3)
+            run.to_excel(xl, sheet_name="Run", index=False)
+            for sheet in xl.book.worksheets:  # readable column widths
+                for column in sheet.columns:
+                    width = max((len(str(c.value)) for c in column if c.value is not None), default=8)
+                    sheet.column_dimensions[column[0].column_letter].width = min(max(width + 2, 10), 80)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
