@@ -474,7 +474,9 @@ def settle(contract: Contract, outcomes: Outcomes) -> Cashflows:
     net_outcomes = (treated_pooled - cf_pooled)[:, : len(OUTCOMES)]
     measured_savings = _measured_savings(contract, monthly_saved)
     sizes = np.array([c.size for c in contract.cohorts], dtype=float)
-    n_enrolled = (enrolled * sizes[None, :]).sum(axis=1)
+    # Tiers divide by the planned group: a measurement up to the review must not depend on its result
+    # (and measurements after a termination are not paid), nor divide by 0 if no cohort had started.
+    n_enrolled = np.full(P, sizes.sum())
     due = np.zeros((P, T))
     if len(months):
         earned = entitlement(contract, treated_pooled, cf_pooled, measured_savings, n_enrolled)
@@ -498,7 +500,11 @@ def settle(contract: Contract, outcomes: Outcomes) -> Cashflows:
     calls = contract.call_weights[None, :, None] * call_total[:, None, :]
     distributions = distribute(contract, calls, released)
     retained = released - distributions.sum(axis=1)
-    payout_month = min(max(max(contract.payment_months, default=0), contract.provider_budget.last_month), T - 1)
+    # Guarantees pay once the loss is final: after the last payment and the last capital call
+    # (budget or investor-borne fee), so no later call or distribution changes the loss covered.
+    last_call = max([contract.provider_budget.last_month]
+                    + [f.schedule.last_month for f in contract.fees if f.paid_by == "investors"])
+    payout_month = min(max(max(contract.payment_months, default=0), last_call), T - 1)
     to_investors, by_guarantee = guarantee_payouts(contract, calls, distributions, payout_month)
     return Cashflows(
         capital_calls=calls,

@@ -143,36 +143,42 @@ def outcomes_from_observed(contract: Contract, observed: Observed) -> Outcomes:
     T = contract.horizon_months
     C = len(contract.cohorts)
     src = observed.source
-    problems = []
-    for (group, cohort, outcome), series in observed.counts.items():
-        def at(month, part=None):  # where a count was read; a plain description for counts built in code
-            entry, field = observed.where.get((group, cohort, outcome, month), (None, None))
-            if entry is None:
-                return f"cohort {cohort}.{group}.{outcome}"
-            return field if part is None or entry.startswith("line ") else f"{entry}.{part}"
+    problems: list[str] = []
 
+    def at(key, month, part=None):
+        """``field: `` prefix where a count was read (``measurement[i].month: ``, ``line n: month ``...)."""
+        group, cohort, outcome = key
+        entry, field = observed.where.get((group, cohort, outcome, month), (None, None))
+        if entry is None:  # counts built in code
+            return f"cohort {cohort}.{group}.{outcome}: " + (f"{part} " if part else "")
+        if part is None:
+            return f"{field}: "
+        return f"{entry}: {part} " if entry.startswith("line ") else f"{entry}.{part}: "
+
+    for key, series in observed.counts.items():
+        group, cohort, outcome = key
         first = min(series)
         if not 0 <= cohort < C:
-            problems.append(_problem(src, at(first, "cohort"), f"cohort must be 0..{C - 1}, got {cohort}"))
+            problems.append(f"{src}: {at(key, first, 'cohort')}must be 0..{C - 1}, got {cohort}")
             continue
         intake = contract.cohorts[cohort].intake_month
         for month in sorted(series):
             if not 1 <= month <= T:
-                problems.append(_problem(src, at(month, "month"), f"month must be 1..{T}, got {month}"))
+                problems.append(f"{src}: {at(key, month, 'month')}must be 1..{T}, got {month}")
             elif month <= intake and series[month] > 0:
-                problems.append(_problem(src, at(month), f"count must be 0 up to cohort {cohort}'s intake "
-                                                         f"(month {intake}), got {series[month]:g} at month {month}"))
+                problems.append(f"{src}: {at(key, month)}count must be 0 up to cohort {cohort}'s intake "
+                                f"(month {intake}), got {series[month]:g} at month {month}")
         months = sorted(series)
         for m0, m1 in zip(months, months[1:]):
             if series[m1] < series[m0]:
-                problems.append(_problem(src, at(m1), f"cumulative counts must not fall, got {series[m0]:g} at "
-                                                      f"month {m0}, then {series[m1]:g} at month {m1}"))
+                problems.append(f"{src}: {at(key, m1)}cumulative counts must not fall, got {series[m0]:g} at "
+                                f"month {m0}, then {series[m1]:g} at month {m1}")
                 break
     groups_given = {g for g, _, _ in observed.counts}
     if "comparison" in groups_given and "counterfactual" in groups_given:
         problems.append(_problem(src, "measurement", "give comparison or counterfactual counts, not both"))
-    if problems:
-        raise ScenarioError(problems)
+    if problems:  # one line per problem, not per count of a misplaced measurement
+        raise ScenarioError(list(dict.fromkeys(problems)))
 
     def build(group: str):
         events = np.zeros((1, C, len(MEASURABLE) - 1, T))

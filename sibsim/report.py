@@ -1,0 +1,1230 @@
+"""A self-contained HTML memo of a simulation run, for a council or a board.
+
+:func:`render_report` turns :class:`~sibsim.results.Results` into one HTML
+file: inline CSS, plots embedded as base64 PNG, no JavaScript, no external
+files, no network.  It reads like a memo: what the SIB is, the key figures
+(each with its Monte Carlo error), the expected and the downside case, plots
+with a sentence on how to read them, every assumption and contract term, the
+sensitivity analysis if one was run, and the method and its limits.
+
+Every piece of text that comes from the scenario file (titles, names,
+descriptions, sources, assumptions) is escaped with :func:`html.escape`.
+
+Command line (wired into ``sibsim`` by :mod:`sibsim.cli`)::
+
+    sibsim report SCENARIO --out memo.html [--paths N] [--seed S] [--force]
+
+The memo is written atomically: to a temporary file in the same directory,
+then moved into place with :func:`os.replace`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import html
+import io
+import math
+import os
+import re
+import secrets
+import sys
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .contracts import OUTCOMES, JOURNEY_PROBABILITIES, Contract
+
+#: Columns a sensitivity frame must have (see ``sibsim.sensitivity.tornado``).
+SENSITIVITY_COLUMNS = ("assumption", "measure", "low", "base", "high")
+#: Marks a memo written by sibsim, naming its scenario (used to refuse overwriting another scenario's memo).
+SCENARIO_META = "sibsim-scenario"
+#: Quantile used for the downside case.
+DOWNSIDE = 0.05
+_N_BATCHES = 20  # as sibsim.metrics: standard errors of quantiles from batches of paths
+
+#: Dutch terms glossed when they appear in the scenario text.
+GLOSSARY = {
+    "bijstand": "welfare benefit: the municipal social assistance for people without other income",
+    "Participatiewet": "Participation Act: the law that sets the bijstand amounts (norms)",
+    "gemeente": "municipality",
+    "startkwalificatie": "basic qualification: at least a vocational diploma at MBO level 2 (or HAVO/VWO)",
+    "MBO": "secondary vocational education; MBO-2 is the basic vocational level",
+    "CBS": "Statistics Netherlands (Centraal Bureau voor de Statistiek)",
+    "UWV": "the national employee insurance agency",
+}
+
+OUTCOME_LABELS = {
+    "diploma": "diploma",
+    "job_start": "job start",
+    "job_sustained": "job lasting {S} months",
+    "long_term_contract": "long-term contract",
+    "benefit_months": "month off benefits",
+    "benefit_month_saved": "month off benefits",
+}
+
+JOURNEY_LABELS = {
+    "diploma": "diploma, per month in training",
+    "dropout": "dropout, per month in training",
+    "job_with_diploma": "job start per month, with diploma",
+    "job_without_diploma": "job start per month, without diploma",
+    "relapse": "job lost per month (back on benefits)",
+    "relapse_long_term": "job lost per month, with a long-term contract",
+    "long_term_contract": "long-term contract, per job lasting {S} months",
+}
+
+MEASURE_LABELS = {
+    "difference": "difference (treated minus counterfactual, per participant)",
+    "relative_increase": "relative increase over the counterfactual",
+    "relative_reduction": "relative reduction against the counterfactual",
+}
+
+#: Plain-English names of the summary metrics (appendix and sensitivity table).
+METRIC_LABELS = {
+    "expected_moic": "Investors: expected multiple (money back per unit paid in)",
+    "median_irr": "Investors: median annual return (IRR)",
+    "irr_p05": "Investors: annual return (IRR), 5th percentile",
+    "irr_p95": "Investors: annual return (IRR), 95th percentile",
+    "share_irr_defined": "Investors: share of futures with a well-defined IRR",
+    "probability_of_loss": "Investors: probability of losing money",
+    "expected_loss": "Investors: expected capital not returned",
+    "cvar05_net_result": "Investors: average net result in the worst 5 % of futures",
+    "expected_npv": "Investors: expected net present value",
+    "expected_distributions": "Investors: expected money received",
+    "expected_capital_called": "Investors: expected capital paid in",
+    "expected_guarantee_payouts": "Investors: expected guarantee payouts received",
+    "expected_outcome_payments": "Payer: expected outcome payments",
+    "expected_retained_above_caps": "Payer: expected payments not made because of the return caps",
+    "expected_defaulted": "Payer: expected payments not made (payer default)",
+    "probability_terminated_early": "Payer: probability the contract ends early at its review",
+    "expected_gross_savings": "Payer: expected gross savings",
+    "expected_net_savings": "Payer: expected net savings",
+    "net_savings_p05": "Payer: net savings, 5th percentile (downside case)",
+    "probability_pays_more_than_saves": "Payer: probability of paying more than it saves",
+    "expected_npv_net_savings": "Payer: expected present value of net savings",
+    "cost_per_primary_outcome": "Payer: cost per primary outcome",
+    "cost_per_net_primary_outcome": "Payer: cost per net (additional) primary outcome",
+}
+
+
+# --- small formatting helpers (plain text; escape on output) -------------------------------------
+def e(text) -> str:
+    """Escape any text for HTML (quotes too, so it is safe in attributes)."""
+    return html.escape(str(text), quote=True)
+
+
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def _money(value: float, currency: str, decimals: int = 0) -> str:
+    if not _finite(value):
+        return "n/a"
+    value = round(float(value), decimals)
+    if value == 0:
+        value = 0.0  # no "-0"
+    sign = "-" if value < 0 else ""
+    return f"{sign}{currency} {abs(value):,.{decimals}f}"
+
+
+def _amount(value: float, currency: str) -> str:
+    """A contract amount: whole units, or cents when it has them (EUR 972.70)."""
+    value = float(value)
+    return _money(value, currency, 0 if value == round(value) else 2)
+
+
+def _pct(value: float, decimals: int | None = None) -> str:
+    """A rate or probability as a percentage; ``decimals=None`` keeps up to 3 significant digits."""
+    if not _finite(value):
+        return "n/a"
+    if decimals is None:
+        return f"{float(value) * 100:.3g} %"
+    return f"{float(value) * 100:.{decimals}f} %"
+
+
+def _num(value: float) -> str:
+    if not _finite(value):
+        return "n/a"
+    return f"{float(value):,.0f}" if abs(value) >= 1000 else f"{float(value):.4g}"
+
+
+def _place(se: float) -> float:
+    """Rounding step for an estimate with standard error ``se``: two significant digits of ``se``."""
+    return 10.0 ** (math.floor(math.log10(se)) - 1)
+
+
+def _decimals(step: float) -> int:
+    return max(0, -int(math.floor(math.log10(step) + 1e-9)))
+
+
+def format_estimate(value: float, se: float, unit: str, currency: str = "EUR") -> tuple[str, str]:
+    """An estimate and its Monte Carlo error in plain words: ``("EUR 752,700", "± 400, Monte Carlo error")``.
+
+    The estimate is rounded to the precision its standard error supports (two
+    significant digits of the error, never finer than whole units of money).
+    """
+    if not _finite(value):
+        return "n/a", "not defined in these simulations"
+    exact = _finite(se) and se == 0
+    no_se = not _finite(se)
+    if unit == "EUR":
+        step = 1.0 if exact or no_se else max(1.0, _place(se))
+        d = _decimals(step) if step < 1 else 0
+        shown = _money(round(value / step) * step, currency, d)
+        err = f"± {round(se / step) * step:,.{d}f}" if not (exact or no_se) else ""
+    elif unit in ("probability", "share", "per year"):
+        pct, pct_se = value * 100, (se * 100 if _finite(se) else se)
+        step = 0.1 if exact or no_se else min(0.1, _place(pct_se)) if pct_se > 0 else 0.1
+        step = max(step, 0.001)
+        d = _decimals(step)
+        shown = f"{round(pct / step) * step:.{d}f} %" + (" a year" if unit == "per year" else "")
+        err = f"± {round(pct_se / step) * step:.{d}f} percentage points" if not (exact or no_se) else ""
+    else:
+        step = 0.001 if exact or no_se else max(min(0.001, _place(se)), 1e-6)
+        d = _decimals(step)
+        shown = f"{round(value / step) * step:.{d}f}" + ("x" if unit == "x" else "")
+        err = f"± {round(se / step) * step:.{d}f}" if not (exact or no_se) else ""
+    if exact:
+        return shown, "exact: the same in every simulated future"
+    if no_se:
+        return shown, "Monte Carlo error not available"
+    return shown, f"{err}, Monte Carlo error"
+
+
+def _quantile_with_se(values: np.ndarray, q: float) -> tuple[float, float]:
+    """Quantile of ``values`` and its standard error from independent batches (as in sibsim.metrics)."""
+    values = np.asarray(values, dtype=float)
+    est = float(np.quantile(values, q))
+    if len(values) < 2 * _N_BATCHES:
+        return est, float("nan")
+    stats = np.array([np.quantile(b, q) for b in np.array_split(values, _N_BATCHES)])
+    return est, float(stats.std(ddof=1) / np.sqrt(len(stats)))
+
+
+# --- calendar -------------------------------------------------------------------------------------
+class _Calendar:
+    """Contract months as calendar months when the scenario gives ``meta.start = "YYYY-MM"``."""
+
+    MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+    def __init__(self, start):
+        self.start = None
+        m = re.fullmatch(r"(\d{4})-(\d{1,2})", str(start or "").strip())
+        if m and 1 <= int(m.group(2)) <= 12:
+            self.start = (int(m.group(1)), int(m.group(2)) - 1)
+
+    def label(self, month: int) -> str | None:
+        if self.start is None:
+            return None
+        y, m0 = self.start
+        total = m0 + int(month)
+        return f"{self.MONTHS[total % 12]} {y + total // 12}"
+
+    def month(self, month: int) -> str:
+        """``month 12 (Apr 2016)``, or ``month 12`` without a start date."""
+        cal = self.label(month)
+        return f"month {month} ({cal})" if cal else f"month {month}"
+
+    def span(self, first: int, last: int) -> str:
+        a, b = self.label(first), self.label(last)
+        return f"{a} – {b}" if a else f"months {first}–{last}"
+
+
+# --- text helpers -------------------------------------------------------------------------------
+def _meta(contract: Contract) -> dict:
+    return dict(contract.meta)
+
+
+def _scenario_texts(contract: Contract) -> list[str]:
+    meta = _meta(contract)
+    texts = [contract.title, contract.provider_name, contract.payer.name,
+             str(meta.get("description", "")), str(meta.get("notes", ""))]
+    texts += [i.name for i in contract.investors] + [f.name for f in contract.fees]
+    texts += [str(s) for s in meta.get("sources", ())] + [str(s) for s in meta.get("assumptions", ())]
+    return texts
+
+
+def _glossary_terms(contract: Contract) -> list[str]:
+    text = " ".join(_scenario_texts(contract))
+    return [t for t in GLOSSARY if re.search(rf"\b{re.escape(t)}", text, flags=re.IGNORECASE)]
+
+
+def _gloss(escaped: str, terms: list[str], done: set) -> str:
+    """Add ``(plain meaning)`` after the first occurrence of each Dutch term in already-escaped text."""
+    for term in terms:
+        if term in done:
+            continue
+        pattern = re.compile(rf"\b({re.escape(term)}[\w-]*)", flags=re.IGNORECASE)
+        short = GLOSSARY[term].split(":")[0]
+        new, n = pattern.subn(lambda m: f"{m.group(1)} <span class=\"gloss\">({e(short)})</span>", escaped, count=1)
+        if n:
+            escaped = new
+            done.add(term)
+    return escaped
+
+
+def _outcome_label(name: str, contract: Contract) -> str:
+    return OUTCOME_LABELS.get(name, name.replace("_", " ")).format(S=contract.sustained_job_months)
+
+
+def _join_words(items: list[str]) -> str:
+    items = [i for i in items if i]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _months_list(months, cal: _Calendar) -> str:
+    months = [int(m) for m in months]
+    if not months:
+        return "none"
+    if cal.start is None:
+        return "months " + ", ".join(str(m) for m in months)
+    return ", ".join(cal.month(m) for m in months)
+
+
+def _saves_benefits(contract: Contract) -> bool:
+    return any(b.amount_per_month * b.share > 0 for b in contract.savings.bands) and \
+        contract.savings.share_saved_when_employed > 0
+
+
+def _paid_for(contract: Contract) -> list[str]:
+    """What the payer pays for, in words (plain text)."""
+    cur, payer, out = contract.currency, contract.payer, []
+    for key, price in payer.rate_card:
+        if price > 0:
+            out.append(f"{_amount(price, cur)} per additional {_outcome_label(key, contract)}")
+    if payer.savings_share.rate > 0:
+        s = payer.savings_share
+        text = f"{_pct(s.rate)} of the measured savings"
+        if s.switch_multiple is not None:
+            text += (f" until {s.switch_multiple:g} times the capital has been paid, then {_pct(s.rate_after)}")
+        out.append(text)
+    for tier in payer.tiers:
+        out.append(f"a fixed amount by the measured improvement in {_outcome_label(tier.outcome, contract)}s "
+                   f"(up to {_amount(max(p[1] for p in tier.points), cur)})")
+    if payer.trigger is not None:
+        t = payer.trigger
+        out.append(f"{_amount(t.price, cur)} per {_outcome_label(t.outcome, contract)} avoided, if a cohort "
+                   f"improves by at least {_pct(t.cohort_threshold)} or all cohorts together by at least "
+                   f"{_pct(t.pooled_threshold)}")
+    return out
+
+
+# --- plots ----------------------------------------------------------------------------------------
+def _fix_currency(fig, currency: str) -> None:
+    """The plots label money in EUR; relabel them in the contract's currency."""
+    if currency == "EUR":
+        return
+    from matplotlib.ticker import FuncFormatter
+
+    from . import plots
+
+    def fmt(x, _pos=None):
+        return f"{currency} {x / 1e3:,.0f}k" if abs(x) < 1e6 else f"{currency} {x / 1e6:,.2f}M"
+
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            f = axis.get_major_formatter()
+            if isinstance(f, FuncFormatter) and getattr(f, "func", None) is plots._eur:
+                axis.set_major_formatter(FuncFormatter(fmt))
+        ax.set_xlabel(ax.get_xlabel().replace("EUR", currency))
+        ax.set_ylabel(ax.get_ylabel().replace("EUR", currency))
+        ax.set_title(ax.get_title().replace("EUR", currency))
+        legend = ax.get_legend()
+        if legend is not None:
+            for t in legend.get_texts():
+                t.set_text(t.get_text().replace("EUR", currency))
+
+
+def _png(plot, currency: str) -> str:
+    """Draw one plot on a fresh figure (no pyplot, so no GUI backend) and return a data: URI."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.0, 4.4))
+    ax = fig.add_subplot()
+    plot(ax)
+    _fix_currency(fig, currency)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.grid(True, axis="y", color="#e3e8ee", lw=0.8)
+    ax.set_axisbelow(True)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=150)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+# --- the memo ------------------------------------------------------------------------------------
+CSS = """
+:root { --ink:#1f2933; --muted:#52606d; --line:#d9e2ec; --accent:#1f5f8b; --soft:#f3f6f9;
+        --bad:#a93226; --good:#1e7b4a; }
+* { box-sizing: border-box; }
+html { background: #e6ebf0; }
+body { margin: 0; color: var(--ink);
+       font: 16px/1.55 "Liberation Sans", "DejaVu Sans", Arial, Helvetica, sans-serif; }
+main { max-width: 980px; margin: 24px auto; padding: 40px 56px 48px; background: #fff;
+       box-shadow: 0 1px 4px rgba(0,0,0,.12); }
+header { border-bottom: 3px solid var(--accent); padding-bottom: 14px; margin-bottom: 8px; }
+.kicker { text-transform: uppercase; letter-spacing: .08em; font-size: 13px; color: var(--accent);
+          font-weight: bold; margin: 0 0 4px; }
+h1 { font-size: 30px; line-height: 1.2; margin: 0 0 10px; }
+h2 { font-size: 22px; margin: 44px 0 12px; padding-bottom: 4px; border-bottom: 1px solid var(--line);
+     color: var(--accent); }
+h3 { font-size: 17px; margin: 26px 0 8px; }
+p { margin: 0 0 12px; }
+.meta-line { color: var(--muted); font-size: 14px; margin: 0; }
+.meta-line b { color: var(--ink); }
+nav.toc { background: var(--soft); padding: 10px 16px; margin: 18px 0 0; font-size: 14px; }
+nav.toc ol { margin: 4px 0 0; padding-left: 22px; columns: 2; }
+nav.toc a { color: var(--accent); text-decoration: none; }
+.gloss { color: var(--muted); }
+.note { color: var(--muted); font-size: 14px; }
+.callout { background: var(--soft); border-left: 4px solid var(--accent); padding: 10px 14px; margin: 14px 0; }
+.callout.bad { border-left-color: var(--bad); }
+.glossary { font-size: 14px; margin: 12px 0; }
+.glossary dt { font-weight: bold; float: left; clear: left; width: 150px; font-style: italic; }
+.glossary dd { margin: 0 0 4px 160px; }
+.kf { display: grid; grid-template-columns: 1fr 1fr; gap: 18px; margin: 14px 0 8px; }
+.kf-group { border: 1px solid var(--line); border-top: 4px solid var(--accent); padding: 12px 16px 6px; }
+.kf-group.payer { border-top-color: var(--good); }
+.kf-group h3 { margin: 0 0 8px; font-size: 16px; }
+.kf-item { padding: 8px 0 10px; border-top: 1px solid var(--line); }
+.kf-item:first-of-type { border-top: 0; }
+.kf-label { font-size: 14px; color: var(--muted); }
+.kf-value { font-size: 24px; font-weight: bold; line-height: 1.25; font-variant-numeric: tabular-nums; }
+.kf-error { font-size: 13px; color: var(--muted); white-space: nowrap; }
+.kf-explain { font-size: 13.5px; margin-top: 2px; }
+.kf-foot { font-size: 14px; color: var(--muted); }
+.table-wrap { overflow-x: auto; margin: 10px 0 16px; }
+table { border-collapse: collapse; width: 100%; font-size: 14px; }
+caption { caption-side: top; text-align: left; font-weight: bold; padding: 0 0 6px; font-size: 15px; }
+th, td { padding: 6px 8px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top;
+         overflow-wrap: anywhere; }
+thead th { background: var(--soft); border-bottom: 2px solid #bcccdc; font-size: 13px; }
+th.group { text-align: center; border-bottom: 1px solid #bcccdc; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap;
+                 overflow-wrap: normal; }
+td.neg { color: var(--bad); }
+tr.total td { font-weight: bold; border-top: 2px solid #bcccdc; }
+table.terms th[scope=row] { width: 30%; font-weight: bold; background: #fafbfc; }
+table.list td:first-child { width: 2.5em; color: var(--muted); }
+figure { margin: 22px 0 30px; break-inside: avoid; }
+figure img { display: block; width: 100%; height: auto; border: 1px solid var(--line); }
+figcaption { font-size: 14px; color: var(--muted); margin-top: 6px; }
+figcaption b { color: var(--ink); }
+.bar { position: relative; height: 14px; min-width: 160px; background: var(--soft); }
+.bar span { position: absolute; top: 2px; height: 10px; background: #5b8db8; }
+.bar i { position: absolute; top: 0; width: 2px; height: 14px; background: var(--ink); }
+details { margin: 8px 0 16px; }
+summary { cursor: pointer; color: var(--accent); font-size: 14px; }
+code { font-family: "DejaVu Sans Mono", "Liberation Mono", monospace; font-size: 13px;
+       background: var(--soft); padding: 0 3px; }
+ul.caveats li { margin-bottom: 6px; }
+footer { margin-top: 40px; padding-top: 10px; border-top: 1px solid var(--line); font-size: 13px;
+         color: var(--muted); }
+@media (max-width: 760px) {
+  main { padding: 20px; margin: 0; }
+  .kf { grid-template-columns: 1fr; }
+  nav.toc ol { columns: 1; }
+  .glossary dt { float: none; width: auto; }
+  .glossary dd { margin-left: 16px; }
+}
+@media print {
+  html { background: #fff; }
+  main { box-shadow: none; margin: 0; padding: 0; max-width: none; }
+  nav.toc { display: none; }
+  h2, h3 { break-after: avoid; }
+  .kf, table, figure { break-inside: avoid; }
+}
+"""
+
+
+class _Memo:
+    """Builds the memo's HTML from one Results (all methods return HTML-safe strings)."""
+
+    def __init__(self, results, sensitivity, generated):
+        self.r = results
+        self.c: Contract = results.contract
+        self.cur = self.c.currency
+        self.s = results.summary()
+        self.meta = _meta(self.c)
+        self.cal = _Calendar(self.meta.get("start"))
+        self.payer = self.c.payer.name
+        self.terms = _glossary_terms(self.c)
+        self.glossed: set = set()
+        self.sensitivity = sensitivity
+        self.generated = generated
+
+    # helpers -------------------------------------------------------------------------------
+    def money(self, value, decimals=0) -> str:
+        return e(_money(value, self.cur, decimals))
+
+    def est(self, metric: str) -> tuple[float, float, str]:
+        row = self.s.loc[metric]
+        return float(row["estimate"]), float(row["std_error"]), str(row["unit"])
+
+    def text(self, scenario_text) -> str:
+        """Escaped scenario text, with Dutch terms glossed at their first occurrence."""
+        return _gloss(e(scenario_text), self.terms, self.glossed)
+
+    def figure_html(self, metric: str, label: str, explain: str, value=None, se=None, unit=None) -> str:
+        if value is None:
+            value, se, unit = self.est(metric)
+        shown, err = format_estimate(value, se, unit, self.cur)
+        return (f'<div class="kf-item"><div class="kf-label">{e(label)}</div>'
+                f'<div class="kf-value" data-metric="{e(metric)}" data-estimate="{value!r}" '
+                f'data-std-error="{se!r}" data-unit="{e(unit)}">{e(shown)}</div>'
+                f'<div class="kf-error">({e(err)})</div>'
+                f'<div class="kf-explain">{explain}</div></div>')
+
+    @staticmethod
+    def table(head: list[str], rows: list[list[str]], num_cols=(), caption: str = "", cls: str = "",
+              group_head: str = "", row_classes=None) -> str:
+        """A table from HTML-safe cells; ``num_cols`` are right-aligned."""
+        cap = f"<caption>{caption}</caption>" if caption else ""
+        ths = "".join(f'<th scope="col"{" class=num" if i in num_cols else ""}>{h}</th>'
+                      for i, h in enumerate(head))
+        body = []
+        for k, row in enumerate(rows):
+            tds = []
+            for i, cell in enumerate(row):
+                classes = []
+                if i in num_cols:
+                    classes.append("num")
+                    if cell.startswith("-") and any(ch.isdigit() for ch in cell):
+                        classes.append("neg")
+                tds.append(f'<td class="{" ".join(classes)}">{cell}</td>' if classes else f"<td>{cell}</td>")
+            rc = (row_classes or {}).get(k)
+            body.append(f'<tr class="{rc}">' + "".join(tds) + "</tr>" if rc else "<tr>" + "".join(tds) + "</tr>")
+        cls_attr = f' class="{cls}"' if cls else ""
+        return (f'<div class="table-wrap"><table{cls_attr}>{cap}<thead>{group_head}<tr>{ths}</tr></thead>'
+                f'<tbody>{"".join(body)}</tbody></table></div>')
+
+    # sections ------------------------------------------------------------------------------
+    def header(self) -> str:
+        c, r = self.c, self.r
+        source = Path(c.source).name if c.source else "(built in Python)"
+        when = self.generated.strftime("%d %B %Y").lstrip("0")
+        toc = "".join(f'<li><a href="#{sid}">{e(title)}</a></li>' for sid, title in SECTIONS)
+        return (f'<header><p class="kicker">Memo · Social Impact Bond simulation</p>'
+                f"<h1>{e(c.title)}</h1>"
+                f'<p class="meta-line"><b>Date:</b> {e(when)} &nbsp;·&nbsp; <b>Scenario:</b> '
+                f"<code>{e(source)}</code> &nbsp;·&nbsp; <b>Simulated futures:</b> {r.n_paths:,} "
+                f"&nbsp;·&nbsp; <b>Seed:</b> {e(self.seed_text())}</p></header>"
+                f'<nav class="toc" aria-label="Contents"><b>Contents</b><ol>{toc}</ol></nav>')
+
+    def seed_text(self) -> str:
+        key = tuple(self.r.spawn_key)
+        return f"{self.r.seed_entropy}" + (f" (spawn key {key})" if key else "")
+
+    def what(self) -> str:
+        c = self.c
+        investors = _join_words([i.name for i in c.investors])
+        caps = sorted({i.return_cap for i in c.investors if i.return_cap is not None and i.repayable})
+        cap_text = ""
+        if caps:
+            cap_text = (f", capped at {_join_words([_pct(x) for x in caps])} a year, so that what the payer "
+                        "pays above the cap stays with the payer")
+        paid = _paid_for(c)
+        if _saves_benefits(c):
+            dutch = "bijstand" in self.terms
+            benefit = "welfare benefits (bijstand)" if dutch else "welfare benefits"
+            savings = (f"It expects to pay for this out of its savings: the {benefit} it no longer pays "
+                       "to participants who find and keep work.")
+            if dutch:
+                self.glossed.add("bijstand")
+        else:
+            savings = ("This scenario does not model savings for the payer: it pays for the outcomes from "
+                       "its budget, so its “net savings” below are simply minus what it pays.")
+        out = [
+            '<section id="what"><h2>1. What this is</h2>',
+            f"<p>This memo summarises a computer simulation of <b>{e(c.title)}</b>, a "
+            f"<b>Social Impact Bond</b> (SIB). In a SIB, private investors ({e(investors)}) pre-finance a "
+            f"social programme run by {e(c.provider_name)}: they commit {e(_money(c.total_commitment, self.cur))} "
+            f"up front. The outcome payer, {e(self.payer)}, pays only for results that an evaluator measures "
+            f"against what would have happened without the programme: "
+            f"{e(_join_words(paid) or 'see the contract terms in section 5')}. {e(savings)} "
+            f"If the programme works, the investors get their money back with a return{e(cap_text)}; if it "
+            f"does not, they lose part or all of it, and the payer pays little.</p>",
+            f"<p>Nobody knows in advance how well the programme will work, so the simulation plays out "
+            f"<b>{self.r.n_paths:,} possible futures</b>, each with its own success rates, drawn from the "
+            f"assumptions in section 5. The figures below are averages and bad cases over those futures. "
+            f"They are only as good as the assumptions.</p>",
+        ]
+        desc = self.meta.get("description")
+        if desc:
+            out.append(f'<div class="callout"><b>The programme, in the scenario\'s words:</b> '
+                       f"{self.text(desc)}</div>")
+        if self.terms:
+            items = "".join(f"<dt>{e(t)}</dt><dd>{e(GLOSSARY[t])}</dd>" for t in self.terms)
+            out.append(f'<h3>Dutch terms used</h3><dl class="glossary">{items}</dl>')
+        out.append("</section>")
+        return "".join(out)
+
+    def key_figures(self) -> str:
+        cur = self.cur
+        payer = self.payer
+        pays, _, _ = self.est("expected_outcome_payments")
+        gross, _, _ = self.est("expected_gross_savings")
+        moic, _, _ = self.est("expected_moic")
+        payer_items = [
+            self.figure_html("expected_outcome_payments", "Expected outcome payments",
+                             f"What {e(payer)} is expected to pay the investors for measured results, over "
+                             "the whole contract."),
+            self.figure_html("expected_gross_savings", "Expected gross savings",
+                             "Benefit payments avoided because participants work (compared with what would "
+                             "have happened without the programme)."),
+            self.figure_html("expected_net_savings", "Expected net savings",
+                             "Gross savings less outcome payments and the costs the payer bears (fees, "
+                             "guarantees)."),
+            self.figure_html("probability_pays_more_than_saves", "Chance that the payer pays more than it saves",
+                             f"Share of simulated futures in which {e(payer)}'s net savings are negative."),
+        ]
+        back = _money(moic, cur, 2) if _finite(moic) else "n/a"
+        investor_items = [
+            self.figure_html("expected_moic", "Investors' expected multiple",
+                             f"For every {e(cur)} 1 paid in, investors get back {e(back)} on average."),
+            self.figure_html("probability_of_loss", "Investors' chance of a loss",
+                             "Share of simulated futures in which investors get back less than they paid in."),
+            self.figure_html("median_irr", "Investors' median annual return (IRR)",
+                             "Half of the futures give a higher return, half a lower one."),
+        ]
+        ratio = ""
+        if gross > 0 and _finite(pays):
+            ratio = (f" On average {e(payer)} pays {e(_pct(pays / gross, 0))} of what it saves as outcome "
+                     "payments.")
+        return ('<section id="key-figures"><h2>2. Key figures</h2>'
+                f"<p>Averages over <b>{self.r.n_paths:,} simulated futures</b>, in nominal {e(cur)} (not "
+                "discounted), over the whole contract and the period after it in which savings are followed. "
+                "Each figure is followed by its <em>Monte Carlo error</em>: how much it could change if the "
+                "simulation were run again with other random numbers. It says nothing about whether the "
+                f"assumptions are right.{ratio}</p>"
+                f'<div class="kf"><div class="kf-group payer"><h3>{e(payer)} (outcome payer)</h3>'
+                f'{"".join(payer_items)}</div>'
+                f'<div class="kf-group"><h3>Investors</h3>{"".join(investor_items)}</div></div>'
+                f'<p class="kf-foot">Number of simulated futures: <b data-n-paths="{self.r.n_paths}">'
+                f"{self.r.n_paths:,}</b>; seed {e(self.seed_text())}. All estimates are listed in the "
+                f'<a href="#all-estimates">appendix</a>.</p></section>')
+
+    def yearly_schedule(self) -> tuple[pd.DataFrame, list[str]]:
+        led = self.r.expected_ledgers
+        received = led["distributions"] + led["guarantee_payouts"]
+        other = led["gross_savings"] - led["outcome_payments"] - led["net_savings"]
+        frame = pd.DataFrame({
+            "capital_calls": led["capital_calls"],
+            "received": received,
+            "investor_net": received - led["capital_calls"],
+            "gross_savings": led["gross_savings"],
+            "outcome_payments": led["outcome_payments"],
+            "other_costs": other,
+            "net_savings": led["net_savings"],
+        })
+        year = np.asarray(led.index) // 12
+        yearly = frame.groupby(year).sum()
+        labels = []
+        for y in yearly.index:
+            first, last = 12 * int(y), min(12 * int(y) + 11, int(led.index.max()))
+            labels.append(f"Year {int(y) + 1}|{self.cal.span(first, last)}")
+        return yearly, labels
+
+    def cash(self) -> str:
+        cur, payer, c = self.cur, self.payer, self.c
+        yearly, labels = self.yearly_schedule()
+        cols = ["capital_calls", "received", "investor_net", "gross_savings", "outcome_payments", "other_costs",
+                "net_savings"]
+
+        def cells(values):
+            return [e(f"{v:,.0f}") if abs(v) >= 0.5 else "0" for v in values]
+
+        rows = []
+        for label, (_, row) in zip(labels, yearly.iterrows()):
+            name, span = label.split("|")
+            rows.append([f'{e(name)}<br><span class="note">{e(span)}</span>'] + cells([row[k] for k in cols]))
+        rows.append(["Total"] + cells([yearly[k].sum() for k in cols]))
+        group = ('<tr><th></th><th class="group" colspan="3">Investors</th>'
+                 f'<th class="group" colspan="4">{e(payer)}</th></tr>')
+        head = ["Year", "Capital paid in", "Money received", "Net", "Savings", "Outcome payments",
+                "Fees and other costs", "Net"]
+        table = self.table(head, rows, num_cols=range(1, 8), group_head=group,
+                           caption=f"Expected cash per year ({e(cur)}, average over all simulated futures)",
+                           row_classes={len(rows) - 1: "total"})
+
+        retained, _, _ = self.est("expected_retained_above_caps")
+        defaulted, _, _ = self.est("expected_defaulted")
+        notes = []
+        if retained > 0.5:
+            notes.append(f"On average {e(_money(retained, cur))} of the payments earned is never paid because it "
+                         "would take the investors above their return cap.")
+        if defaulted > 0.5:
+            notes.append(f"On average {e(_money(defaulted, cur))} falls due but is not paid (payer default).")
+        notes.append("“Money received” includes any guarantee payouts; “fees and other costs” are the fees the "
+                     "payer bears and any guarantee it pays.")
+
+        # monthly detail, folded away
+        led = self.r.expected_ledgers
+        mrows = []
+        for m, row in led.iterrows():
+            rec = row["distributions"] + row["guarantee_payouts"]
+            mrows.append([e(self.cal.month(int(m)))] + cells([
+                row["capital_calls"], rec, rec - row["capital_calls"], row["gross_savings"],
+                row["outcome_payments"], row["gross_savings"] - row["outcome_payments"] - row["net_savings"],
+                row["net_savings"]]))
+        monthly = self.table(["Month"] + head[1:], mrows, num_cols=range(1, 8), group_head=group)
+
+        # downside
+        ns_p05, ns_se, _ = self.est("net_savings_p05")
+        inv_result = (self.r.paths["distributions"] - self.r.paths["capital_called"]).to_numpy(dtype=float)
+        ir_p05, ir_se = _quantile_with_se(inv_result, DOWNSIDE)
+        irr_p05, irr_se, _ = self.est("irr_p05")
+        cvar, cvar_se, _ = self.est("cvar05_net_result")
+        ns_text, ns_err = format_estimate(ns_p05, ns_se, "EUR", cur)
+        ir_text, ir_err = format_estimate(ir_p05, ir_se, "EUR", cur)
+        irr_text, irr_err = format_estimate(irr_p05, irr_se, "per year", cur)
+        cv_text, cv_err = format_estimate(cvar, cvar_se, "EUR", cur)
+        if ns_p05 < 0:
+            ns_sentence = (f"In the worst 1 in 20 futures, {e(payer)} <b>pays at least "
+                           f"{e(_money(-ns_p05, cur))} more than it saves</b>")
+        else:
+            ns_sentence = (f"Even in the worst 1 in 20 futures, {e(payer)} still saves at least "
+                           f"<b>{e(ns_text)}</b> net")
+        if ir_p05 < 0:
+            ir_sentence = (f"In the worst 1 in 20 futures, investors <b>lose at least "
+                           f"{e(_money(-ir_p05, cur))}</b> of their capital")
+        else:
+            ir_sentence = f"Even in the worst 1 in 20 futures, investors gain at least <b>{e(ir_text)}</b>"
+        down_rows = [
+            [f"{e(payer)}: net savings, 5th percentile", e(ns_text), e(ns_err)],
+            ["Investors: net result (money received less capital paid in), 5th percentile", e(ir_text), e(ir_err)],
+            ["Investors: annual return (IRR), 5th percentile", e(irr_text), e(irr_err)],
+            ["Investors: average net result in the worst 5 % of futures", e(cv_text), e(cv_err)],
+        ]
+        downside_table = self.table(["Downside measure", "Value", "Monte Carlo error"], down_rows, num_cols=(1,))
+
+        # cumulative position at the end of each year: expected vs 5th percentile
+        q = self.r.cashflow_quantiles()
+        last = int(q["month"].max())
+        ends = sorted({min(12 * k + 11, last) for k in range(last // 12 + 1)})
+        crow = []
+        for m in ends:
+            inv = q[(q.party == "investors") & (q.month == m)].iloc[0]
+            pay = q[(q.party == "payer") & (q.month == m)].iloc[0]
+            crow.append([e(f"end of {self.cal.month(m)}")] +
+                        cells([inv["mean"], inv["p05"], pay["mean"], pay["p05"]]))
+        cgroup = ('<tr><th></th><th class="group" colspan="2">Investors</th>'
+                  f'<th class="group" colspan="2">{e(payer)}</th></tr>')
+        cum_table = self.table(["", "Expected", "Bad case (5th pct.)", "Expected", "Bad case (5th pct.)"],
+                               crow, num_cols=range(1, 5), group_head=cgroup,
+                               caption=f"Cumulative position so far ({e(cur)}): investors' money received less "
+                                       f"paid in; {e(payer)}'s savings less payments and costs")
+        kept = self.r.monthly["investor_cumulative_net"].shape[0]
+        kept_note = (f" (computed from the first {kept:,} futures)" if kept < self.r.n_paths else "")
+        return ('<section id="cash"><h2>3. Expected case and downside case</h2>'
+                "<h3>Expected case: when the money moves</h3>"
+                f"<p>The table shows, year by year, the average cash movement for each party. Investors pay "
+                f"capital in while the programme runs and are paid back from outcome payments; {e(payer)} "
+                "pays for outcomes after each measurement and saves on benefits as long as participants "
+                "work.</p>"
+                f"{table}<p class=\"note\">{' '.join(notes)}</p>"
+                f"<details><summary>Month by month</summary>{monthly}</details>"
+                "<h3>Downside case: what if it goes badly?</h3>"
+                f"<div class=\"callout bad\"><p>{ns_sentence}. {ir_sentence}"
+                f"{'' if not _finite(irr_p05) else f' (an annual return of {e(irr_text)} or less)'}.</p></div>"
+                f"{downside_table}"
+                f"<p>The next table follows the positions over time. The bad case in each row is the 5th "
+                f"percentile at that date{e(kept_note)}; it need not be the same future from row to row.</p>"
+                f"{cum_table}</section>")
+
+    def plots(self) -> str:
+        r, cur, payer = self.r, self.cur, self.payer
+        cap = {i.return_cap for i in self.c.investors if i.return_cap is not None}
+        specs = [
+            ("net-savings", lambda ax: r.plot_net_savings(ax=ax), f"{payer}: net savings",
+             f"Each bar is the share of simulated futures in which {payer}'s net savings over the whole period "
+             "(savings less outcome payments and costs) fall in that range; futures left of the red line are "
+             "those in which it pays more than it saves, and the dashed line is the average."),
+            ("cash-fan-payer", lambda ax: r.plot_cash_fan(ax=ax, party="payer"), f"{payer}: cash over time",
+             f"{payer}'s cumulative savings less payments, month by month: the line is the middle future, the "
+             "dark band holds the middle half of the futures and the light band 90 % of them; above zero it "
+             "has saved more than it paid so far, and the dotted line marks the end of the contract term."),
+            ("cash-fan-investors", lambda ax: r.plot_cash_fan(ax=ax, party="investors"), "Investors: cash over time",
+             "Investors' cumulative money received less money paid in, month by month: the line is the middle "
+             "future and the bands hold half and 90 % of the futures; where a band crosses zero, investors "
+             "in those futures have their capital back."),
+            ("outflow", lambda ax: r.plot_outflow(ax=ax), "Participants in work",
+             "Share of the participants enrolled so far who are in work (off benefits), month by month, for the "
+             "programme (blue) and for the estimate of what would have happened without it (grey); the gap "
+             "between the lines is what creates the savings and what the payer pays for."),
+            ("irr", lambda ax: r.plot_irr(ax=ax), "Investors: annual return",
+             "How often each annual return (IRR) occurs across the simulated futures: red bars are futures in "
+             "which investors lose money, blue bars futures in which they get it back"
+             + (", and the dashed line marks the return cap that limits the upside." if cap else ".")),
+        ]
+        figs = []
+        for n, (fid, plot, title, caption) in enumerate(specs, start=1):
+            uri = _png(plot, cur)
+            figs.append(f'<figure id="fig-{fid}"><img src="{uri}" alt="{e(title)}">'
+                        f"<figcaption><b>Figure {n}. {e(title)}.</b> {e(caption)}</figcaption></figure>")
+        kept = r.monthly["investor_cumulative_net"].shape[0]
+        note = (f"<p class=\"note\">The charts over time use the first {kept:,} of the {r.n_paths:,} simulated "
+                "futures.</p>" if kept < r.n_paths else "")
+        return f'<section id="plots"><h2>4. Plots</h2>{note}{"".join(figs)}</section>'
+
+    def assumptions(self) -> str:
+        meta = self.meta
+        out = ['<section id="assumptions"><h2>5. Assumptions and contract terms</h2>',
+               "<p>Published facts are listed with their sources. Every number that is <em>not</em> published "
+               "is an assumption of this scenario and is listed below; change them in the scenario file and "
+               "run the simulation again to see their effect.</p>"]
+        sources = list(meta.get("sources", ()))
+        assumptions = list(meta.get("assumptions", ()))
+        if assumptions:
+            rows = [[str(i), self.text(a)] for i, a in enumerate(assumptions, start=1)]
+            out.append(self.table(["#", "Assumption (not published)"], rows, cls="list",
+                                  caption="Assumptions"))
+        else:
+            out.append("<p>The scenario file lists no unpublished assumptions.</p>")
+        if sources:
+            rows = [[str(i), self.text(s)] for i, s in enumerate(sources, start=1)]
+            out.append(self.table(["#", "Published fact and source"], rows, cls="list", caption="Sources"))
+        if meta.get("notes"):
+            out.append(f'<p class="note"><b>Notes:</b> {self.text(meta["notes"])}</p>')
+        out.append(self.contract_terms())
+        out.append(self.investors_table())
+        out.append(self.journey_table())
+        out.append("</section>")
+        return "".join(out)
+
+    def contract_terms(self) -> str:
+        c, cur, cal, p = self.c, self.cur, self.cal, self.c.payer
+        rows = []
+
+        def add(name, value_html):
+            rows.append((name, value_html))
+
+        end = cal.label(c.term_months - 1)
+        add("Term", e(f"{c.term_months} months ({c.term_months / 12:g} years)"
+                      + (f", {cal.label(0)} to {end}" if end else "")
+                      + (f"; savings followed {c.tail_months} months longer" if c.tail_months else "")))
+        add("Capital committed", e(f"{_money(c.total_commitment, cur)} by {len(c.investors)} investor"
+                                   f"{'s' if len(c.investors) != 1 else ''} (table below)"))
+        budget = c.provider_budget
+        months = [m for m, a in budget.entries if a]
+        add("Service provider and budget", e(f"{c.provider_name}: {_money(budget.total, cur)}"
+                                             + (f", spent in {cal.span(min(months), max(months))}"
+                                                if months else "")))
+        for fee in c.fees:
+            fm = [m for m, a in fee.schedule.entries if a]
+            who = "the investors (out of the capital)" if fee.paid_by == "investors" else "the payer"
+            add(f"Fee: {fee.name}", e(f"{_money(fee.schedule.total, cur)} paid by {who}"
+                                      + (f", in {_months_list(sorted(set(fm)), cal)}" if fm else "")))
+        add("Outcome payer", e(p.name))
+        if p.rate_card:
+            items = [f"{_amount(price, cur)} per additional {_outcome_label(k, c)}" for k, price in p.rate_card]
+            add("Prices (rate card)", "<br>".join(e(i) for i in items))
+        if p.savings_share.rate > 0:
+            add("Share of measured savings paid",
+                e(next(t for t in _paid_for(c) if "measured savings" in t)))
+        for tier in p.tiers:
+            pts = "; ".join(f"{_pct(x)} → {_amount(y, cur)}" for x, y in tier.points)
+            add(f"Tier table: {_outcome_label(tier.outcome, c)}",
+                e(f"{MEASURE_LABELS.get(tier.measure, tier.measure)}, {tier.interpolation}: {pts}; nothing "
+                  f"below {_pct(tier.minimum)}"))
+        if p.trigger is not None:
+            t = p.trigger
+            add("Cohort trigger", e(
+                f"{_outcome_label(t.outcome, c)} ({MEASURE_LABELS.get(t.measure, t.measure)}), measured "
+                f"{t.follow_up_months} months after each intake: {_amount(t.price, cur)} per event if the cohort "
+                f"reaches {_pct(t.cohort_threshold)}; otherwise paid on the pooled result at the end if it reaches "
+                f"{_pct(t.pooled_threshold)}"))
+        add("Payment cap", e(_money(p.payment_cap, cur) + " in all" if p.payment_cap is not None else "none"))
+        if p.measurement_months:
+            add("Measurement dates", e(_months_list(p.measurement_months, cal)))
+        add("Payment lag", e(f"{p.payment_lag_months} months after each measurement"))
+        add("Payment dates", e(_months_list(c.payment_months, cal)))
+        if p.default_probability > 0:
+            add("Payer default", e(f"each payment is missed with probability {_pct(p.default_probability)}"))
+        if p.review is not None:
+            rv = p.review
+            add("Review (early termination)", e(
+                f"at {cal.month(rv.month)}: the contract ends if the {MEASURE_LABELS.get(rv.measure, rv.measure)} "
+                f"in {_outcome_label(rv.outcome, c)}s is below {_pct(rv.floor)}"))
+        sizes = sorted({co.size for co in c.cohorts})
+        intakes = [co.intake_month for co in c.cohorts]
+        size_text = f"{sizes[0]} each" if len(sizes) == 1 else ", ".join(str(co.size) for co in c.cohorts)
+        add("Cohorts", e(f"{len(c.cohorts)} cohort{'s' if len(c.cohorts) != 1 else ''} "
+                         f"({size_text}), {c.n_participants:,} participants; intake "
+                         + (f"in {cal.span(min(intakes), max(intakes))}" if len(intakes) > 1
+                            else f"in {cal.month(intakes[0])}")))
+        comp = c.comparison
+        if comp.method == "expected":
+            add("Counterfactual", e("a model of what would have happened (expected values, no comparison group)"))
+        else:
+            add("Counterfactual", e(f"a comparison group of {comp.size_ratio:g} member(s) per participant, "
+                                    "followed alongside"))
+        add("Sustained job", e(f"a job lasting {c.sustained_job_months} months"))
+        if _saves_benefits(c):
+            sv = c.savings
+            bands = "; ".join(f"{b.age_band}: {_amount(b.amount_per_month, cur)} a month ({_pct(b.share)} of "
+                              "participants)" for b in sv.bands)
+            add("Benefit saved per month in work", self.text(
+                f"{bands}; {_pct(sv.share_saved_when_employed)} of it is saved when in work; indexed "
+                f"{_pct(sv.annual_indexation)} a year"))
+        else:
+            add("Benefit saved", e("not modelled (no savings)"))
+        if c.recycling:
+            add("Recycling", e("outcome payments received during delivery fund it before new capital is called"))
+        for g in c.guarantees:
+            add(f"Guarantee by {g.guarantor}", e(
+                f"{_pct(g.share)} of the principal loss of {_join_words(list(g.investors))}"
+                + (f", at most {_money(g.cap, cur)}" if g.cap is not None else "")))
+        add("Discount rates (for present values)", e(
+            f"investors {_pct(c.investor_discount_rate)}, public {_pct(c.public_discount_rate)} a year"))
+        add("Primary outcome (cost per outcome)", e(_outcome_label(c.primary_outcome, c)))
+        body = "".join(f'<tr><th scope="row">{e(k)}</th><td>{v}</td></tr>' for k, v in rows)
+        return ('<div class="table-wrap"><table class="terms"><caption>Key contract terms (from the scenario file)'
+                f"</caption><tbody>{body}</tbody></table></div>")
+
+    def investors_table(self) -> str:
+        c, cur = self.c, self.cur
+        cover = {}
+        for g in c.guarantees:
+            for name in g.investors:
+                cover.setdefault(name, []).append(f"{_pct(g.share)} by {g.guarantor}")
+        rows = []
+        for inv in c.investors:
+            rows.append([e(inv.name), e(inv.investor_class), e(_money(inv.commitment, cur)),
+                         e(_pct(inv.return_cap) + " a year" if inv.return_cap is not None else "none"),
+                         e(str(inv.seniority)), e("yes" if inv.repayable else "no (grant)"),
+                         e("; ".join(cover.get(inv.name, [])) or "none")])
+        return self.table(["Investor", "Class", "Commitment", "Return cap", "Seniority (1 paid first)",
+                           "Repaid", "Loss guarantee"], rows, num_cols=(2,), caption="Investors")
+
+    def journey_table(self) -> str:
+        c = self.c
+
+        def prior(pr) -> str:
+            if pr.is_fixed:
+                return _pct(pr.mean)
+            return f"{_pct(pr.mean)} (± {_pct(pr.sd)})"
+
+        rows = [["Training: at most", e(f"{c.journey.max_training_months} months"),
+                 e(f"{c.comparison.journey.max_training_months} months")]]
+        for k in JOURNEY_PROBABILITIES:
+            rows.append([e(JOURNEY_LABELS[k].format(S=c.sustained_job_months)),
+                         e(prior(getattr(c.journey, k))), e(prior(getattr(c.comparison.journey, k)))])
+        return (self.table(["Assumed probability", "Programme participants", "Without the programme"], rows,
+                           num_cols=(1, 2), caption="Assumed success rates (average, ± uncertainty)")
+                + "<p class=\"note\">The ± value is the uncertainty about each rate: every simulated future "
+                  "draws its own rates around the average.</p>")
+
+    def sensitivity_section(self) -> str:
+        out = ['<section id="sensitivity"><h2>6. Sensitivity: which assumptions matter most</h2>']
+        sens = self.sensitivity
+        if sens is None:
+            out.append("<p>A sensitivity analysis was not run for this memo. It would show how the results change "
+                       "when each assumption is set lower or higher.</p></section>")
+            return "".join(out)
+        missing = [col for col in SENSITIVITY_COLUMNS if col not in sens.columns]
+        if missing:
+            raise ValueError(f"sensitivity: missing columns {missing}; expected {list(SENSITIVITY_COLUMNS)}")
+        if len(sens) == 0:
+            out.append("<p>The sensitivity analysis returned no rows.</p></section>")
+            return "".join(out)
+        extra = [col for col in sens.columns if col not in SENSITIVITY_COLUMNS]
+        units = self.s["unit"].to_dict()
+        head = ["Assumption"] + [e(str(col).replace("_", " ").capitalize()) for col in extra] + \
+               ["Low", "Base", "High", "Range"]
+        rows = []
+        frame = sens.copy()
+        frame["_swing"] = (pd.to_numeric(frame["high"], errors="coerce")
+                           - pd.to_numeric(frame["low"], errors="coerce")).abs()
+        blocks = []
+        for measure, group in frame.groupby("measure", sort=False):
+            unit = units.get(measure, "")
+            group = group.sort_values("_swing", ascending=False, na_position="last")
+            vals = pd.to_numeric(pd.concat([group["low"], group["base"], group["high"]]), errors="coerce")
+            lo, hi = (float(vals.min()), float(vals.max())) if vals.notna().any() else (0.0, 1.0)
+            span = (hi - lo) or 1.0
+
+            def fmt(v):
+                if not _finite(v):
+                    return e(v) if isinstance(v, str) else "n/a"
+                if unit == "EUR":
+                    return e(_money(v, self.cur))
+                if unit in ("probability", "share", "per year"):
+                    return e(_pct(v, 1))
+                if unit == "x":
+                    return e(f"{float(v):.3f}")
+                return e(_num(v))
+
+            rows = []
+            for _, row in group.iterrows():
+                bar = ""
+                if all(_finite(row[k]) for k in ("low", "base", "high")):
+                    a, b = sorted((float(row["low"]), float(row["high"])))
+                    left, width = 100 * (a - lo) / span, max(100 * (b - a) / span, 0.5)
+                    base = 100 * (float(row["base"]) - lo) / span
+                    bar = (f'<div class="bar" title="low to high"><span style="left:{left:.1f}%;'
+                           f'width:{width:.1f}%"></span><i style="left:{base:.1f}%"></i></div>')
+                rows.append([e(row["assumption"])] + [e(row[col]) for col in extra]
+                            + [fmt(row["low"]), fmt(row["base"]), fmt(row["high"]), bar])
+            n = len(extra)
+            blocks.append(self.table(head, rows, num_cols=range(1 + n, 4 + n),
+                                     caption=e(METRIC_LABELS.get(measure, str(measure)))))
+        out.append("<p>Each row sets one assumption to a low and to a high value, keeps all others at their base "
+                   "value, and shows the measure each time. Rows are sorted by the size of the effect: the "
+                   "assumptions at the top matter most and are the ones most worth checking. In the bar, the "
+                   "blue span runs from the result with the low to the result with the high value; the black "
+                   "mark is the base case. Differences smaller than the Monte Carlo errors in section 2 are "
+                   "noise, not effects.</p>")
+        out.extend(blocks)
+        out.append("</section>")
+        return "".join(out)
+
+    def method(self) -> str:
+        c, r = self.c, self.r
+        source = Path(c.source).name if c.source else None
+        sha = None
+        if c.source and Path(c.source).is_file():
+            sha = hashlib.sha256(Path(c.source).read_bytes()).hexdigest()
+        from . import __version__
+
+        cmd = None
+        if source and not tuple(r.spawn_key):
+            cmd = (f"sibsim report {c.source} --paths {r.n_paths} --seed {r.seed_entropy} --out memo.html")
+        counterfactual = ("a model of the expected course without the programme"
+                          if c.comparison.method == "expected" else "a comparison group followed alongside")
+        caveats = [
+            "Only the savings on benefit payments are counted. Other gains (taxes paid, health, less crime, "
+            "people's well-being) and other costs (the municipality's own staff time, contract management) are "
+            "left out.",
+            "The success rates of one future are drawn independently of each other; in reality a good "
+            "programme may do better on several of them at once, which would widen the spread of results.",
+            "People who drop out of training only find work at the rate for people without a diploma; "
+            "they do not leave benefits in other ways (moving, other income).",
+            "Amounts are nominal: money in later years counts the same as money now (present values at the "
+            "discount rates in section 5 are in the appendix). Benefits rise only by the assumed indexation.",
+            "Risks outside the contract are not modelled: the provider failing, the contract being renegotiated, "
+            "changes in the law, or the evaluator's method being disputed"
+            + (". The payer's risk of not paying is modelled as a fixed probability per payment."
+               if c.payer.default_probability > 0 else "."),
+            "The results are only as good as the assumptions in section 5. The Monte Carlo error measures "
+            "simulation noise only, not the uncertainty about those assumptions (see section 6).",
+        ]
+        repro = [f"sibsim version {__version__}",
+                 f"{r.n_paths:,} simulated futures, seed {self.seed_text()}"]
+        if source:
+            repro.append(f"scenario file {source}" + (f" (SHA-256 {sha})" if sha else ""))
+        return ('<section id="method"><h2>7. Method and caveats</h2>'
+                "<h3>How the simulation works</h3>"
+                f"<p>Participants enter the programme in {len(c.cohorts)} group(s) and are followed month by "
+                "month: training (ending with a diploma or a dropout), looking for work, working, losing a job "
+                "and looking again. In every simulated future, the success rates are first drawn from the ranges "
+                "in section 5 (we do not know them exactly), and then each participant's path is drawn at random "
+                "with those rates. What would have happened without the programme is estimated by "
+                f"{e(counterfactual)}. The evaluator's measurement, the payments, the caps, the capital calls and "
+                "what goes to each investor follow the contract terms.</p>"
+                "<h3>Monte Carlo error</h3>"
+                f"<p>With {r.n_paths:,} futures, an average differs from the one an endless number of futures "
+                "would give by about the ± figure shown (one standard error; twice that covers about 95 % of "
+                "runs). Running four times as many futures halves the error. For averages it is the spread "
+                "divided by the square root of the number of futures; for percentiles it comes from 20 "
+                "independent batches of futures.</p>"
+                "<h3>What the model leaves out</h3>"
+                f'<ul class="caveats">{"".join(f"<li>{e(x)}</li>" for x in caveats)}</ul>'
+                "<h3>Reproducing these numbers</h3>"
+                f"<p>{e('; '.join(repro))}. The same scenario file, number of futures and seed give exactly "
+                "the same numbers on any computer"
+                + (f": <code>{e(cmd)}</code>" if cmd else "")
+                + ".</p></section>")
+
+    def appendix(self) -> str:
+        rows = []
+        for metric, row in self.s.iterrows():
+            if row["party"] == "outcomes":
+                group, outcome = str(metric).split("_", 1)
+                label = (f"Share of {'participants' if group == 'treated' else 'the comparison group'} "
+                         f"reaching: {_outcome_label(outcome, self.c)} (within the term)")
+            else:
+                label = METRIC_LABELS.get(metric, str(metric).replace("_", " "))
+            shown, err = format_estimate(float(row["estimate"]), float(row["std_error"]), str(row["unit"]),
+                                         self.cur)
+            rows.append([e(label), e(shown), e(err)])
+        return ('<section id="all-estimates"><h2>Appendix: all estimates</h2>'
+                + self.table(["Measure", "Estimate", "Monte Carlo error"], rows, num_cols=(1,))
+                + "</section>")
+
+    def render(self) -> str:
+        c = self.c
+        from . import __version__
+
+        source = str(Path(c.source).resolve()) if c.source else ""
+        body = "".join([self.header(), self.what(), self.key_figures(), self.cash(), self.plots(),
+                        self.assumptions(), self.sensitivity_section(), self.method(), self.appendix()])
+        footer = (f"<footer>Generated by sibsim {e(__version__)} on {e(self.generated.isoformat(timespec='minutes'))}. "
+                  "This memo is a single file: its charts are embedded, it needs no internet connection and "
+                  "contains no scripts.</footer>")
+        return ("<!DOCTYPE html>\n"
+                '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+                '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+                f'<meta name="generator" content="sibsim {e(__version__)}">\n'
+                f'<meta name="{SCENARIO_META}" content="{e(source)}">\n'
+                f"<title>{e(c.title)}: Social Impact Bond memo</title>\n"
+                f"<style>{CSS}</style>\n</head>\n<body>\n<main>\n{body}\n{footer}\n</main>\n</body>\n</html>\n")
+
+
+SECTIONS = (
+    ("what", "What this is"),
+    ("key-figures", "Key figures"),
+    ("cash", "Expected case and downside case"),
+    ("plots", "Plots"),
+    ("assumptions", "Assumptions and contract terms"),
+    ("sensitivity", "Sensitivity"),
+    ("method", "Method and caveats"),
+    ("all-estimates", "Appendix: all estimates"),
+)
+
+
+def render_report(results, sensitivity: pd.DataFrame | None = None, *, generated: datetime | date | None = None) -> str:
+    """A self-contained HTML memo of a simulation run.
+
+    Parameters
+    ----------
+    results : Results
+        From :func:`sibsim.simulate`.
+    sensitivity : DataFrame or None
+        Columns ``assumption, measure, low, base, high`` (as returned by
+        ``sibsim.sensitivity.tornado``): one row per assumption and measure,
+        the measure's value with the assumption at its low, base and high
+        value.  ``measure`` names a row of ``results.summary()`` where
+        possible (its unit formats the values).  Further columns are shown
+        as they are.  None: the memo says no sensitivity analysis was run.
+    generated : datetime or date, optional
+        Date printed on the memo (default: now).
+
+    Returns
+    -------
+    str
+        The HTML document: inline CSS, plots as base64 PNG ``data:`` URIs,
+        no scripts and no external resources.
+    """
+    if generated is None:
+        generated = datetime.now().astimezone()
+    elif not isinstance(generated, datetime):
+        generated = datetime(generated.year, generated.month, generated.day)
+    return _Memo(results, sensitivity, generated).render()
+
+
+# --- writing and the command line ---------------------------------------------------------------
+def _memo_scenario(path: Path) -> str | None:
+    """The scenario a memo written by sibsim was made from (None if not a sibsim memo)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return None
+    m = re.search(rf'<meta name="{SCENARIO_META}" content="([^"]*)">', head)
+    return html.unescape(m.group(1)) if m else None
+
+
+def check_report_path(out: Path, scenario: Path, force: bool) -> None:
+    """Refuse to replace a file that is not a memo of this scenario, unless ``force``."""
+    from .errors import OutputError
+
+    out = Path(out)
+    if out.is_dir():
+        raise OutputError(f"{out}: is a directory; --out needs a file name such as memo.html")
+    if force or not out.exists():
+        return
+    previous = _memo_scenario(out)
+    if previous is None:
+        raise OutputError(f"{out}: exists and is not a sibsim memo; choose another --out or pass --force")
+    if previous != str(Path(scenario).resolve()):
+        raise OutputError(f"{out}: is the memo of another scenario ({previous}); "
+                          "choose another --out or pass --force to replace it")
+
+
+def write_report(out: Path, text: str) -> Path:
+    """Write ``text`` to ``out`` atomically: a temporary file in the same directory, then :func:`os.replace`."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for any new file
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return out
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``sibsim report SCENARIO --out memo.html [--paths N] [--seed S] [--workers W] [--force]``."""
+    p = subparsers.add_parser("report", help="simulate a scenario and write a self-contained HTML memo",
+                              description="Simulate a scenario and write a self-contained HTML memo for a "
+                                          "council: key figures, cash schedule, plots, assumptions, method.")
+    p.add_argument("scenario", help="scenario TOML file")
+    p.add_argument("--out", required=True, help="HTML file to write, e.g. memo.html")
+    p.add_argument("--paths", type=_positive_int, default=10_000, help="Monte Carlo paths (default 10000)")
+    p.add_argument("--seed", type=_seed, default=None, help="seed; same seed, same numbers")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="processes (default: all cores for large runs)")
+    p.add_argument("--force", action="store_true", help="replace a file that is not a memo of this scenario")
+    p.set_defaults(func=cmd_report)
+    return p
+
+
+def cmd_report(args) -> int:
+    """Simulate ``args.scenario`` and write the memo to ``args.out`` atomically; 0 on success.
+
+    Scenario and output problems raise :class:`~sibsim.errors.ScenarioError` /
+    :class:`~sibsim.errors.OutputError`, which ``sibsim.cli.main`` prints as one line each.
+    """
+    from .scenario import load_scenario
+    from .simulation import simulate
+
+    scenario = Path(args.scenario)
+    contract = load_scenario(scenario)
+    out = Path(args.out)
+    check_report_path(out, scenario, getattr(args, "force", False))
+    results = simulate(contract, n_paths=args.paths, seed=args.seed, workers=getattr(args, "workers", None))
+    text = render_report(results)
+    write_report(out, text)
+    if not getattr(args, "quiet", False):
+        print(f"{contract.title}: {results.n_paths:,} paths, seed {results.seed_entropy}; "
+              f"wrote {out} ({len(text.encode('utf-8')) / 1024:,.0f} kB)", file=sys.stdout)
+    return 0

@@ -1,0 +1,714 @@
+"""Sensitivity of the results to the assumptions: tornado, Sobol indices, break-even success.
+
+Sits at the end of the data flow (scenario -> Contract -> Outcomes -> Cashflows ->
+paths) and only calls the engine pieces; nothing upstream imports it.
+
+* :func:`tornado` moves one assumption at a time down and up and re-simulates with
+  **common random numbers**: every variant reuses the base run's random draws, so a
+  difference is the effect of the assumption, not fresh noise.  Each difference has a
+  paired Monte Carlo standard error.
+* :func:`sobol` apportions the variance of a measure over the uncertain journey
+  probabilities (Saltelli 2010 estimators, :func:`scipy.stats.sobol_indices`).
+* :func:`break_even` finds how successful the programme must be for the investors,
+  or the payer, to break even.
+
+Common random numbers
+---------------------
+A variant is simulated block by block exactly as :func:`sibsim.simulate` simulates
+the base contract (same seed, same blocks), with two couplings:
+
+* journey probabilities are the base draws mapped through the quantile function
+  of the variant's prior (``F_new^-1(F_base(p))``), so each path keeps its rank;
+* the treated journeys, the comparison journeys and the payer defaults each start
+  from the generator state at which the base run started them: changing a treated
+  probability leaves the comparison group (measurement noise) untouched, and
+  changing a price or the benefit leaves every outcome untouched.
+
+Within a group, the engine's stream drifts apart once a participant's path changes,
+so individual randomness is only partly shared; the paired standard errors measure
+what is left.  For the unchanged contract the result equals :func:`sibsim.simulate`
+bit for bit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import time
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, special, stats
+
+from .cashflows import settle
+from .contracts import JOURNEY_PROBABILITIES, Contract, Journey, Prior
+from .metrics import N_BATCHES, path_metrics
+from .montecarlo import GroupOutcomes, Outcomes, block_size, draw_parameters, simulate_group
+
+#: Smallest non-zero prior sd the scenario loader accepts (smaller: a known value).
+MIN_PRIOR_SD = 1e-6
+#: Measures that are not a plain per-path mean: name -> unit.
+SPECIAL_MEASURES = {"investor_irr_median": "per year", "probability_of_loss": "probability"}
+_UNITS = {"investor_moic": "x", "investor_irr": "per year", "primary_outcomes": "participants",
+          "net_primary_outcomes": "participants"}
+
+
+# --- engine pieces with common random numbers --------------------------------------------------
+def _outcomes(contract: Contract, treated: dict, comparison: dict, rng: np.random.Generator,
+              marks: list) -> Outcomes:
+    """:func:`sibsim.montecarlo.simulate_outcomes` with the per-path probabilities given.
+
+    ``marks`` holds the generator state before the treated journeys, the comparison
+    journeys and the payer defaults.  An empty list is filled in (the base run); a
+    filled one restarts each stage from its state (common random numbers).
+    """
+    def stage(k: int) -> None:
+        if len(marks) > k:
+            rng.bit_generator.state = marks[k]
+        else:
+            marks.append(rng.bit_generator.state)
+
+    intake = np.array([c.intake_month for c in contract.cohorts])
+    treated_sizes = np.array([c.size for c in contract.cohorts], dtype=np.int64)
+    common = dict(n_months=contract.horizon_months, sustained_job_months=contract.sustained_job_months)
+    stage(0)
+    t_events, t_employed = simulate_group(treated, contract.journey.max_training_months, intake,
+                                          treated_sizes, rng=rng, **common)
+    stage(1)
+    if contract.comparison.method == "expected":
+        from .expectation import expected_group
+
+        comparison_sizes = treated_sizes
+        c_events, c_employed = expected_group(comparison, contract.comparison.journey.max_training_months,
+                                              intake, comparison_sizes, **common)
+    else:
+        comparison_sizes = contract.comparison_sizes
+        c_events, c_employed = simulate_group(comparison, contract.comparison.journey.max_training_months,
+                                              intake, comparison_sizes, rng=rng, **common)
+    stage(2)
+    default = None
+    if contract.payer.default_probability > 0:
+        n_paths = len(treated["diploma"])
+        default = rng.random((n_paths, len(contract.payment_months))) < contract.payer.default_probability
+    return Outcomes(GroupOutcomes(t_events, t_employed, treated_sizes, treated),
+                    GroupOutcomes(c_events, c_employed, comparison_sizes, comparison), default)
+
+
+def _paths(contract: Contract, outcomes: Outcomes) -> pd.DataFrame:
+    return path_metrics(contract, settle(contract, outcomes), outcomes)
+
+
+def _remap(values: np.ndarray, old: Prior, new: Prior) -> np.ndarray:
+    """Per-path draws from prior ``old`` turned into draws from ``new`` of the same rank (quantile coupling)."""
+    if new == old:
+        return values
+    if new.is_fixed:
+        return np.full_like(values, new.mean)
+    if old.is_fixed:
+        raise ValueError("cannot couple a fixed probability to an uncertain one")
+    return special.betaincinv(*new.alpha_beta, special.betainc(*old.alpha_beta, values))
+
+
+def _remap_journey(params: dict, old: Journey, new: Journey) -> dict:
+    return {k: _remap(v, getattr(old, k), getattr(new, k)) for k, v in params.items()}
+
+
+def _seed_sequence(seed) -> np.random.SeedSequence:
+    """A fresh SeedSequence from an int, None or a SeedSequence (copied: the caller's is never advanced)."""
+    seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return np.random.SeedSequence(seq.entropy, spawn_key=seq.spawn_key, pool_size=seq.pool_size)
+
+
+class _Paired:
+    """The base run of ``contract``, block by block as :func:`sibsim.simulate` runs it, kept for variants."""
+
+    def __init__(self, contract: Contract, n_paths: int, seed):
+        if not isinstance(n_paths, (int, np.integer)) or isinstance(n_paths, bool) or n_paths < 1:
+            raise ValueError(f"n_paths: must be a positive integer, got {n_paths!r}")
+        seq = _seed_sequence(seed)
+        self.contract, self.size = contract, block_size(contract)
+        n_blocks = -(-n_paths // self.size)
+        self.blocks, frames = [], []
+        for b, child in enumerate(seq.spawn(n_blocks)):
+            rng = np.random.Generator(np.random.PCG64(child))
+            n = min(self.size, n_paths - b * self.size)
+            treated = draw_parameters(contract.journey, rng, n)
+            comparison = draw_parameters(contract.comparison.journey, rng, n)
+            marks: list = []
+            frames.append(_paths(contract, _outcomes(contract, treated, comparison, rng, marks)))
+            self.blocks.append((treated, comparison, marks))
+        self.base = pd.concat(frames, ignore_index=True)
+
+    def run(self, variant: Contract) -> pd.DataFrame:
+        """Per-path measures of ``variant`` on the base run's random numbers."""
+        if variant == self.contract:
+            return self.base
+        if block_size(variant) != self.size:
+            raise ValueError("a variant must keep cohorts, comparison sizes and horizon (same blocks)")
+        base = self.contract
+        frames = []
+        for treated, comparison, marks in self.blocks:
+            rng = np.random.Generator(np.random.PCG64(0))  # state replaced at every stage
+            t = _remap_journey(treated, base.journey, variant.journey)
+            c = _remap_journey(comparison, base.comparison.journey, variant.comparison.journey)
+            frames.append(_paths(variant, _outcomes(variant, t, c, rng, marks)))
+        return pd.concat(frames, ignore_index=True)
+
+
+# --- measures -------------------------------------------------------------------------------------
+def _unit(measure: str) -> str:
+    return SPECIAL_MEASURES.get(measure) or _UNITS.get(measure, "EUR")
+
+
+def _per_path(paths: pd.DataFrame, measure: str) -> np.ndarray:
+    """The per-path values behind ``measure`` (IRR: NaN where it is not defined)."""
+    if measure == "investor_irr_median":
+        ok = paths["irr_status"].isin(["defined", "total_loss"]).to_numpy()
+        return np.where(ok, paths["investor_irr"].to_numpy(dtype=float), np.nan)
+    if measure == "probability_of_loss":
+        return (paths["investor_moic"].to_numpy(dtype=float) < 1 - 1e-12).astype(float)
+    if measure not in paths.columns or measure == "irr_status":
+        raise ValueError(f"unknown measure {measure!r}: use a numeric column of Results.paths "
+                         f"or one of {sorted(SPECIAL_MEASURES)}")
+    return paths[measure].to_numpy(dtype=float)
+
+
+def _estimate(values: np.ndarray, measure: str) -> float:
+    if measure == "investor_irr_median":  # as metrics.summarise computes the median IRR
+        return float(np.nanquantile(values, 0.5)) if np.isfinite(values).any() else float("nan")
+    return float(values.mean())
+
+
+def _paired_se(values: np.ndarray, base: np.ndarray, measure: str) -> float:
+    """Monte Carlo standard error of ``estimate(values) - estimate(base)`` on the same paths."""
+    n = len(values)
+    if measure != "investor_irr_median":
+        return float(np.std(values - base, ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+    if n < 2 * N_BATCHES:  # a median is not a mean: spread over independent batches of paths
+        return float("nan")
+    diffs = np.array([_estimate(v, measure) - _estimate(b, measure)
+                      for v, b in zip(np.array_split(values, N_BATCHES), np.array_split(base, N_BATCHES))])
+    diffs = diffs[np.isfinite(diffs)]
+    return float(diffs.std(ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else float("nan")
+
+
+# --- variants -------------------------------------------------------------------------------------
+def _scaled_prior(prior: Prior, factor: float, scale_sd: bool) -> Prior:
+    """``prior`` with its mean times ``factor`` (clipped to [0, 1]); sd kept or scaled, always a valid Beta.
+
+    At a mean of 0 or 1 the probability is known (sd 0).  An sd the new mean cannot
+    carry (``sd >= sqrt(mean (1 - mean))``) is halved to ``0.5 sqrt(mean (1 - mean))``.
+    """
+    mean = float(np.clip(prior.mean * factor, 0.0, 1.0))
+    sd = prior.sd * factor if scale_sd else prior.sd
+    limit = np.sqrt(mean * (1.0 - mean))
+    if sd >= limit:
+        sd = 0.5 * limit
+    return Prior(mean, float(sd) if sd >= MIN_PRIOR_SD else 0.0)
+
+
+def _treated(contract: Contract, factors: dict[str, float], scale_sd: bool = False) -> Contract:
+    journey = replace(contract.journey, **{k: _scaled_prior(getattr(contract.journey, k), f, scale_sd)
+                                           for k, f in factors.items()})
+    return replace(contract, journey=journey)
+
+
+def _comparison_job(contract: Contract, factor: float) -> Contract:
+    cj = contract.comparison.journey
+    journey = replace(cj, job_with_diploma=_scaled_prior(cj.job_with_diploma, factor, False),
+                      job_without_diploma=_scaled_prior(cj.job_without_diploma, factor, False))
+    return replace(contract, comparison=replace(contract.comparison, journey=journey))
+
+
+def _benefit(contract: Contract, factor: float) -> Contract:
+    bands = tuple(replace(b, amount_per_month=b.amount_per_month * factor) for b in contract.savings.bands)
+    return replace(contract, savings=replace(contract.savings, bands=bands))
+
+
+def _prices(contract: Contract, factor: float) -> Contract:
+    payer = contract.payer
+    return replace(contract, payer=replace(
+        payer,
+        rate_card=tuple((k, v * factor) for k, v in payer.rate_card),
+        tiers=tuple(replace(t, points=tuple((x, y * factor) for x, y in t.points)) for t in payer.tiers),
+        trigger=replace(payer.trigger, price=payer.trigger.price * factor) if payer.trigger else None,
+    ))
+
+
+def _budget(contract: Contract, factor: float) -> Contract:
+    entries = tuple((m, a * factor) for m, a in contract.provider_budget.entries)
+    return replace(contract, provider_budget=replace(contract.provider_budget, entries=entries))
+
+
+def assumptions(contract: Contract, shift: float = 0.2) -> list[tuple]:
+    """The assumptions :func:`tornado` moves, each down and up by ``shift`` (relative).
+
+    Returns
+    -------
+    list of (name, unit, (low, base, high) settings, (low, high) contracts)
+        Settings are prior means for probabilities (per month; ``long_term_contract``
+        per sustained job), EUR per month for the benefit (mean over age bands), a
+        factor on every price (rate card, tier amounts, trigger price) and EUR in all
+        for the provider budget.  Assumptions that change nothing (a probability of
+        0, no prices) are left out.
+    """
+    if not 0 < shift < 1:
+        raise ValueError(f"shift: must be in (0, 1), got {shift!r}")
+    lo, hi = 1.0 - shift, 1.0 + shift
+    rows = []
+    for name in JOURNEY_PROBABILITIES:
+        if name in ("diploma", "dropout") and contract.journey.max_training_months == 0:
+            continue
+        low, high = (_treated(contract, {name: f}) for f in (lo, hi))
+        rows.append((f"treated.{name}", "probability", tuple(c.journey.priors()[name].mean
+                                                              for c in (low, contract, high)), (low, high)))
+    low, high = _comparison_job(contract, lo), _comparison_job(contract, hi)
+    rows.append(("comparison.job", "probability",
+                 tuple(c.comparison.journey.job_without_diploma.mean for c in (low, contract, high)), (low, high)))
+    benefit = sum(b.amount_per_month * b.share for b in contract.savings.bands)
+    rows.append(("benefit_amount", "EUR/month", (benefit * lo, benefit, benefit * hi),
+                 (_benefit(contract, lo), _benefit(contract, hi))))
+    rows.append(("prices", "x prices", (lo, 1.0, hi), (_prices(contract, lo), _prices(contract, hi))))
+    budget = contract.provider_budget.total
+    rows.append(("provider_budget", "EUR", (budget * lo, budget, budget * hi),
+                 (_budget(contract, lo), _budget(contract, hi))))
+    return [r for r in rows if r[3][0] != contract or r[3][1] != contract]
+
+
+# --- 1. tornado ------------------------------------------------------------------------------------
+def tornado(contract: Contract, n_paths: int = 2000, seed=2015, shift: float = 0.2,
+            measures=("investor_moic", "investor_irr_median", "net_savings")) -> pd.DataFrame:
+    """One-at-a-time sensitivity with common random numbers.
+
+    Each assumption of :func:`assumptions` is moved down and up by ``shift``
+    (relative; probabilities clipped to [0, 1], their prior sd kept, or halved where
+    the new mean cannot carry it) and the contract is re-simulated on the base run's
+    random numbers (see the module docstring).
+
+    Parameters
+    ----------
+    contract : Contract
+    n_paths : int
+        Monte Carlo paths per variant.
+    seed : int or SeedSequence
+        The base run is ``simulate(contract, n_paths, seed)``, bit for bit.
+    shift : float
+        Relative move, e.g. 0.2 for -20 % and +20 %.
+    measures : sequence of str
+        Per-path columns of ``Results.paths`` (estimated by their mean), or
+        ``investor_irr_median`` (median IRR where defined, per year) or
+        ``probability_of_loss``.
+
+    Returns
+    -------
+    DataFrame
+        One row per measure and assumption: ``measure``, ``unit``, ``assumption``,
+        ``setting_unit``, ``low_setting``, ``base_setting``, ``high_setting``; the
+        measure's ``low``, ``base`` and ``high`` estimates; ``low_se`` and ``high_se``,
+        the Monte Carlo standard errors of ``low - base`` and ``high - base`` (paired
+        over paths: ``sd(diff) / sqrt(n)``; for the median, 20 batch means); ``base_se``;
+        ``swing = |high - low|``.  Sorted by measure (in ``measures`` order), then by
+        swing, largest first.  A difference of exactly 0 with standard error 0 means
+        the assumption cannot affect that measure (e.g. the benefit for investors
+        paid by a rate card).
+    """
+    paired = _Paired(contract, n_paths, seed)
+    base = {m: _per_path(paired.base, m) for m in measures}
+    rows = []
+    for name, setting_unit, settings, (low_c, high_c) in assumptions(contract, shift):
+        low_p, high_p = paired.run(low_c), paired.run(high_c)
+        for m in measures:
+            lo, hi, b = _per_path(low_p, m), _per_path(high_p, m), base[m]
+            rows.append({
+                "measure": m, "unit": _unit(m), "assumption": name, "setting_unit": setting_unit,
+                "low_setting": settings[0], "base_setting": settings[1], "high_setting": settings[2],
+                "low": _estimate(lo, m), "base": _estimate(b, m), "high": _estimate(hi, m),
+                "low_se": _paired_se(lo, b, m), "high_se": _paired_se(hi, b, m),
+                "base_se": _paired_se(b, np.zeros_like(b), m),
+            })
+    frame = pd.DataFrame(rows)
+    frame["swing"] = (frame["high"] - frame["low"]).abs()
+    frame["_order"] = frame["measure"].map({m: i for i, m in enumerate(measures)})
+    frame = frame.sort_values(["_order", "swing"], ascending=[True, False], kind="stable")
+    return frame.drop(columns="_order").reset_index(drop=True)
+
+
+# --- 2. plot -----------------------------------------------------------------------------------------
+def plot_tornado(frame: pd.DataFrame, measure: str, ax=None):
+    """Tornado chart of one measure from :func:`tornado`: bars from the base to the low and high results.
+
+    Error bars are +/- 2 Monte Carlo standard errors of each difference.  Returns the figure.
+    """
+    rows = frame[frame["measure"] == measure].sort_values("swing", kind="stable")
+    if rows.empty:
+        raise ValueError(f"measure {measure!r} is not in the tornado frame")
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.6))
+    else:
+        fig = ax.figure
+    base = float(rows["base"].iloc[0])
+    y = np.arange(len(rows))
+    for col, color, label in (("low", "#c0392b", "assumption down"), ("high", "#2e86c1", "assumption up")):
+        ax.barh(y, rows[col] - base, left=base, color=color, alpha=0.8, label=label,
+                xerr=2 * rows[f"{col}_se"].fillna(0.0), error_kw=dict(ecolor="black", lw=0.8, capsize=2))
+    ax.axvline(base, color="black", lw=1)
+    ax.set_yticks(y, labels=rows["assumption"])
+    unit = rows["unit"].iloc[0]
+    ax.set(xlabel=f"{measure} ({unit})", title=f"{measure}: one assumption at a time (base {base:,.4g})")
+    ax.legend(frameon=False, loc="lower right", fontsize=8)
+    return fig
+
+
+# --- 3. Sobol indices -----------------------------------------------------------------------------
+def uncertain_parameters(contract: Contract) -> list[tuple[str, str, Prior]]:
+    """Journey probabilities with an uncertain prior (sd > 0): ``(group, name, prior)``, group ``treated`` or ``comparison``."""
+    return [(group, name, prior) for group, journey in (("treated", contract.journey),
+                                                        ("comparison", contract.comparison.journey))
+            for name, prior in journey.priors().items() if not prior.is_fixed]
+
+
+def _evaluate(contract: Contract, params: list, x: np.ndarray, rng: np.random.Generator,
+              measures) -> np.ndarray:
+    """Measures (s, m) for the m parameter sets in ``x`` (d, m): one path each, in engine-sized chunks."""
+    out = np.empty((len(measures), x.shape[1]))
+    size = block_size(contract)
+    for start in range(0, x.shape[1], size):
+        cols = slice(start, start + size)
+        m = x[:, cols].shape[1]
+        groups = {g: {k: np.full(m, p.mean) for k, p in j.priors().items()}
+                  for g, j in (("treated", contract.journey), ("comparison", contract.comparison.journey))}
+        for row, (group, name, _) in enumerate(params):
+            groups[group][name] = np.clip(x[row, cols], 0.0, 1.0)
+        paths = _paths(contract, _outcomes(contract, groups["treated"], groups["comparison"], rng, []))
+        out[:, cols] = [_per_path(paths, k) for k in measures]
+    if not np.isfinite(out).all():
+        bad = [k for k, row in zip(measures, out) if not np.isfinite(row).all()]
+        raise ValueError(f"sobol: measures {bad} are not finite on every path; use finite ones (NPV, MOIC)")
+    return out
+
+
+def sobol(contract: Contract, n_base: int = 1024, seed=2015,
+          measures=("investor_npv", "investor_moic", "payer_npv"), confidence: bool = True) -> pd.DataFrame:
+    """Sobol' indices of finite per-path measures over the uncertain journey probabilities.
+
+    Each parameter with sd > 0 is distributed as its Beta prior; the others stay
+    fixed.  :func:`scipy.stats.sobol_indices` draws ``n_base x (d + 2)`` parameter
+    sets; each set is one simulated path (all sets of a call in one vectorised run,
+    in engine-sized chunks), with fresh individual randomness.
+
+    Individual randomness (participants' journeys, the comparison group's
+    measurement noise, payer defaults) is not a parameter, so parameters explain
+    only part of the variance.  ``explained_by_parameters`` (sum of first-order
+    indices) is that part, without interactions; ``noise_share`` is the share of
+    individual randomness, estimated by simulating ``n_base`` parameter sets twice
+    (``0.5 E[(y1 - y2)^2] / Var(y)``); the rest is interactions between parameters.
+    Because the noise is drawn afresh in every evaluation, the raw Saltelli total
+    index contains the whole noise share; ``total_order`` reported here has it
+    subtracted (the parameter's own effect, interactions with other parameters
+    included).
+
+    Parameters
+    ----------
+    contract : Contract
+    n_base : int
+        Base sample size, a power of 2 (paths simulated: ``n_base x (d + 4)``).
+    seed : int or SeedSequence
+    measures : sequence of str
+        Finite per-path columns of ``Results.paths`` (e.g. NPV in EUR, MOIC in x).
+    confidence : bool
+        Add 95 % bootstrap (BCa, 999 resamples) intervals; about a second.
+
+    Returns
+    -------
+    DataFrame
+        One row per measure and parameter (``treated.diploma``, ``comparison.relapse``
+        ...): ``first_order``, ``total_order`` (shares of Var(measure)), their
+        ``_low``/``_high`` bounds, and per measure ``explained_by_parameters`` and
+        ``noise_share``.  Estimates can fall slightly outside [0, 1] by sampling error.
+
+    Raises
+    ------
+    ValueError
+        If no journey probability is uncertain, or a measure is not finite.
+    """
+    params = uncertain_parameters(contract)
+    if not params:
+        raise ValueError("sobol: no uncertain journey probabilities (every prior has sd = 0), "
+                         "so parameters explain nothing; give priors an sd")
+    if n_base < 2 or n_base & (n_base - 1):
+        raise ValueError(f"n_base: must be a power of 2, got {n_base!r}")
+    measures = tuple(measures)
+    design_seed, noise_seed, check_seed = _seed_sequence(seed).spawn(3)
+
+    def func(x):  # fresh individual randomness for every call
+        return _evaluate(contract, params, x, np.random.default_rng(noise_seed.spawn(1)[0]), measures)
+
+    dists = [stats.beta(*prior.alpha_beta) for _, _, prior in params]
+    design = np.random.default_rng(design_seed)
+    key = "rng" if "rng" in inspect.signature(stats.sobol_indices).parameters else "random_state"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # scipy: balance properties of Sobol' points
+        res = stats.sobol_indices(func=func, n=n_base, dists=dists, **{key: design})
+
+    # Noise share: the same parameter sets twice, with independent individual randomness.
+    rng = np.random.default_rng(check_seed)
+    x = np.array([d.rvs(size=n_base, random_state=rng) for d in dists])
+    y1, y2 = func(x), func(x)
+    variance = np.var(np.concatenate([y1, y2], axis=1), axis=1, ddof=1)
+    noise = np.divide(0.5 * np.mean((y1 - y2) ** 2, axis=1), variance,
+                      out=np.zeros_like(variance), where=variance > 0)
+
+    s, d = len(measures), len(params)
+    first, total = (np.reshape(v, (s, d)) for v in (res.first_order, res.total_order))
+    total = total - noise[:, None]
+    bounds = {}
+    if confidence:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            boot = res.bootstrap(confidence_level=0.95, n_resamples=999)
+        for name, ci, shift in (("first_order", boot.first_order.confidence_interval, 0.0),
+                                ("total_order", boot.total_order.confidence_interval, noise[:, None])):
+            bounds[f"{name}_low"] = np.reshape(ci.low, (s, d)) - shift
+            bounds[f"{name}_high"] = np.reshape(ci.high, (s, d)) - shift
+    rows = []
+    for i, measure in enumerate(measures):
+        for j, (group, name, _) in enumerate(params):
+            row = {"measure": measure, "parameter": f"{group}.{name}",
+                   "first_order": first[i, j], "total_order": total[i, j]}
+            row.update({k: v[i, j] for k, v in bounds.items()})
+            row.update(explained_by_parameters=first[i].sum(), noise_share=noise[i])
+            rows.append(row)
+    columns = ["measure", "parameter", "first_order", "first_order_low", "first_order_high",
+               "total_order", "total_order_low", "total_order_high", "explained_by_parameters", "noise_share"]
+    return pd.DataFrame(rows).reindex(columns=[c for c in columns if c in rows[0]])
+
+
+# --- 4. break-even ----------------------------------------------------------------------------------
+SUCCESS_PROBABILITIES = ("diploma", "job_with_diploma", "job_without_diploma")
+_TARGETS = {
+    "investor": ("E[distributions - capital called] = 0: the IRR of the investors' expected cash flows is 0 "
+                 "(expected MOIC = 1 when the same capital is called on every path)",
+                 lambda p: (p["distributions"] - p["capital_called"]).to_numpy(dtype=float)),
+    "payer": ("E[payer net savings] = 0 (undiscounted, over the horizon)",
+              lambda p: p["net_savings"].to_numpy(dtype=float)),
+}
+
+
+def success_variant(contract: Contract, factor: float) -> Contract:
+    """The contract with the programme ``factor`` times as successful.
+
+    The treated journey's ``diploma``, ``job_with_diploma`` and ``job_without_diploma``
+    prior means and sds are multiplied by ``factor`` (means clipped to [0, 1], sd kept a
+    valid Beta sd).  Factor 1 is the contract itself.
+    """
+    if factor < 0:
+        raise ValueError(f"factor: must be >= 0, got {factor!r}")
+    if factor == 1:
+        return contract
+    return _treated(contract, {k: factor for k in SUCCESS_PROBABILITIES}, scale_sd=True)
+
+
+def break_even(contract: Contract, target: str = "investor", n_paths: int = 2000, seed=2015,
+               bracket: tuple[float, float] = (0.0, 2.0), xtol: float = 1e-3) -> dict:
+    """How successful must the programme be for ``target`` to break even?
+
+    Success is a factor on the treated programme's diploma and job probabilities
+    (:func:`success_variant`); the expected balance is evaluated on common random
+    numbers (one base run reused for every factor) and its root found with
+    :func:`scipy.optimize.brentq` in ``bracket``.
+
+    Parameters
+    ----------
+    target : {"investor", "payer"}
+        ``investor``: solves E[distributions - capital called] = 0 (EUR, undiscounted),
+        i.e. the IRR of the expected investor cash flows is 0, which is an expected
+        MOIC of 1 when capital called is the same on every path (not the median IRR).
+        ``payer``: solves E[net savings] = 0 (EUR, undiscounted).
+    n_paths : int
+    seed : int or SeedSequence
+    bracket : (float, float)
+        Factors searched.
+    xtol : float
+        Tolerance on the factor.
+
+    Returns
+    -------
+    dict
+        ``status`` ``"ok"`` or ``"no_root_in_bracket"`` (then ``message`` says which side
+        holds and the numbers are NaN); ``factor`` and ``factor_se``; ``balance_se`` (EUR,
+        standard error of the expected balance at the root); ``primary_share``
+        (expected share of treated participants reaching ``primary_outcome`` within the
+        term at that factor) with ``primary_share_se``; ``base_primary_share``
+        (factor 1); ``balance_at_low``/``balance_at_high`` (EUR, at the bracket ends);
+        ``solves``; ``target``; ``n_paths``.  Standard errors are Monte Carlo errors:
+        the balance's standard error at the root over the balance's slope (delta method),
+        and for the share its own error plus the factor's.
+    """
+    if target not in _TARGETS:
+        raise ValueError(f"target: must be one of {sorted(_TARGETS)}, got {target!r}")
+    lo, hi = bracket
+    if not 0 <= lo < hi:
+        raise ValueError(f"bracket: must be 0 <= low < high, got {bracket!r}")
+    solves, balance = _TARGETS[target]
+    paired = _Paired(contract, n_paths, seed)
+    n_people = contract.n_participants
+    cache: dict[float, pd.DataFrame] = {}
+
+    def paths(f):
+        if f not in cache:
+            cache[f] = paired.run(success_variant(contract, f))
+        return cache[f]
+
+    def g(f):
+        return float(balance(paths(f)).mean())
+
+    def share(f):
+        return paths(f)["primary_outcomes"].to_numpy(dtype=float) / n_people
+
+    result = {"target": target, "solves": solves, "primary_outcome": contract.primary_outcome,
+              "bracket_low": lo, "bracket_high": hi, "balance_at_low": g(lo), "balance_at_high": g(hi),
+              "base_primary_share": float(share(1.0).mean()), "n_paths": n_paths,
+              "status": "ok", "message": "", "factor": np.nan, "factor_se": np.nan, "balance_se": np.nan,
+              "primary_share": np.nan, "primary_share_se": np.nan}
+    if result["balance_at_low"] * result["balance_at_high"] > 0:
+        why = (f"already breaks even at factor {lo:g}" if result["balance_at_low"] > 0
+               else f"still falls short at factor {hi:g}")
+        result.update(status="no_root_in_bracket", message=f"{target} {why}: no root in [{lo:g}, {hi:g}]")
+        return result
+    root = optimize.brentq(g, lo, hi, xtol=xtol)
+    h = min(0.05, root - lo, hi - root) or 0.05
+    slope = (g(root + h) - g(max(root - h, 0.0))) / (root + h - max(root - h, 0.0))
+    at_root = balance(paths(root))
+    factor_se = float(np.std(at_root, ddof=1) / np.sqrt(n_paths) / abs(slope)) if slope else float("inf")
+    s = share(root)
+    share_slope = (share(root + h).mean() - share(max(root - h, 0.0)).mean()) / (root + h - max(root - h, 0.0))
+    share_se = float(np.hypot(np.std(s, ddof=1) / np.sqrt(n_paths), share_slope * factor_se))
+    result.update(factor=float(root), factor_se=factor_se, primary_share=float(s.mean()),
+                  balance_se=float(np.std(at_root, ddof=1) / np.sqrt(n_paths)),
+                  primary_share_se=share_se,
+                  message=f"{target} breaks even at {root:.3f} x the programme's success")
+    return result
+
+
+# --- 5. command line ---------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``sibsim sensitivity SCENARIO --out DIR [--paths N] [--seed S] [--sobol-base N] [--force]``."""
+    p = subparsers.add_parser("sensitivity", help="tornado, Sobol indices and break-even success of a scenario")
+    p.add_argument("scenario", help="scenario TOML file")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--paths", type=_positive_int, default=2000, help="paths per tornado/break-even run (default 2000)")
+    p.add_argument("--seed", type=_seed, default=2015, help="seed (default 2015); same seed, same numbers")
+    p.add_argument("--sobol-base", type=_positive_int, default=1024, help="Sobol base sample, a power of 2 (default 1024)")
+    p.add_argument("--force", action="store_true", help="replace an output directory of another scenario or command")
+    p.set_defaults(func=cmd_sensitivity)
+    return p
+
+
+def cmd_sensitivity(args) -> int:
+    """Write tornado.csv, tornado_<measure>.png, sobol.csv, breakeven.csv and run.json to ``args.out``."""
+    import hashlib
+    import json
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from . import __version__
+    from .errors import OutputError
+    from .output import MANIFEST, check_output_dir, write_outputs
+    from .scenario import load_scenario
+
+    scenario, out = Path(args.scenario), Path(args.out)
+    contract = load_scenario(scenario)
+    check_output_dir(out, scenario, args.force)
+    manifest_path = out / MANIFEST
+    if manifest_path.exists() and not args.force:  # do not swap away a `sibsim run` of the same scenario
+        try:
+            command = json.loads(manifest_path.read_text(encoding="utf-8")).get("command")
+        except (OSError, ValueError):
+            command = None
+        if command != "sensitivity":
+            raise OutputError(f"{out}: holds another command's outputs; choose another --out or pass --force")
+    if args.sobol_base & (args.sobol_base - 1):
+        raise OutputError(f"--sobol-base: must be a power of 2, got {args.sobol_base}")
+
+    started = time.perf_counter()
+    torn = tornado(contract, n_paths=args.paths, seed=args.seed)
+    sob = sobol(contract, n_base=args.sobol_base, seed=args.seed) if uncertain_parameters(contract) else None
+    even = pd.DataFrame([break_even(contract, t, n_paths=args.paths, seed=args.seed) for t in _TARGETS])
+    seconds = time.perf_counter() - started
+
+    def png(measure):
+        def write(path):
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            fig = plot_tornado(torn, measure)
+            fig.tight_layout()
+            fig.savefig(path, dpi=110, format="png")
+            plt.close(fig)
+        return write
+
+    writers = {"tornado.csv": lambda p: torn.to_csv(p, index=False)}
+    writers.update({f"tornado_{m}.png": png(m) for m in torn["measure"].unique()})
+    if sob is not None:
+        writers["sobol.csv"] = lambda p: sob.to_csv(p, index=False)
+    writers["breakeven.csv"] = lambda p: even.to_csv(p, index=False)
+    manifest = {"command": "sensitivity", "sibsim_version": __version__,
+                "scenario_path": str(scenario.resolve()),
+                "scenario_sha256": hashlib.sha256(scenario.read_bytes()).hexdigest(),
+                "title": contract.title, "n_paths": args.paths, "seed": args.seed, "sobol_base": args.sobol_base,
+                "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "seconds": round(seconds, 2)}
+    files = write_outputs(out, writers, manifest)
+
+    print(f"{contract.title}: sensitivity, {args.paths:,} paths, seed {args.seed}, {seconds:.1f} s")
+    for measure, rows in torn.groupby("measure", sort=False):
+        print(f"\n{measure}: top 5 of {len(rows)} assumptions (-/+ 20 %), +/- s.e. of the difference")
+        for _, r in rows.head(5).iterrows():
+            print(f"  {r['assumption']:<30} {r['low']:>12,.4g} ({r['low_se']:.2g})  base {r['base']:>12,.4g}"
+                  f"  {r['high']:>12,.4g} ({r['high_se']:.2g})")
+    if sob is not None:
+        print("\nSobol: share of variance explained by parameters (sum of first-order indices); "
+              "the rest is individual randomness, measurement noise and interactions")
+        for measure, rows in sob.groupby("measure", sort=False):
+            top = rows.loc[rows["first_order"].idxmax()]
+            print(f"  {measure:<14} explained {rows['explained_by_parameters'].iloc[0]:6.1%}, noise "
+                  f"{rows['noise_share'].iloc[0]:6.1%}; largest: {top['parameter']} ({top['first_order']:.2f})")
+    print("\nBreak-even (factor on the programme's diploma and job probabilities):")
+    for _, r in even.iterrows():
+        if r["status"] == "ok":
+            print(f"  {r['target']:<9} factor {r['factor']:.3f} +/- {r['factor_se']:.3f}; {r['primary_outcome']} "
+                  f"share {r['primary_share']:.1%} +/- {r['primary_share_se']:.1%} (base {r['base_primary_share']:.1%})")
+        else:
+            print(f"  {r['target']:<9} {r['message']}")
+    print(f"\nwrote {len(files)} files to {out}/: " + ", ".join(f.name for f in files))
+    return 0
+
+
+__all__ = ["add_parser", "assumptions", "break_even", "cmd_sensitivity", "plot_tornado", "sobol",
+           "success_variant", "tornado", "uncertain_parameters"]
