@@ -144,9 +144,9 @@ def edge_probabilities(chain: Chain, journey_parameters: dict[str, np.ndarray]) 
     d, x = p["diploma"], p["dropout"]
     j0, j1 = p["job_without_diploma"], p["job_with_diploma"]
     r, r_lt, c = p["relapse"], p["relapse_long_term"], p["long_term_contract"]
-    columns = (np.ones_like(d), d, (1 - d) * x, (1 - d) * (1 - x), j0, 1 - j0, j1, 1 - j1,
-               r, 1 - r, r_lt, 1 - r_lt, c, 1 - c)
-    with np.errstate(under="ignore"):
+    with np.errstate(under="ignore"):  # products of tiny probabilities may flush to 0: harmless
+        columns = (np.ones_like(d), d, (1 - d) * x, (1 - d) * (1 - x), j0, 1 - j0, j1, 1 - j1,
+                   r, 1 - r, r_lt, 1 - r_lt, c, 1 - c)
         factors = np.stack(columns, axis=1)  # (paths, FACTORS)
         return factors[:, chain.factors[:, 0]] * factors[:, chain.factors[:, 1]]
 

@@ -106,10 +106,23 @@ def _geometric(p: np.ndarray, u: np.ndarray, cap: int) -> np.ndarray:
     ``u`` are uniforms in [0, 1); ``G = 1 + floor(log(1-u) / log(1-p))``.  Values
     beyond ``cap`` (including ``p == 0``: never) are returned as ``cap``.
     """
+    with np.errstate(divide="ignore"):
+        log_q = np.log1p(-np.asarray(p, dtype=float))
+    return _geometric_log(log_q, u, cap)
+
+
+def _geometric_log(log_q: np.ndarray, u: np.ndarray, cap: int) -> np.ndarray:
+    """As :func:`_geometric`, given ``log_q = log(1 - p)`` (computed once per path, not per participant)."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        g = np.floor(np.log1p(-u) / np.log1p(-p)) + 1.0
-        g = np.where((p > 0) & (g < cap), g, cap)
+        g = np.floor(np.log1p(-u) / log_q) + 1.0
+        g = np.where((log_q < 0) & (g < cap), g, cap)
     return g.astype(np.int64)
+
+
+def _log_stay(p: np.ndarray) -> np.ndarray:
+    """``log(1 - p)`` per path: -inf where p == 1 (the event happens at once)."""
+    with np.errstate(divide="ignore"):
+        return np.log1p(-np.asarray(p, dtype=float))
 
 
 def simulate_group(
@@ -150,10 +163,12 @@ def simulate_group(
     cohort = np.tile(np.repeat(np.arange(n_cohorts, dtype=np.int64), sizes), n_paths)
     group = path * n_cohorts + cohort  # bincount key of (path, cohort)
     start = intake_months[cohort].astype(np.int64)
-    q = {k: v[path] for k, v in journey_parameters.items()}
+    q = journey_parameters  # per path; gathered per participant only where needed
+    log_job = (_log_stay(q["job_without_diploma"]), _log_stay(q["job_with_diploma"]))
+    log_relapse, log_relapse_long = _log_stay(q["relapse"]), _log_stay(q["relapse_long_term"])
     event_keys: list[np.ndarray] = []
-    spell_keys: list[np.ndarray] = []
-    spell_signs: list[np.ndarray] = []
+    job_starts: list[np.ndarray] = []  # bincount keys of the first and the first-not-employed month of jobs
+    job_ends: list[np.ndarray] = []
 
     def record(mask, who, outcome, month):
         m = mask & (month < T)
@@ -164,10 +179,10 @@ def simulate_group(
     L = max_training_months
     if L > 0:
         p_d, p_x = q["diploma"], q["dropout"]
-        hazard = 1.0 - (1.0 - p_d) * (1.0 - p_x)
-        g = _geometric(hazard, rng.random(path.size), L + 1)
+        hazard = 1.0 - (1.0 - p_d) * (1.0 - p_x)  # per path
+        g = _geometric_log(_log_stay(hazard)[path], rng.random(path.size), L + 1)
         u_type = rng.random(path.size)
-        diploma = (g <= L) & (u_type * hazard < p_d)
+        diploma = (g <= L) & (u_type * hazard[path] < p_d[path])
         record(diploma, everyone, DIPLOMA, start + g - 1)
         search_from = start + np.minimum(g, L)
     else:
@@ -179,27 +194,29 @@ def simulate_group(
     b = search_from[who]
     history = np.zeros(who.size, dtype=np.int8)  # 0 none, 1 job started, 2 sustained, 3 long-term contract
     while who.size:
-        p_job = np.where(diploma[who], q["job_with_diploma"][who], q["job_without_diploma"][who])
-        job = b + _geometric(p_job, rng.random(who.size), T + 1) - 1  # cap: never before T
+        pw = path[who]
+        log_q = np.where(diploma[who], log_job[1][pw], log_job[0][pw])
+        job = b + _geometric_log(log_q, rng.random(who.size), T + 1) - 1  # cap: never before T
         found = job < T
-        who, job, history = who[found], job[found], history[found]
+        who, job, history, pw = who[found], job[found], history[found], pw[found]
         if not who.size:
             break
         record(history == 0, who, JOB_START, job)
         # Relapse clock; a job surviving S - 1 further months is sustained.
-        end = job + _geometric(q["relapse"][who], rng.random(who.size), T + 1)
+        end = job + _geometric_log(log_relapse[pw], rng.random(who.size), T + 1)
         sustained_at = job + S - 1
         sustained = end > sustained_at
         record(sustained & (history < 2), who, JOB_SUSTAINED, sustained_at)
         contract = np.zeros(who.size, dtype=bool)
         idx = np.flatnonzero(sustained & (sustained_at < T))
-        contract[idx] = rng.random(idx.size) < q["long_term_contract"][who[idx]]
+        contract[idx] = rng.random(idx.size) < q["long_term_contract"][pw[idx]]
         record(contract & (history < 3), who, LONG_TERM_CONTRACT, sustained_at)
         # Long-term contracts restart the (memoryless) relapse clock at their own rate.
         idx = np.flatnonzero(contract)
-        end[idx] = sustained_at[idx] + _geometric(q["relapse_long_term"][who[idx]], rng.random(idx.size), T + 1)
-        spell_keys += [group[who] * (T + 1) + job, group[who] * (T + 1) + np.minimum(end, T)]
-        spell_signs += [np.ones(who.size), -np.ones(who.size)]
+        end[idx] = sustained_at[idx] + _geometric_log(log_relapse_long[pw[idx]], rng.random(idx.size), T + 1)
+        key = group[who] * (T + 1)
+        job_starts.append(key + job)
+        job_ends.append(key + np.minimum(end, T))
         history = np.maximum(history, 1)
         history[sustained] = np.maximum(history[sustained], 2)
         history[contract] = 3
@@ -211,12 +228,13 @@ def simulate_group(
     n_groups = n_paths * n_cohorts
     keys = np.concatenate(event_keys) if event_keys else np.zeros(0, dtype=np.int64)
     events = np.bincount(keys, minlength=n_groups * K * T).astype(np.int32).reshape(n_paths, n_cohorts, K, T)
-    if spell_keys:
-        delta = np.bincount(np.concatenate(spell_keys), weights=np.concatenate(spell_signs),
-                            minlength=n_groups * (T + 1))
+    cells = n_groups * (T + 1)
+    if job_starts:  # +1 in the month a job starts, -1 in the month it ends: a running sum counts jobs held
+        delta = (np.bincount(np.concatenate(job_starts), minlength=cells)
+                 - np.bincount(np.concatenate(job_ends), minlength=cells))
     else:
-        delta = np.zeros(n_groups * (T + 1))
-    employed = np.rint(np.cumsum(delta.reshape(n_groups, T + 1), axis=1)[:, :T]).astype(np.int32)
+        delta = np.zeros(cells, dtype=np.int64)
+    employed = np.cumsum(delta.reshape(n_groups, T + 1), axis=1)[:, :T].astype(np.int32)
     return events, employed.reshape(n_paths, n_cohorts, T)
 
 

@@ -47,14 +47,14 @@ DOWNSIDE = 0.05
 _N_BATCHES = 20  # as sibsim.metrics: standard errors of quantiles from batches of paths
 
 #: Dutch terms glossed when they appear in the scenario text.
-GLOSSARY = {
-    "bijstand": "welfare benefit: the municipal social assistance for people without other income",
-    "Participatiewet": "Participation Act: the law that sets the bijstand amounts (norms)",
-    "gemeente": "municipality",
-    "startkwalificatie": "basic qualification: at least a vocational diploma at MBO level 2 (or HAVO/VWO)",
-    "MBO": "secondary vocational education; MBO-2 is the basic vocational level",
-    "CBS": "Statistics Netherlands (Centraal Bureau voor de Statistiek)",
-    "UWV": "the national employee insurance agency",
+GLOSSARY = {  # term: (short gloss, shown in the text; longer explanation, shown in the list)
+    "bijstand": ("welfare benefit", "the municipal social assistance for people without other income"),
+    "Participatiewet": ("Participation Act", "the law that sets the bijstand amounts (norms)"),
+    "gemeente": ("municipality", "the local authority"),
+    "startkwalificatie": ("basic qualification", "at least a vocational diploma at MBO level 2, or HAVO/VWO"),
+    "MBO": ("vocational education", "secondary vocational education; MBO-2 is the basic vocational level"),
+    "CBS": ("Statistics Netherlands", "the national statistics office (Centraal Bureau voor de Statistiek)"),
+    "UWV": ("employee insurance agency", "the national agency for unemployment and disability insurance"),
 }
 
 OUTCOME_LABELS = {
@@ -164,37 +164,42 @@ def _decimals(step: float) -> int:
 
 
 def format_estimate(value: float, se: float, unit: str, currency: str = "EUR") -> tuple[str, str]:
-    """An estimate and its Monte Carlo error in plain words: ``("EUR 752,700", "± 400, Monte Carlo error")``.
+    """An estimate and its Monte Carlo error in plain words: ``("EUR 752,700", "± 400")``.
 
     The estimate is rounded to the precision its standard error supports (two
-    significant digits of the error, never finer than whole units of money).
+    significant digits of the error; money never finer than whole units,
+    percentages never finer than 0.01 %).  ``unit`` is a unit of
+    ``Results.summary()``: ``EUR`` (money in ``currency``), ``probability``,
+    ``share``, ``per year`` (shown as percentages) or ``x`` (a multiple).
     """
     if not _finite(value):
         return "n/a", "not defined in these simulations"
     exact = _finite(se) and se == 0
-    no_se = not _finite(se)
-    if unit == "EUR":
-        step = 1.0 if exact or no_se else max(1.0, _place(se))
-        d = _decimals(step) if step < 1 else 0
-        shown = _money(round(value / step) * step, currency, d)
-        err = f"± {round(se / step) * step:,.{d}f}" if not (exact or no_se) else ""
-    elif unit in ("probability", "share", "per year"):
-        pct, pct_se = value * 100, (se * 100 if _finite(se) else se)
-        step = 0.1 if exact or no_se else min(0.1, _place(pct_se)) if pct_se > 0 else 0.1
-        step = max(step, 0.001)
-        d = _decimals(step)
-        shown = f"{round(pct / step) * step:.{d}f} %" + (" a year" if unit == "per year" else "")
-        err = f"± {round(pct_se / step) * step:.{d}f} percentage points" if not (exact or no_se) else ""
+    known = _finite(se) and se > 0
+    if unit in ("probability", "share", "per year"):
+        scale, lo, hi, what = 100.0, 0.01, 0.1, " percentage points"
+    elif unit == "EUR":
+        scale, lo, hi, what = 1.0, 1.0, math.inf, ""
     else:
-        step = 0.001 if exact or no_se else max(min(0.001, _place(se)), 1e-6)
-        d = _decimals(step)
-        shown = f"{round(value / step) * step:.{d}f}" + ("x" if unit == "x" else "")
-        err = f"± {round(se / step) * step:.{d}f}" if not (exact or no_se) else ""
+        scale, lo, hi, what = 1.0, 0.0001, 0.001, ""
+    v, err = float(value) * scale, (float(se) * scale if known else 0.0)
+    step = min(max(_place(err), lo), hi) if known else (lo if unit == "EUR" else hi)
+    d = _decimals(step) if step < 1 else 0
+    rounded = round(v / step) * step
+    if unit == "EUR":
+        shown = _money(rounded, currency, d)
+    elif scale == 100.0:
+        shown = f"{rounded:.{d}f} %" + (" a year" if unit == "per year" else "")
+    else:
+        shown = f"{rounded:.{d}f}" + ("x" if unit == "x" else "")
     if exact:
-        return shown, "exact: the same in every simulated future"
-    if no_se:
+        return shown, "± 0"
+    if not known:
         return shown, "Monte Carlo error not available"
-    return shown, f"{err}, Monte Carlo error"
+    err_rounded = round(err / step) * step
+    if err_rounded == 0:
+        return shown, f"± less than {step:,.{d}f}{what}"
+    return shown, f"± {err_rounded:,.{d}f}{what}"
 
 
 def _quantile_with_se(values: np.ndarray, q: float) -> tuple[float, float]:
@@ -233,7 +238,7 @@ class _Calendar:
 
     def span(self, first: int, last: int) -> str:
         a, b = self.label(first), self.label(last)
-        return f"{a} – {b}" if a else f"months {first}–{last}"
+        return f"{a}–{b}" if a else f"months {first}–{last}"
 
 
 # --- text helpers -------------------------------------------------------------------------------
@@ -261,7 +266,7 @@ def _gloss(escaped: str, terms: list[str], done: set) -> str:
         if term in done:
             continue
         pattern = re.compile(rf"\b({re.escape(term)}[\w-]*)", flags=re.IGNORECASE)
-        short = GLOSSARY[term].split(":")[0]
+        short = GLOSSARY[term][0]
         new, n = pattern.subn(lambda m: f"{m.group(1)} <span class=\"gloss\">({e(short)})</span>", escaped, count=1)
         if n:
             escaped = new
@@ -318,29 +323,39 @@ def _paid_for(contract: Contract) -> list[str]:
 
 
 # --- plots ----------------------------------------------------------------------------------------
-def _fix_currency(fig, currency: str) -> None:
-    """The plots label money in EUR; relabel them in the contract's currency."""
-    if currency == "EUR":
-        return
-    from matplotlib.ticker import FuncFormatter
+def _compact_money(currency: str):
+    """Tick labels such as ``EUR 500k``, ``EUR -1.5M``, ``EUR 0``: short enough not to collide."""
+    def fmt(x, _pos=None):
+        if abs(x) < 0.5:
+            return f"{currency} 0"
+        for div, suffix in ((1e9, "bn"), (1e6, "M"), (1e3, "k"), (1.0, "")):
+            if abs(x) >= div:
+                text = f"{x / div:,.2f}".rstrip("0").rstrip(".")
+                return f"{currency} {text}{suffix}"
+        return f"{currency} {x:,.2f}"
+    return fmt
+
+
+def _fix_money_axes(fig, currency: str) -> None:
+    """Money axes of the plots: compact tick labels, in the contract's currency (the plots write EUR)."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     from . import plots
-
-    def fmt(x, _pos=None):
-        return f"{currency} {x / 1e3:,.0f}k" if abs(x) < 1e6 else f"{currency} {x / 1e6:,.2f}M"
 
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             f = axis.get_major_formatter()
             if isinstance(f, FuncFormatter) and getattr(f, "func", None) is plots._eur:
-                axis.set_major_formatter(FuncFormatter(fmt))
-        ax.set_xlabel(ax.get_xlabel().replace("EUR", currency))
-        ax.set_ylabel(ax.get_ylabel().replace("EUR", currency))
-        ax.set_title(ax.get_title().replace("EUR", currency))
-        legend = ax.get_legend()
-        if legend is not None:
-            for t in legend.get_texts():
-                t.set_text(t.get_text().replace("EUR", currency))
+                axis.set_major_formatter(FuncFormatter(_compact_money(currency)))
+                axis.set_major_locator(MaxNLocator(nbins=7))
+        if currency != "EUR":
+            ax.set_xlabel(ax.get_xlabel().replace("EUR", currency))
+            ax.set_ylabel(ax.get_ylabel().replace("EUR", currency))
+            ax.set_title(ax.get_title().replace("EUR", currency))
+            legend = ax.get_legend()
+            if legend is not None:
+                for t in legend.get_texts():
+                    t.set_text(t.get_text().replace("EUR", currency))
 
 
 def _png(plot, currency: str) -> str:
@@ -350,7 +365,9 @@ def _png(plot, currency: str) -> str:
     fig = Figure(figsize=(8.0, 4.4))
     ax = fig.add_subplot()
     plot(ax)
-    _fix_currency(fig, currency)
+    if ax.get_legend() is not None:  # keep the legend clear of the data
+        ax.legend(loc="best", frameon=True, framealpha=0.9, edgecolor="none")
+    _fix_money_axes(fig, currency)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.grid(True, axis="y", color="#e3e8ee", lw=0.8)
@@ -385,6 +402,7 @@ nav.toc { background: var(--soft); padding: 10px 16px; margin: 18px 0 0; font-si
 nav.toc ol { margin: 4px 0 0; padding-left: 22px; columns: 2; }
 nav.toc a { color: var(--accent); text-decoration: none; }
 .gloss { color: var(--muted); }
+.nowrap { white-space: nowrap; }
 .note { color: var(--muted); font-size: 14px; }
 .callout { background: var(--soft); border-left: 4px solid var(--accent); padding: 10px 14px; margin: 14px 0; }
 .callout.bad { border-left-color: var(--bad); }
@@ -481,7 +499,7 @@ class _Memo:
         return (f'<div class="kf-item"><div class="kf-label">{e(label)}</div>'
                 f'<div class="kf-value" data-metric="{e(metric)}" data-estimate="{value!r}" '
                 f'data-std-error="{se!r}" data-unit="{e(unit)}">{e(shown)}</div>'
-                f'<div class="kf-error">({e(err)})</div>'
+                f'<div class="kf-error">({e(err)}{", Monte Carlo error" if err.startswith("±") else ""})</div>'
                 f'<div class="kf-explain">{explain}</div></div>')
 
     @staticmethod
@@ -563,7 +581,8 @@ class _Memo:
             out.append(f'<div class="callout"><b>The programme, in the scenario\'s words:</b> '
                        f"{self.text(desc)}</div>")
         if self.terms:
-            items = "".join(f"<dt>{e(t)}</dt><dd>{e(GLOSSARY[t])}</dd>" for t in self.terms)
+            items = "".join(f"<dt>{e(t)}</dt><dd>{e(GLOSSARY[t][0])}: {e(GLOSSARY[t][1])}</dd>"
+                            for t in self.terms)
             out.append(f'<h3>Dutch terms used</h3><dl class="glossary">{items}</dl>')
         out.append("</section>")
         return "".join(out)
@@ -574,18 +593,22 @@ class _Memo:
         pays, _, _ = self.est("expected_outcome_payments")
         gross, _, _ = self.est("expected_gross_savings")
         moic, _, _ = self.est("expected_moic")
+        saves = _saves_benefits(self.c)
         payer_items = [
             self.figure_html("expected_outcome_payments", "Expected outcome payments",
                              f"What {e(payer)} is expected to pay the investors for measured results, over "
                              "the whole contract."),
             self.figure_html("expected_gross_savings", "Expected gross savings",
                              "Benefit payments avoided because participants work (compared with what would "
-                             "have happened without the programme)."),
+                             "have happened without the programme)." if saves else
+                             "Not modelled in this scenario: the payer pays from its budget."),
             self.figure_html("expected_net_savings", "Expected net savings",
                              "Gross savings less outcome payments and the costs the payer bears (fees, "
                              "guarantees)."),
             self.figure_html("probability_pays_more_than_saves", "Chance that the payer pays more than it saves",
-                             f"Share of simulated futures in which {e(payer)}'s net savings are negative."),
+                             f"Share of simulated futures in which {e(payer)}'s net savings are negative."
+                             + ("" if saves else " With no savings modelled, this is the chance that it pays "
+                                                 "anything at all.")),
         ]
         back = _money(moic, cur, 2) if _finite(moic) else "n/a"
         investor_items = [
@@ -595,6 +618,9 @@ class _Memo:
                              "Share of simulated futures in which investors get back less than they paid in."),
             self.figure_html("median_irr", "Investors' median annual return (IRR)",
                              "Half of the futures give a higher return, half a lower one."),
+            self.figure_html("expected_loss", "Investors' expected loss of capital",
+                             "Capital not paid back, averaged over all futures (a future without a loss counts "
+                             "as zero)."),
         ]
         ratio = ""
         if gross > 0 and _finite(pays):
@@ -646,7 +672,7 @@ class _Memo:
         rows = []
         for label, (_, row) in zip(labels, yearly.iterrows()):
             name, span = label.split("|")
-            rows.append([f'{e(name)}<br><span class="note">{e(span)}</span>'] + cells([row[k] for k in cols]))
+            rows.append([f'{e(name)}<br><span class="note nowrap">{e(span)}</span>'] + cells([row[k] for k in cols]))
         rows.append(["Total"] + cells([yearly[k].sum() for k in cols]))
         group = ('<tr><th></th><th class="group" colspan="3">Investors</th>'
                  f'<th class="group" colspan="4">{e(payer)}</th></tr>')
@@ -664,6 +690,10 @@ class _Memo:
                          "would take the investors above their return cap.")
         if defaulted > 0.5:
             notes.append(f"On average {e(_money(defaulted, cur))} falls due but is not paid (payer default).")
+        if (yearly["gross_savings"] < -0.5).any():
+            notes.append("Savings can be negative early on: participants in training are not yet looking for "
+                         "work, while some people in the comparison (without-programme) situation already find "
+                         "jobs.")
         notes.append("“Money received” includes any guarantee payouts; “fees and other costs” are the fees the "
                      "payer bears and any guarantee it pays.")
 
@@ -690,13 +720,13 @@ class _Memo:
         cv_text, cv_err = format_estimate(cvar, cvar_se, "EUR", cur)
         if ns_p05 < 0:
             ns_sentence = (f"In the worst 1 in 20 futures, {e(payer)} <b>pays at least "
-                           f"{e(_money(-ns_p05, cur))} more than it saves</b>")
+                           f"{e(format_estimate(-ns_p05, ns_se, 'EUR', cur)[0])} more than it saves</b>")
         else:
             ns_sentence = (f"Even in the worst 1 in 20 futures, {e(payer)} still saves at least "
                            f"<b>{e(ns_text)}</b> net")
         if ir_p05 < 0:
             ir_sentence = (f"In the worst 1 in 20 futures, investors <b>lose at least "
-                           f"{e(_money(-ir_p05, cur))}</b> of their capital")
+                           f"{e(format_estimate(-ir_p05, ir_se, 'EUR', cur)[0])}</b> of their capital")
         else:
             ir_sentence = f"Even in the worst 1 in 20 futures, investors gain at least <b>{e(ir_text)}</b>"
         down_rows = [
@@ -725,12 +755,12 @@ class _Memo:
                                        f"paid in; {e(payer)}'s savings less payments and costs")
         kept = self.r.monthly["investor_cumulative_net"].shape[0]
         kept_note = (f" (computed from the first {kept:,} futures)" if kept < self.r.n_paths else "")
+        saves_text = " and saves on benefits as long as participants work" if _saves_benefits(c) else ""
         return ('<section id="cash"><h2>3. Expected case and downside case</h2>'
                 "<h3>Expected case: when the money moves</h3>"
                 f"<p>The table shows, year by year, the average cash movement for each party. Investors pay "
                 f"capital in while the programme runs and are paid back from outcome payments; {e(payer)} "
-                "pays for outcomes after each measurement and saves on benefits as long as participants "
-                "work.</p>"
+                f"pays for outcomes after each measurement{saves_text}.</p>"
                 f"{table}<p class=\"note\">{' '.join(notes)}</p>"
                 f"<details><summary>Month by month</summary>{monthly}</details>"
                 "<h3>Downside case: what if it goes badly?</h3>"
@@ -866,7 +896,8 @@ class _Memo:
         if comp.method == "expected":
             add("Counterfactual", e("a model of what would have happened (expected values, no comparison group)"))
         else:
-            add("Counterfactual", e(f"a comparison group of {comp.size_ratio:g} member(s) per participant, "
+            members = "member" if comp.size_ratio == 1 else "members"
+            add("Counterfactual", e(f"a comparison group of {comp.size_ratio:g} {members} per participant, "
                                     "followed alongside"))
         add("Sustained job", e(f"a job lasting {c.sustained_job_months} months"))
         if _saves_benefits(c):
@@ -917,7 +948,8 @@ class _Memo:
         rows = [["Training: at most", e(f"{c.journey.max_training_months} months"),
                  e(f"{c.comparison.journey.max_training_months} months")]]
         for k in JOURNEY_PROBABILITIES:
-            rows.append([e(JOURNEY_LABELS[k].format(S=c.sustained_job_months)),
+            label = JOURNEY_LABELS[k].format(S=c.sustained_job_months)
+            rows.append([e(label[:1].upper() + label[1:]),
                          e(prior(getattr(c.journey, k))), e(prior(getattr(c.comparison.journey, k)))])
         return (self.table(["Assumed probability", "Programme participants", "Without the programme"], rows,
                            num_cols=(1, 2), caption="Assumed success rates (average, ± uncertainty)")
@@ -1024,7 +1056,8 @@ class _Memo:
             repro.append(f"scenario file {source}" + (f" (SHA-256 {sha})" if sha else ""))
         return ('<section id="method"><h2>7. Method and caveats</h2>'
                 "<h3>How the simulation works</h3>"
-                f"<p>Participants enter the programme in {len(c.cohorts)} group(s) and are followed month by "
+                f"<p>Participants enter the programme in {len(c.cohorts)} group{'s' if len(c.cohorts) != 1 else ''} "
+                "(cohorts) and are followed month by "
                 "month: training (ending with a diploma or a dropout), looking for work, working, losing a job "
                 "and looking again. In every simulated future, the success rates are first drawn from the ranges "
                 "in section 5 (we do not know them exactly), and then each participant's path is drawn at random "
