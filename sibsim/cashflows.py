@@ -356,7 +356,9 @@ def fund_delivery(needs: np.ndarray, received: np.ndarray, recycling: bool) -> t
         zeros = np.zeros_like(received)
         return needs, zeros, received, zeros
     T = needs.shape[1]
-    delivery_ends = T - 1 - np.argmax(needs[:, ::-1] > 0, axis=1)  # last month with a need
+    has_need = (needs > 0).any(axis=1)
+    # Last month with a need; a path with none (e.g. terminated before delivery) releases at once.
+    delivery_ends = np.where(has_need, T - 1 - np.argmax(needs[:, ::-1] > 0, axis=1), 0)
     calls, recycled, released, held = (np.zeros_like(received) for _ in range(4))
     cash = np.zeros(received.shape[0])
     for t in range(T):  # over months; vectorised over paths

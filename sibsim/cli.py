@@ -360,9 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     upd.add_argument("--force", action="store_true", help="replace an existing output file")
     upd.set_defaults(func=cmd_update)
 
-    from . import sensitivity
+    from . import report, sensitivity
 
     sensitivity.add_parser(sub)
+    report.add_parser(sub)
 
     val = sub.add_parser("validate", help="check scenario files and list every problem")
     val.add_argument("files", nargs="+")

@@ -407,6 +407,11 @@ class Contract:
             last_fee + 1,
         )
 
+    def outcome_label(self, outcome: str) -> str:
+        """What an outcome stands for in this deal (``meta.outcome_labels``), e.g. a first reconviction."""
+        labels = dict(dict(self.meta).get("outcome_labels", ()))
+        return labels.get(outcome, outcome.replace("_", " "))
+
     @property
     def currency(self) -> str:
         """Currency of every amount (``meta.currency``, default EUR)."""

@@ -14,8 +14,24 @@ def _axes(ax):
     return ax.figure, ax
 
 
-def _eur(x, _pos=None):
-    return f"EUR {x / 1e3:,.0f}k" if abs(x) < 1e6 else f"EUR {x / 1e6:,.2f}M"
+def _money(currency: str):
+    """Tick labels such as ``EUR 500k``, ``EUR -1.5M``, ``EUR 0``: short enough not to collide."""
+    def fmt(x, _pos=None):
+        if abs(x) < 0.5:
+            return f"{currency} 0"
+        for div, suffix in ((1e9, "bn"), (1e6, "M"), (1e3, "k"), (1.0, "")):
+            if abs(x) >= div:
+                text = f"{x / div:,.2f}".rstrip("0").rstrip(".")
+                return f"{currency} {text}{suffix}"
+        return f"{currency} {x:,.2f}"
+    return fmt
+
+
+def _money_axis(axis, currency: str) -> None:
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    axis.set_major_formatter(FuncFormatter(_money(currency)))
+    axis.set_major_locator(MaxNLocator(nbins=7))
 
 
 def plot_irr_distribution(results, ax=None):
@@ -48,8 +64,6 @@ def plot_irr_distribution(results, ax=None):
 
 def plot_cash_fan(results, ax=None, party: str = "investors"):
     """Fan chart of cumulative cash over time: 5-95 % and 25-75 % bands and the median."""
-    from matplotlib.ticker import FuncFormatter
-
     fig, ax = _axes(ax)
     key = {"investors": "investor_cumulative_net", "payer": "payer_cumulative_net"}[party]
     series = results.monthly[key]
@@ -61,10 +75,11 @@ def plot_cash_fan(results, ax=None, party: str = "investors"):
     ax.plot(months, q50, color=color, lw=2, label="median")
     ax.axhline(0, color="black", lw=0.8)
     ax.axvline(results.contract.term_months, color="grey", ls=":", lw=1)
-    ax.yaxis.set_major_formatter(FuncFormatter(_eur))
+    _money_axis(ax.yaxis, results.contract.currency)
     what = ("distributions less capital calls" if party == "investors"
             else "savings less outcome payments and fees")
-    ax.set(xlabel="month", ylabel="cumulative EUR", title=f"{party.capitalize()}: cumulative {what}")
+    ax.set(xlabel="month", ylabel=f"cumulative {results.contract.currency}",
+           title=f"{party.capitalize()}: cumulative {what}")
     ax.legend(frameon=False, loc="upper left")
     return fig
 
@@ -102,10 +117,11 @@ def plot_net_savings(results, ax=None):
     p_neg = float((net < 0).mean())
     ax.hist(net, bins=60, color="#27ae60", alpha=0.85)
     ax.axvline(0, color="#c0392b", lw=1.5, label=f"pays more than it saves: P = {p_neg:.1%}")
-    ax.axvline(net.mean(), color="black", ls="--", lw=1, label=f"mean {_eur(net.mean())}")
-    ax.xaxis.set_major_formatter(FuncFormatter(_eur))
+    money = _money(results.contract.currency)
+    ax.axvline(net.mean(), color="black", ls="--", lw=1, label=f"mean {money(net.mean())}")
+    _money_axis(ax.xaxis, results.contract.currency)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y / len(net):.0%}"))
-    ax.set(xlabel="payer net savings over the horizon (EUR)", ylabel="share of paths",
+    ax.set(xlabel=f"payer net savings over the horizon ({results.contract.currency})", ylabel="share of paths",
            title=f"{results.contract.payer.name}: net savings")
     ax.legend(frameon=False)
     return fig

@@ -36,12 +36,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .contracts import OUTCOMES, JOURNEY_PROBABILITIES, Contract
+from .contracts import JOURNEY_PROBABILITIES, Contract
 
 #: Columns a sensitivity frame must have (see ``sibsim.sensitivity.tornado``).
 SENSITIVITY_COLUMNS = ("assumption", "measure", "low", "base", "high")
 #: Marks a memo written by sibsim, naming its scenario (used to refuse overwriting another scenario's memo).
 SCENARIO_META = "sibsim-scenario"
+#: Days in a month, as the scenario loader converts a price per benefit day.
+DAYS_PER_MONTH = 365.25 / 12
 #: Quantile used for the downside case.
 DOWNSIDE = 0.05
 _N_BATCHES = 20  # as sibsim.metrics: standard errors of quantiles from batches of paths
@@ -275,6 +277,8 @@ def _gloss(escaped: str, terms: list[str], done: set) -> str:
 
 
 def _outcome_label(name: str, contract: Contract) -> str:
+    if name in dict(dict(contract.meta).get("outcome_labels", ())):  # the deal's own words first
+        return contract.outcome_label(name)
     return OUTCOME_LABELS.get(name, name.replace("_", " ")).format(S=contract.sustained_job_months)
 
 
@@ -299,12 +303,23 @@ def _saves_benefits(contract: Contract) -> bool:
         contract.savings.share_saved_when_employed > 0
 
 
+def _price_text(key: str, price: float, contract: Contract) -> str:
+    """``EUR 5,500 per additional job lasting 6 months``; a price per benefit day stays per day."""
+    cur = contract.currency
+    if key == "benefit_month_saved":
+        per_day = price / DAYS_PER_MONTH  # the scenario may have priced a day (converted on loading)
+        if abs(per_day * 100 - round(per_day * 100)) < 1e-6 and abs(price * 100 - round(price * 100)) > 1e-6:
+            return (f"{_amount(round(per_day, 2), cur)} per additional day off benefits "
+                    f"({_money(price, cur, 2)} a month)")
+    return f"{_amount(price, cur)} per additional {_outcome_label(key, contract)}"
+
+
 def _paid_for(contract: Contract) -> list[str]:
     """What the payer pays for, in words (plain text)."""
     cur, payer, out = contract.currency, contract.payer, []
     for key, price in payer.rate_card:
         if price > 0:
-            out.append(f"{_amount(price, cur)} per additional {_outcome_label(key, contract)}")
+            out.append(_price_text(key, price, contract))
     if payer.savings_share.rate > 0:
         s = payer.savings_share
         text = f"{_pct(s.rate)} of the measured savings"
@@ -322,42 +337,66 @@ def _paid_for(contract: Contract) -> list[str]:
     return out
 
 
+#: Columns of ``sibsim.sensitivity.tornado`` shown in their own way (not as extra columns).
+SENSITIVITY_KNOWN = ("unit", "setting_unit", "low_setting", "base_setting", "high_setting", "low_se", "high_se",
+                     "base_se", "swing")
+
+#: Plain names of sensitivity measures that are per-path columns rather than summary rows.
+MEASURE_NAMES = {
+    "investor_moic": "Investors: expected multiple (money back per unit paid in)",
+    "investor_irr_median": "Investors: median annual return (IRR)",
+    "net_savings": "Payer: expected net savings",
+    "gross_savings": "Payer: expected gross savings",
+    "outcome_payments": "Payer: expected outcome payments",
+    "payer_npv": "Payer: expected present value of net savings",
+    "investor_npv": "Investors: expected net present value",
+    "investor_loss": "Investors: expected capital not returned",
+    "distributions": "Investors: expected money received",
+}
+
+ASSUMPTION_NAMES = {
+    "comparison.job": "Without the programme: job start per month",
+    "benefit_amount": "Benefit per month (average over age groups)",
+    "prices": "All outcome prices",
+    "provider_budget": "Provider's delivery budget",
+}
+
+
+def _measure_label(measure) -> str:
+    name = str(measure)
+    return MEASURE_NAMES.get(name) or METRIC_LABELS.get(name) or name.replace("_", " ").capitalize()
+
+
+def _assumption_label(name, sustained_months: int) -> str:
+    """HTML: a plain label for a tornado assumption, with its technical name below."""
+    name = str(name)
+    label = ASSUMPTION_NAMES.get(name)
+    if label is None and name.startswith("treated."):
+        key = name.split(".", 1)[1]
+        if key in JOURNEY_LABELS:
+            label = "Programme: " + JOURNEY_LABELS[key].format(S=sustained_months)
+    code = "<wbr>".join(e(part) for part in re.split(r"(?<=[._])", name))  # may break after . and _
+    if label is None:
+        return f"<code>{code}</code>"
+    return f'{e(label)}<br><span class="note"><code>{code}</code></span>'
+
+
+def _setting(value, unit, currency: str) -> str:
+    if not _finite(value):
+        return str(value)
+    unit = str(unit)
+    if unit == "probability":
+        return _pct(value)
+    if unit == "EUR/month":
+        return f"{_money(value, currency, 2 if value != round(value) else 0)} a month"
+    if unit == "EUR":
+        return _money(value, currency)
+    if unit.startswith("x"):
+        return f"{float(value):g}x"
+    return f"{float(value):.4g} {unit}".strip()
+
+
 # --- plots ----------------------------------------------------------------------------------------
-def _compact_money(currency: str):
-    """Tick labels such as ``EUR 500k``, ``EUR -1.5M``, ``EUR 0``: short enough not to collide."""
-    def fmt(x, _pos=None):
-        if abs(x) < 0.5:
-            return f"{currency} 0"
-        for div, suffix in ((1e9, "bn"), (1e6, "M"), (1e3, "k"), (1.0, "")):
-            if abs(x) >= div:
-                text = f"{x / div:,.2f}".rstrip("0").rstrip(".")
-                return f"{currency} {text}{suffix}"
-        return f"{currency} {x:,.2f}"
-    return fmt
-
-
-def _fix_money_axes(fig, currency: str) -> None:
-    """Money axes of the plots: compact tick labels, in the contract's currency (the plots write EUR)."""
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
-
-    from . import plots
-
-    for ax in fig.axes:
-        for axis in (ax.xaxis, ax.yaxis):
-            f = axis.get_major_formatter()
-            if isinstance(f, FuncFormatter) and getattr(f, "func", None) is plots._eur:
-                axis.set_major_formatter(FuncFormatter(_compact_money(currency)))
-                axis.set_major_locator(MaxNLocator(nbins=7))
-        if currency != "EUR":
-            ax.set_xlabel(ax.get_xlabel().replace("EUR", currency))
-            ax.set_ylabel(ax.get_ylabel().replace("EUR", currency))
-            ax.set_title(ax.get_title().replace("EUR", currency))
-            legend = ax.get_legend()
-            if legend is not None:
-                for t in legend.get_texts():
-                    t.set_text(t.get_text().replace("EUR", currency))
-
-
 def _png(plot, currency: str) -> str:
     """Draw one plot on a fresh figure (no pyplot, so no GUI backend) and return a data: URI."""
     from matplotlib.figure import Figure
@@ -367,7 +406,6 @@ def _png(plot, currency: str) -> str:
     plot(ax)
     if ax.get_legend() is not None:  # keep the legend clear of the data
         ax.legend(loc="best", frameon=True, framealpha=0.9, edgecolor="none")
-    _fix_money_axes(fig, currency)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.grid(True, axis="y", color="#e3e8ee", lw=0.8)
@@ -424,11 +462,12 @@ nav.toc a { color: var(--accent); text-decoration: none; }
 table { border-collapse: collapse; width: 100%; font-size: 14px; }
 caption { caption-side: top; text-align: left; font-weight: bold; padding: 0 0 6px; font-size: 15px; }
 th, td { padding: 6px 8px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top;
-         overflow-wrap: anywhere; }
+         overflow-wrap: break-word; }
 thead th { background: var(--soft); border-bottom: 2px solid #bcccdc; font-size: 13px; }
 th.group { text-align: center; border-bottom: 1px solid #bcccdc; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap;
                  overflow-wrap: normal; }
+thead th.num { white-space: normal; }
 td.neg { color: var(--bad); }
 tr.total td { font-weight: bold; border-top: 2px solid #bcccdc; }
 table.terms th[scope=row] { width: 30%; font-weight: bold; background: #fafbfc; }
@@ -437,6 +476,9 @@ figure { margin: 22px 0 30px; break-inside: avoid; }
 figure img { display: block; width: 100%; height: auto; border: 1px solid var(--line); }
 figcaption { font-size: 14px; color: var(--muted); margin-top: 6px; }
 figcaption b { color: var(--ink); }
+table.sens { table-layout: fixed; }
+table.sens td.num .note { white-space: normal; }
+table.sens code { font-size: 12px; }
 .bar { position: relative; height: 14px; min-width: 160px; background: var(--soft); }
 .bar span { position: absolute; top: 2px; height: 10px; background: #5b8db8; }
 .bar i { position: absolute; top: 0; width: 2px; height: 14px; background: var(--ink); }
@@ -481,9 +523,6 @@ class _Memo:
         self.generated = generated
 
     # helpers -------------------------------------------------------------------------------
-    def money(self, value, decimals=0) -> str:
-        return e(_money(value, self.cur, decimals))
-
     def est(self, metric: str) -> tuple[float, float, str]:
         row = self.s.loc[metric]
         return float(row["estimate"]), float(row["std_error"]), str(row["unit"])
@@ -504,9 +543,11 @@ class _Memo:
 
     @staticmethod
     def table(head: list[str], rows: list[list[str]], num_cols=(), caption: str = "", cls: str = "",
-              group_head: str = "", row_classes=None) -> str:
-        """A table from HTML-safe cells; ``num_cols`` are right-aligned."""
+              group_head: str = "", row_classes=None, widths=None) -> str:
+        """A table from HTML-safe cells; ``num_cols`` are right-aligned; ``widths`` (%) fix the columns."""
         cap = f"<caption>{caption}</caption>" if caption else ""
+        if widths:
+            cap += "<colgroup>" + "".join(f'<col style="width:{w}%">' for w in widths) + "</colgroup>"
         ths = "".join(f'<th scope="col"{" class=num" if i in num_cols else ""}>{h}</th>'
                       for i, h in enumerate(head))
         body = []
@@ -856,7 +897,7 @@ class _Memo:
                                       + (f", in {_months_list(sorted(set(fm)), cal)}" if fm else "")))
         add("Outcome payer", e(p.name))
         if p.rate_card:
-            items = [f"{_amount(price, cur)} per additional {_outcome_label(k, c)}" for k, price in p.rate_card]
+            items = [_price_text(k, price, c) for k, price in p.rate_card]
             add("Prices (rate card)", "<br>".join(e(i) for i in items))
         if p.savings_share.rate > 0:
             add("Share of measured savings paid",
@@ -961,7 +1002,8 @@ class _Memo:
         sens = self.sensitivity
         if sens is None:
             out.append("<p>A sensitivity analysis was not run for this memo. It would show how the results change "
-                       "when each assumption is set lower or higher.</p></section>")
+                       "when each assumption is set lower or higher (<code>sibsim report --sensitivity</code>).</p>"
+                       "</section>")
             return "".join(out)
         missing = [col for col in SENSITIVITY_COLUMNS if col not in sens.columns]
         if missing:
@@ -969,53 +1011,88 @@ class _Memo:
         if len(sens) == 0:
             out.append("<p>The sensitivity analysis returned no rows.</p></section>")
             return "".join(out)
-        extra = [col for col in sens.columns if col not in SENSITIVITY_COLUMNS]
+        frame = sens.reset_index(drop=True).copy()
+        for col in ("low", "base", "high"):
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+        if "swing" not in frame.columns:
+            frame["swing"] = (frame["high"] - frame["low"]).abs()
+        has_settings = all(c in frame.columns for c in ("low_setting", "base_setting", "high_setting"))
+        has_se = all(c in frame.columns for c in ("low_se", "base_se", "high_se"))
+        extra = [col for col in frame.columns if col not in SENSITIVITY_COLUMNS and col not in SENSITIVITY_KNOWN
+                 and not str(col).startswith("_")]
         units = self.s["unit"].to_dict()
-        head = ["Assumption"] + [e(str(col).replace("_", " ").capitalize()) for col in extra] + \
-               ["Low", "Base", "High", "Range"]
-        rows = []
-        frame = sens.copy()
-        frame["_swing"] = (pd.to_numeric(frame["high"], errors="coerce")
-                           - pd.to_numeric(frame["low"], errors="coerce")).abs()
+        head = (["Assumption"] + [e(str(col).replace("_", " ").capitalize()) for col in extra]
+                + ["Result with low value", "Base", "Result with high value", "Range (low to high)"])
+        first_num = 1 + len(extra)
+        widths = None if extra else [31, 15, 15, 15, 24]
         blocks = []
         for measure, group in frame.groupby("measure", sort=False):
-            unit = units.get(measure, "")
-            group = group.sort_values("_swing", ascending=False, na_position="last")
-            vals = pd.to_numeric(pd.concat([group["low"], group["base"], group["high"]]), errors="coerce")
+            unit = str(group["unit"].iloc[0]) if "unit" in group.columns else units.get(measure, "")
+            group = group.sort_values("swing", ascending=False, na_position="last", kind="stable")
+            vals = pd.concat([group["low"], group["base"], group["high"]])
             lo, hi = (float(vals.min()), float(vals.max())) if vals.notna().any() else (0.0, 1.0)
             span = (hi - lo) or 1.0
 
-            def fmt(v):
+            def fmt(v, se=None, setting=None):
+                at = f'<br><span class="note">at {e(setting)}</span>' if setting is not None else ""
                 if not _finite(v):
-                    return e(v) if isinstance(v, str) else "n/a"
+                    return "n/a" + at
+                if unit in ("EUR", "probability", "share", "per year", "x") and se is not None and _finite(se):
+                    shown, err = format_estimate(v, se, unit, self.cur)
+                    err = err.replace(" percentage points", " pp")
+                    return f'{e(shown)}<br><span class="note">{e(err)}</span>{at}'
+                return fmt_plain(v) + at
+
+            def fmt_plain(v):
                 if unit == "EUR":
                     return e(_money(v, self.cur))
                 if unit in ("probability", "share", "per year"):
                     return e(_pct(v, 1))
                 if unit == "x":
-                    return e(f"{float(v):.3f}")
-                return e(_num(v))
+                    return e(f"{float(v):.3f}x")
+                return e(_num(v) + (f" {unit}" if unit else ""))
 
             rows = []
             for _, row in group.iterrows():
+                ses = [row.get(k) if has_se else None for k in ("low_se", "base_se", "high_se")]
+                cells = [_assumption_label(row["assumption"], self.c.sustained_job_months)]
+                cells += [e(row[col]) for col in extra]
+                settings = ([_setting(row[k], row.get("setting_unit", ""), self.cur)
+                             for k in ("low_setting", "base_setting", "high_setting")] if has_settings
+                            else [None] * 3)
+                cells += [fmt(row[k], se, st) for k, se, st in zip(("low", "base", "high"), ses, settings)]
                 bar = ""
                 if all(_finite(row[k]) for k in ("low", "base", "high")):
                     a, b = sorted((float(row["low"]), float(row["high"])))
                     left, width = 100 * (a - lo) / span, max(100 * (b - a) / span, 0.5)
                     base = 100 * (float(row["base"]) - lo) / span
-                    bar = (f'<div class="bar" title="low to high"><span style="left:{left:.1f}%;'
-                           f'width:{width:.1f}%"></span><i style="left:{base:.1f}%"></i></div>')
-                rows.append([e(row["assumption"])] + [e(row[col]) for col in extra]
-                            + [fmt(row["low"]), fmt(row["base"]), fmt(row["high"]), bar])
-            n = len(extra)
-            blocks.append(self.table(head, rows, num_cols=range(1 + n, 4 + n),
-                                     caption=e(METRIC_LABELS.get(measure, str(measure)))))
-        out.append("<p>Each row sets one assumption to a low and to a high value, keeps all others at their base "
-                   "value, and shows the measure each time. Rows are sorted by the size of the effect: the "
-                   "assumptions at the top matter most and are the ones most worth checking. In the bar, the "
-                   "blue span runs from the result with the low to the result with the high value; the black "
-                   "mark is the base case. Differences smaller than the Monte Carlo errors in section 2 are "
-                   "noise, not effects.</p>")
+                    bar = (f'<div class="bar"><span style="left:{left:.1f}%;width:{width:.1f}%"></span>'
+                           f'<i style="left:{base:.1f}%"></i></div>')
+                    if has_se and _finite(row["low_se"]) and _finite(row["high_se"]):
+                        noise = 2 * math.hypot(float(row["low_se"]), float(row["high_se"]))
+                        if row["swing"] == 0 and noise == 0:
+                            bar += '<span class="note">no effect</span>'
+                        elif row["swing"] <= noise:
+                            bar += '<span class="note">within Monte Carlo noise</span>'
+                cells.append(bar)
+                rows.append(cells)
+            blocks.append(self.table(head, rows, num_cols=range(first_num, first_num + 3), cls="sens",
+                                     caption=e(_measure_label(measure)), widths=widths))
+        shift = ""
+        if has_settings:
+            ratio = (frame["high_setting"] / frame["base_setting"]).replace([np.inf, -np.inf], np.nan).dropna()
+            if len(ratio) and np.allclose(ratio, ratio.iloc[0]):
+                shift = f" (here by {_pct(abs(float(ratio.iloc[0]) - 1), 0)} of its value)"
+        crn = (" Every variant re-used the random numbers of the base run, so a difference is the effect of the "
+               "assumption, not chance; the ± under the low and high results is the Monte Carlo error of their difference from the "
+               "base (pp: percentage points)."
+               if has_se else " Differences smaller than the Monte Carlo errors in section 2 may be noise.")
+        out.append(f"<p>Each row sets one assumption lower and higher{e(shift)}, keeps all others at their base "
+                   "value, and shows the result each time. Rows are sorted by the size of the effect: the "
+                   "assumptions at the top matter most and are the ones most worth checking. In the bar, the blue "
+                   "span runs from the result with the low value to the result with the high value; the black mark "
+                   f"is the base case.{crn} The base values come from the sensitivity run, which may use fewer "
+                   "simulated futures than section 2.</p>")
         out.extend(blocks)
         out.append("</section>")
         return "".join(out)
@@ -1226,7 +1303,8 @@ def _seed(text: str) -> int:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``sibsim report SCENARIO --out memo.html [--paths N] [--seed S] [--workers W] [--force]``."""
+    """Register ``sibsim report SCENARIO --out memo.html [--paths N] [--seed S] [--workers W] [--force]
+    [--sensitivity [--sensitivity-paths N]]``."""
     p = subparsers.add_parser("report", help="simulate a scenario and write a self-contained HTML memo",
                               description="Simulate a scenario and write a self-contained HTML memo for a "
                                           "council: key figures, cash schedule, plots, assumptions, method.")
@@ -1237,6 +1315,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive_int, default=None,
                    help="processes (default: all cores for large runs)")
     p.add_argument("--force", action="store_true", help="replace a file that is not a memo of this scenario")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="also run the one-at-a-time sensitivity analysis (sibsim.sensitivity.tornado) for section 6")
+    p.add_argument("--sensitivity-paths", type=_positive_int, default=2000,
+                   help="paths per sensitivity variant (default 2000)")
     p.set_defaults(func=cmd_report)
     return p
 
@@ -1255,7 +1337,13 @@ def cmd_report(args) -> int:
     out = Path(args.out)
     check_report_path(out, scenario, getattr(args, "force", False))
     results = simulate(contract, n_paths=args.paths, seed=args.seed, workers=getattr(args, "workers", None))
-    text = render_report(results)
+    sens = None
+    if getattr(args, "sensitivity", False):
+        from .sensitivity import tornado
+
+        # Same seed as the run (its entropy when none was given), so the memo can be repeated.
+        sens = tornado(contract, n_paths=args.sensitivity_paths, seed=results.seed_entropy)
+    text = render_report(results, sensitivity=sens)
     write_report(out, text)
     if not getattr(args, "quiet", False):
         print(f"{contract.title}: {results.n_paths:,} paths, seed {results.seed_entropy}; "

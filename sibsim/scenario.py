@@ -46,6 +46,11 @@ MAX_AMOUNT = 1e12
 MAX_PARTICIPANTS = 1_000_000
 #: Smallest non-zero prior standard deviation (Beta parameters stay below ~1e12).
 MIN_PRIOR_SD = 1e-6
+#: Smallest Beta parameter accepted: below it alpha + beta, or the smaller one against the larger,
+#: is lost in float64 when the prior is held as mean and sd (the engine would get alpha or beta <= 0).
+MIN_BETA_PARAMETER = 1e-3
+#: Most parts in one dotted key (the schema needs 4): tomllib's time grows ~ cubically with them.
+MAX_KEY_PARTS = 100
 
 
 def _describe(value: object) -> str:
@@ -61,11 +66,15 @@ def _describe(value: object) -> str:
 
 
 def _show(value: int | float) -> str:
-    """A number as ``:g`` text; an integer too large for a float is described, not converted."""
+    """A number as ``:g`` text where that is exact, else in full (``1.0000001``, not ``1``, next to a
+    bound of 1); an integer too large for a float is described, not converted."""
     try:
-        return f"{value:g}"
+        text = f"{value:g}"
     except OverflowError:
         return f"{'a negative' if value < 0 else 'an'} integer of more than 308 digits"
+    if float(text) == value or (isinstance(value, int) and abs(value) >= 10**20):
+        return text  # exact, or an integer far beyond every bound
+    return str(value) if isinstance(value, int) else repr(float(value))
 
 
 class _Checker:
@@ -172,6 +181,11 @@ class _Checker:
                 self.table(value, field, required=("alpha", "beta"))
                 a = self.number(value, "alpha", field, gt=0, lt=1e9)
                 b = self.number(value, "beta", field, gt=0, lt=1e9)
+                for key, v in (("alpha", a), ("beta", b)):
+                    if v is not None and v < MIN_BETA_PARAMETER:
+                        self.problem(_join(field, key), f"must be >= {MIN_BETA_PARAMETER:g} (a smaller Beta parameter "
+                                     f"is lost in float64 arithmetic), got {_show(v)}")
+                        a = b = None
                 return Prior.from_alpha_beta(a, b) if a is not None and b is not None else None
             self.table(value, field, required=("mean",), optional=("sd",))
             mean = self.probability(value.get("mean"), _join(field, "mean")) if "mean" in value else None
@@ -180,13 +194,13 @@ class _Checker:
                 return None
             if 0 < sd < MIN_PRIOR_SD:
                 # Beta parameters ~ 1/sd^2 would overflow; such a prior is a known value.
-                self.problem(_join(field, "sd"), f"must be 0 (known value) or >= {MIN_PRIOR_SD:g}, got {sd:g}")
+                self.problem(_join(field, "sd"), f"must be 0 (known value) or >= {MIN_PRIOR_SD:g}, got {_show(sd)}")
                 return None
             if sd > 0 and sd**2 >= mean * (1 - mean):
                 self.problem(
                     _join(field, "sd"),
                     f"must be < sqrt(mean*(1-mean)) = {math.sqrt(mean * (1 - mean)):.4g} "
-                    f"for a Beta prior with mean {mean:g}, got {sd:g}",
+                    f"for a Beta prior with mean {_show(mean)}, got {_show(sd)}",
                 )
                 return None
             return Prior(mean=float(mean), sd=float(sd))
@@ -281,8 +295,8 @@ def _savings_share(c: _Checker, value, field: str) -> SavingsShare | None:
         if None in (rate, after) or ("switch_multiple" in t and switch is None):
             return None
         if switch is not None and after > rate:
-            c.problem(_join(field, "rate_after"), f"must be <= rate ({rate:g}): the share falls once principal "
-                      f"and return are paid, got {after:g}")
+            c.problem(_join(field, "rate_after"), f"must be <= rate ({_show(rate)}): the share falls once principal "
+                      f"and return are paid, got {_show(after)}")
             return None
         return SavingsShare(float(rate), None if switch is None else float(switch), float(after))
     rate = c.check_number(value, field, ge=0, le=1)
@@ -315,11 +329,11 @@ def _tier(c: _Checker, item, field: str) -> TierTable | None:
         for j in range(1, len(points)):
             if points[j][0] <= points[j - 1][0]:
                 c.problem(f"{field}.points[{j}][0]", f"tiers overlap: improvements must increase strictly, "
-                          f"got {points[j][0]:g} after {points[j - 1][0]:g}")
+                          f"got {_show(points[j][0])} after {_show(points[j - 1][0])}")
                 return None
             if points[j][1] < points[j - 1][1]:
                 c.problem(f"{field}.points[{j}][1]", f"payments must not fall as the improvement rises, "
-                          f"got {points[j][1]:g} after {points[j - 1][1]:g}")
+                          f"got {_show(points[j][1])} after {_show(points[j - 1][1])}")
                 return None
     minimum = c.number(t, "minimum", field, default=points[0][0] if points else 0.0, ge=-1e6, le=1e6)
     if None in (outcome, measure, interpolation, minimum) or not points:
@@ -340,7 +354,7 @@ def _trigger(c: _Checker, item, field: str) -> CohortTrigger | None:
     price = c.number(t, "price", field, ge=0, le=MAX_AMOUNT)
     if cohort is not None and pooled is not None and cohort < pooled:
         c.problem(_join(field, "cohort_threshold"), f"thresholds out of order: the early per-cohort bar must be "
-                  f">= the pooled bar ({pooled:g}), got {cohort:g}")
+                  f">= the pooled bar ({_show(pooled)}), got {_show(cohort)}")
         return None
     if None in (outcome, measure, follow_up, cohort, pooled, price):
         return None
@@ -387,7 +401,7 @@ def _guarantee(c: _Checker, item, field: str, investors: list, complete: bool = 
                     ok = False
                     continue
                 c.problem(f"{field}.{key}[{j}]", f"unknown {'class' if key == 'classes' else 'investor'} {name!r} "
-                          f"(known: {', '.join(sorted(known))})")
+                          f"(known: {', '.join(n if n.isprintable() else repr(n) for n in sorted(known))})")
                 ok = False
             else:
                 covered += [n for n in known[name] if n not in covered]
@@ -419,7 +433,8 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
 
     # [meta]
     meta = c.table(g("meta"), "meta", required=("title",),
-                   optional=("description", "currency", "start", "sources", "assumptions", "notes")) or {}
+                   optional=("description", "currency", "start", "sources", "assumptions", "notes",
+                             "outcome_labels")) or {}
     title = c.string(meta, "title", "meta")
     for key in ("sources", "assumptions"):
         if key in meta and (not isinstance(meta[key], list) or not all(isinstance(s, str) for s in meta[key])):
@@ -427,6 +442,11 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     for key in ("description", "currency", "start", "notes"):
         if key in meta:
             c.string(meta, key, "meta")
+    if "outcome_labels" in meta:  # what the journey's outcomes stand for in this deal, for reports
+        labels = c.table(meta["outcome_labels"], "meta.outcome_labels", optional=OUTCOMES)
+        for key in OUTCOMES:
+            if labels is not None and key in labels:
+                c.string(labels, key, "meta.outcome_labels")
 
     # [term]
     term = c.table(g("term"), "term", required=("term_months",),
@@ -549,7 +569,7 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
         if None not in (band, amount, bshare):
             bands.append(BenefitBand(band, float(amount), float(bshare)))
     if bands and len(bands) == len(s.get("benefit", [])) and abs(sum(b.share for b in bands) - 1) > 1e-9:
-        c.problem("savings.benefit", f"shares must add up to 1, got {sum(b.share for b in bands):g}")
+        c.problem("savings.benefit", f"shares must add up to 1, got {sum(b.share for b in bands):.12g}")
     saved = c.number(s, "share_saved_when_employed", "savings", default=1.0, ge=0, le=1)
     indexation = c.number(s, "annual_indexation", "savings", default=0.0, gt=-1, le=1)
 
@@ -580,8 +600,10 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     # [analysis]
     a = c.table(doc.get("analysis", {}), "analysis",
                 optional=("investor_discount_rate", "public_discount_rate", "primary_outcome")) or {}
-    inv_rate = c.number(a, "investor_discount_rate", "analysis", default=0.0, gt=-1, le=10)
-    pub_rate = c.number(a, "public_discount_rate", "analysis", default=0.0, gt=-1, le=10)
+    # >= -0.9, not just > -1: discount factors (1 + r)^(-t/12) stay below 1e151 over the longest horizon
+    # (1,801 months), so NPVs of any accepted amounts stay finite (closer to -1 they overflow: NaN NPVs).
+    inv_rate = c.number(a, "investor_discount_rate", "analysis", default=0.0, ge=-0.9, le=10)
+    pub_rate = c.number(a, "public_discount_rate", "analysis", default=0.0, ge=-0.9, le=10)
     primary = a.get("primary_outcome", "job_sustained")
     if primary not in OUTCOMES:
         c.problem("analysis.primary_outcome", f"must be one of {', '.join(OUTCOMES)}, got {_describe(primary)}")
@@ -639,7 +661,8 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
         investor_discount_rate=float(inv_rate),
         public_discount_rate=float(pub_rate),
         primary_outcome=primary,
-        meta=tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in meta.items()),
+        meta=tuple((k, tuple(v) if isinstance(v, list) else tuple(v.items()) if isinstance(v, dict) else v)
+                   for k, v in meta.items()),
         source=file,
     )
 
@@ -685,11 +708,18 @@ def _read_document(path: Path, chain: tuple[Path, ...] = ()) -> dict:
             raise ScenarioError(f"{chain[-1]}: extends: must name a readable base scenario, got {name} ({why})") from None
         raise ScenarioError(f"{name}: {why}") from None
     try:
-        doc = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ScenarioError(f"{name}: not UTF-8 text (byte {exc.start})") from None
+    longest = max((len(_KEY_PART.findall(m.group())) for m in _DOTTED_KEY.finditer(text)), default=0)
+    if longest > MAX_KEY_PARTS:
+        raise ScenarioError(f"{name}: not valid TOML: a dotted key of {longest} parts (at most {MAX_KEY_PARTS})")
+    try:
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{name}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays and inline tables
+        raise ScenarioError(f"{name}: not valid TOML: arrays or inline tables nested too deeply") from None
     except ValueError as exc:  # e.g. an integer of more than 4300 digits (int max str digits)
         raise ScenarioError(f"{name}: not valid TOML: {str(exc).split(':')[0]}") from None
     if not doc:
@@ -710,6 +740,12 @@ def _read_document(path: Path, chain: tuple[Path, ...] = ()) -> dict:
         raise ScenarioError(f"{name}: extends: must be at most {MAX_EXTENDS_DEPTH} levels of base scenarios, "
                             f"got more")
     return _merge(_read_document(base_path, chain), doc)
+
+
+#: A part of a (possibly dotted) TOML key, and a dotted key: found by a linear scan before parsing.
+#: Possessive quantifiers and the look-behind keep the scan linear in the length of the text.
+_KEY_PART = re.compile(r"""(?<![A-Za-z0-9_-])[A-Za-z0-9_-]++|"(?:[^"\\\r\n]++|\\.)*+"|'[^'\r\n]*+'""")
+_DOTTED_KEY = re.compile(rf"(?:{_KEY_PART.pattern})(?:[ \t]*+\.[ \t]*+(?:{_KEY_PART.pattern}))++")
 
 
 def _same_file_key(path: Path) -> Path:

@@ -247,8 +247,14 @@ def check_ledgers(contract: Contract, cash: Cashflows, check_irr: bool = True, o
         assert (cash.outcome_payments >= -EUR_TOL).all()
         assert (cash.recycled == 0).all() and (cash.vehicle_cash == 0).all()
     else:
-        # Outcome money is held only until delivery ends, then all released.
+        # Outcome money is held only until delivery ends, then all released; nothing is distributed
+        # before (the vehicle first funds what delivery still needs).
         close(cash.vehicle_cash[:, -1], 0.0)
+        needs = (cash.provider_funding + cash.investor_fees) > 0
+        # A path with no delivery need at all (nothing to fund) releases outcome money at once.
+        delivery_ends = np.where(needs.any(axis=1), T - 1 - np.argmax(needs[:, ::-1], axis=1), 0)
+        before_end = np.arange(T)[None, :] < delivery_ends[:, None]  # (P, T)
+        assert (dist.sum(axis=1)[before_end] == 0).all()
         # Recycled money was received first.
         assert (np.cumsum(cash.recycled, axis=1)
                 <= np.cumsum(cash.outcome_payments_due - cash.defaulted_by_payer, axis=1) + EUR_TOL).all()
@@ -329,9 +335,12 @@ def check_ledgers(contract: Contract, cash: Cashflows, check_irr: bool = True, o
         months = np.flatnonzero(np.abs(paid).sum(axis=0) > 0)
         assert len(months) <= 1, months
         if len(months):
-            # No capital is called or distributed after the payout: the loss it covers is final.
+            # No capital is called, nor distributed where capital was called, after the payout: the
+            # loss it covers is final.  (With recycling, a path on which delivery never took place --
+            # terminated before its first call -- releases what it received at the horizon: no loss there.)
             m = months[0]
-            assert (calls[:, :, m + 1:] == 0).all() and (dist[:, :, m + 1:] == 0).all()
+            delivered = (cash.provider_funding + cash.investor_fees).sum(axis=1) > 0
+            assert (calls[:, :, m + 1:] == 0).all() and (dist[delivered][:, :, m + 1:] == 0).all()
         covered = np.array([n in guarantee.investors for n in names])
         owed = guarantee.share * (loss * covered).sum(axis=1)
         assert (paid.sum(axis=1) <= owed + EUR_TOL).all()

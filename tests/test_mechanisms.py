@@ -50,7 +50,7 @@ from sibsim.contracts import (
     TierTable,
 )
 from sibsim.expectation import expected_group
-from sibsim.irr import IRR_DEFINED, IRR_TOTAL_LOSS, irr
+from sibsim.irr import IRR_TOTAL_LOSS, irr
 from sibsim.metrics import path_metrics
 from sibsim.montecarlo import GroupOutcomes, Outcomes, simulate_outcomes
 from tests.test_cashflows import (
@@ -59,9 +59,7 @@ from tests.test_cashflows import (
     EUR_TOL,
     G5,
     G10,
-    GROSS_A,
     JOB_AT_INTAKE,
-    NOTHING,
     T_A,
     base_doc,
     cents,
@@ -76,8 +74,6 @@ from tests.test_cashflows import (
     reference_irr,
     run_deterministic,
 )
-
-K = {name: k for k, name in enumerate(MEASURABLE)}  # outcome name -> index (benefit_months: employed)
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,0 +1,768 @@
+"""Fuzzing the scenario loader: malformed or extreme TOML never gives anything but a clean answer.
+
+Thousands of generated documents, built two ways:
+
+* **structurally**: the parsed dict of a valid base (``tests/fixtures/valid_minimal.toml``,
+  ``valid_all_terms.toml`` and the shipped ``scenarios/*.toml``) is mutated (wrong types,
+  deleted keys, NaN/inf, huge or boundary numbers, empty or duplicated arrays, unicode keys
+  and names, deep nesting, probabilities outside [0, 1], tiny Beta parameters, ``extends``...)
+  and written back to TOML by the tiny writer below;
+* **textually**: the text of a valid base is mutated (byte flips, inserted or deleted bytes,
+  duplicated lines, hence duplicate keys and tables, replaced literals, truncation, deep
+  nesting, CR/LF changes...).
+
+Every document must end, within a time bound, in either
+
+* a :class:`ScenarioError` whose every problem is ONE line ``file: field: rule`` (or
+  ``file: rule`` for a whole-file problem: unreadable, not UTF-8, not TOML, empty), naming the
+  file as given and a field that exists in the document or the schema; or
+* a valid :class:`Contract` that respects every rule of ``docs/scenario.md`` (probabilities in
+  [0, 1], amounts finite and >= 0, months within bounds, a bounded horizon, drawable priors...)
+  and that simulates a few paths without a floating-point error or a NaN where a value is defined.
+
+Problem lines are also checked for sense: a line ``must be <= 1, got 1`` (a value shown rounded
+so that it no longer breaks its bound) fails.
+
+The number of examples per test is ``SIBSIM_FUZZ_EXAMPLES`` (default 500); the time bound per
+example ``SIBSIM_FUZZ_SECONDS`` (default 20).  ``pytest -s`` prints what was tried.  The "ci"
+Hypothesis profile (tests/conftest.py) draws the same examples on every run; for a long search
+of new ones::
+
+    HYPOTHESIS_PROFILE=explore SIBSIM_FUZZ_EXAMPLES=10000 pytest -s tests/test_fuzz_scenarios.py
+
+``tests/fixtures/fuzz/`` holds the regressions the fuzzing found (see EXPECTED.toml there).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import copy
+import datetime
+import math
+import os
+import re
+import shutil
+import signal
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sibsim import simulate
+from sibsim.contracts import JOURNEY_PROBABILITIES, MEASURABLE, MEASURES, OUTCOMES, Contract
+from sibsim.errors import ScenarioError
+from sibsim.scenario import (
+    _TOP,
+    COUNTERFACTUAL_METHODS,
+    MAX_AMOUNT,
+    MAX_MONTH,
+    MAX_PARTICIPANTS,
+    _join,
+    _read_document,
+    load_scenario,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FUZZ_FIXTURES = FIXTURES / "fuzz"
+SCENARIOS = ROOT / "scenarios"
+BASE_FILES = [FIXTURES / "valid_minimal.toml", FIXTURES / "valid_all_terms.toml",
+              *sorted(SCENARIOS.glob("*.toml"))]
+
+EXAMPLES = int(os.environ.get("SIBSIM_FUZZ_EXAMPLES", "500"))
+SECONDS = float(os.environ.get("SIBSIM_FUZZ_SECONDS", "20"))
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES, deadline=None, database=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+                           HealthCheck.large_base_example],
+)
+#: Valid contracts up to this many participant-months (treated + comparison) are simulated.
+SIMULATE_UP_TO = 3_000_000
+
+#: A field path as the loader writes it: dotted keys (bare, or quoted as TOML would), with [i] indices.
+FIELD = r'(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*")(?:\[\d+\])*(?:\.(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*")(?:\[\d+\])*)*'
+#: Whole-file problems: ``file: rule``.
+WHOLE_FILE = ("file not found", "cannot read file (", "not UTF-8 text (byte ", "not valid TOML: ", "file is empty: ")
+
+#: What was tried, by test and outcome (printed at the end of the module with ``pytest -s``).
+TRIED: collections.Counter = collections.Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_counts():
+    yield
+    if TRIED:
+        lines = [f"  {test}: {outcome}: {n}" for (test, outcome), n in sorted(TRIED.items())]
+        total = sum(TRIED.values())
+        sys.stderr.write(f"\nfuzzed scenario documents: {total}\n" + "\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------------------
+# a tiny TOML writer (tomllib only reads)
+# ---------------------------------------------------------------------------------------
+_BARE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def toml_string(s: str) -> str:
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif o < 0x20 or o == 0x7F:  # control characters must be escaped (tab may, so it is too)
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def toml_key(k: str) -> str:
+    return k if _BARE.fullmatch(k) else toml_string(k)
+
+
+def toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)  # '1.5', '1e+300', '-0.0', '5e-324': all TOML floats
+    if isinstance(v, str):
+        return toml_string(v)
+    if isinstance(v, (datetime.datetime, datetime.date, datetime.time)):
+        return v.isoformat()
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(x)}" for k, x in v.items()) + "}"
+    raise TypeError(f"not a TOML value: {v!r}")
+
+
+def dump_toml(doc: dict, style: str = "headers") -> str:
+    """``headers``: top-level tables as ``[t]`` and arrays of tables as ``[[a]]`` (deeper levels
+    inline); ``inline``: every top-level key as ``key = value``."""
+    if style == "inline":
+        return "".join(f"{toml_key(k)} = {toml_value(v)}\n" for k, v in doc.items())
+    lines, sections = [], []
+    for k, v in doc.items():
+        if isinstance(v, dict):
+            sections.append([f"[{toml_key(k)}]"] + [f"{toml_key(kk)} = {toml_value(vv)}" for kk, vv in v.items()])
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            for item in v:
+                sections.append([f"[[{toml_key(k)}]]"]
+                                + [f"{toml_key(kk)} = {toml_value(vv)}" for kk, vv in item.items()])
+        else:
+            lines.append(f"{toml_key(k)} = {toml_value(v)}")
+    return "\n".join(lines + [line for s in sections for line in [""] + s]) + "\n"
+
+
+def same(a, b) -> bool:
+    """Equality of parsed TOML values, NaN equal to NaN."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+# ---------------------------------------------------------------------------------------
+# the time bound
+# ---------------------------------------------------------------------------------------
+class Hang(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    def alarm(signum, frame):
+        raise Hang(f"no answer within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# ---------------------------------------------------------------------------------------
+# what every answer must look like
+# ---------------------------------------------------------------------------------------
+def check_problems(exc: ScenarioError, file: str, doc: dict | None) -> str:
+    """Each problem one line ``file: field: rule`` (or ``file: rule``); returns a category."""
+    assert exc.problems, "ScenarioError without problems"
+    assert all(isinstance(line, str) for line in exc.problems)
+    assert str(exc) == "\n".join(exc.problems)
+    assert len(set(exc.problems)) == len(exc.problems), f"a problem reported twice: {exc.problems}"
+    # Fields of the document (as the loader quotes them) and of the schema.
+    roots = set(_TOP) | {"extends"} | ({_join("", k) for k in doc} if isinstance(doc, dict) else set())
+    for line in exc.problems:
+        # One line: no \n, \r, nor any other line boundary (\v, \f, \x1c-\x1e, \x85, \u2028, \u2029).
+        assert line.splitlines() == [line], f"not a single line: {line!r}"
+        assert line.startswith(f"{file}: "), f"does not start with the file as given: {line!r}"
+        rest = line[len(file) + 2:]
+        if rest.startswith(WHOLE_FILE):
+            assert exc.problems == [line], f"a whole-file problem among others: {exc.problems}"
+            return "whole-file"
+        m = re.fullmatch(rf"({FIELD}): (\S.*)", rest)
+        assert m, f"not `file: field: rule`: {line!r}"
+        root = re.match(r'[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"', m.group(1)).group(0)
+        assert root in roots, f"field {m.group(1)!r} is neither in the document nor in the schema: {line!r}"
+        assert "Traceback" not in line and "object at 0x" not in line, line
+        check_bound_is_broken(m.group(2), line)
+    return "field"
+
+
+_BOUND = re.compile(r"must be (<=|<|>=|>) (\S+), got (\S+)$")
+_BROKEN = {"<=": lambda v, b: v > b, "<": lambda v, b: v >= b, ">=": lambda v, b: v < b, ">": lambda v, b: v <= b}
+
+
+def check_bound_is_broken(rule: str, line: str) -> None:
+    """``must be <= 1, got 1`` would contradict itself: the value shown must break the bound shown."""
+    m = _BOUND.match(rule)
+    if m:
+        op, bound, got = m.groups()
+        with contextlib.suppress(ValueError):  # "got an integer of more than 308 digits", "got string ..."
+            assert _BROKEN[op](float(got), float(bound)), f"the value shown does not break the rule: {line!r}"
+
+
+def finite(x, lo=-math.inf, hi=math.inf) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and lo <= x <= hi
+
+
+def check_contract(c: Contract) -> None:
+    """Every rule of docs/scenario.md holds in a Contract the loader accepted: no silent nonsense."""
+    assert isinstance(c.title, str) and c.title.strip()
+    assert isinstance(c.term_months, int) and 1 <= c.term_months <= MAX_MONTH
+    assert isinstance(c.tail_months, int) and 0 <= c.tail_months <= MAX_MONTH
+    assert isinstance(c.sustained_job_months, int) and 1 <= c.sustained_job_months <= 120
+    term, payer = c.term_months, c.payer
+    # Investors.
+    assert c.investors and len({i.name for i in c.investors}) == len(c.investors)
+    assert any(i.repayable for i in c.investors)
+    for i in c.investors:
+        assert isinstance(i.name, str) and i.name.strip()
+        assert finite(i.commitment, 0, MAX_AMOUNT) and i.commitment > 0
+        assert i.return_cap is None or finite(i.return_cap, 0, 10)
+        assert isinstance(i.seniority, int) and 1 <= i.seniority <= 100
+        assert isinstance(i.repayable, bool)
+    # Schedules: months in bounds, amounts finite and >= 0; delivery within the term.
+    for schedule in [c.provider_budget] + [f.schedule for f in c.fees]:
+        assert schedule.entries
+        for month, amount in schedule.entries:
+            assert isinstance(month, int) and 0 <= month <= MAX_MONTH
+            assert finite(amount, 0, MAX_AMOUNT)
+    assert c.provider_budget.last_month < term
+    assert all(f.paid_by in ("investors", "payer") for f in c.fees)
+    calls = c.capital_calls()
+    assert np.isfinite(calls).all() and (calls >= 0).all() and calls.sum() > 0
+    assert calls.sum() <= c.total_commitment * (1 + 1e-9)
+    # Payer.
+    months = payer.measurement_months
+    assert all(isinstance(m, int) and 1 <= m <= term for m in months)
+    assert list(months) == sorted(set(months))
+    assert months or payer.trigger is not None
+    assert isinstance(payer.payment_lag_months, int) and 0 <= payer.payment_lag_months <= MAX_MONTH
+    assert payer.payment_cap is None or (finite(payer.payment_cap, 0, MAX_AMOUNT) and payer.payment_cap > 0)
+    assert finite(payer.default_probability, 0, 1) and payer.default_probability < 1
+    for outcome, price in payer.rate_card:
+        assert outcome in OUTCOMES + ("benefit_month_saved",) and finite(price, 0)
+    assert len({o for o, _ in payer.rate_card}) == len(payer.rate_card)
+    share = payer.savings_share
+    assert finite(share.rate, 0, 1) and finite(share.rate_after, 0, share.rate)
+    assert share.switch_multiple is None or (finite(share.switch_multiple, 0, 100) and share.switch_multiple > 0)
+    assert (any(p > 0 for _, p in payer.rate_card) or share.rate > 0 or payer.tiers or payer.trigger is not None)
+    for tier in payer.tiers:
+        assert tier.outcome in MEASURABLE and tier.measure in MEASURES and tier.interpolation in ("step", "linear")
+        assert tier.points and all(finite(x) and finite(y, 0, MAX_AMOUNT) for x, y in tier.points)
+        assert all(b[0] > a[0] and b[1] >= a[1] for a, b in zip(tier.points, tier.points[1:]))
+        assert finite(tier.minimum)
+    if payer.trigger is not None:
+        t = payer.trigger
+        assert t.outcome in MEASURABLE and t.measure in MEASURES
+        assert isinstance(t.follow_up_months, int) and 1 <= t.follow_up_months <= MAX_MONTH
+        assert finite(t.cohort_threshold) and finite(t.pooled_threshold) and t.cohort_threshold >= t.pooled_threshold
+        assert finite(t.price, 0, MAX_AMOUNT)
+    if payer.review is not None:
+        r = payer.review
+        assert isinstance(r.month, int) and 1 <= r.month <= term
+        assert r.outcome in MEASURABLE and r.measure in MEASURES and finite(r.floor)
+    # Savings.
+    assert c.savings.bands and abs(sum(b.share for b in c.savings.bands) - 1) <= 1e-9
+    assert all(finite(b.amount_per_month, 0) and finite(b.share, 0, 1) for b in c.savings.bands)
+    assert finite(c.savings.share_saved_when_employed, 0, 1)
+    assert finite(c.savings.annual_indexation) and c.savings.annual_indexation > -1
+    # Cohorts.
+    assert c.cohorts and 1 <= c.n_participants <= MAX_PARTICIPANTS
+    assert all(isinstance(co.intake_month, int) and 0 <= co.intake_month < term for co in c.cohorts)
+    assert all(isinstance(co.size, int) and co.size >= 1 for co in c.cohorts)
+    # Journeys: probabilities in [0, 1], priors the engine can draw from.
+    for journey in (c.journey, c.comparison.journey):
+        assert isinstance(journey.max_training_months, int) and 0 <= journey.max_training_months <= MAX_MONTH
+        for name in JOURNEY_PROBABILITIES:
+            prior = getattr(journey, name)
+            assert finite(prior.mean, 0, 1) and finite(prior.sd, 0, 1), (name, prior)
+            if not prior.is_fixed:
+                a, b = prior.alpha_beta
+                assert finite(a) and finite(b) and a > 0 and b > 0, (name, prior, a, b)
+                draws = prior.draw(np.random.default_rng(0), 64)
+                assert np.isfinite(draws).all() and ((draws >= 0) & (draws <= 1)).all(), (name, prior)
+    assert c.comparison.method in COUNTERFACTUAL_METHODS
+    assert finite(c.comparison.size_ratio, 0, 100) and c.comparison.size_ratio > 0
+    assert (c.comparison_sizes >= 1).all()
+    # Guarantees: known investors, shares in (0, 1], at most 100 % of any investor's loss in all.
+    names = {i.name for i in c.investors}
+    cover = collections.Counter()
+    for g in c.guarantees:
+        assert isinstance(g.guarantor, str) and g.guarantor.strip()
+        assert g.investors and set(g.investors) <= names
+        assert finite(g.share, 0, 1) and g.share > 0
+        assert g.cap is None or (finite(g.cap, 0, MAX_AMOUNT) and g.cap > 0)
+        for n in g.investors:
+            cover[n] += g.share
+    assert all(v <= 1 + 1e-9 for v in cover.values())
+    # Analysis.
+    assert finite(c.investor_discount_rate, -0.9, 10) and finite(c.public_discount_rate, -0.9, 10)
+    assert c.primary_outcome in OUTCOMES
+    # A bounded horizon: term + tail, or the last payment (measurement or trigger date + lag).
+    lag = payer.payment_lag_months
+    last_trigger = (max(co.intake_month for co in c.cohorts) + payer.trigger.follow_up_months
+                    if payer.trigger is not None else -1)
+    assert c.horizon_months == max(term + c.tail_months, max(months, default=-1) + lag + 1,
+                                   last_trigger + lag + 1 if last_trigger >= 0 else 0,
+                                   c.provider_budget.last_month + 1,
+                                   max((f.schedule.last_month for f in c.fees), default=-1) + 1)
+    assert c.horizon_months <= 3 * MAX_MONTH + 1
+
+
+def check_simulates(c: Contract) -> bool:
+    """A few paths of a valid contract: no floating-point error (seterr raises), no NaN where defined."""
+    cost = c.n_participants * (1 + c.comparison.size_ratio) * c.horizon_months
+    if cost > SIMULATE_UP_TO:
+        return False
+    # Gradual underflow to 0 is the right value (e.g. a benefit indexed at -99.99 % a year, decades on);
+    # every other floating-point problem raises (tests/conftest.py).
+    with np.errstate(under="ignore"):
+        res = simulate(c, n_paths=2, seed=0, workers=1)
+        summary = res.summary()
+    paths = res.paths
+    for col in ("investor_npv", "investor_loss", "capital_called", "distributions", "outcome_payments",
+                "retained_by_payer", "defaulted_by_payer", "guarantee_payouts", "gross_savings", "net_savings",
+                "payer_npv", "primary_outcomes", "net_primary_outcomes"):
+        assert np.isfinite(paths[col].to_numpy(dtype=float)).all(), (col, paths[col].tolist())
+    for col in ("investor_loss", "capital_called", "distributions", "retained_by_payer", "defaulted_by_payer",
+                "guarantee_payouts"):
+        assert (paths[col] >= -1e-6).all(), col
+    defined = paths["irr_status"].isin(["defined", "total_loss"]).to_numpy()
+    assert (np.isfinite(paths["investor_irr"].to_numpy()) == defined).all()
+    called = paths["capital_called"].to_numpy() > 0
+    assert (np.isfinite(paths["investor_moic"].to_numpy()) == called).all()
+    assert np.isfinite(res.expected_ledgers.to_numpy()).all()
+    if called.all():
+        assert np.isfinite(summary.loc["expected_moic", "estimate"])
+    assert np.isfinite(summary.loc[["expected_capital_called", "expected_distributions",
+                                    "expected_outcome_payments", "expected_gross_savings", "expected_net_savings",
+                                    "expected_npv", "expected_npv_net_savings"], "estimate"].to_numpy()).all()
+    return True
+
+
+def check_file(path: Path, test: str, doc: dict | None = None) -> str:
+    """Load ``path`` within the time bound; check the answer; count it under ``test``."""
+    file = str(path)
+    with time_limit(SECONDS):
+        try:
+            contract = load_scenario(file)
+        except ScenarioError as exc:
+            whole_file = exc.problems and exc.problems[0].startswith(tuple(f"{file}: {w}" for w in WHOLE_FILE))
+            if doc is None and not whole_file:  # textual mutants: the document (tomllib read it: it is TOML)
+                with contextlib.suppress(Exception):
+                    doc = tomllib.loads(path.read_bytes().decode("utf-8"))
+            outcome = check_problems(exc, file, doc)
+            TRIED[test, f"ScenarioError ({outcome})"] += 1
+            return outcome
+        check_contract(contract)
+        simulated = check_simulates(contract)
+    TRIED[test, "valid contract" + (", simulated" if simulated else "")] += 1
+    return "valid"
+
+
+# ---------------------------------------------------------------------------------------
+# the bases, and a directory to write mutants into (next to copies of every base scenario,
+# so that `extends` can name a real base)
+# ---------------------------------------------------------------------------------------
+BASE_TEXTS = {p.name: p.read_bytes() for p in BASE_FILES}
+BASE_DOCS = {p.name: _read_document(p) for p in BASE_FILES}  # `extends` resolved
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("fuzz")
+    for p in BASE_FILES:
+        shutil.copy(p, d / p.name)
+    return d
+
+
+def test_bases_load_and_the_writer_round_trips(workdir):
+    for name, doc in BASE_DOCS.items():
+        for style in ("headers", "inline"):
+            text = dump_toml(doc, style)
+            assert same(tomllib.loads(text), doc), (name, style)
+            path = workdir / f"roundtrip_{style}.toml"
+            path.write_text(text, encoding="utf-8")
+            assert load_scenario(path) == load_scenario(workdir / name)
+    odd = {"k": ["\x00\x7f\u2028\"\\ \t", 1e300, -0.0, 5e-324, float("inf"), float("nan"), 10**40,
+                 datetime.date(1, 1, 1), datetime.time(23, 59, 59, 999999),
+                 datetime.datetime(2020, 2, 29, 1, 2, 3, tzinfo=datetime.timezone.utc), {}, [[]], {"": {"a.b": 1}}]}
+    for style in ("headers", "inline"):
+        assert same(tomllib.loads(dump_toml(odd, style)), odd)
+
+
+# ---------------------------------------------------------------------------------------
+# structural mutations of the parsed document
+# ---------------------------------------------------------------------------------------
+BOUNDARY_NUMBERS = [0, 1, -1, 2, 0.5, -0.5, 0.0, -0.0, 1.0, 1.0000001, 0.9999999, 1e-6, 9.99e-7, 1e-7, 1e-300,
+                    5e-324, -1e-300, 24, 599, 600, 601, 1200, 10**6, 10**6 + 1, 1e9, 1e9 - 1, 1e12, 1e12 + 1,
+                    1.7976931348623157e308, -1.7976931348623157e308, 2**53 + 1, 2**63 - 1, 2**63, -(2**63),
+                    10**30, -(10**30), 10**400, -(10**400), -0.99, -0.999999, -0.9999999999, 10, 10.000001,
+                    100, 100.1, 365.25, 0.1 + 0.2]
+NON_FINITE = [float("nan"), float("inf"), float("-inf")]
+
+unicode_text = st.text(max_size=12) | st.sampled_from(
+    ["", " ", "\n", "a\nb", "\r", "\u2028", "\x85", "\t", "é", "ключ", "名前", "🙂", "\u200b", "\ufeff",
+     "Alpha Fund", "Beta Foundation", "senior", "junior", "grant", "investors", "payer",
+     "job_sustained", "benefit_months", "difference", "relative_reduction", "step", "linear", "expected",
+     "comparison_group", "x" * 2000])
+scalars = st.one_of(
+    st.sampled_from(BOUNDARY_NUMBERS + NON_FINITE),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(-2, 3),  # probabilities just outside [0, 1]
+    st.booleans(),
+    unicode_text,
+    st.dates(),
+    st.datetimes(timezones=st.none() | st.just(datetime.timezone.utc)),
+    st.times(),
+)
+priors = st.one_of(
+    st.fixed_dictionaries({"mean": scalars | st.floats(0, 1), "sd": scalars | st.floats(0, 0.5)}),
+    st.fixed_dictionaries({"alpha": scalars | st.floats(1e-320, 1e9), "beta": scalars | st.floats(1e-320, 1e9)}),
+    st.fixed_dictionaries({"alpha": st.sampled_from([1e-300, 1e-17, 1e-10, 1e-5, 0.001, 1.0, 1e8, 999_999_999]),
+                           "beta": st.sampled_from([1e-300, 1e-17, 1e-10, 1e-5, 0.001, 1.0, 1e8, 999_999_999])}),
+    st.dictionaries(st.sampled_from(["mean", "sd", "alpha", "beta", "x"]), scalars, max_size=4),
+)
+values = st.recursive(
+    scalars | priors,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(unicode_text, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def all_paths(node, prefix=()):
+    """Every path to a value inside a parsed document (the root excluded)."""
+    out = []
+    stack = [(node, prefix)]
+    while stack:
+        n, p = stack.pop()
+        if p:
+            out.append(p)
+        if isinstance(n, dict):
+            stack.extend((v, p + (k,)) for k, v in n.items())
+        elif isinstance(n, list):
+            stack.extend((v, p + (i,)) for i, v in enumerate(n))
+    return sorted(out, key=lambda p: [str(x) for x in p])
+
+
+def get(doc, path):
+    for key in path:
+        doc = doc[key]
+    return doc
+
+
+def is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def tweak_number(v, op: str, k: int):
+    if op == "zero":
+        return 0 if isinstance(v, int) else 0.0
+    if op == "negate":
+        return -v
+    if op == "plus":
+        return v + k
+    if op == "minus":
+        return v - k
+    if op == "times":
+        return v * 10**k if isinstance(v, int) else v * float(f"1e{k}")  # 1e400: inf
+    if op == "divide":
+        return v / float(f"1e{k}")
+    if op == "to_float":
+        return float(v) if abs(v) < 1e300 else v
+    if op == "to_int":
+        return int(v) if isinstance(v, float) and math.isfinite(v) else v
+    if op == "next":
+        return math.nextafter(float(v), math.inf) if math.isfinite(v) else v
+    if op == "previous":
+        return math.nextafter(float(v), -math.inf) if math.isfinite(v) else v
+    raise AssertionError(op)
+
+
+MUTATIONS = ("replace", "replace", "delete", "delete", "add_key", "number", "number", "number", "boundary",
+             "boundary", "non_finite", "wrap", "empty", "duplicate", "reverse", "probability", "prior",
+             "zero_participants", "extends", "rename", "string", "string")
+JOURNEY_PATHS = [(j, p) for j in (("journey",), ("comparison", "journey")) for p in JOURNEY_PROBABILITIES]
+
+
+@st.composite
+def structural_mutants(draw):
+    name = draw(st.sampled_from(sorted(BASE_DOCS)))
+    doc = copy.deepcopy(BASE_DOCS[name])
+    done = []
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(MUTATIONS))
+        paths = all_paths(doc)
+        numeric = [p for p in paths if is_number(get(doc, p))]
+        containers = [p for p in paths if isinstance(get(doc, p), (list, dict))]
+        if kind in ("replace", "delete", "wrap", "rename") and paths:
+            path = draw(st.sampled_from(paths))
+            parent = get(doc, path[:-1])
+            if kind == "replace":
+                parent[path[-1]] = draw(values)
+            elif kind == "delete":
+                del parent[path[-1]]
+            elif kind == "wrap":  # deep nesting
+                value = parent[path[-1]]
+                for _ in range(draw(st.integers(1, 60))):
+                    value = [value] if draw(st.booleans()) else {draw(unicode_text): value}
+                parent[path[-1]] = value
+            elif isinstance(parent, dict):  # rename a key (unknown key, typo, unicode)
+                parent[draw(unicode_text)] = parent.pop(path[-1])
+            done.append((kind, path))
+        elif kind == "add_key":
+            tables = [()] + [p for p in containers if isinstance(get(doc, p), dict)]
+            path = draw(st.sampled_from(tables))
+            get(doc, path)[draw(unicode_text)] = draw(values)
+            done.append((kind, path))
+        elif kind in ("number", "boundary", "non_finite") and numeric:
+            path = draw(st.sampled_from(numeric))
+            parent = get(doc, path[:-1])
+            if kind == "number":
+                op = draw(st.sampled_from(("zero", "negate", "plus", "minus", "times", "divide", "to_float",
+                                           "to_int", "next", "previous")))
+                parent[path[-1]] = tweak_number(parent[path[-1]], op, draw(st.integers(1, 400)))
+            else:
+                parent[path[-1]] = draw(st.sampled_from(BOUNDARY_NUMBERS if kind == "boundary" else NON_FINITE))
+            done.append((kind, path))
+        elif kind in ("empty", "duplicate", "reverse") and containers:
+            path = draw(st.sampled_from(containers))
+            node = get(doc, path)
+            if kind == "empty":
+                get(doc, path[:-1])[path[-1]] = [] if draw(st.booleans()) else {}
+            elif isinstance(node, list) and node:
+                if kind == "duplicate":
+                    node.insert(draw(st.integers(0, len(node))), copy.deepcopy(draw(st.sampled_from(node))))
+                else:
+                    node.reverse()
+            done.append((kind, path))
+        elif kind == "string":  # names, labels, choices: unicode, line breaks, empty, very long
+            strings = [p for p in paths if isinstance(get(doc, p), str)]
+            if strings:
+                path = draw(st.sampled_from(strings))
+                get(doc, path[:-1])[path[-1]] = draw(unicode_text)
+                done.append((kind, path))
+        elif kind == "probability":
+            journey, key = draw(st.sampled_from(JOURNEY_PATHS))
+            with contextlib.suppress(KeyError, TypeError, IndexError):
+                table = get(doc, journey)
+                if isinstance(table, dict):
+                    table[key] = draw(st.floats(-1, 2) | st.sampled_from([0, 1, 0.0, 1.0, -0.0, 1 + 1e-16, -1e-300]))
+                    done.append((kind, journey + (key,)))
+        elif kind == "prior":
+            journey, key = draw(st.sampled_from(JOURNEY_PATHS))
+            with contextlib.suppress(KeyError, TypeError, IndexError):
+                table = get(doc, journey)
+                if isinstance(table, dict):
+                    table[key] = draw(priors)
+                    done.append((kind, journey + (key,)))
+        elif kind == "zero_participants":
+            cohorts = doc.get("cohorts")
+            if isinstance(cohorts, list):
+                size = draw(st.sampled_from([0, -1, 1, MAX_PARTICIPANTS, MAX_PARTICIPANTS + 1, 10**30]))
+                for co in cohorts:
+                    if isinstance(co, dict):
+                        co["size"] = size
+                done.append((kind, size))
+        elif kind == "extends":
+            doc["extends"] = draw(st.sampled_from(["valid_minimal.toml", "utrecht_colour_kitchen.toml", "fuzz.toml",
+                                                   "missing.toml", "../nope.toml", "not_toml.txt", "", 1]))
+            done.append((kind, doc["extends"]))
+    return name, doc, draw(st.sampled_from(("headers", "inline"))), done
+
+
+@FUZZ_SETTINGS
+@given(case=structural_mutants())
+def test_fuzz_structural_mutants(workdir, case):
+    name, doc, style, mutations = case
+    text = dump_toml(doc, style)
+    # The writer is part of the test: the file must hold exactly the mutated document.
+    assert same(tomllib.loads(text), doc)
+    path = workdir / "fuzz.toml"
+    path.write_text(text, encoding="utf-8")
+    merged = doc
+    if isinstance(doc.get("extends"), str) and (workdir / doc["extends"]).is_file():
+        with contextlib.suppress(Exception):
+            merged = {**tomllib.loads((workdir / doc["extends"]).read_text(encoding="utf-8")), **doc}
+    check_file(path, "structural", merged)
+
+
+# ---------------------------------------------------------------------------------------
+# textual mutations
+# ---------------------------------------------------------------------------------------
+LITERALS = [b"nan", b"+nan", b"-nan", b"inf", b"+inf", b"-inf", b"1e999", b"-1e999", b"1e-999", b"-0.0", b"0", b"-1",
+            b"1.7976931348623157e308", b"9" * 400, b"9" * 5000, b"0x7fffffffffffffff", b"0o17", b"0b101",
+            b"1_000_000", b"1__0", b"01", b"1.", b".5", b"1e", b"true", b"false", b"True", b'"x"', b"'x'", b"''",
+            b'"""a\nb"""', b"[]", b"{}", b"[{}]", b"1979-05-27", b"1979-05-27T07:32:00Z", b"07:32:00", b"0.5",
+            b"600", b"601", b"1000001", b"1e12", b"1.000000000001e12", b'"\\u0000"', b'"\\ud800"', b'"\xc3\xa9"',
+            b'"\xff"', b"\x00"]
+SNIPPETS = [b"[meta]", b"[[cohorts]]", b"[[investors]]", b"[payer]", b"[payer.rate_card]", b"[term]",
+            b"[journey]", b"x = 1", b'"\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87" = "\xe5\x90\x8d"', b"extends = \"valid_minimal.toml\"",
+            b"extends = \"fuzz.toml\"", b"term_months = 24", b"term_months = 0", b"size = 0", b"name = \"Alpha Fund\"",
+            b"commitment = 1e12", b"a.b.c = 1", b"[a.b.c.d.e.f]", b"= 1", b"[", b"]]", b"\"", b"\\", b"\xef\xbb\xbf",
+            b"\r", b"\x00", b"\xff\xfe", b"# comment \xe2\x80\xa8", b"diploma = 1.5", b"relapse = nan",
+            b"[[payer.tiers]]", b"[payer.trigger]", b"cohorts = []", b"investors = []"]
+
+
+def deep(kind: str, depth: int) -> bytes:
+    if kind == "array":
+        return b"deep = " + b"[" * depth + b"1" + b"]" * depth
+    if kind == "table":
+        return b"deep = " + b"{a = " * depth + b"1" + b"}" * depth
+    if kind == "dotted":
+        return b"deep." + b"a." * depth + b"b = 1"
+    return b"[" + b".".join([b"a"] * depth) + b"]"  # a table header
+
+
+TEXT_MUTATIONS = ("flip", "flip", "insert", "delete", "duplicate_line", "duplicate_line", "delete_line",
+                  "swap_lines", "literal", "literal", "snippet", "truncate", "deep", "newlines", "tabs")
+_LITERAL = re.compile(rb"(?<=[=\[,{] )([-+]?[0-9][0-9_.eE+-]*|true|false|\"[^\"\n]*\")")
+
+
+@st.composite
+def textual_mutants(draw):
+    name = draw(st.sampled_from(sorted(BASE_TEXTS)))
+    data = bytearray(BASE_TEXTS[name])
+    done = []
+    for _ in range(draw(st.integers(1, 5))):
+        kind = draw(st.sampled_from(TEXT_MUTATIONS))
+        n = len(data)
+        lines = bytes(data).split(b"\n")
+        if kind == "flip" and n:
+            i = draw(st.integers(0, n - 1))
+            data[i] = data[i] ^ (1 << draw(st.integers(0, 7))) if draw(st.booleans()) else draw(st.integers(0, 255))
+        elif kind == "insert":
+            data[draw(st.integers(0, n)):0] = draw(st.binary(min_size=1, max_size=8))
+        elif kind == "delete" and n:
+            i = draw(st.integers(0, n - 1))
+            del data[i:i + draw(st.integers(1, 40))]
+        elif kind in ("duplicate_line", "delete_line", "swap_lines", "snippet", "deep"):
+            i = draw(st.integers(0, len(lines) - 1))
+            if kind == "duplicate_line":  # duplicate keys and tables
+                lines.insert(draw(st.integers(0, len(lines))), lines[i])
+            elif kind == "delete_line":
+                del lines[i]
+            elif kind == "swap_lines":
+                j = draw(st.integers(0, len(lines) - 1))
+                lines[i], lines[j] = lines[j], lines[i]
+            elif kind == "snippet":
+                lines.insert(i, draw(st.sampled_from(SNIPPETS)))
+            else:
+                lines.insert(i, deep(draw(st.sampled_from(("array", "table", "dotted", "header"))),
+                                     draw(st.sampled_from([1, 10, 50, 100, 101, 200, 400, 800, 1000, 2000, 10_000,
+                                                           100_000]))))
+            data = bytearray(b"\n".join(lines))
+        elif kind == "literal":
+            spots = list(_LITERAL.finditer(bytes(data)))
+            if spots:
+                m = draw(st.sampled_from(spots))
+                data[m.start():m.end()] = draw(st.sampled_from(LITERALS))
+        elif kind == "truncate" and n:
+            del data[draw(st.integers(0, n - 1)):]
+        elif kind == "newlines":
+            data = bytearray(bytes(data).replace(b"\n", draw(st.sampled_from([b"\r\n", b"\r", b"\n\n", b"\x85"]))))
+        elif kind == "tabs":
+            data = bytearray(bytes(data).replace(b" = ", draw(st.sampled_from([b"\t=\t", b"=", b"  =  ", b" : ",
+                                                                                 b" == "]))))
+        done.append(kind)
+    return name, bytes(data), done
+
+
+@FUZZ_SETTINGS
+@given(case=textual_mutants())
+def test_fuzz_textual_mutants(workdir, case):
+    name, data, mutations = case
+    path = workdir / "fuzz.toml"
+    path.write_bytes(data)
+    check_file(path, "textual")
+
+
+# ---------------------------------------------------------------------------------------
+# targeted extremes, each one example (these are fast and deterministic)
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["array", "table", "dotted", "header"])
+@pytest.mark.parametrize("depth", [10, 100, 500, 1_000, 5_000, 100_000])
+def test_deep_nesting(workdir, kind, depth):
+    path = workdir / "deep.toml"
+    path.write_bytes(BASE_TEXTS["valid_minimal.toml"] + b"\n" + deep(kind, depth) + b"\n")
+    assert check_file(path, "deep nesting") != "valid"  # `deep` is never a scenario key
+
+
+@pytest.mark.parametrize("data", [b"", b" ", b"\n\n", b"# only a comment\n", b"\xef\xbb\xbf", b"\x00", b"\xff" * 10,
+                                  b"a = 1", b"[meta]", b"[[investors]]", "[meta]\ntitle = \"\u2028\"\n".encode(),
+                                  b"= = =", b"\"\"\"" * 1000, b"[" * 10_000, b"x" * 1_000_000])
+def test_degenerate_files(workdir, data):
+    path = workdir / "degenerate.toml"
+    path.write_bytes(data)
+    assert check_file(path, "degenerate") != "valid"
+
+
+# ---------------------------------------------------------------------------------------
+# regressions the fuzzing found (tests/fixtures/fuzz/)
+# ---------------------------------------------------------------------------------------
+FUZZ_EXPECTED = tomllib.loads((FUZZ_FIXTURES / "EXPECTED.toml").read_text(encoding="utf-8"))
+FUZZ_CORPUS = sorted(p.name for p in FUZZ_FIXTURES.iterdir() if p.name != "EXPECTED.toml")
+
+
+def test_fuzz_corpus_is_complete():
+    assert set(FUZZ_CORPUS) == set(FUZZ_EXPECTED)
+
+
+@pytest.mark.parametrize("name", FUZZ_CORPUS)
+def test_fuzz_regressions(name):
+    expected = FUZZ_EXPECTED[name]
+    path = FUZZ_FIXTURES / name
+    outcome = check_file(path, "regressions")
+    if expected.get("valid"):
+        assert outcome == "valid"
+        return
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(str(path))
+    prefix = f"{path}: {expected['field']}: " if expected["field"] else f"{path}: "
+    hits = [line for line in info.value.problems if line.startswith(prefix) and expected["rule"] in line[len(prefix):]]
+    assert hits, f"expected `{prefix}...{expected['rule']}...`, got:\n" + "\n".join(info.value.problems)
+    assert info.value.problems == hits[:1], "more than one problem reported:\n" + "\n".join(info.value.problems)
