@@ -48,8 +48,8 @@ def format_summary(summary) -> str:
 class _Progress:
     """A one-line progress bar on stderr, only when it is a terminal."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
+    def __init__(self, stream=None):
+        self.stream = stream if stream is not None else sys.stderr
         self.start = time.perf_counter()
 
     def __call__(self, done: int, total: int) -> None:

@@ -123,3 +123,22 @@ def test_format_summary_has_every_metric(colour_kitchen):
     text = cli.format_summary(summary)
     for metric in summary.index:
         assert metric in text
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path, capsys, monkeypatch):
+    import io
+
+    stream = io.StringIO()
+    bar = cli._Progress(stream)
+    bar(500, 1000)
+    bar(1000, 1000)
+    text = stream.getvalue()
+    assert "500/1,000 paths" in text and "1,000/1,000 paths" in text and text.endswith("\n")
+    # Not a terminal (as under pytest and CI): nothing but the summary is printed.
+    assert run("run", CK, "--paths", 30, "--out", tmp_path / "o", "--no-plots") == 0
+    captured = capsys.readouterr()
+    assert "paths" not in captured.err and "[#" not in captured.err
+    # On a terminal the bar is drawn on stderr.
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert run("run", CK, "--paths", 30, "--out", tmp_path / "o", "--no-plots") == 0
+    assert "30/30 paths" in capsys.readouterr().err
