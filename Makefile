@@ -16,6 +16,7 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/sibsim run scenarios/utrecht_colour_kitchen.toml --paths 100000 --seed 2015 --out out/colour_kitchen
+	$(BIN)/sibsim report scenarios/utrecht_colour_kitchen.toml --paths 20000 --seed 2015 --sensitivity --out out/colour_kitchen_memo.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
