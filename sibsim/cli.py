@@ -232,7 +232,8 @@ def cmd_noise(args) -> int:
 
 
 def cmd_update(args) -> int:
-    from .calibration import load_evidence, update, variant_toml, write_text_atomic
+    from .calibration import load_evidence, update, variant_toml
+    from .output import write_text_atomic
     from .compare import compare
 
     scenario = Path(args.scenario)

@@ -12,13 +12,12 @@ trail of a run rather than a second model.  Sheets:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from . import __version__
+from .output import atomic_path
 
 PERCENTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -74,27 +73,18 @@ def write_excel(results, path: str | Path) -> Path:
     run = pd.DataFrame([("sibsim version", __version__), ("paths", results.n_paths),
                         ("seed entropy", str(results.seed_entropy)), ("block size", results.block_size),
                         ("scenario file", contract.source)], columns=["item", "value"])
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".xlsx", dir=path.parent)
-    os.close(fd)
-    try:
-        with pd.ExcelWriter(tmp, engine="openpyxl") as xl:
-            results.summary().to_excel(xl, sheet_name="Summary")
-            results.expected_ledgers.to_excel(xl, sheet_name="Expected cashflows")
-            percentiles.to_excel(xl, sheet_name="Percentiles")
-            results.cashflow_quantiles().to_excel(xl, sheet_name="Percentiles", index=False,
-                                                  startrow=len(percentiles) + 3)
-            assumptions.to_excel(xl, sheet_name="Assumptions", index=False)
-            contract_terms(contract).to_excel(xl, sheet_name="Assumptions", index=False,
-                                              startrow=len(assumptions) + 3)
-            run.to_excel(xl, sheet_name="Run", index=False)
-            for sheet in xl.book.worksheets:  # readable column widths
-                for column in sheet.columns:
-                    width = max((len(str(c.value)) for c in column if c.value is not None), default=8)
-                    sheet.column_dimensions[column[0].column_letter].width = min(max(width + 2, 10), 80)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as tmp, pd.ExcelWriter(tmp, engine="openpyxl") as xl:
+        results.summary().to_excel(xl, sheet_name="Summary")
+        results.expected_ledgers.to_excel(xl, sheet_name="Expected cashflows")
+        percentiles.to_excel(xl, sheet_name="Percentiles")
+        results.cashflow_quantiles().to_excel(xl, sheet_name="Percentiles", index=False,
+                                              startrow=len(percentiles) + 3)
+        assumptions.to_excel(xl, sheet_name="Assumptions", index=False)
+        contract_terms(contract).to_excel(xl, sheet_name="Assumptions", index=False,
+                                          startrow=len(assumptions) + 3)
+        run.to_excel(xl, sheet_name="Run", index=False)
+        for sheet in xl.book.worksheets:  # readable column widths
+            for column in sheet.columns:
+                width = max((len(str(c.value)) for c in column if c.value is not None), default=8)
+                sheet.column_dimensions[column[0].column_letter].width = min(max(width + 2, 10), 80)
     return path
-

@@ -26,9 +26,7 @@ import hashlib
 import html
 import io
 import math
-import os
 import re
-import secrets
 import sys
 from datetime import date, datetime
 from pathlib import Path
@@ -1262,49 +1260,17 @@ def check_report_path(out: Path, scenario: Path, force: bool) -> None:
 
 
 def write_report(out: Path, text: str) -> Path:
-    """Write ``text`` to ``out`` atomically: a temporary file in the same directory, then :func:`os.replace`."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for any new file
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return out
+    """Write the memo atomically (a temporary file beside it, then one rename)."""
+    from .output import write_text_atomic
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    return write_text_atomic(out, text)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``sibsim report SCENARIO --out memo.html [--paths N] [--seed S] [--workers W] [--force]
     [--sensitivity [--sensitivity-paths N]]``."""
+    from .cli import _positive_int, _seed  # the command line's own argument checks
+
     p = subparsers.add_parser("report", help="simulate a scenario and write a self-contained HTML memo",
                               description="Simulate a scenario and write a self-contained HTML memo for a "
                                           "council: key figures, cash schedule, plots, assumptions, method.")

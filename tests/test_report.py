@@ -306,7 +306,9 @@ def test_cli_writes_the_memo_atomically(tmp_path, capsys, monkeypatch):
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(report.os, "replace", broken_replace)
+    from sibsim import output
+
+    monkeypatch.setattr(output.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         report.write_report(out, "<html>new</html>")
     assert out.read_text(encoding="utf-8") == before
