@@ -54,6 +54,42 @@ def _payback(cumulative: np.ndarray, target: np.ndarray | float) -> np.ndarray:
 
 def path_metrics(contract: Contract, cash: Cashflows, outcomes: Outcomes) -> pd.DataFrame:
     """One row per path with the measures in :data:`PATH_COLUMNS`."""
+    return path_frame(path_metric_arrays(contract, cash, outcomes))
+
+
+_STATUS_CATEGORIES = [STATUS_LABELS[i] for i in sorted(STATUS_LABELS)]
+
+
+def path_frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The ``Results.paths`` frame from :func:`path_metric_arrays` columns (possibly concatenated over blocks)."""
+    frame = pd.DataFrame({name: columns[name] for name in PATH_COLUMNS if name != "irr_status"}, copy=False)
+    status = pd.Categorical.from_codes(columns["irr_status"], categories=_STATUS_CATEGORIES)
+    frame.insert(1, "irr_status", status)
+    for col in ("investor_payback_month", "payer_payback_month"):
+        frame[col] = frame[col].astype("Int64")
+    return frame
+
+
+def within_term(group, term: int) -> np.ndarray:
+    """Events of each outcome within the term per path and cohort, (P, C, 4): int64 counts (or float expectations).
+
+    Integer counts are summed in their own type (int32 cannot overflow here: at most one event of a
+    kind per participant), which is exact and avoids a cast inside the reduction.
+    """
+    events = group.events[..., :term]
+    if np.issubdtype(events.dtype, np.integer):
+        return events.sum(axis=-1, dtype=events.dtype).astype(np.int64)
+    return events.sum(axis=-1)
+
+
+def path_metric_arrays(contract: Contract, cash: Cashflows, outcomes: Outcomes,
+                       within: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The measures of :data:`PATH_COLUMNS` as plain arrays (``irr_status``: int8 codes of
+    :data:`~sibsim.irr.STATUS_LABELS`; payback months: float with NaN for never).
+
+    Cheap to send from a worker process; :func:`path_frame` turns them into the per-path frame.
+    ``within``: :func:`within_term` of the treated and comparison groups, if already computed.
+    """
     calls = cash.capital_calls.sum(axis=1)  # (P, T)
     called = calls.sum(axis=1)
     received = cash.distributions.sum(axis=1) + cash.guarantee_payouts.sum(axis=1)  # (P, T)
@@ -68,14 +104,16 @@ def path_metrics(contract: Contract, cash: Cashflows, outcomes: Outcomes) -> pd.
     payer_payback = np.where(negative[:, -1], np.nan, last_negative + 1.0)
     k = OUTCOMES.index(contract.primary_outcome)
     term = contract.term_months
-    primary = outcomes.treated.events[:, :, k, :term].sum(axis=(1, 2))
-    counterfactual = outcomes.counterfactual_events()[:, :, k, :term].sum(axis=(1, 2))
+    if within is None:
+        within = within_term(outcomes.treated, term), within_term(outcomes.comparison, term)
+    primary = within[0][:, :, k].sum(axis=1)
+    # Counterfactual: comparison counts scaled per cohort (integer sums first, then one product per cohort).
+    counterfactual = (within[1][:, :, k] * outcomes.comparison_scale[None, :]).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         moic = np.where(called > 0, distributed / np.where(called > 0, called, 1.0), np.nan)
-    frame = pd.DataFrame({
+    return {
         "investor_irr": rate.rate,
-        "irr_status": pd.Categorical.from_codes(rate.status, categories=[STATUS_LABELS[i] for i in
-                                                                          sorted(STATUS_LABELS)]),
+        "irr_status": np.asarray(rate.status, dtype=np.int8),
         "investor_moic": moic,
         "investor_npv": npv(investor_net, contract.investor_discount_rate),
         "investor_loss": np.maximum(called - distributed, 0.0),
@@ -85,7 +123,7 @@ def path_metrics(contract: Contract, cash: Cashflows, outcomes: Outcomes) -> pd.
         "retained_by_payer": cash.retained_by_payer.sum(axis=1),
         "defaulted_by_payer": cash.defaulted_by_payer.sum(axis=1),
         "guarantee_payouts": cash.guarantee_payouts.sum(axis=(1, 2)),
-        "terminated": cash.terminated,
+        "terminated": np.asarray(cash.terminated, dtype=bool),
         "gross_savings": cash.gross_savings.sum(axis=1),
         "net_savings": net.sum(axis=1),
         "payer_npv": npv(net, contract.public_discount_rate),
@@ -93,10 +131,7 @@ def path_metrics(contract: Contract, cash: Cashflows, outcomes: Outcomes) -> pd.
         "net_primary_outcomes": primary - counterfactual,
         "investor_payback_month": _payback(np.cumsum(received, axis=1), called[:, None]),
         "payer_payback_month": payer_payback,
-    })
-    for col in ("investor_payback_month", "payer_payback_month"):
-        frame[col] = frame[col].astype("Int64")
-    return frame
+    }
 
 
 # --- Monte Carlo summary ---------------------------------------------------------------

@@ -113,10 +113,31 @@ def _geometric(p: np.ndarray, u: np.ndarray, cap: int) -> np.ndarray:
 
 def _geometric_log(log_q: np.ndarray, u: np.ndarray, cap: int) -> np.ndarray:
     """As :func:`_geometric`, given ``log_q = log(1 - p)`` (computed once per path, not per participant)."""
+    return _geometric_fast(_never_as_negative_zero(log_q), u, cap).astype(np.int64)
+
+
+def _never_as_negative_zero(log_q: np.ndarray) -> np.ndarray:
+    """``log(1 - p)`` with ``p == 0`` (log 0) written as ``-0.0``: then ``log(1-u) / log_q`` is +inf or NaN."""
+    log_q = np.asarray(log_q, dtype=float)
+    return np.where(log_q < 0, log_q, -0.0)
+
+
+def _geometric_fast(log_q: np.ndarray, u: np.ndarray, cap: int) -> np.ndarray:
+    """Geometric months (int32) from uniforms ``u`` (consumed: overwritten in place).
+
+    ``log_q`` must come from :func:`_never_as_negative_zero`.  Same values as
+    ``min(1 + floor(log(1-u) / log_q), cap)``: the ratio is >= 0 (or NaN, or +inf
+    when p == 0), so capping it at ``cap - 1`` first (``fmin`` maps NaN to the cap)
+    and truncating to an integer is the floor.
+    """
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        g = np.floor(np.log1p(-u) / log_q) + 1.0
-        g = np.where((log_q < 0) & (g < cap), g, cap)
-    return g.astype(np.int64)
+        np.negative(u, out=u)
+        np.log1p(u, out=u)
+        np.divide(u, log_q, out=u)
+        np.fmin(u, cap - 1, out=u)
+    g = u.astype(np.int32)
+    g += 1
+    return g
 
 
 def _log_stay(p: np.ndarray) -> np.ndarray:
@@ -154,87 +175,136 @@ def simulate_group(
     -------
     events : ndarray (paths, cohorts, 4, months) int32
     employed : ndarray (paths, cohorts, months) int32
+
+    Notes
+    -----
+    Only the participants still active are carried from one job spell to the next, each
+    with its (path, cohort) key, path and job-finding rate, compressed together with one
+    mask; keys are int32 whenever the cells fit.  Draws are made in a fixed order (one
+    uniform per active participant and sojourn, in participant order), which the
+    reproducibility tests and golden outputs pin down.
     """
     T, S, K = n_months, sustained_job_months, len(OUTCOMES)
+    sizes = np.asarray(sizes, dtype=np.int64)
     n_paths = len(journey_parameters["diploma"])
     n_cohorts = len(sizes)
+    n_groups = n_paths * n_cohorts
+    n_cells = n_groups * K * T
+    itype = np.int32 if max(n_cells, n_groups * 2 * (T + 1)) < 2**31 - 1 else np.int64
     per_path = int(sizes.sum())
-    path = np.repeat(np.arange(n_paths, dtype=np.int64), per_path)
-    cohort = np.tile(np.repeat(np.arange(n_cohorts, dtype=np.int64), sizes), n_paths)
-    group = path * n_cohorts + cohort  # bincount key of (path, cohort)
-    start = intake_months[cohort].astype(np.int64)
+    cohort_of = np.repeat(np.arange(n_cohorts, dtype=itype), sizes)  # participant -> cohort, one path
+    path = np.repeat(np.arange(n_paths, dtype=itype), per_path)
+    group = (path * n_cohorts).reshape(n_paths, per_path)
+    group += cohort_of
+    group = group.reshape(-1)  # (path, cohort) index of every participant
+    start = np.tile(np.asarray(intake_months)[cohort_of].astype(itype), n_paths)
     q = journey_parameters  # per path; gathered per participant only where needed
-    log_job = (_log_stay(q["job_without_diploma"]), _log_stay(q["job_with_diploma"]))
-    log_relapse, log_relapse_long = _log_stay(q["relapse"]), _log_stay(q["relapse_long_term"])
-    event_keys: list[np.ndarray] = []
-    job_starts: list[np.ndarray] = []  # bincount keys of the first and the first-not-employed month of jobs
-    job_ends: list[np.ndarray] = []
+    log_job = (_never_as_negative_zero(_log_stay(q["job_without_diploma"])),
+               _never_as_negative_zero(_log_stay(q["job_with_diploma"])))
+    log_relapse = _never_as_negative_zero(_log_stay(q["relapse"]))
+    log_relapse_long = _never_as_negative_zero(_log_stay(q["relapse_long_term"]))
+    p_contract = np.asarray(q["long_term_contract"], dtype=float)
+    event_keys: list[list[np.ndarray]] = [[] for _ in range(K)]  # per outcome: keys group * T + month
+    job_keys: list[np.ndarray] = []  # +1 cells (first month of a job) and, offset by cells, -1 cells
+    cells = n_groups * (T + 1)
 
-    def record(mask, who, outcome, month):
-        m = mask & (month < T)
-        event_keys.append((group[who[m]] * K + outcome) * T + month[m])
+    def record(mask, base, outcome, month):
+        """Events of ``outcome`` at ``month`` for participants in ``mask`` (keys ``base = group * T``)."""
+        idx = np.flatnonzero(mask)
+        keys = base.take(idx)
+        keys += month.take(idx)
+        event_keys[outcome].append(keys)
 
-    everyone = np.arange(path.size)
     # Training: diploma with p_d each month, else dropout with p_x, for at most L months.
     L = max_training_months
     if L > 0:
-        p_d, p_x = q["diploma"], q["dropout"]
+        p_d, p_x = np.asarray(q["diploma"], dtype=float), np.asarray(q["dropout"], dtype=float)
         hazard = 1.0 - (1.0 - p_d) * (1.0 - p_x)  # per path
-        g = _geometric_log(_log_stay(hazard)[path], rng.random(path.size), L + 1)
+        g = _geometric_fast(_never_as_negative_zero(_log_stay(hazard)).take(path), rng.random(path.size), L + 1)
         u_type = rng.random(path.size)
-        diploma = (g <= L) & (u_type * hazard[path] < p_d[path])
-        record(diploma, everyone, DIPLOMA, start + g - 1)
-        search_from = start + np.minimum(g, L)
+        u_type *= hazard.take(path)
+        diploma = (g <= L) & (u_type < p_d.take(path))
+        del u_type
+        month = start + g - 1
+        record(diploma & (month < T), group * T, DIPLOMA, month)
+        del month
+        np.minimum(g, L, out=g)
+        search_from = start + g
+        del g
     else:
-        diploma = np.zeros(path.size, dtype=bool)
+        diploma = None
         search_from = start
 
     # Job spells: look for work, hold the job until relapse, look again.
-    who = np.flatnonzero(search_from < T)
-    b = search_from[who]
-    history = np.zeros(who.size, dtype=np.int8)  # 0 none, 1 job started, 2 sustained, 3 long-term contract
-    while who.size:
-        pw = path[who]
-        log_q = np.where(diploma[who], log_job[1][pw], log_job[0][pw])
-        job = b + _geometric_log(log_q, rng.random(who.size), T + 1) - 1  # cap: never before T
+    active = search_from < T
+    if active.all():
+        b, grp, pw = search_from, group, path
+        dip = diploma
+    else:
+        idx = np.flatnonzero(active)
+        b, grp, pw = search_from.take(idx), group.take(idx), path.take(idx)
+        dip = None if diploma is None else diploma.take(idx)
+    del search_from, start, active
+    lqj = log_job[0].take(pw) if dip is None else np.where(dip, log_job[1].take(pw), log_job[0].take(pw))
+    history = np.zeros(b.size, dtype=np.int8)  # 0 none, 1 job started, 2 sustained, 3 long-term contract
+    while b.size:
+        job = _geometric_fast(lqj, rng.random(b.size), T + 1)
+        job += b
+        job -= 1  # cap: never before T
         found = job < T
-        who, job, history, pw = who[found], job[found], history[found], pw[found]
-        if not who.size:
-            break
-        record(history == 0, who, JOB_START, job)
+        if not found.all():
+            idx = np.flatnonzero(found)
+            job, grp, pw, lqj, history = (a.take(idx) for a in (job, grp, pw, lqj, history))
+            if not job.size:
+                break
+        base = grp * T
+        record(history == 0, base, JOB_START, job)
         # Relapse clock; a job surviving S - 1 further months is sustained.
-        end = job + _geometric_log(log_relapse[pw], rng.random(who.size), T + 1)
-        sustained_at = job + S - 1
+        end = _geometric_fast(log_relapse.take(pw), rng.random(job.size), T + 1)
+        end += job
+        sustained_at = job + (S - 1)
         sustained = end > sustained_at
-        record(sustained & (history < 2), who, JOB_SUSTAINED, sustained_at)
-        contract = np.zeros(who.size, dtype=bool)
-        idx = np.flatnonzero(sustained & (sustained_at < T))
-        contract[idx] = rng.random(idx.size) < q["long_term_contract"][pw[idx]]
-        record(contract & (history < 3), who, LONG_TERM_CONTRACT, sustained_at)
+        observed = sustained & (sustained_at < T)
+        record(sustained & (history < 2) & (sustained_at < T), base, JOB_SUSTAINED, sustained_at)
+        idx = np.flatnonzero(observed)
+        contract = np.zeros(job.size, dtype=bool)
+        contract[idx] = rng.random(idx.size) < p_contract.take(pw.take(idx))
+        record(contract & (history < 3), base, LONG_TERM_CONTRACT, sustained_at)
         # Long-term contracts restart the (memoryless) relapse clock at their own rate.
         idx = np.flatnonzero(contract)
-        end[idx] = sustained_at[idx] + _geometric_log(log_relapse_long[pw[idx]], rng.random(idx.size), T + 1)
-        key = group[who] * (T + 1)
-        job_starts.append(key + job)
-        job_ends.append(key + np.minimum(end, T))
-        history = np.maximum(history, 1)
-        history[sustained] = np.maximum(history[sustained], 2)
-        history[contract] = 3
+        if idx.size:
+            end[idx] = sustained_at.take(idx) + _geometric_fast(log_relapse_long.take(pw.take(idx)),
+                                                                rng.random(idx.size), T + 1)
+        key = grp * (T + 1)
+        job_keys.append(key + job)
+        np.minimum(end, T, out=sustained_at)
+        key += sustained_at
+        key += cells
+        job_keys.append(key)
+        # 0 none, 1 job started, 2 sustained, 3 long-term contract (a contract implies sustained).
+        np.maximum(history, 1 + sustained.view(np.int8) + contract.view(np.int8), out=history)
         # The relapse month is spent on benefits; the search resumes the month after.
-        b = end + 1
-        again = b < T
-        who, b, history = who[again], b[again], history[again]
+        end += 1
+        again = end < T
+        if again.all():
+            b = end
+        else:
+            idx = np.flatnonzero(again)
+            b, grp, pw, lqj, history = (a.take(idx) for a in (end, grp, pw, lqj, history))
 
-    n_groups = n_paths * n_cohorts
-    keys = np.concatenate(event_keys) if event_keys else np.zeros(0, dtype=np.int64)
-    events = np.bincount(keys, minlength=n_groups * K * T).astype(np.int32).reshape(n_paths, n_cohorts, K, T)
-    cells = n_groups * (T + 1)
-    if job_starts:  # +1 in the month a job starts, -1 in the month it ends: a running sum counts jobs held
-        delta = (np.bincount(np.concatenate(job_starts), minlength=cells)
-                 - np.bincount(np.concatenate(job_ends), minlength=cells))
+    # One outcome at a time: a smaller count array (n_groups * T) stays in cache while it is filled.
+    events = np.empty((n_groups, K, T), dtype=np.int32)
+    for k in range(K):
+        keys = np.concatenate(event_keys[k]) if event_keys[k] else np.zeros(0, dtype=itype)
+        events[:, k, :] = np.bincount(keys, minlength=n_groups * T).reshape(n_groups, T)
+    events = events.reshape(n_paths, n_cohorts, K, T)
+    if job_keys:  # +1 in the month a job starts, -1 in the month it ends: a running sum counts jobs held
+        both = np.bincount(np.concatenate(job_keys), minlength=2 * cells)
+        delta = both[:cells]
+        delta -= both[cells:]
     else:
         delta = np.zeros(cells, dtype=np.int64)
-    employed = np.cumsum(delta.reshape(n_groups, T + 1), axis=1)[:, :T].astype(np.int32)
+    employed = np.cumsum(delta.reshape(n_groups, T + 1)[:, :T], axis=1, dtype=np.int32)
     return events, employed.reshape(n_paths, n_cohorts, T)
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import math
-import tomllib
 from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 
@@ -31,6 +30,11 @@ import numpy as np
 from .contracts import MEASURABLE, Contract
 from .errors import ScenarioError
 from .montecarlo import GroupOutcomes, Outcomes
+from .scenario import _join, _show, parse_toml
+
+#: Largest count accepted (a comparison group of 1e8 members over 1,800 months is 1.8e11 months):
+#: beyond it prices x counts could overflow to inf and the ledgers to NaN.
+MAX_COUNT = 1e12
 
 GROUPS = ("treated", "comparison", "counterfactual")
 
@@ -64,28 +68,28 @@ def load_observed(path: str | Path) -> Observed:
     problems: list[str] = []
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
-        missing = {"month", "cohort", "group", "outcome", "count"} - set(reader.fieldnames or ())
-        if missing:
-            raise ScenarioError(_problem(name, "header", f"missing columns: {', '.join(sorted(missing))}"))
-        for rec in reader:
-            field = f"line {reader.line_num}"  # the physical line, blank lines included
-            values = {}
-            for column, kind, parse in (("month", "an integer", int), ("cohort", "an integer", int),
-                                        ("count", "a number", float)):
-                try:
-                    values[column] = parse(rec[column])
-                except (TypeError, ValueError):
-                    problems.append(_problem(name, field, f"{column} must be {kind}, got {rec[column]!r}"))
-            if len(values) == 3:
-                rows.append((field, field, values["month"], values["cohort"], rec["group"], rec["outcome"],
-                             values["count"]))
-    else:
         try:
-            doc = tomllib.loads(text)
-        except (tomllib.TOMLDecodeError, ValueError) as exc:
-            raise ScenarioError(f"{name}: not valid TOML: {exc}") from None
+            missing = {"month", "cohort", "group", "outcome", "count"} - set(reader.fieldnames or ())
+            if missing:
+                raise ScenarioError(_problem(name, "header", f"missing columns: {', '.join(sorted(missing))}"))
+            for rec in reader:
+                field = f"line {reader.line_num}"  # the physical line, blank lines included
+                values = {}
+                for column, kind, parse in (("month", "an integer", int), ("cohort", "an integer", int),
+                                            ("count", "a number", float)):
+                    try:
+                        values[column] = parse(rec[column])
+                    except (TypeError, ValueError):
+                        problems.append(_problem(name, field, f"{column} must be {kind}, got {rec[column]!r}"))
+                if len(values) == 3:
+                    rows.append((field, field, values["month"], values["cohort"], rec["group"], rec["outcome"],
+                                 values["count"]))
+        except csv.Error as exc:  # e.g. a field larger than the csv module's limit
+            raise ScenarioError(f"{name}: line {reader.line_num + 1}: not valid CSV: {exc}") from None
+    else:
+        doc = parse_toml(text, name)  # every TOML failure (deep nesting included) as one line
         for key in sorted(set(doc) - {"measurement", "meta"}):
-            problems.append(_problem(name, key, "unknown key (allowed: measurement, meta)"))
+            problems.append(_problem(name, _join("", key), "unknown key (allowed: measurement, meta)"))
         items = doc.get("measurement")
         if not isinstance(items, list) or not items:
             raise ScenarioError(problems + [_problem(name, "measurement", "must be a non-empty array of tables")])
@@ -95,7 +99,7 @@ def load_observed(path: str | Path) -> Observed:
                 problems.append(_problem(name, entry, "must be a table"))
                 continue
             for key in sorted(set(item) - {"month", "cohort", *GROUPS}):
-                problems.append(_problem(name, f"{entry}.{key}", "unknown key (allowed: month, cohort, "
+                problems.append(_problem(name, _join(entry, key), "unknown key (allowed: month, cohort, "
                                                                  + ", ".join(GROUPS) + ")"))
             month, cohort = item.get("month"), item.get("cohort")
             for key, value in (("month", month), ("cohort", cohort)):
@@ -109,7 +113,7 @@ def load_observed(path: str | Path) -> Observed:
                     problems.append(_problem(name, f"{entry}.{group}", "must be a table of outcome = count"))
                     continue
                 for outcome, count in counts.items():
-                    rows.append((entry, f"{entry}.{group}.{outcome}", month, cohort, group, outcome, count))
+                    rows.append((entry, _join(f"{entry}.{group}", outcome), month, cohort, group, outcome, count))
     counts: dict = {}
     where: dict = {}
     for entry, field, month, cohort, group, outcome, count in rows:
@@ -117,8 +121,11 @@ def load_observed(path: str | Path) -> Observed:
             problems.append(_problem(name, field, f"group must be one of {', '.join(GROUPS)}, got {group!r}"))
         elif outcome not in MEASURABLE:
             problems.append(_problem(name, field, f"outcome must be one of {', '.join(MEASURABLE)}, got {outcome!r}"))
-        elif isinstance(count, bool) or not isinstance(count, (int, float)) or not math.isfinite(count) or count < 0:
+        elif isinstance(count, bool) or not isinstance(count, (int, float)) or count < 0 \
+                or isinstance(count, float) and not math.isfinite(count):  # (an int of 400 digits: no float)
             problems.append(_problem(name, field, f"count must be a finite number >= 0, got {count!r}"))
+        elif count > MAX_COUNT:
+            problems.append(_problem(name, field, f"count must be <= {MAX_COUNT:g}, got {_show(count)}"))
         elif isinstance(month, int) and not isinstance(month, bool) and isinstance(cohort, int) \
                 and not isinstance(cohort, bool):
             key = (group, cohort, outcome, month)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .contracts import Contract
-from .metrics import summarise
+from .metrics import path_frame, summarise
 
 #: Monthly per-path series kept for fan charts and outflow curves (first paths only).
 MONTHLY_SERIES = (
@@ -52,14 +52,15 @@ class Results:
     @classmethod
     def from_blocks(cls, contract: Contract, blocks: list[dict], n_paths: int, seed_entropy, spawn_key,
                     block_size: int) -> "Results":
-        paths = pd.concat([b["paths"] for b in blocks], ignore_index=True)
-        shares = {k: np.concatenate([b["shares"][k] for b in blocks]) for k in blocks[0]["shares"]}
-        sums = {k: sum(b["ledger_sums"][k] for b in blocks) for k in blocks[0]["ledger_sums"]}
-        ledgers = pd.DataFrame({k: v / n_paths for k, v in sums.items()})
-        ledgers.index.name = "month"
-        kept = [b["monthly"] for b in blocks if b["monthly"] is not None]
-        monthly = {k: np.concatenate([m[k] for m in kept]) for k in MONTHLY_SERIES}
-        return cls(contract, paths, shares, ledgers, monthly, seed_entropy, tuple(spawn_key), block_size)
+        """Assemble the results of consecutive blocks of paths (in block order)."""
+        first = blocks[0]["paths"]
+        if isinstance(first, pd.DataFrame):  # per-block frames (older callers)
+            blocks = [{**b, "paths": {k: b["paths"][k].to_numpy() for k in b["paths"]}} for b in blocks]
+        assembler = BlockAssembler(n_paths, kept_paths=sum(len(_first(b["shares"])) for b in blocks
+                                                           if b["monthly"] is not None))
+        for b in blocks:
+            assembler.add(b)
+        return assembler.results(contract, seed_entropy, spawn_key, block_size)
 
     @property
     def n_paths(self) -> int:
@@ -108,3 +109,60 @@ class Results:
     def plot_net_savings(self, ax=None):
         from .plots import plot_net_savings
         return plot_net_savings(self, ax=ax)
+
+
+def _first(columns: dict) -> np.ndarray:
+    return next(iter(columns.values()))
+
+
+class BlockAssembler:
+    """Collects block results (in block order) into preallocated arrays, so a run never holds
+    every block's results and their concatenation at the same time.
+
+    Each block is a dict of numpy arrays: ``paths`` (columns of
+    :func:`sibsim.metrics.path_metric_arrays`), ``shares``, ``ledger_sums`` (monthly sums over the
+    block's paths) and ``monthly`` (or None).  Ledger sums are added in block order, so the result
+    does not depend on how blocks were computed.
+    """
+
+    def __init__(self, n_paths: int, kept_paths: int):
+        self.n_paths, self.kept_paths = n_paths, kept_paths
+        self.position = self.kept_position = 0
+        self.paths = self.shares = self.sums = self.monthly = None
+
+    @staticmethod
+    def _allocate(columns: dict, n: int) -> dict:
+        return {k: np.empty((n,) + v.shape[1:], dtype=v.dtype) for k, v in columns.items()}
+
+    def add(self, block: dict) -> None:
+        n = len(_first(block["shares"]))
+        if self.paths is None:
+            self.paths = self._allocate(block["paths"], self.n_paths)
+            self.shares = self._allocate(block["shares"], self.n_paths)
+            self.sums = {k: 0 for k in block["ledger_sums"]}
+        a, b = self.position, self.position + n
+        for k, v in block["paths"].items():
+            self.paths[k][a:b] = v
+        for k, v in block["shares"].items():
+            self.shares[k][a:b] = v
+        for k, v in block["ledger_sums"].items():
+            self.sums[k] = self.sums[k] + v
+        self.position = b
+        if block["monthly"] is not None:
+            if self.monthly is None:
+                self.monthly = self._allocate(block["monthly"], self.kept_paths)
+            a, b = self.kept_position, self.kept_position + n
+            for k, v in block["monthly"].items():
+                self.monthly[k][a:b] = v
+            self.kept_position = b
+
+    def results(self, contract: Contract, seed_entropy, spawn_key, block_size: int) -> Results:
+        if self.position != self.n_paths or self.kept_position != self.kept_paths:
+            raise RuntimeError("BlockAssembler: not every block was added")
+        paths = path_frame(self.paths)
+        self.paths = None
+        ledgers = pd.DataFrame({k: v / self.n_paths for k, v in self.sums.items()})
+        ledgers.index.name = "month"
+        monthly = self.monthly or {k: np.zeros((0, contract.horizon_months), dtype=np.float32) for k in MONTHLY_SERIES}
+        return Results(contract, paths, self.shares, ledgers, {k: monthly[k] for k in MONTHLY_SERIES},
+                       seed_entropy, tuple(spawn_key), block_size)

@@ -711,17 +711,7 @@ def _read_document(path: Path, chain: tuple[Path, ...] = ()) -> dict:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ScenarioError(f"{name}: not UTF-8 text (byte {exc.start})") from None
-    longest = max((len(_KEY_PART.findall(m.group())) for m in _DOTTED_KEY.finditer(text)), default=0)
-    if longest > MAX_KEY_PARTS:
-        raise ScenarioError(f"{name}: not valid TOML: a dotted key of {longest} parts (at most {MAX_KEY_PARTS})")
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{name}: not valid TOML: {exc}") from None
-    except RecursionError:  # tomllib recurses once per level of nested arrays and inline tables
-        raise ScenarioError(f"{name}: not valid TOML: arrays or inline tables nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits (int max str digits)
-        raise ScenarioError(f"{name}: not valid TOML: {str(exc).split(':')[0]}") from None
+    doc = parse_toml(text, name)
     if not doc:
         raise ScenarioError(f"{name}: file is empty: no TOML tables or keys")
     if "extends" not in doc:
@@ -740,6 +730,21 @@ def _read_document(path: Path, chain: tuple[Path, ...] = ()) -> dict:
         raise ScenarioError(f"{name}: extends: must be at most {MAX_EXTENDS_DEPTH} levels of base scenarios, "
                             f"got more")
     return _merge(_read_document(base_path, chain), doc)
+
+
+def parse_toml(text: str, name: str) -> dict:
+    """``tomllib.loads``, with every way it can fail (or take too long) as a one-line ScenarioError ``file: rule``."""
+    longest = max((len(_KEY_PART.findall(m.group())) for m in _DOTTED_KEY.finditer(text)), default=0)
+    if longest > MAX_KEY_PARTS:
+        raise ScenarioError(f"{name}: not valid TOML: a dotted key of {longest} parts (at most {MAX_KEY_PARTS})")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{name}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per level of nested arrays and inline tables
+        raise ScenarioError(f"{name}: not valid TOML: arrays or inline tables nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits (int max str digits)
+        raise ScenarioError(f"{name}: not valid TOML: {str(exc).split(':')[0]}") from None
 
 
 #: A part of a (possibly dotted) TOML key, and a dotted key: found by a linear scan before parsing.

@@ -53,9 +53,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sibsim import simulate
+from sibsim import settle, simulate
 from sibsim.contracts import JOURNEY_PROBABILITIES, MEASURABLE, MEASURES, OUTCOMES, Contract
 from sibsim.errors import ScenarioError
+from sibsim.observed import Observed, load_observed
 from sibsim.scenario import (
     _TOP,
     COUNTERFACTUAL_METHODS,
@@ -193,6 +194,9 @@ def time_limit(seconds: float):
     def alarm(signum, frame):
         raise Hang(f"no answer within {seconds} s")
 
+    if not hasattr(signal, "setitimer"):  # no interval timer (Windows): no time bound
+        yield
+        return
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
@@ -500,6 +504,13 @@ def is_number(v) -> bool:
 
 
 def tweak_number(v, op: str, k: int):
+    try:
+        return _tweak_number(v, op, k)
+    except OverflowError:  # an integer of hundreds of digits as a float: keep it as it is
+        return v
+
+
+def _tweak_number(v, op: str, k: int):
     if op == "zero":
         return 0 if isinstance(v, int) else 0.0
     if op == "negate":
@@ -719,6 +730,169 @@ def test_fuzz_textual_mutants(workdir, case):
     path = workdir / "fuzz.toml"
     path.write_bytes(data)
     check_file(path, "textual")
+
+
+# ---------------------------------------------------------------------------------------
+# observed outcomes (`sibsim settle`): the same promise for the evaluator's counts
+# ---------------------------------------------------------------------------------------
+OBSERVED_BASES = {  # observed file -> the scenario it settles
+    FIXTURES / "observed" / "valid.toml": FIXTURES / "valid_minimal.toml",
+    FIXTURES / "observed" / "counterfactual.toml": FIXTURES / "valid_minimal.toml",
+    FIXTURES / "observed" / "valid.csv": FIXTURES / "valid_minimal.toml",
+    FIXTURES / "observed" / "valid_bom.csv": FIXTURES / "valid_minimal.toml",
+    SCENARIOS / "observed" / "peterborough_published.toml": SCENARIOS / "peterborough.toml",
+    SCENARIOS / "observed" / "utrecht_colour_kitchen_example.toml": SCENARIOS / "utrecht_colour_kitchen.toml",
+}
+OBSERVED_TEXTS = {p: p.read_bytes() for p in OBSERVED_BASES}
+OBSERVED_DOCS = {p: tomllib.loads(t.decode("utf-8")) for p, t in OBSERVED_TEXTS.items() if p.suffix == ".toml"}
+OBSERVED_CONTRACTS = {p: load_scenario(p) for p in set(OBSERVED_BASES.values())}
+#: An observed problem names a field (as the scenario loader writes it) or a CSV line.
+OBSERVED_FIELD = rf"(?:{FIELD}|line \d+|header)"
+
+
+def check_observed_problems(exc: ScenarioError, file: str) -> str:
+    assert exc.problems and str(exc) == "\n".join(exc.problems)
+    for line in exc.problems:
+        assert line.splitlines() == [line], f"not a single line: {line!r}"
+        assert line.startswith(f"{file}: "), line
+        rest = line[len(file) + 2:]
+        if rest.startswith(WHOLE_FILE) or rest.startswith("line ") and ": not valid CSV: " in rest:
+            assert exc.problems == [line], exc.problems
+            return "whole-file"
+        assert re.fullmatch(rf"{OBSERVED_FIELD}:? \S.*", rest), f"not `file: field: rule`: {line!r}"
+        check_bound_is_broken(rest.split(": ", 1)[-1], line)
+    return "field"
+
+
+def check_observed_file(path: Path, base: Path, test: str) -> str:
+    file = str(path)
+    contract = OBSERVED_CONTRACTS[OBSERVED_BASES[base]]
+    with time_limit(SECONDS):
+        try:
+            observed = load_observed(file)
+            assert isinstance(observed, Observed)
+            for (group, cohort, outcome), series in observed.counts.items():
+                assert group in ("treated", "comparison", "counterfactual") and outcome in MEASURABLE
+                assert all(isinstance(m, int) and finite(v, 0, 1e12) for m, v in series.items())
+            with np.errstate(under="ignore"):  # gradual underflow to 0 is right (e.g. a count of 5e-324)
+                result = settle(contract, observed)
+        except ScenarioError as exc:
+            outcome = check_observed_problems(exc, file)
+            TRIED[test, f"ScenarioError ({outcome})"] += 1
+            return outcome
+    # A settlement: finite amounts, IRR only where defined.
+    assert np.isfinite(result.schedule.to_numpy(dtype=float)).all()
+    inv = result.investors
+    assert np.isfinite(inv[["capital_called", "received"]].to_numpy(dtype=float)).all()
+    defined = inv["irr_status"].isin(["defined", "total_loss"]).to_numpy()
+    assert (np.isfinite(inv["irr"].to_numpy(dtype=float)) == defined).all()
+    cash = result.cashflows
+    for name in ("outcome_payments_due", "outcome_payments", "gross_savings", "net_savings", "distributions"):
+        assert np.isfinite(getattr(cash, name)).all(), name
+    TRIED[test, "settled"] += 1
+    return "settled"
+
+
+@st.composite
+def observed_mutants(draw):
+    base = draw(st.sampled_from(sorted(OBSERVED_TEXTS)))
+    if base in OBSERVED_DOCS and draw(st.booleans()):  # structural
+        doc = copy.deepcopy(OBSERVED_DOCS[base])
+        for _ in range(draw(st.integers(1, 3))):
+            paths = all_paths(doc)
+            kind = draw(st.sampled_from(("replace", "replace", "delete", "add_key", "number", "duplicate")))
+            if kind == "add_key":
+                tables = [()] + [p for p in paths if isinstance(get(doc, p), dict)]
+                get(doc, draw(st.sampled_from(tables)))[draw(unicode_text)] = draw(values)
+            elif not paths:
+                continue
+            elif kind == "number":
+                numeric = [p for p in paths if is_number(get(doc, p))]
+                if numeric:
+                    path = draw(st.sampled_from(numeric))
+                    get(doc, path[:-1])[path[-1]] = draw(st.sampled_from(BOUNDARY_NUMBERS + NON_FINITE))
+            else:
+                path = draw(st.sampled_from(paths))
+                parent = get(doc, path[:-1])
+                if kind == "replace":
+                    parent[path[-1]] = draw(values)
+                elif kind == "delete":
+                    del parent[path[-1]]
+                elif isinstance(parent, list):
+                    parent.append(copy.deepcopy(parent[path[-1]]))
+        return base, dump_toml(doc, draw(st.sampled_from(("headers", "inline")))).encode("utf-8")
+    data = bytearray(OBSERVED_TEXTS[base])
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(("flip", "insert", "delete", "cell", "cell", "duplicate_line", "snippet")))
+        lines = bytes(data).split(b"\n")
+        i = draw(st.integers(0, max(len(data) - 1, 0)))
+        if kind == "flip" and data:
+            data[i] = draw(st.integers(0, 255))
+        elif kind == "insert":
+            data[i:i] = draw(st.binary(min_size=1, max_size=8))
+        elif kind == "delete":
+            del data[i:i + draw(st.integers(1, 20))]
+        else:
+            j = draw(st.integers(0, len(lines) - 1))
+            if kind == "cell":  # a CSV cell, or a TOML value, replaced by a literal
+                cells = re.split(rb"([,=])", lines[j])
+                if len(cells) > 2:
+                    k = draw(st.integers(0, (len(cells) - 1) // 2)) * 2
+                    cells[k] = draw(st.sampled_from(LITERALS + [b"", b" ", b"12", b"-1", b"0", b"99", b"treated",
+                                                                b"comparison", b"job_start", b'"a,b"', b'"a\nb"',
+                                                                b"1" * 200_000]))
+                    lines[j] = b"".join(cells)
+            elif kind == "duplicate_line":
+                lines.insert(j, lines[j])
+            else:
+                lines.insert(j, draw(st.sampled_from(SNIPPETS + [b"[[measurement]]", b"month = 0", b"cohort = 99",
+                                                                 deep("array", 5_000), b",,,,", b"\x00"])))
+            data = bytearray(b"\n".join(lines))
+    return base, bytes(data)
+
+
+@FUZZ_SETTINGS
+@given(case=observed_mutants())
+def test_fuzz_observed_outcomes(workdir, case):
+    base, data = case
+    path = workdir / f"observed{base.suffix}"  # the suffix picks the format
+    path.write_bytes(data)
+    check_observed_file(path, base, "observed")
+
+
+_MEASURED = b'[[measurement]]\nmonth = 12\ncohort = 0\ncomparison = { job_start = 1 }\n'
+
+
+@pytest.mark.parametrize("suffix, data, expected", [
+    # Keys quoted as TOML would: no problem split over two lines, no empty field.
+    (".toml", _MEASURED + b'treated = { "a\\nb" = 1 }\n',
+     'measurement[0].treated."a\\nb": outcome must be one of'),
+    (".toml", b'"" = 1\n' + _MEASURED, '"": unknown key (allowed: measurement, meta)'),
+    (".toml", _MEASURED + b'"x\\ry" = 2\n', 'measurement[0]."x\\ry": unknown key'),
+    # Deep nesting was a raw RecursionError, a huge CSV field a raw csv.Error.
+    (".toml", deep("array", 5_000) + b"\n" + _MEASURED, "not valid TOML: arrays or inline tables nested too deeply"),
+    (".csv", b"month,cohort,group,outcome,count\n12,0,treated,job_start," + b"1" * 200_000 + b"\n",
+     "line 2: not valid CSV: field larger than field limit"),
+    # Counts so large that price x count overflowed: settle raised ValueError (cashflows must be finite).
+    (".toml", _MEASURED + b"treated = { diploma = 1e308 }\n",
+     "measurement[0].treated.diploma: count must be <= 1e+12, got 1e+308"),
+    (".toml", _MEASURED + b"treated = { diploma = 1" + b"0" * 400 + b" }\n",
+     "count must be <= 1e+12, got an integer of more than 308 digits"),
+], ids=["outcome_key_with_line_break", "empty_top_level_key", "entry_key_with_carriage_return", "deep_nesting",
+        "csv_field_too_large", "count_1e308", "count_integer_of_400_digits"])
+def test_observed_regressions(workdir, suffix, data, expected):
+    path = workdir / f"observed_regression{suffix}"
+    path.write_bytes(data)
+    base = FIXTURES / "observed" / f"valid{suffix}"
+    assert check_observed_file(path, base, "observed regressions") != "settled"
+    with pytest.raises(ScenarioError) as info:
+        load_observed(path)
+    assert [line for line in info.value.problems if expected in line], info.value.problems
+
+
+def test_observed_bases_settle(workdir):
+    for base in OBSERVED_BASES:
+        assert check_observed_file(base, base, "observed bases") == "settled", base
 
 
 # ---------------------------------------------------------------------------------------

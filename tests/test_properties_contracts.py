@@ -28,7 +28,7 @@ from functools import partial
 
 import numpy as np
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from sibsim import simulate
@@ -287,6 +287,18 @@ def test_generated_contracts_conserve_cash_and_respect_every_cap(doc, n_paths, s
         np.testing.assert_array_equal(status, frame["irr_status"].cat.codes.to_numpy())
         for i in range(len(contract.investors)):
             check_npv_at_irr(flows[:, i])
+        # What the generated contracts exercised (pytest --hypothesis-show-statistics).
+        cap = contract.payer.payment_cap
+        for label, hit in (("payment cap binds", cap is not None and (cash.outcome_payments_due.sum(axis=1)
+                                                                       >= cap - 1e-6).any()),
+                           ("return caps retain money", (cash.retained_by_payer > 1e-6).any()),
+                           ("a guarantee pays", (cash.guarantee_payouts > 0).any()),
+                           ("terminated at the review", cash.terminated.any()),
+                           ("payer defaults", (cash.defaulted_by_payer > 0).any()),
+                           ("outcome money recycled", (cash.recycled > 0).any()),
+                           ("IRR defined", (status == IRR_DEFINED).any())):
+            if hit:
+                event(label)
 
 
 @PROPERTY_SETTINGS
