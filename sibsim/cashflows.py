@@ -145,22 +145,28 @@ class Counts:
 
 
 def cumulative_counts(contract: Contract, outcomes: Outcomes, months) -> Counts:
-    """Cumulative counts before each of ``months`` (0..T), without a month-by-month cumulative sum.
+    """Cumulative counts before each of ``months`` (0..T).
 
-    Sums between consecutive months are taken with :func:`numpy.add.reduceat` on the integer
-    counts; the counterfactual is scaled per cohort afterwards (scaling is linear).
+    A running sum over months, read at the selected months.  Integer counts (the engine's) are
+    summed in an integer type wide enough for every total, so the counts are exact; the
+    counterfactual is scaled per cohort afterwards (scaling is linear).
     """
     T = contract.horizon_months
     months = tuple(sorted({int(m) for m in months}))
-    starts = [0] + [m for m in months if 0 < m < T]
-    position = {0: 0, T: len(starts)} | {m: j for j, m in enumerate(starts) if j}
+    # Column m - 1 of the running sum holds the total before month m; month 0 has nothing before it.
+    read = [m - 1 for m in months if m > 0]
 
     def reduce(group):
-        parts = [group.events, group.employed[:, :, None, :]]
-        sums = np.concatenate([np.add.reduceat(x, starts, axis=-1) for x in parts], axis=2).astype(float)
-        cum = np.zeros(sums.shape[:-1] + (len(starts) + 1,))
-        np.cumsum(sums, axis=-1, out=cum[..., 1:])
-        return cum[..., [position[m] for m in months]]
+        out = np.zeros(group.events.shape[:2] + (len(MEASURABLE), len(months)))
+        first = len(months) - len(read)  # leading month-0 columns stay 0
+        for part, rows in ((group.events, slice(0, len(OUTCOMES))), (group.employed[:, :, None, :], slice(-1, None))):
+            dtype = None
+            if np.issubdtype(part.dtype, np.integer):
+                # At most one event of a kind per member, at most T months off benefits each.
+                bound = int(np.max(group.sizes, initial=0)) * max(T, 1)
+                dtype = np.int32 if bound < 2**31 - 1 else np.int64
+            out[:, :, rows, first:] = np.cumsum(part, axis=-1, dtype=dtype)[..., read]
+        return out
 
     scale = outcomes.comparison_scale[None, :, None, None]
     return Counts(months, reduce(outcomes.treated), reduce(outcomes.comparison) * scale)
@@ -204,15 +210,24 @@ def measure(contract: Contract, outcomes: Outcomes) -> tuple[np.ndarray, np.ndar
 def _pooled(counts: Counts, months) -> tuple[np.ndarray, np.ndarray]:
     """Treated and counterfactual counts summed over cohorts at ``months``, (P, 5, len(months)) each."""
     index = [counts.months.index(m) for m in months]
+    if index == list(range(len(counts.months))):  # every month counted: no copy of the counts
+        return counts.treated.sum(axis=1), counts.counterfactual.sum(axis=1)
     return counts.treated[..., index].sum(axis=1), counts.counterfactual[..., index].sum(axis=1)
 
 
 def _monthly_net_saved(contract: Contract, outcomes: Outcomes, enrolled=None) -> np.ndarray:
-    """EUR of benefits avoided each month (treated minus counterfactual months off benefits), (P, T)."""
-    net = outcomes.treated.employed - outcomes.counterfactual_employed()  # (P, C, T)
-    if enrolled is not None:
-        net = net * enrolled[:, :, None]
-    return net.sum(axis=1) * contract.savings.per_month(contract.horizon_months)[None, :]
+    """EUR of benefits avoided each month (treated minus counterfactual months off benefits), (P, T).
+
+    Each group's months off benefits are summed over cohorts with their weights (enrolment, and the
+    comparison scale for the counterfactual) in one pass, without a (P, C, T) difference array.
+    """
+    treated, comparison = outcomes.treated.employed, outcomes.comparison.employed
+    scale = outcomes.comparison_scale
+    if enrolled is None:
+        net = treated.sum(axis=1) - np.einsum("pct,c->pt", comparison, scale)
+    else:
+        net = np.einsum("pct,pc->pt", treated, enrolled) - np.einsum("pct,pc->pt", comparison, enrolled * scale)
+    return net * contract.savings.per_month(contract.horizon_months)[None, :]
 
 
 def _measured_savings(contract: Contract, monthly_saved: np.ndarray) -> np.ndarray:
