@@ -30,14 +30,20 @@ import json, os, resource, sys, threading, time
 import numpy as np
 
 
-def tree_rss_mib():
-    # Resident memory of this process and all its descendants (workers), MiB, from /proc.
+def tree_memory_mib():
+    # Memory of this process and all its descendants (workers), MiB, from /proc: the sum of their
+    # proportional set sizes (PSS: a page shared by n processes counts 1/n in each), so pages the
+    # forked workers share with the main process are counted once; VmRSS where PSS is not available.
     total, todo = 0, [os.getpid()]
     while todo:
         pid = todo.pop()
         try:
-            with open(f"/proc/{pid}/status") as f:
-                total += next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as f:
+                    total += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
+            except (OSError, StopIteration):
+                with open(f"/proc/{pid}/status") as f:
+                    total += next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
             with open(f"/proc/{pid}/task/{pid}/children") as f:
                 todo += [int(c) for c in f.read().split()]
         except (OSError, StopIteration, ValueError):
@@ -50,7 +56,7 @@ peak_total, done = [0.0], threading.Event()
 
 def sample():  # every 20 ms: the sum over processes peaks when every worker is busy
     while not done.is_set():
-        peak_total[0] = max(peak_total[0], tree_rss_mib())
+        peak_total[0] = max(peak_total[0], tree_memory_mib())
         done.wait(0.02)
 
 
@@ -60,6 +66,7 @@ from sibsim import load_scenario, simulate
 from sibsim.cashflows import settle
 from sibsim.metrics import path_metrics
 contract = load_scenario(sys.argv[4])
+extra = {}
 t0 = time.perf_counter()
 if kind == "engine":
     simulate(contract, n_paths=n, seed=1, workers=workers)
@@ -72,6 +79,33 @@ elif kind == "count":
     from count_engine import simulate_outcomes_counts
     outcomes = simulate_outcomes_counts(contract, n, np.random.default_rng(1))
     path_metrics(contract, settle(contract, outcomes), outcomes)
+elif kind == "floor":
+    # The engine's random numbers alone: as many uniforms per path as it draws, each through the
+    # logarithm of its geometric inversion (a lower bound on any engine sampling the same journeys).
+    from sibsim.montecarlo import block_size, simulate_outcomes
+
+    class Counting:
+        def __init__(self, rng):
+            self.rng, self.draws = rng, 0
+
+        def random(self, size=None, **kw):
+            self.draws += int(np.prod(size)) if size is not None else 1
+            return self.rng.random(size, **kw)
+
+        def __getattr__(self, name):
+            return getattr(self.rng, name)
+
+    probe = Counting(np.random.default_rng(1))
+    simulate_outcomes(contract, block_size(contract), probe)
+    extra["uniforms_per_path"] = probe.draws / block_size(contract)
+    rng, chunk = np.random.default_rng(1), np.empty(1_000_000)
+    total = int(extra["uniforms_per_path"] * n)
+    t0 = time.perf_counter()
+    for a in range(0, total, chunk.size):
+        u = chunk[: min(chunk.size, total - a)]
+        rng.random(out=u)
+        np.negative(u, out=u)
+        np.log1p(u, out=u)
 elif kind == "irr":
     from sibsim.irr import irr
     from sibsim.montecarlo import simulate_outcomes
@@ -93,7 +127,7 @@ to_mib = 1 / 1024  # ru_maxrss is in KiB on Linux
 print(json.dumps({"seconds": seconds,
                   "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * to_mib,
                   "worker_peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * to_mib,
-                  "total_peak_mib": peak_total[0], "cpu_seconds": cpu_seconds}))
+                  "total_peak_mib": peak_total[0], "cpu_seconds": cpu_seconds, **extra}))
 """
 
 
@@ -145,6 +179,7 @@ def main(argv=None) -> int:
     single = measure("engine", 20_000, 1, args.repeat)
     runs = [measure("engine", n, cores, args.repeat) for n in args.paths]
     irr_case = measure("irr", 200_000)
+    floor = measure("floor", 20_000)
 
     def row(label, r, note=""):
         return (f"| {label} | {r['paths']:,} | {r['workers']} | {r['seconds']:.2f} | {r['cpu_seconds']:.1f} | "
@@ -157,14 +192,15 @@ def main(argv=None) -> int:
         f"Scenario: {SCENARIO.name} (252 treated + 252 comparison participants, 60 months: term plus tail), "
         "end to end (simulate + settle + IRR + metrics, Results assembled). Seconds are wall time of one "
         "run in a fresh process (best of the repeats); peak RSS: the main process and the largest worker "
-        "(getrusage), and the sum over the main process and its workers (sampled every 20 ms from /proc). "
+        "(getrusage), and the memory of the main process and its workers together (sum of their proportional set "
+        "sizes, so pages shared between the forked processes count once; sampled every 20 ms from /proc). "
         "CPU seconds (user + system, main process and workers, including start-up) show the work done "
         "whatever else runs on the machine: on an idle machine the wall time of a run on all cores is "
         "about CPU seconds / cores.",
         "",
         "| case | paths | processes | seconds | CPU seconds (all processes) | paths/s | peak RSS main (MiB) "
         "| peak RSS largest worker (MiB) "
-        "| peak RSS all processes (MiB, sampled) | note |",
+        "| peak memory all processes (PSS, MiB, sampled) | note |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         row("reference simulator (pure Python)", reference, "extrapolated below"),
         row("count-based numpy engine (binomial per cohort, state and month)", count, "extrapolated below"),
@@ -181,6 +217,12 @@ def main(argv=None) -> int:
     lines += ["", f"IRR solver alone (investor flows, {irr_case['paths']:,} paths, 1 process, 1 BLAS thread, "
                   "best of 3): "
                   f"{irr_case['paths_per_s']:,.0f} paths/s."]
+    share = (single["paths"] / floor["paths_per_s"]) / single["seconds"]
+    lines += ["", f"Random numbers alone ({floor['uniforms_per_path']:,.0f} uniforms per path, as the engine "
+                  "draws them, each with the logarithm of its geometric inversion; 1 process): "
+                  f"{floor['paths_per_s']:,.0f} paths/s, {share:.0%} of the single-process engine's time; "
+                  f"1,000,000 paths need at least {1e6 / floor['paths_per_s'] / cores:.1f} s for them on "
+                  f"{cores} cores."]
     table = "\n".join(lines)
     print(table)
     if args.write:
