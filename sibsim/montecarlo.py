@@ -100,29 +100,13 @@ def draw_parameters(journey: Journey, rng: np.random.Generator, n_paths: int) ->
     return {name: journey.priors()[name].draw(rng, n_paths) for name in JOURNEY_PROBABILITIES}
 
 
-def _geometric(p: np.ndarray, u: np.ndarray, cap: int) -> np.ndarray:
-    """Months until the first success (>= 1) of monthly probability ``p``, by CDF inversion.
-
-    ``u`` are uniforms in [0, 1); ``G = 1 + floor(log(1-u) / log(1-p))``.  Values
-    beyond ``cap`` (including ``p == 0``: never) are returned as ``cap``.
-    """
-    with np.errstate(divide="ignore"):
-        log_q = np.log1p(-np.asarray(p, dtype=float))
-    return _geometric_log(log_q, u, cap)
-
-
-def _geometric_log(log_q: np.ndarray, u: np.ndarray, cap: int) -> np.ndarray:
-    """As :func:`_geometric`, given ``log_q = log(1 - p)`` (computed once per path, not per participant)."""
-    return _geometric_fast(_never_as_negative_zero(log_q), u, cap).astype(np.int64)
-
-
 def _never_as_negative_zero(log_q: np.ndarray) -> np.ndarray:
     """``log(1 - p)`` with ``p == 0`` (log 0) written as ``-0.0``: then ``log(1-u) / log_q`` is +inf or NaN."""
     log_q = np.asarray(log_q, dtype=float)
     return np.where(log_q < 0, log_q, -0.0)
 
 
-def _geometric_fast(log_q: np.ndarray, u: np.ndarray, cap: int) -> np.ndarray:
+def _geometric_months(log_q: np.ndarray, u: np.ndarray, cap: int) -> np.ndarray:
     """Geometric months (int32) from uniforms ``u`` (consumed: overwritten in place).
 
     ``log_q`` must come from :func:`_never_as_negative_zero`.  Same values as
@@ -220,7 +204,7 @@ def simulate_group(
     if L > 0:
         p_d, p_x = np.asarray(q["diploma"], dtype=float), np.asarray(q["dropout"], dtype=float)
         hazard = 1.0 - (1.0 - p_d) * (1.0 - p_x)  # per path
-        g = _geometric_fast(_never_as_negative_zero(_log_stay(hazard)).take(path), rng.random(path.size), L + 1)
+        g = _geometric_months(_never_as_negative_zero(_log_stay(hazard)).take(path), rng.random(path.size), L + 1)
         u_type = rng.random(path.size)
         u_type *= hazard.take(path)
         diploma = (g <= L) & (u_type < p_d.take(path))
@@ -248,7 +232,7 @@ def simulate_group(
     lqj = log_job[0].take(pw) if dip is None else np.where(dip, log_job[1].take(pw), log_job[0].take(pw))
     history = np.zeros(b.size, dtype=np.int8)  # 0 none, 1 job started, 2 sustained, 3 long-term contract
     while b.size:
-        job = _geometric_fast(lqj, rng.random(b.size), T + 1)
+        job = _geometric_months(lqj, rng.random(b.size), T + 1)
         job += b
         job -= 1  # cap: never before T
         found = job < T
@@ -260,7 +244,7 @@ def simulate_group(
         base = grp * T
         record(history == 0, base, JOB_START, job)
         # Relapse clock; a job surviving S - 1 further months is sustained.
-        end = _geometric_fast(log_relapse.take(pw), rng.random(job.size), T + 1)
+        end = _geometric_months(log_relapse.take(pw), rng.random(job.size), T + 1)
         end += job
         sustained_at = job + (S - 1)
         sustained = end > sustained_at
@@ -273,7 +257,7 @@ def simulate_group(
         # Long-term contracts restart the (memoryless) relapse clock at their own rate.
         idx = np.flatnonzero(contract)
         if idx.size:
-            end[idx] = sustained_at.take(idx) + _geometric_fast(log_relapse_long.take(pw.take(idx)),
+            end[idx] = sustained_at.take(idx) + _geometric_months(log_relapse_long.take(pw.take(idx)),
                                                                 rng.random(idx.size), T + 1)
         key = grp * (T + 1)
         job_keys.append(key + job)

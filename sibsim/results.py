@@ -49,19 +49,6 @@ class Results:
     block_size: int = 0
     _summary: pd.DataFrame | None = field(default=None, repr=False)
 
-    @classmethod
-    def from_blocks(cls, contract: Contract, blocks: list[dict], n_paths: int, seed_entropy, spawn_key,
-                    block_size: int) -> "Results":
-        """Assemble the results of consecutive blocks of paths (in block order)."""
-        first = blocks[0]["paths"]
-        if isinstance(first, pd.DataFrame):  # per-block frames (older callers)
-            blocks = [{**b, "paths": {k: b["paths"][k].to_numpy() for k in b["paths"]}} for b in blocks]
-        assembler = BlockAssembler(n_paths, kept_paths=sum(len(_first(b["shares"])) for b in blocks
-                                                           if b["monthly"] is not None))
-        for b in blocks:
-            assembler.add(b)
-        return assembler.results(contract, seed_entropy, spawn_key, block_size)
-
     @property
     def n_paths(self) -> int:
         return len(self.paths)

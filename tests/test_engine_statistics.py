@@ -203,6 +203,30 @@ def test_uncertain_job_probability():
             assert abs(observed.mean() - expected) <= Z * se, f"job by +{m}: {observed.mean():.5f} vs {expected:.5f}"
 
 
+def test_geometric_inversion_known_values():
+    """CDF inversion: G = k exactly when 1 - (1-p)^(k-1) <= u < 1 - (1-p)^k; p = 0 never (the cap);
+    p = 1 the first month, whatever u; the inputs are consumed in place."""
+    from sibsim.montecarlo import _geometric_months, _log_stay, _never_as_negative_zero
+
+    def months(p, u, cap):
+        log_q = _never_as_negative_zero(_log_stay(np.full(len(u), p)))
+        return _geometric_months(log_q, np.array(u, dtype=float), cap)
+
+    # p = 1/2: [0, 1/2) -> 1, [1/2, 3/4) -> 2, [3/4, 7/8) -> 3, ...; beyond the cap -> cap
+    u = [0.0, 0.25, 0.4999999, 0.5, 0.7, 0.75, 0.8, 0.875, 0.999]
+    np.testing.assert_array_equal(months(0.5, u, 12), [1, 1, 1, 2, 2, 3, 3, 4, 10])
+    np.testing.assert_array_equal(months(0.5, u, 3), [1, 1, 1, 2, 2, 3, 3, 3, 3])
+    assert months(0.5, u, 3).dtype == np.int32
+    np.testing.assert_array_equal(months(0.0, u, 7), np.full(len(u), 7))   # never: at the cap
+    np.testing.assert_array_equal(months(1.0, u, 7), np.ones(len(u)))      # at once
+    # a large sample has the geometric distribution's frequencies
+    p, n, cap = 0.2, 400_000, 15
+    g = months(p, np.random.default_rng(3).random(n), cap)
+    expected = np.r_[p * (1 - p) ** np.arange(cap - 1), (1 - p) ** (cap - 1)]
+    observed = np.bincount(g, minlength=cap + 1)[1:]
+    assert stats.chisquare(observed, n * expected).pvalue > 1e-4
+
+
 def test_no_job_start_without_a_job_probability():
     """Regression: with job probability 0 nobody ever starts a job, including in the last month for
     participants searching from month 0 (the geometric cap must put 'never' beyond the horizon)."""

@@ -499,6 +499,17 @@ def get(doc, path):
     return doc
 
 
+def replace_or_delete(draw, parent, key, kind) -> bool:
+    """Apply a ``replace`` (with a drawn value) or ``delete`` mutation at ``parent[key]``; False for other kinds."""
+    if kind == "replace":
+        parent[key] = draw(values)
+    elif kind == "delete":
+        del parent[key]
+    else:
+        return False
+    return True
+
+
 def is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
@@ -553,10 +564,8 @@ def structural_mutants(draw):
         if kind in ("replace", "delete", "wrap", "rename") and paths:
             path = draw(st.sampled_from(paths))
             parent = get(doc, path[:-1])
-            if kind == "replace":
-                parent[path[-1]] = draw(values)
-            elif kind == "delete":
-                del parent[path[-1]]
+            if replace_or_delete(draw, parent, path[-1], kind):
+                pass
             elif kind == "wrap":  # deep nesting
                 value = parent[path[-1]]
                 for _ in range(draw(st.integers(1, 60))):
@@ -814,10 +823,8 @@ def observed_mutants(draw):
             else:
                 path = draw(st.sampled_from(paths))
                 parent = get(doc, path[:-1])
-                if kind == "replace":
-                    parent[path[-1]] = draw(values)
-                elif kind == "delete":
-                    del parent[path[-1]]
+                if replace_or_delete(draw, parent, path[-1], kind):
+                    pass
                 elif isinstance(parent, list):
                     parent.append(copy.deepcopy(parent[path[-1]]))
         return base, dump_toml(doc, draw(st.sampled_from(("headers", "inline")))).encode("utf-8")
