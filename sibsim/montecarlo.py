@@ -100,16 +100,10 @@ def draw_parameters(journey: Journey, rng: np.random.Generator, n_paths: int) ->
     return {name: journey.priors()[name].draw(rng, n_paths) for name in JOURNEY_PROBABILITIES}
 
 
-def _never_as_negative_zero(log_q: np.ndarray) -> np.ndarray:
-    """``log(1 - p)`` with ``p == 0`` (log 0) written as ``-0.0``: then ``log(1-u) / log_q`` is +inf or NaN."""
-    log_q = np.asarray(log_q, dtype=float)
-    return np.where(log_q < 0, log_q, -0.0)
-
-
 def _geometric_months(log_q: np.ndarray, u: np.ndarray, cap: int) -> np.ndarray:
     """Geometric months (int32) from uniforms ``u`` (consumed: overwritten in place).
 
-    ``log_q`` must come from :func:`_never_as_negative_zero`.  Same values as
+    ``log_q`` must come from :func:`_log_stay`.  Same values as
     ``min(1 + floor(log(1-u) / log_q), cap)``: the ratio is >= 0 (or NaN, or +inf
     when p == 0), so capping it at ``cap - 1`` first (``fmin`` maps NaN to the cap)
     and truncating to an integer is the floor.
@@ -125,9 +119,12 @@ def _geometric_months(log_q: np.ndarray, u: np.ndarray, cap: int) -> np.ndarray:
 
 
 def _log_stay(p: np.ndarray) -> np.ndarray:
-    """``log(1 - p)`` per path: -inf where p == 1 (the event happens at once)."""
+    """``log(1 - p)`` per path: -inf where p == 1 (the event happens at once), and ``-0.0``
+    (never +0.0, even for ``p = -0.0``) where p == 0, so that ``log(1-u) / log_q`` is +inf or NaN
+    there, which :func:`_geometric_months` maps to its cap (never)."""
     with np.errstate(divide="ignore"):
-        return np.log1p(-np.asarray(p, dtype=float))
+        log_q = np.log1p(-np.asarray(p, dtype=float))
+    return np.where(log_q < 0, log_q, -0.0)
 
 
 def simulate_group(
@@ -183,10 +180,9 @@ def simulate_group(
     group = group.reshape(-1)  # (path, cohort) index of every participant
     start = np.tile(np.asarray(intake_months)[cohort_of].astype(itype), n_paths)
     q = journey_parameters  # per path; gathered per participant only where needed
-    log_job = (_never_as_negative_zero(_log_stay(q["job_without_diploma"])),
-               _never_as_negative_zero(_log_stay(q["job_with_diploma"])))
-    log_relapse = _never_as_negative_zero(_log_stay(q["relapse"]))
-    log_relapse_long = _never_as_negative_zero(_log_stay(q["relapse_long_term"]))
+    log_job = (_log_stay(q["job_without_diploma"]), _log_stay(q["job_with_diploma"]))
+    log_relapse = _log_stay(q["relapse"])
+    log_relapse_long = _log_stay(q["relapse_long_term"])
     p_contract = np.asarray(q["long_term_contract"], dtype=float)
     event_keys: list[list[np.ndarray]] = [[] for _ in range(K)]  # per outcome: keys group * T + month
     job_keys: list[np.ndarray] = []  # +1 cells (first month of a job) and, offset by cells, -1 cells
@@ -204,7 +200,7 @@ def simulate_group(
     if L > 0:
         p_d, p_x = np.asarray(q["diploma"], dtype=float), np.asarray(q["dropout"], dtype=float)
         hazard = 1.0 - (1.0 - p_d) * (1.0 - p_x)  # per path
-        g = _geometric_months(_never_as_negative_zero(_log_stay(hazard)).take(path), rng.random(path.size), L + 1)
+        g = _geometric_months(_log_stay(hazard).take(path), rng.random(path.size), L + 1)
         u_type = rng.random(path.size)
         u_type *= hazard.take(path)
         diploma = (g <= L) & (u_type < p_d.take(path))

@@ -206,10 +206,10 @@ def test_uncertain_job_probability():
 def test_geometric_inversion_known_values():
     """CDF inversion: G = k exactly when 1 - (1-p)^(k-1) <= u < 1 - (1-p)^k; p = 0 never (the cap);
     p = 1 the first month, whatever u; the inputs are consumed in place."""
-    from sibsim.montecarlo import _geometric_months, _log_stay, _never_as_negative_zero
+    from sibsim.montecarlo import _geometric_months, _log_stay
 
     def months(p, u, cap):
-        log_q = _never_as_negative_zero(_log_stay(np.full(len(u), p)))
+        log_q = _log_stay(np.full(len(u), p))
         return _geometric_months(log_q, np.array(u, dtype=float), cap)
 
     # p = 1/2: [0, 1/2) -> 1, [1/2, 3/4) -> 2, [3/4, 7/8) -> 3, ...; beyond the cap -> cap
@@ -218,6 +218,7 @@ def test_geometric_inversion_known_values():
     np.testing.assert_array_equal(months(0.5, u, 3), [1, 1, 1, 2, 2, 3, 3, 3, 3])
     assert months(0.5, u, 3).dtype == np.int32
     np.testing.assert_array_equal(months(0.0, u, 7), np.full(len(u), 7))   # never: at the cap
+    np.testing.assert_array_equal(months(-0.0, u, 7), np.full(len(u), 7))  # also from a TOML -0.0
     np.testing.assert_array_equal(months(1.0, u, 7), np.ones(len(u)))      # at once
     # a large sample has the geometric distribution's frequencies
     p, n, cap = 0.2, 400_000, 15
