@@ -15,21 +15,32 @@ and carried in :class:`~sibsim.montecarlo.Outcomes`.
    tier tables on the measured improvement: a cumulative entitlement paid by
    high-water mark (a dip is never clawed back), ``payment_lag_months`` after
    the measurement.  A cohort trigger adds early per-cohort payments and a
-   pooled final payment.  The total is capped at ``payment_cap``.
-4. **Default.** Each payment may not be paid (appropriation risk).
+   pooled final payment.
+4. **Cap and default.** Each payment may not be paid (appropriation risk).  The
+   ``payment_cap`` limits what the payer pays in all: it counts every payment that
+   fell due and was not defaulted on (paid, or withheld and still owed, see 6).  A
+   defaulted payment was not paid, so it does not use up the cap; money withheld
+   above the investors' return caps is still owed, so it does (it is paid, or kept
+   by the payer only once every investor is at its cap, when the cap no longer
+   matters to them).  Hence paying more per outcome never leaves investors worse off.
 5. **Vehicle.** With recycling, payments received fund delivery before new capital
    is called and the rest is released when delivery ends; otherwise everything
    received is released at once.  Calls are pro rata to commitments.
 6. **Waterfall.** Released cash goes to repayable investors by seniority class,
    pro rata within a class, never beyond an investor's return cap (capital
-   called compounded at the capped rate, less what it received).  What exceeds
-   every cap stays with the payer (``retained_by_payer``).
+   called compounded at the capped rate, less what it received).  Money that no
+   investor can take in a month (every return cap reached) is *withheld*: still
+   owed, and paid as soon as a later capital call makes room.  What is withheld at
+   the end stays with the payer (``retained_by_payer`` is the monthly change of
+   ``withheld_by_payer``: positive when money is withheld, negative when withheld
+   money is paid out later; its total is what the payer keeps).
 7. **Guarantees.** At the final payment month a guarantor covers a share of each
    covered investor's principal loss, up to its cap.
 
 Ledger identities (tested on every path):
 
 * ``outcome_payments_due == outcome_payments + defaulted_by_payer + retained_by_payer``
+* ``retained_by_payer.cumsum(months) == withheld_by_payer >= 0``
 * ``outcome_payments == distributions.sum(investors) + recycled + change in vehicle_cash``
 * ``capital_calls.sum(investors) + recycled == provider_funding + investor_fees``
 * ``net_savings == gross_savings - outcome_payments - payer_fees - payer's guarantee payouts``
@@ -60,11 +71,15 @@ class Cashflows:
     guarantor_payments : (G, P, T)
         What each guarantee paid out, in :attr:`Contract.guarantees` order.
     outcome_payments_due : (P, T)
-        What the payer owes under the payment formula and payment cap.
+        What falls due under the payment formula, within the payment cap.
     defaulted_by_payer : (P, T)
         Due but not paid: the payer defaulted on that payment.
     retained_by_payer : (P, T)
-        Due but above every investor's return cap: never paid, or handed back when found.
+        Change of ``withheld_by_payer``: due but not paid because every investor is at its
+        return cap (negative in a month where withheld money is paid after a new capital
+        call); summed over months, what the payer keeps.
+    withheld_by_payer : (P, T)
+        Owed at the end of the month but not paid: every investor is at its return cap.
     outcome_payments : (P, T)
         Net cash the payer pays: due, less defaulted, less retained (negative in a month
         where recycled money is handed back).
@@ -91,6 +106,7 @@ class Cashflows:
     outcome_payments_due: np.ndarray
     defaulted_by_payer: np.ndarray
     retained_by_payer: np.ndarray
+    withheld_by_payer: np.ndarray
     outcome_payments: np.ndarray
     recycled: np.ndarray
     vehicle_cash: np.ndarray
@@ -342,12 +358,41 @@ def trigger_payments(contract: Contract, counts: Counts, enrolled: np.ndarray,
     return due
 
 
-def apply_payment_cap(contract: Contract, due: np.ndarray) -> np.ndarray:
-    """Cap cumulative payments at ``payment_cap``, in time order, (P, T)."""
+def cap_and_default(contract: Contract, due: np.ndarray, payer_default: np.ndarray | None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Apply the payment cap and the payer's defaults, payment by payment in time order.
+
+    The cap counts what the payer pays or still owes: every earlier payment that fell due
+    and was not defaulted on.  A defaulted payment is not paid and does not use up the cap.
+
+    Parameters
+    ----------
+    due : (P, T)
+        EUR falling due under the payment formula (rate card, savings share, tiers, trigger).
+    payer_default : (P, len(contract.payment_months)) bool, or None
+        Payments the payer does not pay (appropriation risk).
+
+    Returns
+    -------
+    capped, defaulted : (P, T) each
+        EUR due within the cap; the part of it the payer defaulted on.
+    """
     cap = contract.payer.payment_cap
+    defaulted = np.zeros_like(due)
+    pay_months = np.array(contract.payment_months, dtype=int)
     if cap is None:
-        return due
-    return np.diff(np.minimum(np.cumsum(due, axis=1), cap), axis=1, prepend=0.0)
+        if payer_default is not None:
+            defaulted[:, pay_months] = due[:, pay_months] * payer_default
+        return due, defaulted
+    capped = np.zeros_like(due)
+    counted = np.zeros(due.shape[0])  # EUR paid or owed so far: what the cap has used up
+    for j, month in enumerate(pay_months):  # payments fall due only in these months
+        amount = np.minimum(due[:, month], np.maximum(cap - counted, 0.0))
+        capped[:, month] = amount
+        if payer_default is not None:
+            defaulted[:, month] = amount * payer_default[:, j]
+        counted += amount - defaulted[:, month]
+    return capped, defaulted
 
 
 # --- 5. vehicle: recycling ------------------------------------------------------------------
@@ -390,44 +435,40 @@ def fund_delivery(needs: np.ndarray, received: np.ndarray, recycling: bool) -> t
 
 
 # --- 6. waterfall -----------------------------------------------------------------------------
-def distribute(contract: Contract, calls: np.ndarray, due: np.ndarray) -> np.ndarray:
-    """Pass released cash to investors by seniority, pro rata within a class, within return caps.
+@dataclass(frozen=True)
+class _Waterfall:
+    """The investors' terms the waterfall reads, as arrays over investors."""
 
-    Parameters
-    ----------
-    calls : ndarray (I, T) or (P, I, T)
-        Capital calls per investor, EUR.
-    due : ndarray (P, T)
-        Cash available to distribute, EUR.
+    weights: np.ndarray    # commitments, EUR: pro rata shares within a class
+    capped: np.ndarray     # bool: has a return cap
+    growth: np.ndarray     # monthly growth of the capped claim, (1 + cap) ** (1 / 12)
+    repayable: np.ndarray  # bool: False for grants
+    classes: tuple         # bool masks of the repayable members of each seniority class, senior first
 
-    Returns
-    -------
-    distributions : ndarray (P, I, T)
-        Grants (``repayable = False``) receive nothing.
-    """
-    P, T = due.shape
-    investors = contract.investors
-    calls = np.broadcast_to(calls, (P,) + calls.shape[-2:])
-    weights = np.array([i.commitment for i in investors])
-    capped = np.array([i.return_cap is not None for i in investors])
-    growth = np.array([1.0 if i.return_cap is None else (1.0 + i.return_cap) ** (1 / 12) for i in investors])
-    repayable = np.array([i.repayable for i in investors])
-    classes = sorted({i.seniority for i in investors if i.repayable})
-    claim = np.zeros((P, len(investors)))  # capped claim still outstanding
-    out = np.zeros((P, len(investors), T))
-    for t in range(T):  # over months (claims compound); vectorised over paths
-        claim = claim * growth + calls[:, :, t]
-        left = due[:, t].copy()
-        if not left.any():
-            continue
-        room = np.where(capped, np.maximum(claim, 0.0), np.inf)
+    @classmethod
+    def of(cls, contract: Contract) -> "_Waterfall":
+        investors = contract.investors
+        repayable = np.array([i.repayable for i in investors])
+        seniorities = sorted({i.seniority for i in investors if i.repayable})
+        return cls(np.array([i.commitment for i in investors]),
+                   np.array([i.return_cap is not None for i in investors]),
+                   np.array([1.0 if i.return_cap is None else (1.0 + i.return_cap) ** (1 / 12) for i in investors]),
+                   repayable,
+                   tuple(np.array([i.seniority == s for i in investors]) & repayable for s in seniorities))
+
+    def pay(self, claim: np.ndarray, left: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One month: share ``left`` (P,) EUR by seniority, pro rata within a class, within the
+        capped claims ``claim`` (P, I); returns what each investor is paid and what is left."""
+        room = np.where(self.capped, np.maximum(claim, 0.0), np.inf)
         paid = np.zeros_like(claim)
-        for seniority in classes:
-            members = np.array([i.seniority == seniority for i in investors]) & repayable
+        # Nothing to do where no path has both cash on offer and an investor with room.
+        if not ((left > 0) & ((room > 1e-9) & self.repayable).any(axis=1)).any():
+            return paid, left
+        for members in self.classes:
             # Water-filling: share pro rata; what a capped investor cannot take goes round again.
             for _ in range(int(members.sum())):
                 open_ = members & (room - paid > 1e-9)  # (P, I)
-                w = np.where(open_, weights, 0.0)
+                w = np.where(open_, self.weights, 0.0)
                 total = w.sum(axis=1, keepdims=True)
                 share = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
                 # Clamp round-off: a capped room may sit a rounding step below zero, and the
@@ -435,9 +476,46 @@ def distribute(contract: Contract, calls: np.ndarray, due: np.ndarray) -> np.nda
                 give = np.minimum(left[:, None] * share, np.maximum(room - paid, 0.0))
                 paid += give
                 left = np.maximum(left - give.sum(axis=1), 0.0)
+        # What pro rata shares leave over by round-off (a fraction of a cent) is not carried on:
+        # carried month after month it would shrink into subnormal numbers.
+        return paid, np.where(left < 1e-9, 0.0, left)
+
+
+def distribute(contract: Contract, calls: np.ndarray, due: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pass released cash to investors by seniority, pro rata within a class, within return caps.
+
+    Cash that no investor can take in a month (every repayable investor at its return cap)
+    is withheld and offered again in the next months: a later capital call raises the capped
+    claim and makes room for it.
+
+    Parameters
+    ----------
+    calls : ndarray (I, T) or (P, I, T)
+        Capital calls per investor, EUR.
+    due : ndarray (P, T)
+        Cash released for distribution, EUR.
+
+    Returns
+    -------
+    distributions : ndarray (P, I, T)
+        Grants (``repayable = False``) receive nothing.
+    withheld : ndarray (P, T)
+        EUR released but not yet distributed at the end of each month.
+    """
+    P, T = due.shape
+    waterfall = _Waterfall.of(contract)
+    calls = np.broadcast_to(calls, (P,) + calls.shape[-2:])
+    claim = np.zeros((P, len(contract.investors)))  # capped claim still outstanding
+    out = np.zeros((P, len(contract.investors), T))
+    withheld = np.zeros((P, T))
+    left = np.zeros(P)  # cash on offer: this month's release plus what was withheld before
+    for t in range(T):  # over months (claims compound); vectorised over paths
+        claim = claim * waterfall.growth + calls[:, :, t]
+        paid, left = waterfall.pay(claim, left + due[:, t])
         out[:, :, t] = paid
+        withheld[:, t] = left
         claim = claim - paid
-    return out
+    return out, withheld
 
 
 # --- 7. guarantees ---------------------------------------------------------------------------
@@ -502,12 +580,7 @@ def settle(contract: Contract, outcomes: Outcomes) -> Cashflows:
             measured &= ~(terminated[:, None] & (months[None, :] > review_month))
         due += payments_due(contract, net_outcomes, measured_savings, earned=earned, measured=measured)
     due += trigger_payments(contract, counts, enrolled, terminated, review_month)
-    due = apply_payment_cap(contract, due)
-
-    defaulted = np.zeros((P, T))
-    if outcomes.payer_default is not None:
-        pay_months = np.array(contract.payment_months, dtype=int)
-        defaulted[:, pay_months] = due[:, pay_months] * outcomes.payer_default
+    due, defaulted = cap_and_default(contract, due, outcomes.payer_default)
     received = due - defaulted
 
     provider_funding = contract.provider_budget.to_array(T)[None, :] * active
@@ -515,8 +588,8 @@ def settle(contract: Contract, outcomes: Outcomes) -> Cashflows:
     call_total, recycled, released, cash = fund_delivery(provider_funding + investor_fees, received,
                                                          contract.recycling)
     calls = contract.call_weights[None, :, None] * call_total[:, None, :]
-    distributions = distribute(contract, calls, released)
-    retained = released - distributions.sum(axis=1)
+    distributions, withheld = distribute(contract, calls, released)
+    retained = np.diff(withheld, axis=1, prepend=0.0)
     # Guarantees pay once the loss is final: after the last payment and the last capital call
     # (budget or investor-borne fee), so no later call or distribution changes the loss covered.
     last_call = max([contract.provider_budget.last_month]
@@ -531,6 +604,7 @@ def settle(contract: Contract, outcomes: Outcomes) -> Cashflows:
         outcome_payments_due=due,
         defaulted_by_payer=defaulted,
         retained_by_payer=retained,
+        withheld_by_payer=withheld,
         outcome_payments=received - retained,
         recycled=recycled,
         vehicle_cash=cash,

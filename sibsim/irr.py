@@ -18,8 +18,11 @@ several roots, or none in any sensible range. Newton's method (or
 diverges, without saying so. This module never returns a silently wrong
 value:
 
-1. paths with no IRR by construction are classified first (total loss:
-   reported as -100 %; no sign change at all: NaN);
+1. paths with no IRR by construction are classified first (total loss,
+   nothing ever received: reported as -100 %; money received but every
+   month's net flow an outflow, because a larger capital call fell in the same
+   month: NaN, status ``net_outflows_only``, never called a total loss; no
+   sign change at all: NaN);
 2. the NPV of every remaining path is evaluated on a fixed grid of annual
    rates, uniform in ``log(1 + R)`` over ``[low, high]``, with one matrix
    product, and the roots on the grid are counted;
@@ -43,12 +46,14 @@ IRR_TOTAL_LOSS = 1      # outflows only, no inflow at all: rate -1.0 (-100 %)
 IRR_NO_SIGN_CHANGE = 2  # inflows only, or all flows zero: NaN
 IRR_NO_ROOT = 3         # flows change sign but NPV has no root in range: NaN
 IRR_MULTIPLE = 4        # NPV changes sign more than once on the grid: NaN
+IRR_NET_OUTFLOWS = 5    # money was received, but never more than was called in the same month: NaN
 STATUS_LABELS = {
     IRR_DEFINED: "defined",
     IRR_TOTAL_LOSS: "total_loss",
     IRR_NO_SIGN_CHANGE: "no_sign_change",
     IRR_NO_ROOT: "no_root_in_range",
     IRR_MULTIPLE: "multiple_roots",
+    IRR_NET_OUTFLOWS: "net_outflows_only",
 }
 _LABELS = np.array([STATUS_LABELS[k] for k in range(len(STATUS_LABELS))])
 
@@ -116,7 +121,7 @@ def npv(cashflows, annual_rate, periods_per_year=12) -> np.ndarray:
 
 
 def irr(cashflows, periods_per_year=12, low=-0.99, high=100.0, grid_points=241,
-        tol=1e-12) -> IRRResult:
+        tol=1e-12, received=None) -> IRRResult:
     """Annual effective IRR of many monthly cash-flow paths at once.
 
     Parameters
@@ -135,6 +140,11 @@ def irr(cashflows, periods_per_year=12, low=-0.99, high=100.0, grid_points=241,
     tol : float, default 1e-12
         Width of the final bracket in ``x = (1 + R) ** (-1 / periods_per_year)``
         (the monthly discount factor).
+    received : array_like, shape (paths,) or (paths, months), optional
+        EUR received before netting against same-month outflows (distributions,
+        guarantee payouts).  With it, a path whose net flows are all outflows is a
+        total loss only if it received nothing; otherwise ``IRR_NET_OUTFLOWS``.
+        Without it, the net flows alone decide.
 
     Returns
     -------
@@ -150,11 +160,18 @@ def irr(cashflows, periods_per_year=12, low=-0.99, high=100.0, grid_points=241,
     if not -1.0 < low < high or grid_points < 2:
         raise ValueError("need -1 < low < high and grid_points >= 2")
 
+    got = None
+    if received is not None:
+        got = np.asarray(received, dtype=np.float64)
+        got = (got.reshape(cf.shape[0], -1) > 0).any(axis=1)
     u = np.linspace(np.log1p(low), np.log1p(high), grid_points)  # log(1 + R) grid
     rate, status = np.empty(cf.shape[0]), np.empty(cf.shape[0], dtype=np.int8)
     for i in range(0, cf.shape[0], _CHUNK):  # blocks bound every temporary
         blk = slice(i, i + _CHUNK)
         rate[blk], status[blk] = _solve_block(cf[blk], u, periods_per_year, tol)
+    if got is not None:
+        netted = (status == IRR_TOTAL_LOSS) & got
+        status[netted], rate[netted] = IRR_NET_OUTFLOWS, np.nan
     if one_path:
         return IRRResult(rate=rate[0, ...], status=status[0, ...])
     return IRRResult(rate=rate, status=status)

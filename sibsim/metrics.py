@@ -23,14 +23,17 @@ from .montecarlo import Outcomes
 #: Columns of ``Results.paths`` with their meaning (also written beside paths.csv).
 PATH_COLUMNS = {
     "investor_irr": "annual IRR of all investors together; NaN where irr_status is not defined/total_loss",
-    "irr_status": "defined, total_loss (-100 %), no_sign_change, no_root_in_range or multiple_roots",
+    "irr_status": "defined, total_loss (nothing received: -100 %), net_outflows_only (money received, but each "
+                  "month less than that month's capital call: no IRR), no_sign_change, no_root_in_range or "
+                  "multiple_roots",
     "investor_moic": "multiple on invested capital: distributions / capital called",
     "investor_npv": "NPV of investor cash flows at analysis.investor_discount_rate, EUR",
     "investor_loss": "capital called not returned (nominal), EUR; 0 when fully repaid",
     "capital_called": "capital paid in by investors, EUR",
     "distributions": "cash paid out to investors, incl. guarantee payouts, EUR",
     "outcome_payments": "outcome payments made by the payer, EUR",
-    "retained_by_payer": "payments due but above the investors' return caps, never paid, EUR",
+    "retained_by_payer": "payments due but still withheld at the end because every investor is at its return cap: "
+                         "kept by the payer, EUR",
     "defaulted_by_payer": "payments due that the payer did not pay (appropriation risk), EUR",
     "guarantee_payouts": "principal losses covered by guarantors (incl. capital protection), EUR",
     "terminated": "the contract ended early at its review",
@@ -95,7 +98,7 @@ def path_metric_arrays(contract: Contract, cash: Cashflows, outcomes: Outcomes,
     received = cash.distributions.sum(axis=1) + cash.guarantee_payouts.sum(axis=1)  # (P, T)
     distributed = received.sum(axis=1)
     investor_net = received - calls
-    rate = irr(investor_net)
+    rate = irr(investor_net, received=received)  # calls and receipts kept apart for the status
     net = cash.net_savings
     cum_net = np.cumsum(net, axis=1)
     # Payer payback: after the last month with a negative cumulative position.
@@ -132,6 +135,18 @@ def path_metric_arrays(contract: Contract, cash: Cashflows, outcomes: Outcomes,
         "investor_payback_month": _payback(np.cumsum(received, axis=1), called[:, None]),
         "payer_payback_month": payer_payback,
     }
+
+
+def ranked_irr(paths: pd.DataFrame) -> np.ndarray:
+    """Per-path IRR for quantiles and histograms: defined IRRs, total losses at -100 %, and paths that
+    received money but lost it in every month (``net_outflows_only``) at -100 % as well: their NPV is
+    negative at every rate, so they rank below every defined IRR, though they have no IRR of their own.
+    NaN for the other statuses (no sign change, no root in range, several roots)."""
+    status = paths["irr_status"]
+    rate = paths["investor_irr"].to_numpy(dtype=float)
+    bottom = (status == "net_outflows_only").to_numpy()
+    ok = status.isin(["defined", "total_loss"]).to_numpy()
+    return np.where(ok, rate, np.where(bottom, -1.0, np.nan))
 
 
 # --- Monte Carlo summary ---------------------------------------------------------------
@@ -204,7 +219,7 @@ def summarise(paths: pd.DataFrame, outcome_shares: dict[str, np.ndarray]) -> pd.
     DataFrame indexed by metric, with columns ``estimate``, ``std_error``, ``unit``, ``party``.
     """
     irr_ok = paths["irr_status"].isin(["defined", "total_loss"]).to_numpy()
-    irr_values = np.where(irr_ok, paths["investor_irr"].to_numpy(), np.nan)
+    irr_values = ranked_irr(paths)
     moic = paths["investor_moic"].to_numpy()
     investor_result = (paths["distributions"] - paths["capital_called"]).to_numpy()
     rows = [

@@ -35,13 +35,17 @@ def _money_axis(axis, currency: str) -> None:
 
 
 def plot_irr_distribution(results, ax=None):
-    """Histogram of investor IRR (paths with a defined IRR, total losses at -100 %), with P(loss) marked."""
+    """Histogram of investor IRR (paths with a defined IRR; total losses and losses in every month at
+    -100 %), with P(loss) marked."""
     from matplotlib.ticker import FuncFormatter, PercentFormatter
+
+    from .metrics import ranked_irr
 
     fig, ax = _axes(ax)
     paths = results.paths
-    ok = paths["irr_status"].isin(["defined", "total_loss"]).to_numpy()
-    irr = paths["investor_irr"].to_numpy()[ok]
+    irr = ranked_irr(paths)
+    ok = np.isfinite(irr)
+    irr = irr[ok]
     p_loss = float((paths["investor_moic"] < 1 - 1e-12).mean())
     lo = max(np.nanmin(irr), -1.0) if irr.size else -1.0
     bins = np.linspace(lo, max(np.nanmax(irr), 0.0) + 1e-9, 60) if irr.size else 10

@@ -44,7 +44,7 @@ from scipy import optimize, special, stats
 
 from .cashflows import settle
 from .contracts import JOURNEY_PROBABILITIES, Contract, Journey, Prior
-from .metrics import N_BATCHES, path_metrics
+from .metrics import N_BATCHES, path_metrics, ranked_irr
 from .montecarlo import GroupOutcomes, Outcomes, block_size, draw_parameters, simulate_group
 
 #: Smallest non-zero prior sd the scenario loader accepts (smaller: a known value).
@@ -167,8 +167,7 @@ def _unit(measure: str) -> str:
 def _per_path(paths: pd.DataFrame, measure: str) -> np.ndarray:
     """The per-path values behind ``measure`` (IRR: NaN where it is not defined)."""
     if measure == "investor_irr_median":
-        ok = paths["irr_status"].isin(["defined", "total_loss"]).to_numpy()
-        return np.where(ok, paths["investor_irr"].to_numpy(dtype=float), np.nan)
+        return ranked_irr(paths)
     if measure == "probability_of_loss":
         return (paths["investor_moic"].to_numpy(dtype=float) < 1 - 1e-12).astype(float)
     if measure not in paths.columns or measure == "irr_status":

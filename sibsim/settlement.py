@@ -71,7 +71,9 @@ def settle(contract: Contract, observed: Observed | str | Path) -> Settlement:
 
     flows = np.concatenate([cash.distributions[0] + cash.guarantee_payouts[0] - cash.capital_calls[0],
                             cash.investor_net], axis=0)  # (I + 1, T)
-    rates = irr(flows)
+    inflows = np.concatenate([cash.distributions[0] + cash.guarantee_payouts[0],
+                              (cash.distributions[0] + cash.guarantee_payouts[0]).sum(axis=0, keepdims=True)])
+    rates = irr(flows, received=inflows)  # receipts kept apart from calls: a netted month is not a total loss
     called = np.append(cash.capital_calls[0].sum(axis=1), cash.capital_calls[0].sum())
     received = np.append((cash.distributions[0] + cash.guarantee_payouts[0]).sum(axis=1),
                          (cash.distributions[0] + cash.guarantee_payouts[0]).sum())

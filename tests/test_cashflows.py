@@ -239,7 +239,10 @@ def check_ledgers(contract: Contract, cash: Cashflows, check_irr: bool = True, o
     assert (cash.outcome_payments_due >= 0).all()
     assert (cash.defaulted_by_payer >= 0).all()
     assert (cash.defaulted_by_payer <= cash.outcome_payments_due + EUR_TOL).all()
-    assert (cash.retained_by_payer >= -EUR_TOL).all()
+    # Withheld money (every investor at its cap) is a stock: retained is its monthly change, and it
+    # can be paid out later (negative retained), never more than was withheld.
+    close(np.cumsum(cash.retained_by_payer, axis=1), cash.withheld_by_payer)
+    assert (cash.withheld_by_payer >= -EUR_TOL).all()
     assert (cash.recycled >= 0).all() and (cash.vehicle_cash >= -EUR_TOL).all()
     # Net payments can dip below 0 only where held (recycling) money is handed back; never cumulatively.
     assert (np.cumsum(cash.outcome_payments, axis=1) >= -EUR_TOL).all()
@@ -266,9 +269,11 @@ def check_ledgers(contract: Contract, cash: Cashflows, check_irr: bool = True, o
             defaults[:, pay_months] = outcomes.payer_default
         assert (cash.defaulted_by_payer[~defaults] == 0).all()
         close(cash.defaulted_by_payer[defaults], cash.outcome_payments_due[defaults])
-    # Payment cap on the cumulative amount due (hence also paid).
+    # Payment cap on what the payer pays or still owes (due and not defaulted), hence on what it pays.
     if contract.payer.payment_cap is not None:
-        assert (np.cumsum(cash.outcome_payments_due, axis=1) <= contract.payer.payment_cap + EUR_TOL).all()
+        owed = np.cumsum(cash.outcome_payments_due - cash.defaulted_by_payer, axis=1)
+        assert (owed <= contract.payer.payment_cap + EUR_TOL).all()
+        assert (np.cumsum(cash.outcome_payments, axis=1) <= contract.payer.payment_cap + EUR_TOL).all()
     # Payments fall due only at measurement (or trigger) months + lag.
     off = np.ones(T, bool)
     off[pay_months] = False
@@ -656,8 +661,9 @@ def test_distribute_in_isolation_two_classes_pro_rata_and_caps():
     calls = np.zeros((3, 5))
     calls[:, 0] = [60, 20, 20]
     due = np.array([[0, 40, 60, 10, 0.0]])
-    out = distribute(contract, calls, due)
+    out, withheld = distribute(contract, calls, due)
     cents(out[0], [[0, 30, 30, 0, 0], [0, 10, 10, 0, 0], [0, 0, 20, 10, 0]])
+    cents(withheld[0], [0, 0, 0, 0, 0])
 
 
 def test_distribute_never_negative_after_round_off():
@@ -671,7 +677,7 @@ def test_distribute_never_negative_after_round_off():
     calls = np.zeros((4, 3))
     calls[:, 0] = [1, 85, 19_979, 85]
     due = np.array([[0.0, 141_333.29, 0.0]])
-    out = distribute(contract, calls, due)
+    out, _ = distribute(contract, calls, due)
     assert (out >= 0).all()
     assert out[0, 0].max() < 1e-9  # the junior gets (essentially) nothing behind uncapped seniors
     cents(out[0, 1:, 1], 141_333.29 * np.array([85, 19_979, 85]) / 20_149)
@@ -872,10 +878,11 @@ def test_property_distribute_caps_and_order(investor_specs, seed):
     calls = (w / w.sum())[:, None] * needs[None, :]
     due = rng.exponential(3e4, (P, T)) * (rng.random((P, T)) < 0.3)
     due[:, 0] = 0.0  # payments fall due from month 1 (first measurement) on
-    out = distribute(contract, calls, due)
-    assert (out >= 0).all()
+    out, withheld = distribute(contract, calls, due)
+    assert (out >= 0).all() and (withheld >= 0).all()
     paid = out.sum(axis=1)
-    assert (paid <= due + EUR_TOL).all()
+    # Paid out of this month's cash and what was withheld before, never more.
+    np.testing.assert_allclose(np.cumsum(paid, axis=1) + withheld, np.cumsum(due, axis=1), rtol=0, atol=EUR_TOL)
     # Pro rata within a class: where no member of a class reaches its cap in a month, the
     # class's members are paid in proportion to their commitments.
     growth = np.array([1.0 if i.return_cap is None else (1.0 + i.return_cap) ** (1 / 12) for i in investors])
@@ -900,6 +907,7 @@ def test_property_distribute_caps_and_order(investor_specs, seed):
     cash = Cashflows(capital_calls=pad(np.broadcast_to(calls, (P,) + calls.shape)), distributions=pad(out),
                      guarantee_payouts=np.zeros((P, len(investors), T_h)), guarantor_payments=np.zeros((0, P, T_h)),
                      outcome_payments_due=pad(due), defaulted_by_payer=zeros, retained_by_payer=pad(due - paid),
+                     withheld_by_payer=np.pad(withheld, [(0, 0), (0, T_h - T)], mode="edge"),
                      outcome_payments=pad(paid), recycled=zeros, vehicle_cash=zeros, gross_savings=zeros,
                      provider_funding=np.broadcast_to(needs_h, (P, T_h)), investor_fees=zeros,
                      payer_fees=np.zeros(T_h), measured_outcomes=np.zeros((P, 4, 2)),

@@ -825,9 +825,14 @@ def test_property_payments_due_monotone_in_treated_outcomes(case):
     check_ledgers(contract, cash_more, check_irr=False, outcomes=more)
     # Rate card, savings share, tiers and triggers on increasing measures (and the review: more
     # outcomes never terminate a contract that ran): what is owed never falls, at any month.
-    owed = np.cumsum(cash.outcome_payments_due, axis=1)
-    owed_more = np.cumsum(cash_more.outcome_payments_due, axis=1)
-    assert (owed_more >= owed - EUR_TOL).all()
+    # (The payment cap counts payments not defaulted on: with defaults and a cap, more outcomes can
+    # fill the cap with honoured payments where fewer left room after a missed one, so the total
+    # due, defaulted part included, can fall; what is paid or owed then is checked in
+    # tests/test_trust_money.py.)
+    if base.payer_default is None or contract.payer.payment_cap is None:
+        owed = np.cumsum(cash.outcome_payments_due, axis=1)
+        owed_more = np.cumsum(cash_more.outcome_payments_due, axis=1)
+        assert (owed_more >= owed - EUR_TOL).all()
     assert (cash_more.terminated <= cash.terminated).all()
     # Without return caps nothing is retained, so without defaults what is paid never falls either.
     # (With defaults it can: more outcomes may move money from a payment that is honoured to one

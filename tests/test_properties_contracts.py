@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from sibsim import simulate
 from sibsim.cashflows import settle
 from sibsim.contracts import JOURNEY_PROBABILITIES, MEASURABLE, Contract
-from sibsim.irr import IRR_DEFINED, IRR_TOTAL_LOSS, irr, npv
+from sibsim.irr import IRR_DEFINED, IRR_NET_OUTFLOWS, IRR_TOTAL_LOSS, irr, npv
 from sibsim.metrics import path_metrics
 from sibsim.montecarlo import GroupOutcomes, Outcomes, block_size, simulate_outcomes
 from sibsim.scenario import contract_from_dict
@@ -215,9 +215,10 @@ def check_identities(contract: Contract, cash) -> None:
     close(cash.net_savings, cash.gross_savings - cash.outcome_payments - cash.payer_fees[None, :] - payer_guarantees)
 
 
-def check_npv_at_irr(flows: np.ndarray) -> np.ndarray:
-    """npv(flows, irr(flows)) ~ 0 where the IRR is defined; -100 % only for a total loss."""
-    res = irr(flows)
+def check_npv_at_irr(flows: np.ndarray, received: np.ndarray | None = None) -> np.ndarray:
+    """npv(flows, irr(flows)) ~ 0 where the IRR is defined; -100 % only for a total loss (nothing
+    ``received``); money received but every month's net flow an outflow: no IRR, not a total loss."""
+    res = irr(flows, received=received)
     ok = res.status == IRR_DEFINED
     scale = np.abs(flows).sum(axis=1)
     if ok.any():
@@ -226,6 +227,10 @@ def check_npv_at_irr(flows: np.ndarray) -> np.ndarray:
     loss = res.status == IRR_TOTAL_LOSS
     assert (res.rate[loss] == -1.0).all()
     assert ((flows[loss] <= 0).all(axis=1)).all()
+    if received is not None:
+        assert (received[loss] == 0).all()
+        netted = res.status == IRR_NET_OUTFLOWS
+        assert ((flows[netted] <= 0).all(axis=1) & (received[netted] > 0).any(axis=1)).all()
     assert np.isnan(res.rate[~(ok | loss)]).all()
     return res.status
 
@@ -283,10 +288,11 @@ def test_generated_contracts_conserve_cash_and_respect_every_cap(doc, n_paths, s
         check_path_metrics(contract, cash, frame)
         # npv(irr) ~ 0: all investors together, and each investor alone.
         flows = (cash.distributions + cash.guarantee_payouts - cash.capital_calls)
-        status = check_npv_at_irr(flows.sum(axis=1))
+        received = cash.distributions + cash.guarantee_payouts
+        status = check_npv_at_irr(flows.sum(axis=1), received.sum(axis=1))
         np.testing.assert_array_equal(status, frame["irr_status"].cat.codes.to_numpy())
         for i in range(len(contract.investors)):
-            check_npv_at_irr(flows[:, i])
+            check_npv_at_irr(flows[:, i], received[:, i])
         # What the generated contracts exercised (pytest --hypothesis-show-statistics).
         cap = contract.payer.payment_cap
         for label, hit in (("payment cap binds", cap is not None and (cash.outcome_payments_due.sum(axis=1)
