@@ -1,7 +1,9 @@
 """Trust: nothing in a scenario is silently misread.
 
-Each test here failed on the loader before the rule it checks (except where a test pins down a
-decision that the old code happened to share, said so in its docstring):
+Each test here failed on the loader before the rule it checks, except five that pin down what
+stays as it was: a prior in the other form replaces the base's, ``sd = 0`` written out is a known
+value, a prior without a mean is refused, a base named ``base.v2.toml`` loads, and names with inner
+spaces and letters of any script are fine.  The rules:
 
 * a variant writing ``{ mean = ... }`` over a base prior keeps the base's sd (item 10);
 * ``extends`` is a bare file name next to the variant; every scenario file is a regular file of at
