@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import tomllib
 from pathlib import Path
 
 import pandas as pd
 
 from .contracts import JOURNEY_PROBABILITIES, Contract, Prior
-from .errors import ScenarioError
+from .errors import OutputError, ScenarioError
+from .scenario import read_scenario_bytes
 
 GROUPS = {"treated": "journey", "comparison": "comparison.journey"}
 
@@ -52,7 +52,7 @@ def load_evidence(path: str | Path) -> list[Evidence]:
     """Read an evidence file; every problem reported as ``file: field: rule``."""
     name = str(path)
     try:
-        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        doc = tomllib.loads(read_scenario_bytes(Path(path)).decode("utf-8"))  # regular, bounded: never hangs
     except FileNotFoundError:
         raise ScenarioError(f"{name}: file not found") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError) as exc:
@@ -140,12 +140,26 @@ def update(contract: Contract, evidence: list[Evidence]) -> tuple[Contract, pd.D
 
 
 def variant_toml(base_file: Path, target: Path, table: pd.DataFrame, title: str) -> str:
-    """A scenario that ``extends`` the base and holds the posterior priors as ``{alpha, beta}``."""
-    rel = os.path.relpath(Path(base_file).resolve(), Path(target).resolve().parent)
+    """A scenario that ``extends`` the base and holds the posterior priors as ``{alpha, beta}``.
+
+    ``extends`` names a base file in the same directory (a bare file name), so ``target`` must be
+    next to ``base_file``: the variant used to name its base by a relative path (``../..``), which
+    the loader no longer follows.
+
+    Raises
+    ------
+    OutputError
+        If ``target`` is not in the directory of ``base_file``.
+    """
+    base, target = Path(base_file), Path(target)
+    if base.resolve().parent != target.resolve().parent:
+        raise OutputError(f"{target}: must be in the directory of {base} (the updated scenario extends it by "
+                          f"its bare file name, {base.name}); write it there, e.g. --out "
+                          f"{base.parent / target.name}")
     lines = [
         "# Posterior of a mid-term update (sibsim update): the base scenario with its journey priors",
         "# updated by observed counts (Beta-binomial). Only the changed priors are here.",
-        f'extends = "{rel}"', "", "[meta]", f"title = {_toml_string(title)}", "",
+        f"extends = {_toml_string(base.name)}", "", "[meta]", f"title = {_toml_string(title)}", "",
     ]
     for group, section in GROUPS.items():
         part = table[(table["group"] == group) & (table["note"] == "")]

@@ -115,7 +115,10 @@ def cmd_run(args) -> int:
     manifest = {
         "sibsim_version": __version__,
         "scenario_path": str(scenario.resolve()),
-        "scenario_sha256": hashlib.sha256(scenario.read_bytes()).hexdigest(),
+        # Every file read (a variant, then the bases it extends) and one hash over them all: a
+        # changed base changes the results, so it must change the record too.
+        "scenario_sha256": contract.files_sha256,
+        "scenario_files": [{"path": str(Path(p).resolve()), "sha256": sha} for p, sha in contract.files],
         "title": contract.title,
         "n_paths": results.n_paths,
         "seed": args.seed,
@@ -285,9 +288,12 @@ def cmd_validate(args) -> int:
                 print(line)
             status = 1
             continue
+        # Amounts in the scenario's own currency; the term apart from the months followed after it.
         print(f"{name}: ok: {contract.title}; {contract.n_participants} participants in "
-              f"{len(contract.cohorts)} cohorts; EUR {contract.total_commitment:,.0f} committed by "
-              f"{len(contract.investors)} investors; {contract.horizon_months} months")
+              f"{len(contract.cohorts)} cohorts; {contract.currency} {contract.total_commitment:,.0f} committed by "
+              f"{len(contract.investors)} investors; term {contract.term_months} months, tail "
+              f"{contract.tail_months} months, horizon {contract.horizon_months} months (to the last payment "
+              f"or saving followed)")
     return status
 
 

@@ -18,6 +18,7 @@ Conventions
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -393,6 +394,12 @@ class Contract:
     recycling: bool = False
     meta: tuple[tuple[str, object], ...] = field(default=(), compare=False)
     source: str = field(default="", compare=False)
+    #: ``(path, sha256)`` of every file the loader read: the scenario first, then each base it
+    #: ``extends``.  A variant's results depend on its bases, so a record of a run must hash them all.
+    files: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    #: Fields the scenario left out that took their documented default (e.g.
+    #: ``analysis.investor_discount_rate``, 0), so a report can say a value was assumed, not given.
+    defaulted: tuple[str, ...] = field(default=(), compare=False)
 
     # --- derived quantities -------------------------------------------------
     @property
@@ -411,6 +418,30 @@ class Contract:
         """What an outcome stands for in this deal (``meta.outcome_labels``), e.g. a first reconviction."""
         labels = dict(dict(self.meta).get("outcome_labels", ()))
         return labels.get(outcome, outcome.replace("_", " "))
+
+    @property
+    def files_sha256(self) -> str:
+        """One SHA-256 for every file read (:attr:`files`).
+
+        For a single file, the SHA-256 of its bytes (as ``sha256sum`` prints it); for a variant and
+        its bases, the SHA-256 of their digests, one per line, top first: it changes when any
+        of them does.  Empty if the contract was not loaded from files.
+        """
+        if len(self.files) == 1:
+            return self.files[0][1]
+        if not self.files:
+            return ""
+        return hashlib.sha256("".join(f"{sha}\n" for _, sha in self.files).encode("ascii")).hexdigest()
+
+    @property
+    def start(self) -> str | None:
+        """``meta.start`` as ISO text (``YYYY-MM`` or ``YYYY-MM-DD``), or ``None`` if not given."""
+        value = dict(self.meta).get("start")
+        return None if value is None else str(value)
+
+    def is_default(self, name: str) -> bool:
+        """Whether a field (e.g. ``"analysis.public_discount_rate"``) took its default, not given in the file."""
+        return name in self.defaulted
 
     @property
     def currency(self) -> str:

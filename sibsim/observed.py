@@ -30,7 +30,7 @@ import numpy as np
 from .contracts import MEASURABLE, Contract
 from .errors import ScenarioError
 from .montecarlo import GroupOutcomes, Outcomes
-from .scenario import _join, _show, parse_toml
+from .scenario import _join, _show, parse_toml, read_scenario_bytes
 
 #: Largest count accepted (a comparison group of 1e8 members over 1,800 months is 1.8e11 months):
 #: beyond it prices x counts could overflow to inf and the ledgers to NaN.
@@ -59,7 +59,9 @@ def load_observed(path: str | Path) -> Observed:
     path = Path(path)
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")  # -sig: a spreadsheet's byte-order mark is not a column name
+        # A regular file of at most 1 MB, read with a bounded read (a FIFO hung, /dev/zero was read without end);
+        # -sig: a spreadsheet's byte-order mark is not a column name.
+        text = read_scenario_bytes(path).decode("utf-8-sig")
     except FileNotFoundError:
         raise ScenarioError(f"{name}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:

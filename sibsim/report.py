@@ -220,7 +220,7 @@ class _Calendar:
 
     def __init__(self, start):
         self.start = None
-        m = re.fullmatch(r"(\d{4})-(\d{1,2})", str(start or "").strip())
+        m = re.fullmatch(r"(\d{4})-(\d{1,2})(?:-\d{1,2})?", str(start or "").strip())  # YYYY-MM or YYYY-MM-DD
         if m and 1 <= int(m.group(2)) <= 12:
             self.start = (int(m.group(1)), int(m.group(2)) - 1)
 
@@ -1098,9 +1098,8 @@ class _Memo:
     def method(self) -> str:
         c, r = self.c, self.r
         source = Path(c.source).name if c.source else None
-        sha = None
-        if c.source and Path(c.source).is_file():
-            sha = hashlib.sha256(Path(c.source).read_bytes()).hexdigest()
+        # The files as the loader read them (a variant and its bases), not as they are now on disk.
+        sha = c.files_sha256 or None
         from . import __version__
 
         cmd = None
@@ -1128,7 +1127,9 @@ class _Memo:
         repro = [f"sibsim version {__version__}",
                  f"{r.n_paths:,} simulated futures, seed {self.seed_text()}"]
         if source:
-            repro.append(f"scenario file {source}" + (f" (SHA-256 {sha})" if sha else ""))
+            bases = ", ".join(Path(p).name for p, _ in c.files[1:])
+            repro.append(f"scenario file {source}" + (f" extending {bases}" if bases else "")
+                         + (f" (SHA-256 {sha}{' over all of them' if bases else ''})" if sha else ""))
         return ('<section id="method"><h2>7. Method and caveats</h2>'
                 "<h3>How the simulation works</h3>"
                 f"<p>Participants enter the programme in {len(c.cohorts)} group{'s' if len(c.cohorts) != 1 else ''} "

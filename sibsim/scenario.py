@@ -8,10 +8,15 @@ The full schema is documented in ``docs/scenario.md``.
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import math
+import os
 import re
+import stat
 import tomllib
+import unicodedata
 from pathlib import Path
 
 from .contracts import (
@@ -41,9 +46,27 @@ from .errors import ScenarioError
 _MISSING = object()
 #: Longest month index accepted anywhere (50 years): keeps ledgers bounded.
 MAX_MONTH = 600
-#: Largest amount accepted (EUR 1e12): beyond it float64 cents are no longer exact.
+#: Largest amount accepted (1e12 in the scenario's currency): beyond it float64 cents are no longer exact.
 MAX_AMOUNT = 1e12
+#: Smallest positive amount accepted (one cent): a smaller one is a unit mistake or noise, and a
+#: capital call of 1e-300 gives a multiple of 1e304 (an overflow), not a result.
+MIN_AMOUNT = 0.01
+#: Smallest total capital call (budget + investor fees), one unit of the currency: multiples and IRRs
+#: are ratios to it, so it must not be vanishingly small.
+MIN_CAPITAL = 1.0
 MAX_PARTICIPANTS = 1_000_000
+#: Largest comparison group per treated participant, and comparison-group members in all: the
+#: comparison group is simulated member by member like the treated group, so memory per worker
+#: grows with it (a group 100 x the treated one needed 3.7 GB a worker), while the precision gained
+#: beyond a few times the treated group is negligible.
+MAX_SIZE_RATIO = 10
+MAX_COMPARISON_MEMBERS = 1_000_000
+#: Largest annual rate (return cap, discount rate, indexation): 1 is 100 % a year.  A rate written as
+#: a percentage (10 for 10 %) would otherwise be read as 1,000 % a year.
+MAX_ANNUAL_RATE = 1
+#: Largest scenario file read (1 MB; a scenario is a few kB): read with a bounded read, so a huge
+#: file or a device such as /dev/zero cannot exhaust memory.
+MAX_FILE_BYTES = 1_000_000
 #: Smallest non-zero prior standard deviation (Beta parameters stay below ~1e12).
 MIN_PRIOR_SD = 1e-6
 #: Smallest Beta parameter accepted: below it alpha + beta, or the smaller one against the larger,
@@ -54,10 +77,17 @@ MAX_KEY_PARTS = 100
 
 
 def _describe(value: object) -> str:
+    """A value as the user wrote it in TOML terms (never a Python repr such as ``datetime.date(...)``)."""
     if isinstance(value, bool):
         return f"boolean {str(value).lower()}"
     if isinstance(value, str):
         return f"string {value!r}"
+    if isinstance(value, datetime.datetime):  # before date: a datetime is a date too
+        return f"date-time {value.isoformat()}"
+    if isinstance(value, datetime.date):
+        return f"date {value.isoformat()}"
+    if isinstance(value, datetime.time):
+        return f"time {value.isoformat()}"
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
@@ -80,9 +110,13 @@ def _show(value: int | float) -> str:
 class _Checker:
     """Collects problems while reading a parsed TOML document."""
 
-    def __init__(self, file: str):
+    def __init__(self, file: str, currency: str = "EUR"):
         self.file = file
+        self.currency = currency  # every amount in a message is written in it
         self.problems: list[str] = []
+        #: Fields left out that took their documented default (e.g. a discount rate of 0), so a
+        #: report can say that a value was assumed, not given.
+        self.defaulted: list[str] = []
 
     def problem(self, field: str, rule: str) -> None:
         self.problems.append(f"{self.file}: {field}: {rule}")
@@ -114,10 +148,15 @@ class _Checker:
         return data
 
     # -- scalars --------------------------------------------------------------
+    def _note_default(self, data, key: str, field: str, default) -> None:
+        if isinstance(data, dict) and key not in data and default is not _MISSING and default is not None:
+            self.defaulted.append(_join(field, key))
+
     def string(self, data: dict, key: str, field: str, default=_MISSING):
         value = data.get(key, default)
         if value is _MISSING:
             return None  # already reported by table()
+        self._note_default(data, key, field, default)
         if not isinstance(value, str) or not value.strip():
             self.problem(_join(field, key), f"must be a non-empty string, got {_describe(value)}")
             return None
@@ -128,7 +167,81 @@ class _Checker:
         value = data.get(key, default)
         if value is _MISSING:
             return None
+        self._note_default(data, key, field, default)
         return self.check_number(value, _join(field, key), integer=integer, gt=gt, ge=ge, le=le, lt=lt)
+
+    def amount(self, data: dict, key: str, field: str, *, default=_MISSING, gt=None, ge=None, le=MAX_AMOUNT):
+        """A number of money: within its bounds, and 0 or at least a cent (:data:`MIN_AMOUNT`)."""
+        value = self.number(data, key, field, default=default, gt=gt, ge=ge, le=le)
+        return self.check_cents(value, _join(field, key), zero_allowed=gt is None)
+
+    def check_cents(self, value, field: str, zero_allowed: bool = True):
+        if value is not None and 0 < value < MIN_AMOUNT:
+            rule = f"must be 0 or >= {MIN_AMOUNT:g}" if zero_allowed else f"must be >= {MIN_AMOUNT:g}"
+            self.problem(field, f"{rule} (one cent: a smaller amount is a unit mistake), "
+                         f"got {_show(value)}")
+            return None
+        return value
+
+    def annual_rate(self, data: dict, key: str, field: str, *, default=_MISSING, ge=None, gt=None):
+        """An effective annual rate, at most :data:`MAX_ANNUAL_RATE` (1 = 100 % a year).
+
+        A rate written as a percentage (``10`` meant as 10 %) is refused with the fraction it
+        probably means, rather than read as 1,000 % a year.
+        """
+        value = data.get(key, default) if isinstance(data, dict) else _MISSING
+        if value is _MISSING or value is None:
+            return None
+        self._note_default(data, key, field, default)
+        f = _join(field, key)
+        low = ge if ge is not None else gt
+        # Beyond 100 % a year, or at or below -100 %: the number reads as a percentage.
+        if _is_number(value) and abs(value) < 1e300 and (value > MAX_ANNUAL_RATE or (low is not None and value <= -1 and value < low)):
+            hint = value / 100
+            in_range = hint <= MAX_ANNUAL_RATE and (low is None or (hint >= low if ge is not None else hint > low))
+            rule = (f"must be <= {MAX_ANNUAL_RATE:g} (an annual rate: 0.10 is 10 %)" if value > MAX_ANNUAL_RATE
+                    else f"must be {'>=' if ge is not None else '>'} {low:g} (an annual rate: -0.05 is -5 %)")
+            hint = float(f"{hint:.12g}")  # 12.5 / 100 is 0.125, not 0.12500000000000001
+            self.problem(f, f"{rule}, got {_show(value)}" + (f"; did you mean {_show(hint)}?" if in_range else ""))
+            return None
+        return self.check_number(value, f, ge=ge, gt=gt, le=MAX_ANNUAL_RATE)
+
+    def name(self, data: dict, key: str, field: str, default=_MISSING):
+        """A name: a non-empty string that reads as it prints.
+
+        Names identify parties (an investor named by a guarantee, the payer as a guarantor), so two
+        names that look the same must be the same: no leading or trailing white space, and no
+        control, format (zero-width, byte-order mark, direction marks) or line-separator characters.
+        """
+        value = self.string(data, key, field, default)
+        return None if value is None else self.check_name(value, _join(field, key))
+
+    def check_name(self, value: str, field: str):
+        if value != value.strip():
+            self.problem(field, f"must not begin or end with white space, got {_describe(value)}")
+            return None
+        hidden = sorted({ch for ch in value if unicodedata.category(ch) in _HIDDEN_CATEGORIES})
+        if hidden:
+            codes = ", ".join(f"U+{ord(ch):04X}" for ch in hidden)
+            self.problem(field, f"must not contain control or invisible characters ({codes}), got {_describe(value)}")
+            return None
+        return value
+
+    def unique_name(self, value, field: str, seen: dict) -> bool:
+        """Report a name equal to an earlier one (``seen``: key -> (field, name)) once normalised."""
+        if value is None:
+            return True
+        key = name_key(value)
+        if key in seen:
+            first_field, first = seen[key]
+            if first == value:
+                self.problem(field, f"must be unique, {value!r} appears twice (duplicate of {first_field})")
+            else:
+                self.problem(field, f"must be unique, {value!r} is a duplicate of {first_field} {first!r} "
+                             f"(the same name but for case, spacing or Unicode form)")
+            return False
+        seen[key] = (field, value)
+        return True
 
     def check_number(self, value, field: str, *, integer=False, gt=None, ge=None, le=None, lt=None):
         if value is None:
@@ -156,6 +269,7 @@ class _Checker:
 
     def boolean(self, data: dict, key: str, field: str, default: bool):
         value = data.get(key, default)
+        self._note_default(data, key, field, default)
         if not isinstance(value, bool):
             self.problem(_join(field, key), f"must be true or false, got {_describe(value)}")
             return None
@@ -165,6 +279,7 @@ class _Checker:
         value = data.get(key, default)
         if value is _MISSING:
             return None
+        self._note_default(data, key, field, default)
         if value not in options:
             self.problem(_join(field, key), f"must be one of {', '.join(options)}, got {_describe(value)}")
             return None
@@ -187,9 +302,17 @@ class _Checker:
                                      f"is lost in float64 arithmetic), got {_show(v)}")
                         a = b = None
                 return Prior.from_alpha_beta(a, b) if a is not None and b is not None else None
-            self.table(value, field, required=("mean",), optional=("sd",))
+            # sd is required: a table without it used to mean sd = 0, so a variant writing only a new
+            # mean silently turned an uncertain prior into a known value. A known value is a number.
+            self.table(value, field, optional=("mean", "sd"))
+            for key in ("mean", "sd"):
+                if key not in value:
+                    why = ("" if key == "mean" else
+                           f" (a prior needs its sd; a known rate is written as a number, e.g. "
+                           f"{field.rsplit('.', 1)[-1]} = {_show(value['mean']) if _is_number(value.get('mean')) else '0.03'})")
+                    self.problem(_join(field, key), f"missing required field{why}")
             mean = self.probability(value.get("mean"), _join(field, "mean")) if "mean" in value else None
-            sd = self.number(value, "sd", field, default=0.0, ge=0, le=1)
+            sd = self.number(value, "sd", field, ge=0, le=1)
             if mean is None or sd is None:
                 return None
             if 0 < sd < MIN_PRIOR_SD:
@@ -239,7 +362,7 @@ class _Checker:
                     ok = False
                     continue
                 m = self.number(item, "month", fi, integer=True, ge=0, le=MAX_MONTH)
-                a = self.number(item, "amount", fi, ge=0, le=MAX_AMOUNT)
+                a = self.amount(item, "amount", fi, ge=0)
                 if m is None or a is None:
                     ok = False
                     continue
@@ -250,7 +373,7 @@ class _Checker:
                     continue
                 m0 = self.number(item, "from_month", fi, integer=True, ge=0, le=MAX_MONTH)
                 m1 = self.number(item, "to_month", fi, integer=True, ge=0, le=MAX_MONTH)
-                a = self.number(item, "per_month", fi, ge=0, le=MAX_AMOUNT)
+                a = self.amount(item, "per_month", fi, ge=0)
                 if m0 is None or m1 is None or a is None:
                     ok = False
                     continue
@@ -260,6 +383,28 @@ class _Checker:
                     continue
                 entries.extend((m, float(a)) for m in range(m0, m1 + 1))
         return Schedule(tuple(entries)) if ok else None
+
+
+def _is_number(value) -> bool:
+    """A TOML integer or finite float (an integer of any size: ``math.isfinite`` would overflow on it)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and (isinstance(value, int) or math.isfinite(value)))
+
+
+#: Unicode categories refused in names: control (Cc), format (Cf: zero-width space and joiners,
+#: byte-order mark, direction marks), line and paragraph separators (Zl, Zp), unassigned (Cn),
+#: surrogates (Cs) and private use (Co): none prints as itself.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cn", "Cs", "Co"})
+
+
+def name_key(name: str) -> str:
+    """What makes two names the same name: NFKC form, case folded, runs of white space as one space.
+
+    ``Alpha Fund``, ``alpha  fund`` and ``Alpha\u00a0Fund`` (a no-break space) share one key, as do
+    an ``é`` written as one character (NFC) and as ``e`` plus a combining accent (NFD).
+    """
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return " ".join(folded.split())
 
 
 def _join(field: str, key: str) -> str:
@@ -303,6 +448,26 @@ def _savings_share(c: _Checker, value, field: str) -> SavingsShare | None:
     return None if rate is None else SavingsShare(float(rate))
 
 
+def _start_date(c: _Checker, value, field: str) -> str | None:
+    """A start date as ISO text (``YYYY-MM`` or ``YYYY-MM-DD``), from a TOML date or such a string.
+
+    Anything else (``"yesterday"``, ``"04/2015"``) is refused: it was accepted, and reports then
+    silently dropped every calendar date.
+    """
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
+        return value.isoformat()
+    m = re.fullmatch(r"(\d{4})-(\d{2})(?:-(\d{2}))?", value) if isinstance(value, str) else None
+    if m:
+        try:
+            datetime.date(int(m.group(1)), int(m.group(2)), int(m.group(3) or 1))
+            return value
+        except ValueError:
+            pass
+    c.problem(field, f"must be a date: a TOML date (2015-04-01) or an ISO date string 'YYYY-MM-DD' or 'YYYY-MM', "
+              f"got {_describe(value)}")
+    return None
+
+
 def _tier(c: _Checker, item, field: str) -> TierTable | None:
     t = c.table(item, field, required=("outcome", "measure", "points"), optional=("interpolation", "minimum"))
     if t is None:
@@ -314,15 +479,16 @@ def _tier(c: _Checker, item, field: str) -> TierTable | None:
     raw = t.get("points")
     if "points" in t:
         if not isinstance(raw, list) or not raw:
-            c.problem(_join(field, "points"), f"must be a non-empty array of [improvement, EUR] pairs, got {_describe(raw)}")
+            c.problem(_join(field, "points"), f"must be a non-empty array of [improvement, {c.currency}] pairs, "
+                      f"got {_describe(raw)}")
             return None
         for j, pair in enumerate(raw):
             f = f"{field}.points[{j}]"
             if not isinstance(pair, list) or len(pair) != 2:
-                c.problem(f, f"must be an [improvement, EUR] pair, got {_describe(pair)}")
+                c.problem(f, f"must be an [improvement, {c.currency}] pair, got {_describe(pair)}")
                 return None
             x = c.check_number(pair[0], f"{f}[0]", ge=-1e6, le=1e6)
-            y = c.check_number(pair[1], f"{f}[1]", ge=0, le=MAX_AMOUNT)
+            y = c.check_cents(c.check_number(pair[1], f"{f}[1]", ge=0, le=MAX_AMOUNT), f"{f}[1]")
             if x is None or y is None:
                 return None
             points.append((float(x), float(y)))
@@ -351,7 +517,7 @@ def _trigger(c: _Checker, item, field: str) -> CohortTrigger | None:
     follow_up = c.number(t, "follow_up_months", field, integer=True, ge=1, le=MAX_MONTH)
     cohort = c.number(t, "cohort_threshold", field, ge=-1e6, le=1e6)
     pooled = c.number(t, "pooled_threshold", field, ge=-1e6, le=1e6)
-    price = c.number(t, "price", field, ge=0, le=MAX_AMOUNT)
+    price = c.amount(t, "price", field, ge=0)
     if cohort is not None and pooled is not None and cohort < pooled:
         c.problem(_join(field, "cohort_threshold"), f"thresholds out of order: the early per-cohort bar must be "
                   f">= the pooled bar ({_show(pooled)}), got {_show(cohort)}")
@@ -379,7 +545,7 @@ def _guarantee(c: _Checker, item, field: str, investors: list, complete: bool = 
     t = c.table(item, field, required=("guarantor", "share"), optional=("investors", "classes", "cap"))
     if t is None:
         return None
-    guarantor = c.string(t, "guarantor", field)
+    guarantor = c.name(t, "guarantor", field)
     if ("investors" in t) == ("classes" in t):
         c.problem(field, "name the covered investors or their classes: give exactly one of investors, classes")
         return None
@@ -400,13 +566,18 @@ def _guarantee(c: _Checker, item, field: str, investors: list, complete: bool = 
                 if not complete:  # an investor's own problem is reported: no follow-up line here
                     ok = False
                     continue
-                c.problem(f"{field}.{key}[{j}]", f"unknown {'class' if key == 'classes' else 'investor'} {name!r} "
-                          f"(known: {', '.join(n if n.isprintable() else repr(n) for n in sorted(known))})")
+                near = [n for n in known if name_key(n) == name_key(name)]
+                # A name must match exactly: one that differs only by case, spacing or Unicode form is
+                # refused with the name it probably means, never matched silently.
+                hint = (f"; did you mean {near[0]!r}? names must match exactly" if near else
+                        f" (known: {', '.join(n if n.isprintable() else repr(n) for n in sorted(known))})")
+                c.problem(f"{field}.{key}[{j}]", f"unknown {'class' if key == 'classes' else 'investor'} "
+                          f"{name!r}{hint}")
                 ok = False
             else:
                 covered += [n for n in known[name] if n not in covered]
     share = c.number(t, "share", field, gt=0, le=1)
-    cap = c.number(t, "cap", field, default=None, gt=0, le=MAX_AMOUNT)
+    cap = c.amount(t, "cap", field, default=None, gt=0)
     if not ok or None in (guarantor, share):
         return None
     return Guarantee(guarantor, tuple(covered), float(share), None if cap is None else float(cap))
@@ -423,8 +594,12 @@ def _journey(c: _Checker, data, field: str) -> Journey | None:
     return Journey(max_training_months=training, **priors)
 
 
-def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
-    """Build a :class:`Contract` from a parsed TOML document; raise :class:`ScenarioError`."""
+def contract_from_dict(doc: dict, file: str = "<scenario>",
+                       files: tuple[tuple[str, str], ...] = ()) -> Contract:
+    """Build a :class:`Contract` from a parsed TOML document; raise :class:`ScenarioError`.
+
+    ``files`` is recorded as :attr:`Contract.files`: ``(path, sha256)`` of every file read.
+    """
     c = _Checker(file)
     top = c.table(doc, "", required=[k for k, req in _TOP.items() if req], optional=list(_TOP))
     if top is None:
@@ -439,9 +614,17 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     for key in ("sources", "assumptions"):
         if key in meta and (not isinstance(meta[key], list) or not all(isinstance(s, str) for s in meta[key])):
             c.problem(f"meta.{key}", f"must be an array of strings, got {_describe(meta[key])}")
-    for key in ("description", "currency", "start", "notes"):
+    for key in ("description", "notes"):
         if key in meta:
             c.string(meta, key, "meta")
+    currency = meta.get("currency", "EUR")
+    if not (isinstance(currency, str) and re.fullmatch(r"[A-Z]{3}", currency)):
+        # Every amount in every output and message is labelled with it: it must be a code, on one line.
+        c.problem("meta.currency", f"must be a three-letter ISO 4217 code such as EUR, GBP or USD, "
+                  f"got {_describe(currency)}")
+    else:
+        c.currency = currency
+    start = _start_date(c, meta["start"], "meta.start") if "start" in meta else None
     if "outcome_labels" in meta:  # what the journey's outcomes stand for in this deal, for reports
         labels = c.table(meta["outcome_labels"], "meta.outcome_labels", optional=OUTCOMES)
         for key in OUTCOMES:
@@ -458,7 +641,7 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
 
     # [[investors]]
     investors = []
-    names = set()
+    names: dict[str, tuple[str, str]] = {}  # name_key -> (field, name) of the first investor so named
     protected: list[tuple[str, float, str]] = []  # (investor, share, field) protected by the payer
     investor_items = c.array_of_tables(g("investors"), "investors")
     for i, item in enumerate(investor_items):
@@ -467,13 +650,11 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
                     optional=("class", "return_cap", "seniority", "repayable", "capital_protection"))
         if t is None:
             continue
-        name = c.string(t, "name", f)
-        if name is not None and name in names:
-            c.problem(_join(f, "name"), f"must be unique, {name!r} appears twice")
-        names.add(name)
-        commitment = c.number(t, "commitment", f, gt=0, le=MAX_AMOUNT)
-        klass = c.string(t, "class", f, default="senior")
-        cap = c.number(t, "return_cap", f, default=None, ge=0, le=10)
+        name = c.name(t, "name", f)
+        c.unique_name(name, _join(f, "name"), names)
+        commitment = c.amount(t, "commitment", f, gt=0)
+        klass = c.name(t, "class", f, default="senior")
+        cap = c.annual_rate(t, "return_cap", f, default=None, ge=0)
         seniority = c.number(t, "seniority", f, default=1, integer=True, ge=1, le=100)
         repayable = c.boolean(t, "repayable", f, default=klass != "grant")
         protection = c.number(t, "capital_protection", f, default=0.0, ge=0, le=1)
@@ -486,7 +667,7 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     # [provider]
     provider = c.table(g("provider"), "provider", required=("name", "budget"), optional=("recycling",)) or {}
     recycling = c.boolean(provider, "recycling", "provider", default=False)
-    provider_name = c.string(provider, "name", "provider")
+    provider_name = c.name(provider, "name", "provider")
     budget = c.schedule(provider, "budget", "provider")
     if budget is not None and term_months is not None and budget.last_month >= term_months:
         c.problem("provider.budget", f"delivery must be budgeted within the term (months < {term_months}), "
@@ -496,12 +677,15 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     fees = []
     fee_items = c.array_of_tables(doc["fees"], "fees", min_len=0) if "fees" in doc else []
     fees_ok = "fees" not in doc or isinstance(doc["fees"], list)
+    fee_names: dict[str, tuple[str, str]] = {}
     for i, item in enumerate(fee_items):
         f = f"fees[{i}]"
         t = c.table(item, f, required=("name", "paid_by", "schedule"))
         if t is None:
             continue
-        name = c.string(t, "name", f)
+        name = c.name(t, "name", f)
+        if not c.unique_name(name, _join(f, "name"), fee_names):
+            name = None
         paid_by = t.get("paid_by")
         if "paid_by" in t and paid_by not in ("investors", "payer"):
             c.problem(_join(f, "paid_by"), f"must be 'investors' or 'payer', got {_describe(paid_by)}")
@@ -516,10 +700,10 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     p = c.table(g("payer"), "payer", required=("name",), optional=(
         "measurement_months", "payment_lag_months", "payment_cap", "savings_share", "rate_card", "tiers",
         "trigger", "default_probability", "review")) or {}
-    payer_name = c.string(p, "name", "payer")
+    payer_name = c.name(p, "name", "payer")
     measurement = c.month_list(p, "measurement_months", "payer", lo=1, hi=last_month) if "measurement_months" in p else ()
     lag = c.number(p, "payment_lag_months", "payer", default=0, integer=True, ge=0, le=MAX_MONTH)
-    cap = c.number(p, "payment_cap", "payer", default=None, gt=0, le=MAX_AMOUNT)
+    cap = c.amount(p, "payment_cap", "payer", default=None, gt=0)
     default_p = c.number(p, "default_probability", "payer", default=0.0, ge=0, lt=1)
     share = _savings_share(c, p.get("savings_share", 0.0), "payer.savings_share")
     rate_card: list[tuple[str, float]] = []
@@ -529,7 +713,7 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
         rate_card_ok = rc is not None and set(rc) <= set(RATE_CARD_KEYS)
         for key in RATE_CARD_KEYS:
             if rc is not None and key in rc:
-                price = c.number(rc, key, "payer.rate_card", ge=0, le=MAX_AMOUNT)
+                price = c.amount(rc, key, "payer.rate_card", ge=0)
                 if price is None:
                     rate_card_ok = False
                 elif key == "benefit_day_saved":  # a month holds 365.25 / 12 days on average
@@ -558,20 +742,23 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     s = c.table(g("savings"), "savings", required=("benefit",),
                 optional=("share_saved_when_employed", "annual_indexation")) or {}
     bands = []
+    band_names: dict[str, tuple[str, str]] = {}
     for i, item in enumerate(c.array_of_tables(s.get("benefit", []), "savings.benefit") if "benefit" in s else []):
         f = f"savings.benefit[{i}]"
         t = c.table(item, f, required=("age_band", "amount_per_month", "share"))
         if t is None:
             continue
-        band = c.string(t, "age_band", f)
-        amount = c.number(t, "amount_per_month", f, ge=0, le=1e7)
+        band = c.name(t, "age_band", f)
+        if not c.unique_name(band, _join(f, "age_band"), band_names):
+            band = None
+        amount = c.amount(t, "amount_per_month", f, ge=0, le=1e7)
         bshare = c.number(t, "share", f, ge=0, le=1)
         if None not in (band, amount, bshare):
             bands.append(BenefitBand(band, float(amount), float(bshare)))
     if bands and len(bands) == len(s.get("benefit", [])) and abs(sum(b.share for b in bands) - 1) > 1e-9:
         c.problem("savings.benefit", f"shares must add up to 1, got {sum(b.share for b in bands):.12g}")
     saved = c.number(s, "share_saved_when_employed", "savings", default=1.0, ge=0, le=1)
-    indexation = c.number(s, "annual_indexation", "savings", default=0.0, gt=-1, le=1)
+    indexation = c.annual_rate(s, "annual_indexation", "savings", default=0.0, gt=-1)
 
     # [[cohorts]]
     cohorts = []
@@ -591,8 +778,19 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     journey = _journey(c, g("journey"), "journey")
     comp = c.table(g("comparison"), "comparison", required=("journey",), optional=("size_ratio", "method")) or {}
     method = c.choice(comp, "method", "comparison", COUNTERFACTUAL_METHODS, default="comparison_group")
-    ratio = c.number(comp, "size_ratio", "comparison", default=1.0 if method == "expected" else _MISSING,
-                     gt=0, le=100)
+    ratio = c.number(comp, "size_ratio", "comparison", default=1.0 if method == "expected" else _MISSING, gt=0)
+    if ratio is not None and ratio > MAX_SIZE_RATIO:
+        c.problem("comparison.size_ratio", f"must be <= {MAX_SIZE_RATIO} (comparison-group members per treated "
+                  f"participant: memory grows with the group, precision hardly beyond a few times the treated "
+                  f"group), got {_show(ratio)}")
+        ratio = None
+    if ratio is not None and method == "comparison_group" and cohorts:
+        members = sum(max(round(co.size * ratio), 1) for co in cohorts)  # as Contract.comparison_sizes
+        if members > MAX_COMPARISON_MEMBERS:
+            c.problem("comparison.size_ratio", f"at most {MAX_COMPARISON_MEMBERS} comparison-group members in all "
+                      f"(each is simulated: memory per worker grows with them), got {members} "
+                      f"({_show(ratio)} x {sum(co.size for co in cohorts)} participants)")
+            ratio = None
     if method == "comparison_group" and "size_ratio" not in comp and isinstance(doc.get("comparison"), dict):
         c.problem("comparison.size_ratio", "missing required field (with method = 'comparison_group')")
     comp_journey = _journey(c, comp["journey"], "comparison.journey") if "journey" in comp else None
@@ -602,9 +800,11 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
                 optional=("investor_discount_rate", "public_discount_rate", "primary_outcome")) or {}
     # >= -0.9, not just > -1: discount factors (1 + r)^(-t/12) stay below 1e151 over the longest horizon
     # (1,801 months), so NPVs of any accepted amounts stay finite (closer to -1 they overflow: NaN NPVs).
-    inv_rate = c.number(a, "investor_discount_rate", "analysis", default=0.0, ge=-0.9, le=10)
-    pub_rate = c.number(a, "public_discount_rate", "analysis", default=0.0, ge=-0.9, le=10)
+    # The default of 0 is recorded in Contract.defaulted, so reports can say the rate was assumed.
+    inv_rate = c.annual_rate(a, "investor_discount_rate", "analysis", default=0.0, ge=-0.9)
+    pub_rate = c.annual_rate(a, "public_discount_rate", "analysis", default=0.0, ge=-0.9)
     primary = a.get("primary_outcome", "job_sustained")
+    c._note_default(a, "primary_outcome", "analysis", "job_sustained")
     if primary not in OUTCOMES:
         c.problem("analysis.primary_outcome", f"must be one of {', '.join(OUTCOMES)}, got {_describe(primary)}")
 
@@ -612,6 +812,12 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     guarantees = []
     for i, item in enumerate(c.array_of_tables(g("guarantees"), "guarantees", min_len=0) if "guarantees" in doc else []):
         guarantee = _guarantee(c, item, f"guarantees[{i}]", investors, 0 < len(investors) == len(investor_items))
+        if (guarantee is not None and payer_name is not None and guarantee.guarantor != payer_name
+                and name_key(guarantee.guarantor) == name_key(payer_name)):
+            # The payer's own guarantees count among its costs by exact name: a near miss would be a third party.
+            c.problem(f"guarantees[{i}].guarantor", f"must be the payer's name exactly to be the payer "
+                      f"({payer_name!r}), got {guarantee.guarantor!r}")
+            guarantee = None
         if guarantee is not None:
             guarantees.append((guarantee, f"guarantees[{i}]"))
     for name, share_protected, field in protected:
@@ -632,11 +838,16 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
     if investors and len(investors) == len(investor_items) and budget is not None and fees_ok:
         needs = budget.total + sum(f.schedule.total for f in fees if f.paid_by == "investors")
         committed = sum(i.commitment for i in investors)
+        cur = c.currency
         if needs > committed * (1 + 1e-12):
-            c.problem("investors", f"total commitments EUR {committed:,.2f} must cover the capital calls "
-                      f"(provider.budget + investor fees) of EUR {needs:,.2f}")
+            c.problem("investors", f"total commitments {cur} {committed:,.2f} must cover the capital calls "
+                      f"(provider.budget + investor fees) of {cur} {needs:,.2f}")
         if needs <= 0:
-            c.problem("provider.budget", "must call some capital: total is EUR 0")
+            c.problem("provider.budget", f"must call some capital: total is {cur} 0")
+        elif needs < MIN_CAPITAL:
+            # Multiples and IRRs are ratios to the capital called: a vanishing one gives nonsense (1e304).
+            c.problem("provider.budget", f"must call at least {cur} {MIN_CAPITAL:g} of capital in all "
+                      f"(budget + investor fees), got {cur} {_show(needs)}")
 
     if c.problems:
         raise ScenarioError(c.problems)
@@ -661,9 +872,12 @@ def contract_from_dict(doc: dict, file: str = "<scenario>") -> Contract:
         investor_discount_rate=float(inv_rate),
         public_discount_rate=float(pub_rate),
         primary_outcome=primary,
-        meta=tuple((k, tuple(v) if isinstance(v, list) else tuple(v.items()) if isinstance(v, dict) else v)
+        meta=tuple((k, start if k == "start" else tuple(v) if isinstance(v, list)
+                    else tuple(v.items()) if isinstance(v, dict) else v)
                    for k, v in meta.items()),
         source=file,
+        files=tuple(files),
+        defaulted=tuple(c.defaulted),
     )
 
 
@@ -678,6 +892,8 @@ def load_scenario(path: str | Path) -> Contract:
     Returns
     -------
     Contract
+        With :attr:`~sibsim.contracts.Contract.files` listing every file read (the scenario,
+        then the bases it extends), each with its SHA-256.
 
     Raises
     ------
@@ -685,41 +901,123 @@ def load_scenario(path: str | Path) -> Contract:
         Listing every problem as ``file: field: rule``.
     """
     path = Path(path)
-    doc = _read_document(path)
-    return contract_from_dict(doc, str(path))
+    files: list[tuple[str, str]] = []
+    doc = _read_document(path, files=files)
+    return contract_from_dict(doc, str(path), tuple(files))
 
 
 #: A variant may extend a base that extends another, up to this depth.
 MAX_EXTENDS_DEPTH = 4
 
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
-def _read_document(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+
+def _not_regular(mode: int) -> str | None:
+    """Why a file of this mode cannot be a scenario (``None`` for a regular file)."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((text for test, text in _FILE_KINDS if test(mode)), "a special file")
+    return f"not a regular file: {kind}"
+
+
+class UnreadableFile(OSError):
+    """A file refused before (or instead of) reading it: printed as the reason alone, no ``[Errno 0]``."""
+
+    def __init__(self, why: str):
+        super().__init__(0, why)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def read_scenario_bytes(path: Path) -> bytes:
+    """The bytes of a scenario file: a regular file of at most :data:`MAX_FILE_BYTES`.
+
+    The type is checked with :func:`os.stat` before opening (a FIFO would block ``open``; a device
+    such as ``/dev/zero`` never ends), the file is opened non-blocking (should it be swapped for a
+    FIFO in between) and checked again on the open descriptor, and read with a bounded read.
+
+    Raises
+    ------
+    OSError
+        ``FileNotFoundError`` or another ``OSError`` whose ``strerror`` says why; an
+        :class:`UnreadableFile` for a name holding a NUL byte, a file that is not regular, or one
+        too large.
+    """
+    try:
+        why = _not_regular(os.stat(path).st_mode)
+    except ValueError:  # "embedded null byte": no file can have that name
+        raise UnreadableFile("the name contains a NUL byte") from None
+    if why:
+        raise UnreadableFile(why)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)
+    try:
+        why = _not_regular(os.fstat(fd).st_mode)
+        if why:
+            raise UnreadableFile(why)
+        chunks, size = [], 0
+        while size <= MAX_FILE_BYTES:
+            chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > MAX_FILE_BYTES:
+        raise UnreadableFile(f"larger than {MAX_FILE_BYTES:,} bytes: a scenario is a few kB of text")
+    return b"".join(chunks)
+
+
+def _extends_name(base) -> str | None:
+    """Why ``extends = base`` breaks the documented rule (``None`` if it keeps it).
+
+    The rule is "a ``.toml`` file next to this one": a bare file name. Paths (absolute, ``../``,
+    a sub-directory) were followed, so a scenario could read, and echo the keys of, any TOML file.
+    """
+    if not isinstance(base, str) or not base.endswith(".toml"):
+        return f"must be the file name of a base scenario (.toml), got {_describe(base)}"
+    if ("/" in base or "\\" in base or base in (".", "..") or os.path.isabs(base)
+            or any(unicodedata.category(ch) in _HIDDEN_CATEGORIES for ch in base)):
+        return (f"must be a bare file name of a base scenario in the same directory (no path separator, "
+                f"no '..', no absolute path, no control character), got {_describe(base)}")
+    return None
+
+
+def _read_document(path: Path, chain: tuple[Path, ...] = (), files: list | None = None) -> dict:
     """Parse a scenario file; ``extends = "base.toml"`` merges it over its base (deltas only).
 
     ``chain`` holds the variants that led here: a base that cannot be read is reported on the
     ``extends`` field of the variant naming it, not as a problem of a file the user never gave.
+    ``files`` (if given) receives ``(path, sha256)`` of every file read, this one first.
     """
     name = str(path)
     try:
-        raw = path.read_bytes()
+        raw = read_scenario_bytes(path)
     except OSError as exc:
         why = "file not found" if isinstance(exc, FileNotFoundError) else f"cannot read file ({exc.strerror})"
         if chain:
             raise ScenarioError(f"{chain[-1]}: extends: must name a readable base scenario, got {name} ({why})") from None
         raise ScenarioError(f"{name}: {why}") from None
+    if files is not None:
+        files.append((name, hashlib.sha256(raw).hexdigest()))
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ScenarioError(f"{name}: not UTF-8 text (byte {exc.start})") from None
+    # One leading byte-order mark (Windows Notepad writes one) is not part of the TOML text.
+    text = text.removeprefix("\ufeff")
     doc = parse_toml(text, name)
     if not doc:
         raise ScenarioError(f"{name}: file is empty: no TOML tables or keys")
     if "extends" not in doc:
         return doc
     base = doc.pop("extends")
-    if not isinstance(base, str) or not base.endswith(".toml"):
-        raise ScenarioError(f"{name}: extends: must be the file name of a base scenario (.toml), "
-                            f"got {_describe(base)}")
+    why = _extends_name(base)
+    if why:
+        raise ScenarioError(f"{name}: extends: {why}")
     chain = chain + (path,)
     base_path = path.parent / base
     seen = [_same_file_key(p) for p in chain]
@@ -729,7 +1027,7 @@ def _read_document(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     if len(chain) > MAX_EXTENDS_DEPTH:
         raise ScenarioError(f"{name}: extends: must be at most {MAX_EXTENDS_DEPTH} levels of base scenarios, "
                             f"got more")
-    return _merge(_read_document(base_path, chain), doc)
+    return _merge(_read_document(base_path, chain, files), doc)
 
 
 def parse_toml(text: str, name: str) -> dict:
@@ -761,18 +1059,29 @@ def _same_file_key(path: Path) -> Path:
         return path.absolute()
 
 
-_PRIOR_KEYS = {"mean", "sd", "alpha", "beta"}
+#: The two ways of writing a prior: as moments or as Beta parameters.
+_PRIOR_FORMS = ({"mean", "sd"}, {"alpha", "beta"})
 
 
 def _merge(base: dict, delta: dict) -> dict:
     """Tables merge key by key; anything else in ``delta`` replaces the base.
 
-    A prior (``{mean, sd}`` or ``{alpha, beta}``) is one value, not a table to merge: it replaces.
+    A prior table merges key by key too: ``{ mean = 0.032 }`` over ``{ mean = 0.04, sd = 0.012 }``
+    changes the mean and keeps the sd (it used to replace the prior, silently dropping its sd to 0).
+    But ``{alpha, beta}`` over ``{mean, sd}``, or the other way round, replaces the prior as a whole:
+    they are two ways of writing one prior, and a mix of both is no prior.
     """
     out = dict(base)
     for key, value in delta.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and not set(value) <= _PRIOR_KEYS:
-            out[key] = _merge(out[key], value)
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and not _other_prior_form(old, value):
+            out[key] = _merge(old, value)
         else:
             out[key] = value
     return out
+
+
+def _other_prior_form(base: dict, delta: dict) -> bool:
+    """Whether ``delta`` writes a prior in the other form than ``base`` (so it replaces it)."""
+    return any(set(base) <= mine and set(base) & mine and set(delta) & other and set(delta) <= other | mine
+               for mine, other in (_PRIOR_FORMS, _PRIOR_FORMS[::-1]))

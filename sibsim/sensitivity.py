@@ -675,7 +675,8 @@ def cmd_sensitivity(args) -> int:
     writers["breakeven.csv"] = lambda p: even.to_csv(p, index=False)
     manifest = {"command": "sensitivity", "sibsim_version": __version__,
                 "scenario_path": str(scenario.resolve()),
-                "scenario_sha256": hashlib.sha256(scenario.read_bytes()).hexdigest(),
+                "scenario_sha256": contract.files_sha256,  # over every file read: a variant and its bases
+                "scenario_files": [{"path": str(Path(p).resolve()), "sha256": sha} for p, sha in contract.files],
                 "title": contract.title, "n_paths": args.paths, "seed": args.seed, "sobol_base": args.sobol_base,
                 "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "seconds": round(seconds, 2)}

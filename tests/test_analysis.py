@@ -1,6 +1,7 @@
 """Scenario comparison, evaluation noise and mid-term calibration."""
 
 import dataclasses
+import shutil
 
 import numpy as np
 import pytest
@@ -81,8 +82,11 @@ def test_update_moves_priors_towards_the_data_and_pools_evidence(colour_kitchen)
 
 
 def test_update_cli_writes_a_variant_that_reloads(tmp_path, capsys):
+    # The variant extends its base by bare file name, so it is written next to (a copy of) the base.
+    base = tmp_path / CK.name
+    shutil.copy(CK, base)
     out = tmp_path / "updated.toml"
-    assert cli.main(["update", str(CK), str(EVIDENCE), "--out", str(out), "--paths", "300", "--month", "24"]) == 0
+    assert cli.main(["update", str(base), str(EVIDENCE), "--out", str(out), "--paths", "300", "--month", "24"]) == 0
     text = capsys.readouterr().out
     assert "Re-forecast" in text and "from month 24 on" in text
     contract = load_scenario(out)

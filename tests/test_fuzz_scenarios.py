@@ -63,6 +63,8 @@ from sibsim.scenario import (
     MAX_AMOUNT,
     MAX_MONTH,
     MAX_PARTICIPANTS,
+    MAX_SIZE_RATIO,
+    MIN_AMOUNT,
     _join,
     _read_document,
     load_scenario,
@@ -262,9 +264,9 @@ def check_contract(c: Contract) -> None:
     assert c.investors and len({i.name for i in c.investors}) == len(c.investors)
     assert any(i.repayable for i in c.investors)
     for i in c.investors:
-        assert isinstance(i.name, str) and i.name.strip()
-        assert finite(i.commitment, 0, MAX_AMOUNT) and i.commitment > 0
-        assert i.return_cap is None or finite(i.return_cap, 0, 10)
+        assert isinstance(i.name, str) and i.name.strip() == i.name and i.name.isprintable()
+        assert finite(i.commitment, MIN_AMOUNT, MAX_AMOUNT)
+        assert i.return_cap is None or finite(i.return_cap, 0, 1)
         assert isinstance(i.seniority, int) and 1 <= i.seniority <= 100
         assert isinstance(i.repayable, bool)
     # Schedules: months in bounds, amounts finite and >= 0; delivery within the term.
@@ -272,11 +274,11 @@ def check_contract(c: Contract) -> None:
         assert schedule.entries
         for month, amount in schedule.entries:
             assert isinstance(month, int) and 0 <= month <= MAX_MONTH
-            assert finite(amount, 0, MAX_AMOUNT)
+            assert finite(amount, 0, MAX_AMOUNT) and (amount == 0 or amount >= MIN_AMOUNT)
     assert c.provider_budget.last_month < term
     assert all(f.paid_by in ("investors", "payer") for f in c.fees)
     calls = c.capital_calls()
-    assert np.isfinite(calls).all() and (calls >= 0).all() and calls.sum() > 0
+    assert np.isfinite(calls).all() and (calls >= 0).all() and calls.sum() >= 1
     assert calls.sum() <= c.total_commitment * (1 + 1e-9)
     # Payer.
     months = payer.measurement_months
@@ -312,7 +314,7 @@ def check_contract(c: Contract) -> None:
     assert c.savings.bands and abs(sum(b.share for b in c.savings.bands) - 1) <= 1e-9
     assert all(finite(b.amount_per_month, 0) and finite(b.share, 0, 1) for b in c.savings.bands)
     assert finite(c.savings.share_saved_when_employed, 0, 1)
-    assert finite(c.savings.annual_indexation) and c.savings.annual_indexation > -1
+    assert finite(c.savings.annual_indexation, -1, 1) and c.savings.annual_indexation > -1
     # Cohorts.
     assert c.cohorts and 1 <= c.n_participants <= MAX_PARTICIPANTS
     assert all(isinstance(co.intake_month, int) and 0 <= co.intake_month < term for co in c.cohorts)
@@ -329,7 +331,7 @@ def check_contract(c: Contract) -> None:
                 draws = prior.draw(np.random.default_rng(0), 64)
                 assert np.isfinite(draws).all() and ((draws >= 0) & (draws <= 1)).all(), (name, prior)
     assert c.comparison.method in COUNTERFACTUAL_METHODS
-    assert finite(c.comparison.size_ratio, 0, 100) and c.comparison.size_ratio > 0
+    assert finite(c.comparison.size_ratio, 0, MAX_SIZE_RATIO) and c.comparison.size_ratio > 0
     assert (c.comparison_sizes >= 1).all()
     # Guarantees: known investors, shares in (0, 1], at most 100 % of any investor's loss in all.
     names = {i.name for i in c.investors}
@@ -343,7 +345,7 @@ def check_contract(c: Contract) -> None:
             cover[n] += g.share
     assert all(v <= 1 + 1e-9 for v in cover.values())
     # Analysis.
-    assert finite(c.investor_discount_rate, -0.9, 10) and finite(c.public_discount_rate, -0.9, 10)
+    assert finite(c.investor_discount_rate, -0.9, 1) and finite(c.public_discount_rate, -0.9, 1)
     assert c.primary_outcome in OUTCOMES
     # A bounded horizon: term + tail, or the last payment (measurement or trigger date + lag).
     lag = payer.payment_lag_months

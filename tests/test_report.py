@@ -204,7 +204,7 @@ def test_scenario_text_is_escaped(tmp_path):
          "'<img src=x onerror=alert(1)> source',"),
         ('name = "Start Foundation"', 'name = "Start <b>Foundation</b>"'),
         ('name = "Gemeente Utrecht"', 'name = "Gemeente <i>Utrecht</i>"'),
-        ('currency = "EUR"', 'currency = "<u>EUR</u>"'),
+        # (meta.currency cannot hold markup: it must be an ISO 4217 code, tests/test_trust_scenario.py)
     ):
         assert old in text
         text = text.replace(old, new)
@@ -218,7 +218,6 @@ def test_scenario_text_is_escaped(tmp_path):
     assert "<img src=x" not in memo and "&lt;img src=x onerror=alert(1)&gt; source" in memo
     assert "<b>Foundation</b>" not in memo and "Start &lt;b&gt;Foundation&lt;/b&gt;" in memo
     assert "<i>Utrecht</i>" not in memo and "Gemeente &lt;i&gt;Utrecht&lt;/i&gt;" in memo
-    assert "<u>" not in memo and "&lt;u&gt;EUR&lt;/u&gt; 2,000 per additional diploma" in memo
     assert len([t for t, _ in p.tags if t == "img"]) == 5
     assert not [a for t, a in p.tags if t == "i"]
     title = re.search(r"<title>(.*?)</title>", memo).group(1)

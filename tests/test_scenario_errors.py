@@ -251,9 +251,11 @@ def test_extends_variant_equals_base_except_its_deltas():
     )
     assert variant == expected
     assert variant.source == str(VARIANT) and variant.meta == base.meta
-    # Field by field, including those left out of ==: nothing else moved (source names the variant).
+    # Field by field, including those left out of ==: nothing else moved (source names the variant,
+    # files lists the variant and then its base).
     changed = [f.name for f in dataclasses.fields(Contract) if getattr(variant, f.name) != getattr(base, f.name)]
-    assert changed == ["investors", "guarantees", "source"]
+    assert changed == ["investors", "guarantees", "source", "files"]
+    assert [p for p, _ in variant.files] == [str(VARIANT), str(VARIANT.parent / "valid_minimal.toml")]
 
 
 def test_extends_cycle_is_one_problem_on_the_file_closing_it(monkeypatch):
