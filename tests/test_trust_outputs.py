@@ -1,0 +1,472 @@
+"""Trust: no data lost.  One guard for every file and directory a command writes; workers die with
+their parent; staging of killed runs is cleaned; I/O failures are one line; memory is estimated first."""
+
+import errno
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sibsim import cli, load_scenario, output, simulate, simulation
+from sibsim.errors import OutputError
+
+from .conftest import ROOT, SCENARIOS
+
+CK = SCENARIOS / "utrecht_colour_kitchen.toml"
+GUARANTEE = SCENARIOS / "utrecht_colour_kitchen_guarantee.toml"  # extends CK
+
+
+def run(*args):
+    return cli.main([str(a) for a in args])
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.fixture
+def ck(tmp_path):
+    """A copy of the Colour Kitchen scenario and its guarantee variant (which extends it) in tmp_path."""
+    shutil.copy(CK, tmp_path / CK.name)
+    shutil.copy(GUARANTEE, tmp_path / GUARANTEE.name)
+    return tmp_path / CK.name
+
+
+def quick_run(scenario, out, *extra):
+    return run("run", scenario, "--paths", 30, "--seed", 1, "--out", out, "--no-plots", "--quiet",
+               "--workers", 1, *extra)
+
+
+# --- 1. --force replaces only what sibsim wrote -----------------------------------------------------
+def test_force_never_replaces_a_folder_sibsim_did_not_write(ck, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    shutil.copy(ck, mine / "scenario.toml")
+    assert quick_run(ck, mine, "--force") == 2
+    line = one_line_error(capsys)
+    assert line == (f"error: {mine}: not a sibsim output directory (no sibsim run.json); choose another --out "
+                    "(--force replaces only what sibsim wrote)")
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt", "scenario.toml"]
+    # A run.json that sibsim did not write does not make the folder sibsim's either.
+    (mine / "run.json").write_text('{"name": "my notes"}')
+    assert quick_run(ck, mine, "--force") == 2
+    assert "not a sibsim output directory" in one_line_error(capsys)
+    assert (mine / "notes.txt").read_text() == "keep me"
+
+
+def test_force_replaces_a_sibsim_output_of_another_scenario(ck, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert quick_run(ck, out) == 0
+    other = tmp_path / "other.toml"
+    shutil.copy(ck, other)
+    assert quick_run(other, out) == 2
+    assert one_line_error(capsys) == (f"error: {out}: holds the outputs of 'sibsim run' for another scenario "
+                                      f"({_shown(ck)}); choose another --out or pass --force to replace it")
+    assert quick_run(other, out, "--force") == 0
+    assert json.loads((out / "run.json").read_text())["scenarios"] == [str(other.resolve())]
+
+
+def test_an_empty_folder_may_be_written(ck, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert quick_run(ck, empty) == 0
+    assert (empty / "run.json").exists()
+
+
+def test_force_never_replaces_a_sibsim_output_holding_an_input(ck, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert quick_run(ck, out) == 0
+    inside = out / "scenario.toml"
+    shutil.copy(ck, inside)
+    assert quick_run(inside, out, "--force") == 2
+    assert one_line_error(capsys) == (f"error: {out}: holds an input of 'sibsim run' ({_shown(inside)}); "
+                                      "choose another --out, e.g. a new folder")
+    assert inside.exists()
+
+
+def _shown(path):
+    return output._shown(Path(path).resolve())
+
+
+# --- 2. compare and noise replace only their own outputs ------------------------------------------
+def test_compare_does_not_replace_a_run_output_without_force(ck, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert quick_run(ck, out) == 0
+    before = (out / "paths.csv").read_bytes()
+    variant = tmp_path / GUARANTEE.name
+    assert run("compare", ck, variant, "--paths", 30, "--workers", 1, "--out", out) == 2
+    assert one_line_error(capsys).endswith(
+        f"{out}: holds the outputs of another command ('sibsim run' for {_shown(ck)}); "
+        "choose another --out or pass --force to replace it")
+    assert (out / "paths.csv").read_bytes() == before
+    # Its own output (same scenarios, any order) is replaced by a re-run; another's with --force.
+    assert run("compare", ck, variant, "--paths", 30, "--workers", 1, "--out", out, "--force") == 0
+    assert run("compare", variant, ck, "--paths", 40, "--workers", 1, "--out", out) == 0
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["command"] == "compare" and manifest["n_paths"] == 40
+    assert set(manifest["scenarios"]) == {str(ck.resolve()), str(variant.resolve())}
+    assert run("compare", ck, ck, "--paths", 30, "--workers", 1, "--out", out) == 2  # other scenarios
+    assert "for another scenario" in one_line_error(capsys)
+
+
+def test_noise_does_not_replace_a_run_output_without_force(ck, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert quick_run(ck, out) == 0
+    assert run("noise", ck, "--paths", 20, "--workers", 1, "--out", out) == 2
+    assert "holds the outputs of another command ('sibsim run'" in one_line_error(capsys)
+    assert (out / "paths.csv").exists()
+    assert run("noise", ck, "--paths", 20, "--workers", 1, "--out", out, "--force") == 0
+    assert run("noise", ck, "--paths", 20, "--workers", 1, "--out", out) == 0  # a re-run of its own
+    assert json.loads((out / "run.json").read_text())["command"] == "noise"
+
+
+def test_every_manifest_records_command_and_scenarios(ck, tmp_path, capsys):
+    observed = SCENARIOS / "observed" / "utrecht_colour_kitchen_example.toml"
+    commands = {
+        "run": ["run", ck, "--paths", 20, "--no-plots", "--quiet", "--workers", 1],
+        "settle": ["settle", ck, observed],
+        "compare": ["compare", ck, tmp_path / GUARANTEE.name, "--paths", 20, "--workers", 1],
+        "noise": ["noise", ck, "--paths", 20, "--workers", 1],
+        "sensitivity": ["sensitivity", ck, "--paths", 20, "--sobol-base", 8],
+    }
+    for command, argv in commands.items():
+        out = tmp_path / f"out_{command}"
+        assert run(*argv, "--out", out) == 0, command
+        manifest = json.loads((out / "run.json").read_text())
+        assert manifest["command"] == command
+        assert str(ck.resolve()) in manifest["scenarios"]
+    assert output.owner(tmp_path / "out_settle", "dir").command == "settle"
+
+
+def test_outputs_of_an_older_sibsim_are_recognised(ck, tmp_path, capsys):
+    """run.json of 0.1.0 named no command: a run (or compare, by its list of scenarios) is still known."""
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"sibsim_version": "0.1.0", "scenario_path": str(ck.resolve())}))
+    (out / "paths.csv").write_text("path\n")
+    assert run("noise", ck, "--paths", 20, "--workers", 1, "--out", out) == 2
+    assert "another command ('sibsim run'" in one_line_error(capsys)
+    assert quick_run(ck, out) == 0  # the same command and scenario: replaced
+    (out / "run.json").write_text(json.dumps({"sibsim_version": "0.1.0"}))
+    assert quick_run(ck, out) == 2
+    line = one_line_error(capsys)
+    assert "None" not in line and "for another scenario (unknown)" in line
+
+
+# --- 3. never an input; only sibsim's own files; the right format ---------------------------------
+def _evidence():
+    return next((SCENARIOS / "evidence").glob("*.toml"))
+
+
+def test_update_never_overwrites_its_scenario_or_a_base_it_extends(ck, tmp_path, capsys, monkeypatch):
+    variant = tmp_path / GUARANTEE.name
+    evidence = _evidence()
+    for target in (variant, ck, evidence):  # the scenario, the base it extends, the evidence
+        before = target.read_bytes()
+        assert run("update", variant, evidence, "--out", target, "--force", "--paths", 20) == 2
+        line = one_line_error(capsys)
+        assert line == (f"error: {target}: is an input of 'sibsim update' (a scenario, a base it extends, "
+                        "or a file it reads); choose another --out")
+        assert target.read_bytes() == before
+    # The same file named another way (relative, through ..) is still the input.
+    monkeypatch.chdir(tmp_path)
+    assert run("update", variant, evidence, "--out", f"../{tmp_path.name}/{ck.name}", "--force") == 2
+    assert "is an input of 'sibsim update'" in one_line_error(capsys)
+
+
+def test_update_replaces_only_a_scenario_sibsim_update_wrote(ck, tmp_path, capsys):
+    evidence = _evidence()
+    out = tmp_path / "posterior.toml"
+    assert run("update", ck, evidence, "--out", out, "--paths", 20) == 0
+    assert out.read_text().startswith(output.UPDATE_HEADER)
+    assert output.owner(out, "toml") == output.Owner("update", (str(ck.resolve()),))
+    capsys.readouterr()
+    assert run("update", ck, evidence, "--out", out, "--paths", 20) == 0  # its own: replaced
+    variant = tmp_path / GUARANTEE.name
+    assert run("update", variant, evidence, "--out", out, "--paths", 20) == 2  # another scenario's
+    assert "holds the outputs of 'sibsim update' for another scenario" in one_line_error(capsys)
+    assert run("update", variant, evidence, "--out", out, "--paths", 20, "--force") == 0
+    mine = tmp_path / "mine.toml"
+    mine.write_text("# my notes\n")
+    assert run("update", ck, evidence, "--out", mine, "--paths", 20, "--force") == 2
+    assert one_line_error(capsys) == (f"error: {mine}: exists and is not a scenario written by sibsim update; "
+                                      "choose another --out (--force replaces only what sibsim wrote)")
+    assert mine.read_text() == "# my notes\n"
+    assert run("update", ck, evidence, "--out", tmp_path / "posterior.txt", "--paths", 20) == 2
+    assert "--out must end in .toml" in one_line_error(capsys)
+
+
+openpyxl_required = pytest.mark.skipif(__import__("importlib").util.find_spec("openpyxl") is None,
+                                       reason="Excel export needs: pip install 'sibsim[excel]'")
+
+
+@openpyxl_required
+def test_excel_is_never_an_input_a_directory_or_another_format(ck, tmp_path, capsys, monkeypatch):
+    simulated = []
+    monkeypatch.setattr(simulation, "simulate", lambda *a, **k: simulated.append(1))  # refusals come first
+    before = ck.read_bytes()
+    cases = {
+        ck: f"{ck}: is an input of 'sibsim run' (a scenario, a base it extends, or a file it reads); "
+            "choose another --excel",
+        tmp_path: f"{tmp_path}: is a directory; --excel needs a file name ending in .xlsx",
+        tmp_path / "x.csv": f"{tmp_path / 'x.csv'}: --excel must end in .xlsx (sibsim writes that format only), "
+                            "got .csv",
+        tmp_path / "o.xlsx": f"{tmp_path / 'o.xlsx'}: is also the --out of this command; choose another --excel",
+    }
+    for target, message in cases.items():
+        assert quick_run(ck, tmp_path / "o.xlsx", "--excel", target, "--force") == 2
+        assert one_line_error(capsys) == f"error: {message}"
+    assert ck.read_bytes() == before and not simulated and not (tmp_path / "x.csv").exists()
+
+
+@openpyxl_required
+def test_excel_replaces_only_a_workbook_sibsim_wrote(ck, tmp_path, capsys):
+    import openpyxl
+
+    book = tmp_path / "run.xlsx"
+    assert quick_run(ck, tmp_path / "out", "--excel", book) == 0
+    with zipfile.ZipFile(book) as z:
+        assert b"<dc:creator>sibsim</dc:creator>" in z.read("docProps/core.xml")
+    assert output.owner(book, "excel") == output.Owner("run", (str(ck.resolve()),))
+    assert quick_run(ck, tmp_path / "out", "--excel", book) == 0  # its own: replaced
+    theirs = tmp_path / "budget.xlsx"
+    wb = openpyxl.Workbook()
+    wb.active["A1"] = "my budget"
+    wb.save(theirs)
+    before = theirs.read_bytes()
+    assert quick_run(ck, tmp_path / "out", "--excel", theirs, "--force") == 2
+    assert one_line_error(capsys) == (f"error: {theirs}: exists and is not a sibsim workbook; choose another "
+                                      "--excel (--force replaces only what sibsim wrote)")
+    assert theirs.read_bytes() == before
+    with pytest.raises(OutputError, match=r"must end in \.xlsx"):
+        from sibsim.excel import write_excel
+
+        write_excel(simulate(load_scenario(ck), n_paths=20, seed=1, workers=1), tmp_path / "x.csv")
+
+
+def test_report_refuses_another_format_and_files_it_did_not_write(ck, tmp_path, capsys):
+    pdf = tmp_path / "memo.pdf"
+    assert run("report", ck, "--out", pdf, "--paths", 20, "--workers", 1) == 2
+    assert one_line_error(capsys) == (f"error: {pdf}: --out must end in .html or .htm (sibsim writes that format "
+                                      "only), got .pdf")
+    assert not pdf.exists()
+    notes = tmp_path / "notes.htm"
+    notes.write_text("<p>mine</p>")
+    assert run("report", ck, "--out", notes, "--paths", 20, "--workers", 1, "--force") == 2
+    assert "exists and is not a sibsim memo" in one_line_error(capsys)
+    assert notes.read_text() == "<p>mine</p>"
+    memo = tmp_path / "memo.HTM"  # upper case is the same format
+    assert run("report", ck, "--out", memo, "--paths", 20, "--workers", 1) == 0
+    assert output.owner(memo, "memo") == output.Owner("report", (str(ck.resolve()),))
+
+
+# --- 4. staging of dead runs is removed ----------------------------------------------------------
+def test_staging_of_a_killed_run_is_removed_by_the_next_run(ck, tmp_path):
+    out = tmp_path / "out"
+    script = (
+        "import time, sys\n"
+        "from pathlib import Path\n"
+        "from sibsim.output import write_outputs\n"
+        "def stall(path):\n"
+        "    print('staging', flush=True)\n"
+        "    time.sleep(60)\n"
+        f"write_outputs(Path({str(out)!r}), {{'a.csv': lambda p: p.write_text('a'), 'b.csv': stall}}, {{}})\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout.readline().strip() == "staging"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    stale = [p for p in tmp_path.iterdir() if p.name.startswith(".out.partial-")]
+    assert len(stale) == 1 and (stale[0] / "a.csv").exists()
+    assert f".out.partial-{proc.pid}-" in stale[0].name  # the owner PID is in the name
+    # Staging of a live process, and names sibsim does not use, are left alone.
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f".out.partial-{sleeper.pid}-abc123"
+        live.mkdir()
+        foreign = [tmp_path / ".out.partial-mine", tmp_path / ".out.partial-1x-abc", tmp_path / ".other.partial-1-a"]
+        for path in foreign:
+            path.mkdir()
+        assert quick_run(ck, out) == 0
+        assert not stale[0].exists(), "staging of the killed run left behind"
+        assert live.exists() and all(p.exists() for p in foreign)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_partial_file_of_a_killed_writer_is_removed(tmp_path):
+    memo = tmp_path / "memo.html"
+    dead = _dead_pid()
+    partial = tmp_path / f".memo.html.{dead}-0123abcd.partial.html"
+    partial.write_text("half a memo")
+    output.write_text_atomic(memo, "<html></html>")
+    assert not partial.exists() and memo.read_text() == "<html></html>"
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+# --- 5. the destination is checked before simulating; I/O failures are one line -------------------
+@pytest.mark.parametrize("out", [".", "..", "sub/.."])
+def test_out_is_never_the_working_directory_or_an_ancestor(ck, tmp_path, capsys, monkeypatch, out):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keep.txt").write_text("mine")
+    monkeypatch.chdir(work)
+    assert quick_run(ck, out, "--force") == 2
+    assert one_line_error(capsys) == (f"error: {out}: is the working directory or holds it; choose another --out, "
+                                      "e.g. a new folder such as out/run")
+    assert (work / "keep.txt").read_text() == "mine"
+    assert quick_run(ck, "sub") == 0  # a new folder inside it is fine
+
+
+def test_out_holding_the_scenario_is_refused(ck, tmp_path, capsys):
+    assert quick_run(ck, tmp_path, "--force") == 2
+    assert f"{tmp_path}: holds an input of 'sibsim run'" in one_line_error(capsys)
+    assert ck.exists()
+
+
+def _read_only_dir(tmp_path) -> Path:
+    """A directory this process cannot write into: chmod 0555, or (as root, whom chmod does not stop) /sys."""
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        return ro
+    sysfs = Path("/sys")
+    try:
+        fd = os.open(sysfs / ".sibsim-probe", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except OSError:
+        return sysfs
+    os.close(fd)
+    os.unlink(sysfs / ".sibsim-probe")
+    pytest.skip("running as root, where chmod does not stop writes, and /sys is writable here: "
+                "no directory to test that cannot be written")
+
+
+def test_unwritable_destination_is_refused_before_simulating(ck, tmp_path, capsys, monkeypatch):
+    ro = _read_only_dir(tmp_path)
+    simulated = []
+    monkeypatch.setattr(simulation, "simulate", lambda *a, **k: simulated.append(1))
+    try:
+        for argv in (["run", ck, "--paths", 20, "--out", ro / "out"],
+                     ["report", ck, "--paths", 20, "--out", ro / "memo.html"],
+                     ["update", ck, _evidence(), "--paths", 20, "--out", ro / "post.toml"]):
+            assert run(*argv) == 2
+            line = one_line_error(capsys)
+            assert line.startswith(f"error: {argv[-1]}: cannot write (") and line.endswith("); choose another --out")
+        assert not simulated
+    finally:
+        if ro != Path("/sys"):
+            ro.chmod(0o755)
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES, errno.ENOSPC])
+def test_probe_failure_is_one_line_and_nothing_runs(ck, tmp_path, capsys, monkeypatch, code):
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    simulated = []
+    monkeypatch.setattr(simulation, "simulate", lambda *a, **k: simulated.append(1))
+    monkeypatch.setattr(output.tempfile, "mkstemp", refuse)
+    assert quick_run(ck, tmp_path / "out") == 2
+    assert one_line_error(capsys) == (f"error: {tmp_path / 'out'}: cannot write ({os.strerror(code)}); "
+                                      "choose another --out")
+    assert not simulated
+
+
+def test_disk_full_while_writing_is_one_line_and_keeps_the_previous_output(ck, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    assert quick_run(ck, out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full(self, path=None, *args, **kwargs):
+        if path is not None and Path(path).name == "cashflows.csv":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return original(self, path, *args, **kwargs)
+
+    original = pd.DataFrame.to_csv
+    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    assert run("run", ck, "--paths", 40, "--seed", 2, "--out", out, "--no-plots", "--workers", 1) == 2
+    assert one_line_error(capsys) == f"error: {out}: cannot write (No space left on device); the previous output is kept"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    fresh = tmp_path / "fresh"
+    assert run("run", ck, "--paths", 40, "--out", fresh, "--no-plots", "--workers", 1) == 2
+    assert one_line_error(capsys) == f"error: {fresh}: cannot write (No space left on device); nothing was written"
+    assert not fresh.exists()
+
+
+def test_any_other_os_error_is_one_line(ck, tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(ck))
+
+    monkeypatch.setattr(cli, "load_scenario", broken)
+    assert quick_run(ck, tmp_path / "out") == 2
+    assert one_line_error(capsys) == f"error: {ck}: Permission denied"
+
+
+# --- 6. concurrent writers -----------------------------------------------------------------------
+def test_concurrent_writers_each_end_with_a_complete_output(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    real_replace = os.replace
+
+    def slow_replace(src, dst):  # widen the window in which two swaps could interleave
+        time.sleep(0.05)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(output.os, "replace", slow_replace)
+    dest = output.destination(out, "dir", "run", [CK])
+    start = threading.Barrier(4)
+    errors = []
+
+    def writer(tag):
+        try:
+            start.wait()
+            files = {f"{n}.csv": (lambda p, n=n: p.write_text(f"{tag}\n")) for n in "abc"}
+            output.write_outputs(out, files, {"sibsim_version": "test", "tag": tag}, dest)
+        except BaseException as exc:  # noqa: BLE001 - every failure is reported
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    tag = json.loads((out / "run.json").read_text())["tag"]
+    assert {(out / f"{n}.csv").read_text() for n in "abc"} == {f"{tag}\n"}  # one writer's complete output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "staging or .old-* left behind"
+
+
+def test_a_writer_that_lost_the_race_to_another_scenario_refuses(tmp_path):
+    out = tmp_path / "out"
+    late = output.destination(out, "dir", "run", [GUARANTEE])  # checked while out did not exist
+    first = output.destination(out, "dir", "run", [CK])
+    output.write_outputs(out, {"a.csv": lambda p: p.write_text("ck")}, {"sibsim_version": "test"}, first)
+    with pytest.raises(OutputError, match=r"holds the outputs of 'sibsim run' for another scenario"):
+        output.write_outputs(out, {"a.csv": lambda p: p.write_text("g")}, {"sibsim_version": "test"}, late)
+    assert (out / "a.csv").read_text() == "ck"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
