@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .errors import OutputError, ScenarioError
+from .errors import InsufficientMemoryError, OutputError, ScenarioError
 from .scenario import load_scenario
 
 EXIT_INPUT = 2
@@ -133,7 +133,7 @@ def _writers(results, plots: bool):
 
 def cmd_run(args) -> int:
     from .output import check_distinct, destination, write_outputs
-    from .simulation import simulate
+    from .simulation import check_memory, simulate
 
     scenario = Path(args.scenario)
     contract = load_scenario(scenario)
@@ -144,6 +144,7 @@ def cmd_run(args) -> int:
         _need_openpyxl()
         excel = destination(args.excel, "excel", "run", [scenario], force=args.force, flag="--excel")
         check_distinct(dest, excel)
+    check_memory(contract, args.paths, args.workers)
     started = time.perf_counter()
     results = simulate(contract, n_paths=args.paths, seed=args.seed, workers=args.workers, progress=_progress(args))
     seconds = time.perf_counter() - started
@@ -218,9 +219,11 @@ def cmd_compare(args) -> int:
 
     from .compare import OVERLAYS, compare, plot_overlay
     from .output import destination, write_outputs
+    from .simulation import check_memory
 
     contracts = [load_scenario(path) for path in args.scenarios]
     dest = destination(args.out, "dir", "compare", args.scenarios, force=args.force) if args.out else None
+    check_memory(contracts, args.paths, args.workers)
     table, results = compare(contracts, n_paths=args.paths, seed=args.seed, workers=args.workers)
     labels = [label for label in table.columns.get_level_values(0).unique() if label != "unit"]
     units = results[0].summary()["unit"]
@@ -274,10 +277,12 @@ def cmd_update(args) -> int:
     from .calibration import load_evidence, update, variant_toml
     from .compare import compare
     from .output import destination, write_text_atomic
+    from .simulation import check_memory
 
     scenario = Path(args.scenario)
     contract = load_scenario(scenario)
     dest = destination(args.out, "toml", "update", [scenario], inputs=[args.evidence], force=args.force)
+    check_memory([contract, contract], args.paths)  # the re-forecast: prior and posterior, one structure
     posterior, table = update(contract, load_evidence(args.evidence))
     title = f"{contract.title}: updated with {Path(args.evidence).name}"
     posterior = dataclasses.replace(posterior, title=title)
@@ -420,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.problems:
             print(f"error: {line}", file=sys.stderr)
         return EXIT_INPUT
-    except OutputError as exc:
+    except (OutputError, InsufficientMemoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INPUT
     except OSError as exc:  # any I/O failure not caught where it happened: one line, never a traceback

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from sibsim import cli, load_scenario, output, simulate, simulation
-from sibsim.errors import OutputError
+from sibsim.errors import InsufficientMemoryError, OutputError
 
 from .conftest import ROOT, SCENARIOS
 
@@ -275,7 +275,58 @@ def test_report_refuses_another_format_and_files_it_did_not_write(ck, tmp_path, 
     assert output.owner(memo, "memo") == output.Owner("report", (str(ck.resolve()),))
 
 
-# --- 4. staging of dead runs is removed ----------------------------------------------------------
+# --- 4. workers die with the parent; staging of dead runs is removed ------------------------------
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid``, from /proc/*/stat."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")  # a zombie has exited: it waits only to be reaped
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc to find the worker processes")
+def test_workers_die_when_the_main_process_is_killed(tmp_path):
+    script = (
+        "import sys\n"
+        "from sibsim import load_scenario, simulate\n"
+        "def progress(done, total):\n"
+        "    print('block', flush=True)\n"
+        f"simulate(load_scenario({str(CK)!r}), n_paths=5_000_000, seed=1, workers=2, progress=progress)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    workers = []
+    try:
+        assert proc.stdout.readline().strip() == "block"  # the workers are running blocks
+        workers = _children(proc.pid)
+        assert len(workers) >= 2, workers
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 10
+        while any(_running(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        alive = [w for w in workers if _running(w)]
+        assert not alive, f"worker processes {alive} outlived their parent"
+    finally:
+        proc.kill()
+        for w in workers:  # never leave them running, even when the test fails
+            if _running(w):
+                os.kill(w, signal.SIGKILL)
+
+
 def test_staging_of_a_killed_run_is_removed_by_the_next_run(ck, tmp_path):
     out = tmp_path / "out"
     script = (
@@ -470,3 +521,82 @@ def test_a_writer_that_lost_the_race_to_another_scenario_refuses(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
+# --- 20. memory estimated before a run; progress with rate and time left --------------------------
+def test_memory_is_refused_above_what_is_available_at_the_exact_boundary(colour_kitchen, monkeypatch):
+    needed = simulation.estimate_memory(colour_kitchen, 50, workers=1)["needed"]
+    monkeypatch.setattr(simulation, "available_memory", lambda: int(needed) + 1)
+    assert simulate(colour_kitchen, n_paths=50, seed=1, workers=1).n_paths == 50
+    monkeypatch.setattr(simulation, "available_memory", lambda: int(needed))
+    assert simulate(colour_kitchen, n_paths=50, seed=1, workers=1).n_paths == 50  # exactly enough
+    monkeypatch.setattr(simulation, "available_memory", lambda: int(needed) - 1)
+    with pytest.raises(InsufficientMemoryError, match="50 paths need about"):
+        simulate(colour_kitchen, n_paths=50, seed=1, workers=1)
+
+
+def test_the_largest_run_that_fits_is_named_exactly(colour_kitchen, monkeypatch):
+    available = 22e9
+    monkeypatch.setattr(simulation, "available_memory", lambda: int(available))
+    with pytest.raises(InsufficientMemoryError) as exc:
+        simulation.check_memory(colour_kitchen, 10**9, workers=1)
+    fits = exc.value.max_paths
+    assert simulation.estimate_memory(colour_kitchen, fits, workers=1)["needed"] <= available
+    assert simulation.estimate_memory(colour_kitchen, fits + 1, workers=1)["needed"] > available
+    simulation.check_memory(colour_kitchen, fits, workers=1)  # no exception
+    with pytest.raises(InsufficientMemoryError):
+        simulation.check_memory(colour_kitchen, fits + 1, workers=1)
+
+
+def test_the_command_line_refuses_a_billion_paths_in_one_line(ck, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(simulation, "available_memory", lambda: 22 * 10**9)
+    for paths in (10**9, 10**12):
+        started = time.perf_counter()
+        assert run("run", ck, "--paths", paths, "--out", tmp_path / "big") == 2
+        assert time.perf_counter() - started < 5  # refused up front, nothing simulated
+        line = one_line_error(capsys)
+        assert line.startswith(f"error: {paths:,} paths need about ") and "(this machine has 22 GB available); " \
+            "use at most " in line and line.endswith(" paths or a machine with more memory")
+    assert not (tmp_path / "big").exists()
+    assert run("compare", ck, ck, "--paths", 10**9) == 2
+    assert "1,000,000,000 paths need about" in one_line_error(capsys)
+
+
+def test_estimate_matches_about_210_bytes_kept_per_path(colour_kitchen):
+    one, two = (simulation.estimate_memory(colour_kitchen, n, workers=1)["needed"] for n in (10**8, 2 * 10**8))
+    assert 200 * 10**8 <= two - one <= 400 * 10**8
+    res = simulate(colour_kitchen, n_paths=2000, seed=1, workers=1)
+    kept = (res.paths.memory_usage(index=False).sum() + sum(v.nbytes for v in res.outcome_shares.values())) / 2000
+    assert kept <= simulation.BYTES_PER_PATH
+
+
+def test_block_working_set_estimate_covers_its_measured_peak():
+    import tracemalloc
+
+    import numpy as np
+
+    for path in sorted(SCENARIOS.glob("*.toml")):
+        contract = load_scenario(path)
+        size = simulation.block_size(contract)
+        tracemalloc.start()
+        try:
+            simulation._run_block(contract, np.random.SeedSequence(1), size, True)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        estimate = simulation.block_working_set(contract)
+        assert peak <= estimate <= 3 * peak, (path.name, peak, estimate)
+
+
+def test_available_memory_reads_meminfo():
+    available = simulation.available_memory()
+    assert available is None or available > 0
+
+
+def test_progress_shows_rate_and_time_left():
+    clock = iter([100.0, 102.0, 110.0])
+    stream = io.StringIO()
+    bar = cli._Progress(stream, clock=lambda: next(clock))
+    bar(2_000, 10_000)  # 2 s for 2,000 paths: 1,000 paths/s, 8 s left
+    assert "2,000/10,000 paths 1,000 paths/s 2 s elapsed, 8 s left" in stream.getvalue()
+    bar(10_000, 10_000)
+    assert stream.getvalue().endswith("done\x1b[K\n")
+    assert cli._duration(59.4) == "59 s" and cli._duration(60) == "1 min 00 s" and cli._duration(3600) == "1 h 00 min"
