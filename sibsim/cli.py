@@ -281,7 +281,8 @@ def cmd_update(args) -> int:
 
     scenario = Path(args.scenario)
     contract = load_scenario(scenario)
-    dest = destination(args.out, "toml", "update", [scenario], inputs=[args.evidence], force=args.force)
+    dest = destination(args.out, "toml", "update", [scenario], inputs=[args.evidence], force=args.force,
+                       rerun_replaces=False)
     check_memory([contract, contract], args.paths)  # the re-forecast: prior and posterior, one structure
     posterior, table = update(contract, load_evidence(args.evidence))
     title = f"{contract.title}: updated with {Path(args.evidence).name}"
@@ -403,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     upd.add_argument("--paths", type=_positive_int, default=4_000)
     upd.add_argument("--seed", type=_seed, default=0)
     upd.add_argument("--month", type=int, default=None, help="report expected payments from this month on")
-    upd.add_argument("--force", action="store_true", help="replace a scenario sibsim update wrote from another scenario")
+    upd.add_argument("--force", action="store_true", help="replace a scenario that sibsim update wrote")
     upd.set_defaults(func=cmd_update)
 
     from . import report, sensitivity

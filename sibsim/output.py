@@ -19,6 +19,7 @@ owner PID is in the name) is removed by the next writer.
 
 from __future__ import annotations
 
+import errno
 import html
 import json
 import os
@@ -179,6 +180,10 @@ class Destination:
         Replace sibsim's own output of another command or scenario.
     flag : str
         The option naming the path, for messages (``--out``, ``--excel``).
+    rerun_replaces : bool
+        Whether a re-run of the same command on the same scenarios replaces its own output
+        without ``force`` (True for output directories, memos and workbooks; an updated scenario
+        may have been edited by hand, so ``sibsim update`` asks for ``--force``).
     """
 
     path: Path
@@ -188,6 +193,7 @@ class Destination:
     inputs: tuple[Path, ...] = ()
     force: bool = False
     flag: str = "--out"
+    rerun_replaces: bool = True
     _resolved_scenarios: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -245,6 +251,9 @@ class Destination:
                               "(--force replaces only what sibsim wrote)")
         if self.force:
             return
+        if not self.rerun_replaces:
+            raise OutputError(f"{path}: holds the outputs of {found.describe()}; "
+                              f"choose another {self.flag} or pass --force to replace it")
         if found.command != self.command:
             raise OutputError(f"{path}: holds the outputs of another command ({found.describe()}); "
                               f"choose another {self.flag} or pass --force to replace it")
@@ -264,10 +273,10 @@ class Destination:
 
 
 def destination(path, kind: str, command: str, scenarios, inputs=(), force: bool = False,
-                flag: str = "--out") -> Destination:
+                flag: str = "--out", rerun_replaces: bool = True) -> Destination:
     """Build a :class:`Destination` and check it; see there for the parameters."""
     dest = Destination(Path(path), kind, command, tuple(map(str, scenarios)), tuple(map(Path, inputs)),
-                       force, flag)
+                       force, flag, rerun_replaces)
     dest.check()
     return dest
 
@@ -412,10 +421,12 @@ def write_outputs(out_dir: Path, writers: dict[str, Callable[[Path], None]], man
             write(staging / name)
         text = json.dumps(manifest, indent=2, default=str) + "\n"
         (staging / MANIFEST).write_text(text, encoding="utf-8")
+        _fsync_tree(staging)  # on disk before the swap: a crash after it must not leave empty files
         with _swap_lock(out_dir.parent):
             if dest is not None:
                 dest.check_owner()
             _swap(staging, out_dir)
+        _fsync(out_dir.parent)
     except OSError as exc:
         raise _write_error(out_dir, exc) from None
     finally:
@@ -439,6 +450,27 @@ def _swap(staging: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file, or a directory's entries, to disk (where the system lets a directory be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # e.g. a directory on Windows: nothing more can be done
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EBADF):  # the file system does not sync directories
+            raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(directory: Path) -> None:
+    for entry in directory.iterdir():
+        _fsync(entry)
+    _fsync(directory)
+
+
 def _write_error(path: Path, exc: OSError) -> OutputError:
     kept = "the previous output is kept" if Path(path).exists() else "nothing was written"
     return OutputError(f"{path}: cannot write ({_reason(exc)}); {kept}")
@@ -460,7 +492,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial{path.suffix}")
     try:
         yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(path.parent)
     except OSError as exc:
         raise _write_error(path, exc) from None
     finally:

@@ -196,11 +196,14 @@ def test_update_replaces_only_a_scenario_sibsim_update_wrote(ck, tmp_path, capsy
     assert out.read_text().startswith(output.UPDATE_HEADER)
     assert output.owner(out, "toml") == output.Owner("update", (str(ck.resolve()),))
     capsys.readouterr()
-    assert run("update", ck, evidence, "--out", out, "--paths", 20) == 0  # its own: replaced
+    # An updated scenario may have been edited by hand: even a re-run replaces it only with --force.
     variant = tmp_path / GUARANTEE.name
-    assert run("update", variant, evidence, "--out", out, "--paths", 20) == 2  # another scenario's
-    assert "holds the outputs of 'sibsim update' for another scenario" in one_line_error(capsys)
+    for scenario in (ck, variant):
+        assert run("update", scenario, evidence, "--out", out, "--paths", 20) == 2
+        assert one_line_error(capsys) == (f"error: {out}: holds the outputs of 'sibsim update' for {_shown(ck)}; "
+                                          "choose another --out or pass --force to replace it")
     assert run("update", variant, evidence, "--out", out, "--paths", 20, "--force") == 0
+    assert output.owner(out, "toml").scenarios == (str(variant.resolve()),)
     mine = tmp_path / "mine.toml"
     mine.write_text("# my notes\n")
     assert run("update", ck, evidence, "--out", mine, "--paths", 20, "--force") == 2
@@ -475,6 +478,45 @@ def test_any_other_os_error_is_one_line(ck, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cli, "load_scenario", broken)
     assert quick_run(ck, tmp_path / "out") == 2
     assert one_line_error(capsys) == f"error: {ck}: Permission denied"
+
+
+def test_out_below_a_file_is_one_line(ck, tmp_path, capsys):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("mine")
+    assert quick_run(ck, blocker / "out") == 2
+    assert one_line_error(capsys) == (f"error: {blocker / 'out'}: cannot write ({blocker} is not a directory); "
+                                      "choose another --out")
+    assert blocker.read_text() == "mine"
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="needs /proc/self/fd to name the files flushed")
+def test_every_file_is_on_disk_before_the_swap(tmp_path, monkeypatch):
+    """A crash right after the rename must not leave empty files: each one is fsynced first."""
+    flushed, swapped = [], []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        swapped.append(len(flushed))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(output.os, "fsync", fsync)
+    monkeypatch.setattr(output.os, "replace", replace)
+    out = tmp_path / "out"
+    output.write_outputs(out, {"a.csv": lambda p: p.write_text("a"), "b.csv": lambda p: p.write_text("b")},
+                         {"sibsim_version": "test"})
+    before_swap = {Path(p).name for p in flushed[:swapped[-1]]}
+    assert {"a.csv", "b.csv", "run.json"} <= before_swap
+    memo = tmp_path / "memo.html"
+    flushed.clear()
+    swapped.clear()
+    # The single-file writer flushes its temporary file before renaming it too.
+    with output.atomic_path(memo) as tmp:
+        tmp.write_text("<html></html>")
+    assert any(Path(p).name == tmp.name for p in flushed[:swapped[-1]])
 
 
 # --- 6. concurrent writers -----------------------------------------------------------------------
