@@ -149,7 +149,7 @@ def _keep_freed_memory() -> None:
 # --- memory: estimated before a run, refused above what the machine has available ----------------
 #: Bytes kept per path by a run and what the command line computes from it (measured: the ``paths``
 #: columns and outcome shares are about 210 bytes; summaries and CSV writing add temporaries;
-#: ``ru_maxrss`` of ``sibsim run`` grew by about 265 bytes per path from 200,000 to 1,600,000 paths).
+#: ``ru_maxrss`` of ``sibsim run`` grew by 254-265 bytes per path from 200,000 to 800,000 paths).
 BYTES_PER_PATH = 300
 #: Monthly series kept per path (float32, :data:`sibsim.results.MONTHLY_SERIES`), twice: their quantiles copy them.
 MONTHLY_COPIES = 2
@@ -162,6 +162,8 @@ BLOCK_FIT = (12.1e6, 80.0, 0.222, 0.0141, 9.5)
 BLOCK_MARGIN = 1.4
 #: Private memory of a worker process besides its block (interpreter heap touched after the fork).
 WORKER_BYTES = 40e6
+#: What a command still allocates after the check whatever the paths: plotting, CSV writers, imports.
+COMMAND_BYTES = 100e6
 
 
 def block_working_set(contract: Contract, n_paths: int | None = None) -> float:
@@ -183,15 +185,21 @@ def estimate_memory(contract: Contract, n_paths: int, workers: int | None = None
     -------
     dict
         ``needed`` (total), ``per_path`` (bytes kept per path), ``fixed`` (the monthly series kept
-        for the first :data:`MONTHLY_PATHS_KEPT` paths and the working set of every block running
-        at once) and ``workers`` (processes the run would use).
+        for the first :data:`MONTHLY_PATHS_KEPT` paths, the working set of every block running at
+        once and :data:`COMMAND_BYTES`) and ``workers`` (processes the run would use).
+
+    Notes
+    -----
+    Measured with ``ru_maxrss`` of ``sibsim run --workers 1 --no-plots`` (peak minus the memory
+    in use before the run): Colour Kitchen 189, 366 and 467 MB at 50,000, 400,000 and 800,000 paths
+    (estimates 287, 488 and 608 MB); Peterborough 240 and 415 MB at 50,000 and 200,000 (298, 497 MB).
     """
     size = block_size(contract)
     n_blocks = -(-n_paths // size)
     workers = _worker_count(n_paths, n_blocks, workers)
     monthly = MONTHLY_COPIES * len(MONTHLY_SERIES) * 4 * contract.horizon_months * min(n_paths, MONTHLY_PATHS_KEPT)
     blocks = workers * (block_working_set(contract, min(size, n_paths)) + (WORKER_BYTES if workers > 1 else 0))
-    fixed = math.ceil(monthly + blocks)  # whole bytes: the boundary needed == available is exact
+    fixed = math.ceil(COMMAND_BYTES + monthly + blocks)  # whole bytes: the boundary needed == available is exact
     return {"needed": fixed + BYTES_PER_PATH * n_paths, "per_path": BYTES_PER_PATH, "fixed": fixed,
             "workers": workers}
 
