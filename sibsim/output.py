@@ -14,18 +14,20 @@ The guard (:class:`Destination`) refuses, before anything is simulated, to write
 A directory is written in full into a staging directory and swapped in under a lock, so an
 interrupted or failed run leaves the previous outputs (or nothing), never a mix, and
 concurrent writers each end with a complete output.  Staging left by killed runs (their
-owner PID is in the name) is removed by the next writer.
+owner PID and machine are in the name) is removed by the next writer on that machine.
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import html
 import json
 import os
 import re
 import secrets
 import shutil
+import socket
 import tempfile
 import tomllib
 import zipfile
@@ -239,7 +241,9 @@ class Destination:
         if self.kind == "dir":
             if not path.exists() and not path.is_symlink():
                 return
-            if not path.is_dir() or path.is_symlink():
+            if path.is_symlink():  # the swap would replace the link, not what it points to
+                raise OutputError(f"{path}: is a symbolic link; choose another {self.flag} (a real folder)")
+            if not path.is_dir():
                 raise OutputError(f"{path}: exists and is not a directory; choose another {self.flag}")
             if not any(path.iterdir()):
                 return
@@ -322,10 +326,20 @@ def check_output_dir(out_dir: Path, scenario: Path, force: bool, command: str = 
 
 
 # --- staging left by killed runs ----------------------------------------------------------------
+#: This machine in temporary names: a PID means nothing on another machine sharing the folder (a network drive).
+HOST_TAG = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def _owner_tag() -> str:
+    """``PID-HOST``: who owns a temporary name, so that only this machine's dead processes' are removed."""
+    return f"{os.getpid()}-{HOST_TAG}"
+
+
 def _staging_pattern(name: str) -> re.Pattern:
-    """sibsim's own temporary names beside ``name``: staging/old directories and partial files, with the owner PID."""
+    """sibsim's own temporary names beside ``name``: staging/old directories and partial files, with owner PID and host."""
     n = re.escape(name)
-    return re.compile(rf"^\.{n}\.(?:(?:partial|old)-(\d+)-[A-Za-z0-9_]+|(\d+)-[0-9a-f]{{8}}\.partial(?:\.\w+)?)$")
+    owner = r"(\d+)-([0-9a-f]{8})"
+    return re.compile(rf"^\.{n}\.(?:(?:partial|old)-{owner}-[A-Za-z0-9_]+|{owner}-[0-9a-f]{{8}}\.partial(?:\.\w+)?)$")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -351,7 +365,10 @@ def remove_stale(path: Path) -> list[Path]:
         return removed
     for entry in entries:
         m = pattern.match(entry.name)
-        if m is None or _pid_alive(int(m.group(1) or m.group(2))):
+        if m is None:
+            continue
+        pid, host = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        if host != HOST_TAG or _pid_alive(int(pid)):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
@@ -413,7 +430,7 @@ def write_outputs(out_dir: Path, writers: dict[str, Callable[[Path], None]], man
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(out_dir)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-{os.getpid()}-", dir=out_dir.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-{_owner_tag()}-", dir=out_dir.parent))
     except OSError as exc:
         raise _write_error(out_dir, exc) from None
     try:
@@ -438,7 +455,7 @@ def _swap(staging: Path, out_dir: Path) -> None:
     """Put ``staging`` in place of ``out_dir``; on failure the previous ``out_dir`` is put back."""
     old = None
     if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+        old = out_dir.with_name(f".{out_dir.name}.old-{_owner_tag()}-{secrets.token_hex(4)}")
         os.replace(out_dir, old)
     try:
         os.replace(staging, out_dir)
@@ -489,7 +506,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         remove_stale(path)
     except OSError as exc:
         raise _write_error(path, exc) from None
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial{path.suffix}")
+    tmp = path.with_name(f".{path.name}.{_owner_tag()}-{secrets.token_hex(4)}.partial{path.suffix}")
     try:
         yield tmp
         _fsync(tmp)

@@ -81,6 +81,21 @@ def test_force_replaces_a_sibsim_output_of_another_scenario(ck, tmp_path, capsys
     assert json.loads((out / "run.json").read_text())["scenarios"] == [str(other.resolve())]
 
 
+def test_a_file_or_a_link_is_not_an_output_folder(ck, tmp_path, capsys):
+    memo = tmp_path / "memo.html"
+    assert run("report", ck, "--out", memo, "--paths", 20, "--workers", 1) == 0
+    capsys.readouterr()
+    assert quick_run(ck, memo, "--force") == 2
+    assert one_line_error(capsys) == f"error: {memo}: exists and is not a directory; choose another --out"
+    real = tmp_path / "real"
+    assert quick_run(ck, real) == 0
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    assert quick_run(ck, link, "--force") == 2
+    assert one_line_error(capsys) == f"error: {link}: is a symbolic link; choose another --out (a real folder)"
+    assert link.is_symlink() and memo.read_text().startswith("<!DOCTYPE html>")
+
+
 def test_an_empty_folder_may_be_written(ck, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -348,13 +363,17 @@ def test_staging_of_a_killed_run_is_removed_by_the_next_run(ck, tmp_path):
     proc.wait(10)
     stale = [p for p in tmp_path.iterdir() if p.name.startswith(".out.partial-")]
     assert len(stale) == 1 and (stale[0] / "a.csv").exists()
-    assert f".out.partial-{proc.pid}-" in stale[0].name  # the owner PID is in the name
-    # Staging of a live process, and names sibsim does not use, are left alone.
+    assert f".out.partial-{proc.pid}-{output.HOST_TAG}-" in stale[0].name  # the owner PID and machine
+    # Staging of a live process, of another machine (its PIDs mean nothing here), and names sibsim
+    # does not use, are left alone.
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        live = tmp_path / f".out.partial-{sleeper.pid}-abc123"
+        live = tmp_path / f".out.partial-{sleeper.pid}-{output.HOST_TAG}-abc123"
         live.mkdir()
-        foreign = [tmp_path / ".out.partial-mine", tmp_path / ".out.partial-1x-abc", tmp_path / ".other.partial-1-a"]
+        elsewhere = "0" * 8 if output.HOST_TAG != "0" * 8 else "1" * 8
+        foreign = [tmp_path / ".out.partial-mine", tmp_path / f".out.partial-1x-{output.HOST_TAG}-abc",
+                   tmp_path / f".other.partial-{proc.pid}-{output.HOST_TAG}-a",
+                   tmp_path / f".out.partial-{proc.pid}-{elsewhere}-abc", tmp_path / f".out.old-{proc.pid}-{elsewhere}-0a"]
         for path in foreign:
             path.mkdir()
         assert quick_run(ck, out) == 0
@@ -368,10 +387,12 @@ def test_staging_of_a_killed_run_is_removed_by_the_next_run(ck, tmp_path):
 def test_partial_file_of_a_killed_writer_is_removed(tmp_path):
     memo = tmp_path / "memo.html"
     dead = _dead_pid()
-    partial = tmp_path / f".memo.html.{dead}-0123abcd.partial.html"
+    partial = tmp_path / f".memo.html.{dead}-{output.HOST_TAG}-0123abcd.partial.html"
+    old = tmp_path / f".memo.html.old-{dead}-{output.HOST_TAG}-0123abcd"  # an .old-* of a killed swap
+    old.mkdir()
     partial.write_text("half a memo")
     output.write_text_atomic(memo, "<html></html>")
-    assert not partial.exists() and memo.read_text() == "<html></html>"
+    assert not partial.exists() and not old.exists() and memo.read_text() == "<html></html>"
 
 
 def _dead_pid() -> int:
@@ -550,6 +571,20 @@ def test_concurrent_writers_each_end_with_a_complete_output(tmp_path, monkeypatc
     tag = json.loads((out / "run.json").read_text())["tag"]
     assert {(out / f"{n}.csv").read_text() for n in "abc"} == {f"{tag}\n"}  # one writer's complete output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "staging or .old-* left behind"
+
+
+def test_concurrent_command_line_runs_each_end_complete(ck, tmp_path):
+    out = tmp_path / "out"
+    procs = [subprocess.Popen([sys.executable, "-m", "sibsim.cli", "run", str(ck), "--paths", "300", "--seed", str(seed),
+                               "--out", str(out), "--no-plots", "--quiet", "--workers", "1"],
+                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True)
+             for seed in (1, 2)]
+    results = [(p.wait(120), p.stderr.read()) for p in procs]
+    assert results == [(0, ""), (0, "")]
+    seed = json.loads((out / "run.json").read_text())["seed"]
+    again = simulate(load_scenario(ck), n_paths=300, seed=seed, workers=1).paths["investor_moic"]
+    assert pd.read_csv(out / "paths.csv")["investor_moic"].to_numpy() == pytest.approx(again.to_numpy(), rel=1e-12)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
 def test_a_writer_that_lost_the_race_to_another_scenario_refuses(tmp_path):
