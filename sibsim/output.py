@@ -336,7 +336,7 @@ def _owner_tag() -> str:
 
 
 def _staging_pattern(name: str) -> re.Pattern:
-    """sibsim's own temporary names beside ``name``: staging/old directories and partial files, with owner PID and host."""
+    """sibsim's own temporary names beside ``name``: staging and old directories, partial files; owner PID and host."""
     n = re.escape(name)
     owner = r"(\d+)-([0-9a-f]{8})"
     return re.compile(rf"^\.{n}\.(?:(?:partial|old)-{owner}-[A-Za-z0-9_]+|{owner}-[0-9a-f]{{8}}\.partial(?:\.\w+)?)$")

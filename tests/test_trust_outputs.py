@@ -373,7 +373,8 @@ def test_staging_of_a_killed_run_is_removed_by_the_next_run(ck, tmp_path):
         elsewhere = "0" * 8 if output.HOST_TAG != "0" * 8 else "1" * 8
         foreign = [tmp_path / ".out.partial-mine", tmp_path / f".out.partial-1x-{output.HOST_TAG}-abc",
                    tmp_path / f".other.partial-{proc.pid}-{output.HOST_TAG}-a",
-                   tmp_path / f".out.partial-{proc.pid}-{elsewhere}-abc", tmp_path / f".out.old-{proc.pid}-{elsewhere}-0a"]
+                   tmp_path / f".out.partial-{proc.pid}-{elsewhere}-abc",
+                   tmp_path / f".out.old-{proc.pid}-{elsewhere}-0a"]
         for path in foreign:
             path.mkdir()
         assert quick_run(ck, out) == 0
@@ -483,7 +484,8 @@ def test_disk_full_while_writing_is_one_line_and_keeps_the_previous_output(ck, t
     original = pd.DataFrame.to_csv
     monkeypatch.setattr(pd.DataFrame, "to_csv", full)
     assert run("run", ck, "--paths", 40, "--seed", 2, "--out", out, "--no-plots", "--workers", 1) == 2
-    assert one_line_error(capsys) == f"error: {out}: cannot write (No space left on device); the previous output is kept"
+    assert one_line_error(capsys) == (f"error: {out}: cannot write (No space left on device); "
+                                      "the previous output is kept")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     fresh = tmp_path / "fresh"
@@ -575,8 +577,8 @@ def test_concurrent_writers_each_end_with_a_complete_output(tmp_path, monkeypatc
 
 def test_concurrent_command_line_runs_each_end_complete(ck, tmp_path):
     out = tmp_path / "out"
-    procs = [subprocess.Popen([sys.executable, "-m", "sibsim.cli", "run", str(ck), "--paths", "300", "--seed", str(seed),
-                               "--out", str(out), "--no-plots", "--quiet", "--workers", "1"],
+    procs = [subprocess.Popen([sys.executable, "-m", "sibsim.cli", "run", str(ck), "--paths", "300",
+                               "--seed", str(seed), "--out", str(out), "--no-plots", "--quiet", "--workers", "1"],
                               cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True)
              for seed in (1, 2)]
     results = [(p.wait(120), p.stderr.read()) for p in procs]
