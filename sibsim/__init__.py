@@ -12,12 +12,12 @@ Data flows one way::
 """
 
 from .contracts import OUTCOMES, Contract
-from .errors import OutputError, ScenarioError
+from .errors import InsufficientMemoryError, OutputError, ScenarioError
 from .observed import load_observed
 from .scenario import load_scenario
 from .settlement import Settlement, settle
 from .simulation import simulate
 
-__all__ = ["OUTCOMES", "Contract", "OutputError", "ScenarioError", "Settlement", "load_observed",
-           "load_scenario", "settle", "simulate"]
+__all__ = ["OUTCOMES", "Contract", "InsufficientMemoryError", "OutputError", "ScenarioError", "Settlement",
+           "load_observed", "load_scenario", "settle", "simulate"]
 __version__ = "0.1.0"

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import __version__
-from .errors import OutputError, ScenarioError
+from .errors import InsufficientMemoryError, OutputError, ScenarioError
 from .scenario import load_scenario
 
 EXIT_INPUT = 2
@@ -46,20 +46,51 @@ def format_summary(summary) -> str:
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only when it is a terminal."""
+    """A one-line progress bar on stderr (the caller draws it only when stderr is a terminal).
 
-    def __init__(self, stream=None):
+    Shows paths done, the rate in paths/s and the time left at that rate.
+    """
+
+    def __init__(self, stream=None, clock=time.perf_counter):
         self.stream = stream if stream is not None else sys.stderr
-        self.start = time.perf_counter()
+        self.clock = clock
+        self.start = clock()
 
     def __call__(self, done: int, total: int) -> None:
         width = 30
         filled = int(width * done / total)
-        elapsed = time.perf_counter() - self.start
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} paths {elapsed:5.1f} s")
+        elapsed = self.clock() - self.start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        left = f"{_duration((total - done) / rate)} left" if rate > 0 and done < total else "done"
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} paths "
+                          f"{rate:,.0f} paths/s {_duration(elapsed)} elapsed, {left}\x1b[K")
         if done == total:
             self.stream.write("\n")
         self.stream.flush()
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``2 h 07 min``: the precision a person waiting needs."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds // 60 % 60:02d} min"
+
+
+def _progress(args):
+    """A progress bar when stderr is a terminal and the command is not quiet, else None."""
+    return _Progress() if sys.stderr.isatty() and not getattr(args, "quiet", False) else None
+
+
+def _need_openpyxl() -> None:
+    """Refuse ``--excel`` before simulating when the optional extra is missing."""
+    try:
+        import openpyxl  # noqa: F401
+    except ImportError:
+        raise OutputError("--excel: needs the optional extra; pip install 'sibsim[excel]' "
+                          "or leave out --excel") from None
 
 
 def _writers(results, plots: bool):
@@ -101,16 +132,21 @@ def _writers(results, plots: bool):
 
 
 def cmd_run(args) -> int:
-    from .output import check_output_dir, write_outputs
-    from .simulation import simulate
+    from .output import check_distinct, destination, write_outputs
+    from .simulation import check_memory, simulate
 
     scenario = Path(args.scenario)
     contract = load_scenario(scenario)
     out = Path(args.out)
-    check_output_dir(out, scenario, args.force)
-    progress = _Progress() if sys.stderr.isatty() and not args.quiet else None
+    dest = destination(out, "dir", "run", [scenario], force=args.force)
+    excel = None
+    if args.excel:
+        _need_openpyxl()
+        excel = destination(args.excel, "excel", "run", [scenario], force=args.force, flag="--excel")
+        check_distinct(dest, excel)
+    check_memory(contract, args.paths, args.workers)
     started = time.perf_counter()
-    results = simulate(contract, n_paths=args.paths, seed=args.seed, workers=args.workers, progress=progress)
+    results = simulate(contract, n_paths=args.paths, seed=args.seed, workers=args.workers, progress=_progress(args))
     seconds = time.perf_counter() - started
     manifest = {
         "sibsim_version": __version__,
@@ -127,11 +163,11 @@ def cmd_run(args) -> int:
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(seconds, 2),
     }
-    files = write_outputs(out, _writers(results, plots=not args.no_plots), manifest)
-    if args.excel:
+    files = write_outputs(out, _writers(results, plots=not args.no_plots), manifest, dest)
+    if excel is not None:
         from .excel import write_excel
 
-        files.append(write_excel(results, args.excel))
+        files.append(write_excel(results, excel.path))
     if not args.quiet:
         print(f"{contract.title}: {results.n_paths:,} paths, seed {results.seed_entropy}, {seconds:.1f} s")
         print(format_summary(results.summary()))
@@ -140,11 +176,14 @@ def cmd_run(args) -> int:
 
 
 def cmd_settle(args) -> int:
-    from .output import check_output_dir, write_outputs
+    from .output import destination, write_outputs
     from .settlement import settle
 
     scenario = Path(args.scenario)
     contract = load_scenario(scenario)
+    dest = None
+    if args.out:
+        dest = destination(args.out, "dir", "settle", [scenario], inputs=[args.observed], force=args.force)
     result = settle(contract, args.observed)
     currency = contract.currency
     schedule = result.schedule
@@ -163,15 +202,14 @@ def cmd_settle(args) -> int:
         print(result.investors.to_string(formatters={
             "capital_called": "{:,.2f}".format, "received": "{:,.2f}".format,
             "multiple": "{:.4f}".format, "irr": lambda v: "n/a" if v != v else f"{v:.4%}"}))
-    if args.out:
-        out = Path(args.out)
-        check_output_dir(out, scenario, args.force)
+    if dest is not None:
+        out = dest.path
         manifest = {"sibsim_version": __version__, "scenario_path": str(scenario.resolve()),
                     "observed_path": str(Path(args.observed).resolve()), "title": contract.title}
         write_outputs(out, {
             "schedule.csv": lambda p: result.schedule.to_csv(p, float_format="%.2f"),
             "investors.csv": lambda p: result.investors.to_csv(p),
-        }, manifest)
+        }, manifest, dest)
         print(f"\nwrote schedule.csv, investors.csv to {out}/")
     return 0
 
@@ -183,9 +221,12 @@ def cmd_compare(args) -> int:
     import matplotlib.pyplot as plt
 
     from .compare import OVERLAYS, compare, plot_overlay
-    from .output import write_outputs
+    from .output import destination, write_outputs
+    from .simulation import check_memory
 
     contracts = [load_scenario(path) for path in args.scenarios]
+    dest = destination(args.out, "dir", "compare", args.scenarios, force=args.force) if args.out else None
+    check_memory(contracts, args.paths, args.workers)
     table, results = compare(contracts, n_paths=args.paths, seed=args.seed, workers=args.workers)
     labels = [label for label in table.columns.get_level_values(0).unique() if label != "unit"]
     units = results[0].summary()["unit"]
@@ -208,15 +249,17 @@ def cmd_compare(args) -> int:
         writers.update({f"compare_{m}.png": png(m) for m in OVERLAYS})
         manifest = {"sibsim_version": __version__, "scenarios": [str(Path(a).resolve()) for a in args.scenarios],
                     "n_paths": args.paths, "seed": args.seed}
-        write_outputs(Path(args.out), writers, manifest)
+        write_outputs(Path(args.out), writers, manifest, dest)
         print(f"wrote compare.csv and {len(OVERLAYS)} plots to {args.out}/")
     return 0
 
 
 def cmd_noise(args) -> int:
     from .evaluation import evaluation_noise
+    from .output import destination, write_outputs
 
     contract = load_scenario(args.scenario)
+    dest = destination(args.out, "dir", "noise", [args.scenario], force=args.force) if args.out else None
     frame = evaluation_noise(contract, n_paths=args.paths, seed=args.seed, workers=args.workers)
     cols = ["mean_outcome_payments", "sd_outcome_payments", "noise_sd_outcome_payments",
             "noise_share_outcome_payments", "probability_of_loss", "probability_of_loss_se"]
@@ -225,28 +268,29 @@ def cmd_noise(args) -> int:
         print(frame[cols].to_string(float_format=lambda v: f"{v:,.3f}"))
         print("noise_share: share of the spread of outcome payments that comes from measuring a comparison group "
               "of that size rather than from the programme's true effect.")
-    if args.out:
-        from .output import write_outputs
-
-        write_outputs(Path(args.out), {"evaluation_noise.csv": lambda p: frame.to_csv(p)},
+    if dest is not None:
+        write_outputs(dest.path, {"evaluation_noise.csv": lambda p: frame.to_csv(p)},
                       {"sibsim_version": __version__, "scenario_path": str(Path(args.scenario).resolve()),
-                       "n_paths": args.paths, "seed": args.seed})
+                       "n_paths": args.paths, "seed": args.seed}, dest)
+        print(f"wrote evaluation_noise.csv to {dest.path}/")
     return 0
 
 
 def cmd_update(args) -> int:
     from .calibration import load_evidence, update, variant_toml
-    from .output import write_text_atomic
     from .compare import compare
+    from .output import destination, write_text_atomic
+    from .simulation import check_memory
 
     scenario = Path(args.scenario)
     contract = load_scenario(scenario)
+    dest = destination(args.out, "toml", "update", [scenario], inputs=[args.evidence], force=args.force,
+                       rerun_replaces=False)
+    check_memory([contract, contract], args.paths)  # the re-forecast: prior and posterior, one structure
     posterior, table = update(contract, load_evidence(args.evidence))
     title = f"{contract.title}: updated with {Path(args.evidence).name}"
     posterior = dataclasses.replace(posterior, title=title)
-    out = Path(args.out)
-    if out.exists() and not args.force:
-        raise OutputError(f"{out}: exists; pass --force to replace it")
+    out = dest.path
     write_text_atomic(out, variant_toml(scenario, out, table, title))
     check = load_scenario(out)  # the written variant must load to the posterior
     assert check.journey == posterior.journey and check.comparison == posterior.comparison
@@ -328,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=_seed, default=None, help="seed; same seed, same numbers")
     run.add_argument("--out", required=True, help="output directory")
     run.add_argument("--workers", type=_positive_int, default=None, help="processes (default: all cores for large runs)")
-    run.add_argument("--force", action="store_true", help="replace an output directory of another scenario")
+    run.add_argument("--force", action="store_true", help="replace a sibsim output of another command or scenario")
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("--quiet", action="store_true", help="print nothing")
     run.add_argument("--excel", help="also write an Excel workbook here (needs: pip install 'sibsim[excel]')")
@@ -338,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("scenario", help="scenario TOML file")
     st.add_argument("observed", help="observed outcomes (.toml or .csv; see sibsim.observed)")
     st.add_argument("--out", help="also write schedule.csv and investors.csv here")
-    st.add_argument("--force", action="store_true", help="replace an output directory of another scenario")
+    st.add_argument("--force", action="store_true", help="replace a sibsim output of another command or scenario")
     st.set_defaults(func=cmd_settle)
 
     cmp_ = sub.add_parser("compare", help="simulate scenarios side by side (common random numbers)")
@@ -347,6 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--seed", type=_seed, default=0)
     cmp_.add_argument("--workers", type=_positive_int, default=None)
     cmp_.add_argument("--out", help="write compare.csv and overlaid distributions here")
+    cmp_.add_argument("--force", action="store_true", help="replace a sibsim output of another command or scenarios")
     cmp_.set_defaults(func=cmd_compare)
 
     noise = sub.add_parser("noise", help="how much payment risk comes from a small comparison group")
@@ -355,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     noise.add_argument("--seed", type=_seed, default=0)
     noise.add_argument("--workers", type=_positive_int, default=None)
     noise.add_argument("--out", help="write evaluation_noise.csv here")
+    noise.add_argument("--force", action="store_true", help="replace a sibsim output of another command or scenario")
     noise.set_defaults(func=cmd_noise)
 
     upd = sub.add_parser("update", help="update the priors with observed counts (Beta-binomial) and re-forecast")
@@ -364,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     upd.add_argument("--paths", type=_positive_int, default=4_000)
     upd.add_argument("--seed", type=_seed, default=0)
     upd.add_argument("--month", type=int, default=None, help="report expected payments from this month on")
-    upd.add_argument("--force", action="store_true", help="replace an existing output file")
+    upd.add_argument("--force", action="store_true", help="replace a scenario that sibsim update wrote")
     upd.set_defaults(func=cmd_update)
 
     from . import report, sensitivity
@@ -386,8 +432,12 @@ def main(argv: list[str] | None = None) -> int:
         for line in exc.problems:
             print(f"error: {line}", file=sys.stderr)
         return EXIT_INPUT
-    except OutputError as exc:
+    except (OutputError, InsufficientMemoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT
+    except OSError as exc:  # any I/O failure not caught where it happened: one line, never a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("interrupted: no output written", file=sys.stderr)

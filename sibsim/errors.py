@@ -21,3 +21,15 @@ class ScenarioError(ValueError):
 
 class OutputError(RuntimeError):
     """An output directory cannot be written safely (e.g. it holds another scenario's run)."""
+
+
+class InsufficientMemoryError(MemoryError):
+    """A run would need more memory than the machine has available (estimated before it starts).
+
+    The message is one line with the estimate and the way out, e.g. the largest number of paths
+    that fits; ``needed`` and ``available`` are in bytes, ``max_paths`` is that largest number.
+    """
+
+    def __init__(self, message: str, needed: int, available: int, max_paths: int):
+        super().__init__(message)
+        self.needed, self.available, self.max_paths = needed, available, max_paths

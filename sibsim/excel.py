@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__
-from .output import atomic_path
+from .errors import OutputError
+from .output import SUFFIXES, atomic_path, excel_properties
 
 PERCENTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -54,13 +55,20 @@ def contract_terms(contract) -> pd.DataFrame:
 
 
 def write_excel(results, path: str | Path) -> Path:
-    """Write the workbook atomically (temporary file in the same folder, then rename)."""
+    """Write the workbook atomically (temporary file in the same folder, then rename).
+
+    The workbook's properties (``creator``, ``description``) mark it as sibsim's, so ``--force``
+    can tell it from a workbook of someone else's.  ``path`` must end in ``.xlsx``: the format
+    written.
+    """
     try:
         import openpyxl  # noqa: F401
     except ImportError:  # pragma: no cover - exercised only without the extra
         raise RuntimeError("Excel export needs the optional extra: pip install 'sibsim[excel]'") from None
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() not in SUFFIXES["excel"]:
+        raise OutputError(f"{path}: an Excel workbook must end in .xlsx (sibsim writes that format only), "
+                          f"got {path.suffix or 'no suffix'}")
     contract = results.contract
     meta = dict(contract.meta)
     measures = results.paths.select_dtypes("number")
@@ -83,6 +91,8 @@ def write_excel(results, path: str | Path) -> Path:
         contract_terms(contract).to_excel(xl, sheet_name="Assumptions", index=False,
                                           startrow=len(assumptions) + 3)
         run.to_excel(xl, sheet_name="Run", index=False)
+        for key, value in excel_properties("run", [contract.source] if contract.source else []).items():
+            setattr(xl.book.properties, key, value)
         for sheet in xl.book.worksheets:  # readable column widths
             for column in sheet.columns:
                 width = max((len(str(c.value)) for c in column if c.value is not None), default=8)

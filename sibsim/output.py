@@ -1,96 +1,524 @@
-"""Writing a run's outputs safely: all files staged in a temporary directory, then swapped in.
+"""Writing outputs safely: one guard for every file and directory a command writes, then atomic writes.
 
-An interrupted run leaves the previous outputs (or nothing), never a mix;
-a directory holding another scenario's run is not overwritten unless asked.
+The guard (:class:`Destination`) refuses, before anything is simulated, to write
+
+* over an input of the same command (the scenario, every base of its ``extends`` chain,
+  observed or evidence files), or over a directory holding one, the working directory or
+  one of its ancestors;
+* over anything sibsim did not write (a directory without sibsim's ``run.json``, a memo
+  without its meta tag, a workbook without sibsim's properties, a TOML without the header
+  ``sibsim update`` writes), even with ``--force``;
+* over the output of another command or scenario, unless ``--force``;
+* where nothing can be written (read-only, permission denied).
+
+A directory is written in full into a staging directory and swapped in under a lock, so an
+interrupted or failed run leaves the previous outputs (or nothing), never a mix, and
+concurrent writers each end with a complete output.  Staging left by killed runs (their
+owner PID and machine are in the name) is removed by the next writer on that machine.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import html
 import json
 import os
+import re
 import secrets
 import shutil
+import socket
 import tempfile
+import tomllib
+import zipfile
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
+from xml.etree import ElementTree
 
 from .errors import OutputError
 
 MANIFEST = "run.json"
+#: The meta tag of a memo naming its scenario (see :mod:`sibsim.report`).
+MEMO_META = "sibsim-scenario"
+#: First line of every scenario ``sibsim update`` writes (see :func:`sibsim.calibration.variant_toml`).
+UPDATE_HEADER = "# Posterior of a mid-term update (sibsim update)"
+#: Workbook property ``creator`` of sibsim's Excel files; ``description`` holds command and scenario as JSON.
+EXCEL_CREATOR = "sibsim"
+#: Suffixes each kind of single-file output must have (the format written is fixed by the kind).
+SUFFIXES = {"memo": (".html", ".htm"), "excel": (".xlsx",), "toml": (".toml",)}
+_WHAT = {"memo": "a sibsim memo", "excel": "a sibsim workbook", "toml": "a scenario written by sibsim update"}
 
 
-def check_output_dir(out_dir: Path, scenario: Path, force: bool) -> None:
-    """Refuse to replace a directory that is not this scenario's output, unless ``force``."""
-    if force or not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise OutputError(f"{out_dir}: exists and is not a directory")
-    manifest = out_dir / MANIFEST
-    if not manifest.exists():
-        if any(out_dir.iterdir()):
-            raise OutputError(f"{out_dir}: not empty and not a sibsim output directory (no {MANIFEST}); "
-                              "choose another --out or pass --force")
-        return
+# --- what a command reads -----------------------------------------------------------------------
+def scenario_files(path: str | Path) -> list[Path]:
+    """The scenario and every base file its ``extends`` chain reads, resolved, in reading order.
+
+    Follows ``extends`` keys with :mod:`tomllib` (no validation: call after the scenario loaded);
+    stops quietly at a file it cannot read or parse, or at a cycle.
+    """
+    files: list[Path] = []
+    current = Path(path)
+    while _resolve(current) not in files:
+        files.append(_resolve(current))
+        try:
+            base = tomllib.loads(current.read_text(encoding="utf-8")).get("extends")
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError, RecursionError):
+            break
+        if not isinstance(base, str):
+            break
+        current = current.parent / base
+    return files
+
+
+def _resolve(path: str | Path) -> Path:
     try:
-        previous = json.loads(manifest.read_text(encoding="utf-8")).get("scenario_path")
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop: compare the name as given
+        return Path(path).absolute()
+
+
+def _shown(path: str | Path) -> str:
+    """A recorded (absolute) path as the user would type it: relative to the working directory when inside it."""
+    try:
+        return os.path.relpath(path) if Path(path).is_relative_to(Path.cwd()) else str(path)
     except (OSError, ValueError):
-        previous = None
-    if previous != str(scenario.resolve()):
-        raise OutputError(f"{out_dir}: holds the outputs of another scenario ({previous}); "
-                          "choose another --out or pass --force to replace them")
+        return str(path)
 
 
-def write_outputs(out_dir: Path, writers: dict[str, Callable[[Path], None]], manifest: dict) -> list[Path]:
+# --- what sibsim wrote --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Owner:
+    """What a sibsim command left at a path: the command and the scenario(s) it was run on."""
+
+    command: str
+    scenarios: tuple[str, ...]
+
+    def describe(self) -> str:
+        names = " and ".join(_shown(s) for s in self.scenarios) or "an unknown scenario"
+        return f"'sibsim {self.command}' for {names}"
+
+
+def owner(path: Path, kind: str) -> Owner | None:
+    """The sibsim command that wrote ``path`` (a ``kind`` output), or None if sibsim did not write it."""
+    reader = {"dir": _dir_owner, "memo": _memo_owner, "excel": _excel_owner, "toml": _toml_owner}[kind]
+    try:
+        return reader(Path(path))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, ElementTree.ParseError):
+        return None
+
+
+def _dir_owner(path: Path) -> Owner | None:
+    manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    if not isinstance(manifest, dict) or not {"sibsim_version", "scenario_path", "scenarios"} & set(manifest):
+        return None
+    command = manifest.get("command") or _legacy_command(manifest, path)
+    scenarios = manifest.get("scenarios") or [manifest.get("scenario_path")]
+    return Owner(str(command), tuple(str(s) for s in scenarios if s))
+
+
+def _legacy_command(manifest: dict, path: Path) -> str:
+    """The command of a manifest written before manifests named it (sibsim 0.1.0 without ``command``)."""
+    if "scenarios" in manifest:
+        return "compare"
+    if "observed_path" in manifest:
+        return "settle"
+    if (path / "evaluation_noise.csv").exists() and not (path / "paths.csv").exists():
+        return "noise"
+    return "run"
+
+
+def _memo_owner(path: Path) -> Owner | None:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        head = fh.read(4096)
+    m = re.search(rf'<meta name="{MEMO_META}" content="([^"]*)">', head)
+    return Owner("report", (html.unescape(m.group(1)),)) if m else None
+
+
+def _excel_owner(path: Path) -> Owner | None:
+    with zipfile.ZipFile(path) as book:
+        core = ElementTree.fromstring(book.read("docProps/core.xml"))
+    props = {el.tag.rsplit("}", 1)[-1]: (el.text or "") for el in core}
+    if props.get("creator") != EXCEL_CREATOR:
+        return None
+    info = json.loads(props.get("description") or "{}")
+    return Owner(str(info.get("command", "run")), tuple(map(str, info.get("scenarios", ()))))
+
+
+def excel_properties(command: str, scenarios: Iterable[str | Path]) -> dict:
+    """Workbook properties that mark a workbook as sibsim's own (``creator``, ``description``)."""
+    return {"creator": EXCEL_CREATOR,
+            "description": json.dumps({"command": command, "scenarios": [str(_resolve(s)) for s in scenarios]})}
+
+
+def _toml_owner(path: Path) -> Owner | None:
+    text = path.read_text(encoding="utf-8")
+    if not text.startswith(UPDATE_HEADER):
+        return None
+    base = tomllib.loads(text).get("extends")
+    return Owner("update", (str(_resolve(path.parent / base)),) if isinstance(base, str) else ())
+
+
+# --- the guard ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Destination:
+    """A file or directory a command is about to write, and the rules it must pass.
+
+    Parameters
+    ----------
+    path : Path
+        Where the output goes.
+    kind : {"dir", "memo", "excel", "toml"}
+        A directory of outputs (with ``run.json``) or one file of that format.
+    command : str
+        The command writing it, e.g. ``"run"`` (recorded in manifests and shown in refusals).
+    scenarios : tuple of str
+        The scenario file(s) the command runs on.
+    inputs : tuple of Path
+        Files the command reads besides the scenarios (observed or evidence files, or every
+        file the loader reports it read); the scenarios and their ``extends`` chains are always added.
+    force : bool
+        Replace sibsim's own output of another command or scenario.
+    flag : str
+        The option naming the path, for messages (``--out``, ``--excel``).
+    rerun_replaces : bool
+        Whether a re-run of the same command on the same scenarios replaces its own output
+        without ``force`` (True for output directories, memos and workbooks; an updated scenario
+        may have been edited by hand, so ``sibsim update`` asks for ``--force``).
+    """
+
+    path: Path
+    kind: str
+    command: str
+    scenarios: tuple[str, ...]
+    inputs: tuple[Path, ...] = ()
+    force: bool = False
+    flag: str = "--out"
+    rerun_replaces: bool = True
+    _resolved_scenarios: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+        scenarios = tuple(str(_resolve(s)) for s in self.scenarios)
+        object.__setattr__(self, "_resolved_scenarios", scenarios)
+        # The scenarios' extends chains always count, whatever list of inputs the caller gathered.
+        inputs = [*self.inputs, *(f for s in self.scenarios for f in scenario_files(s))]
+        object.__setattr__(self, "inputs", tuple(dict.fromkeys(_resolve(p) for p in inputs)))
+
+    def check(self) -> None:
+        """Every rule, before anything is computed; raise :class:`OutputError` (one line) on the first broken."""
+        self.check_place()
+        self.check_owner()
+        check_writable(self.path, self.flag)
+
+    def check_place(self) -> None:
+        """Not an input, not a directory holding an input or the working directory; the right format."""
+        target, way_out = _resolve(self.path), f"choose another {self.flag}"
+        if target in self.inputs:
+            raise OutputError(f"{self.path}: is an input of 'sibsim {self.command}' (a scenario, a base it "
+                              f"extends, or a file it reads); {way_out}")
+        if self.kind == "dir":
+            cwd = _resolve(Path.cwd())
+            if cwd == target or target in cwd.parents:
+                raise OutputError(f"{self.path}: is the working directory or holds it; {way_out}, "
+                                  "e.g. a new folder such as out/run")
+            held = next((p for p in self.inputs if target in p.parents), None)
+            if held is not None:
+                raise OutputError(f"{self.path}: holds an input of 'sibsim {self.command}' ({_shown(held)}); "
+                                  f"{way_out}, e.g. a new folder")
+            return
+        suffixes = SUFFIXES[self.kind]
+        if self.path.is_dir():
+            raise OutputError(f"{self.path}: is a directory; {self.flag} needs a file name ending in {suffixes[0]}")
+        if self.path.suffix.lower() not in suffixes:
+            raise OutputError(f"{self.path}: {self.flag} must end in {' or '.join(suffixes)} "
+                              f"(sibsim writes that format only), got {self.path.suffix or 'no suffix'}")
+
+    def check_owner(self) -> None:
+        """Replace only what sibsim wrote; another command's or scenario's output only with ``force``."""
+        path = self.path
+        if self.kind == "dir":
+            if not path.exists() and not path.is_symlink():
+                return
+            if path.is_symlink():  # the swap would replace the link, not what it points to
+                raise OutputError(f"{path}: is a symbolic link; choose another {self.flag} (a real folder)")
+            if not path.is_dir():
+                raise OutputError(f"{path}: exists and is not a directory; choose another {self.flag}")
+            if not any(path.iterdir()):
+                return
+        elif not path.exists() and not path.is_symlink():
+            return
+        found = owner(path, self.kind)
+        if found is None:
+            raise OutputError(f"{path}: {self._not_ours()}; choose another {self.flag} "
+                              "(--force replaces only what sibsim wrote)")
+        if self.force:
+            return
+        if not self.rerun_replaces:
+            raise OutputError(f"{path}: holds the outputs of {found.describe()}; "
+                              f"choose another {self.flag} or pass --force to replace it")
+        if found.command != self.command:
+            raise OutputError(f"{path}: holds the outputs of another command ({found.describe()}); "
+                              f"choose another {self.flag} or pass --force to replace it")
+        if set(found.scenarios) != set(self._resolved_scenarios):
+            names = " and ".join(_shown(s) for s in found.scenarios) or "unknown"
+            raise OutputError(f"{path}: holds the outputs of 'sibsim {found.command}' for another scenario "
+                              f"({names}); choose another {self.flag} or pass --force to replace it")
+
+    def _not_ours(self) -> str:
+        if self.kind == "dir":
+            return f"not a sibsim output directory (no sibsim {MANIFEST})"
+        return f"exists and is not {_WHAT[self.kind]}"
+
+    def manifest(self, **fields) -> dict:
+        """A manifest recording this command and its scenarios, then ``fields``."""
+        return {"command": self.command, "scenarios": list(self._resolved_scenarios), **fields}
+
+
+def destination(path, kind: str, command: str, scenarios, inputs=(), force: bool = False,
+                flag: str = "--out", rerun_replaces: bool = True) -> Destination:
+    """Build a :class:`Destination` and check it; see there for the parameters."""
+    dest = Destination(Path(path), kind, command, tuple(map(str, scenarios)), tuple(map(Path, inputs)),
+                       force, flag, rerun_replaces)
+    dest.check()
+    return dest
+
+
+def check_distinct(*destinations: Destination) -> None:
+    """Two outputs of one command must not be the same path, or one inside a directory the other replaces."""
+    for i, a in enumerate(destinations):
+        for b in destinations[i + 1:]:
+            pa, pb = _resolve(a.path), _resolve(b.path)
+            if pa == pb:
+                raise OutputError(f"{b.path}: is also the {a.flag} of this command; choose another {b.flag}")
+
+
+def check_writable(path: Path, flag: str = "--out") -> None:
+    """Create and remove a probe file where ``path`` will be written; OutputError (one line) if that fails.
+
+    A real write is the only check that holds for read-only file systems, ACLs and root alike.
+    """
+    parent = _existing_ancestor(Path(path).absolute().parent)
+    if not parent.is_dir():
+        raise OutputError(f"{path}: cannot write ({parent} is not a directory); choose another {flag}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{Path(path).name}.probe-{os.getpid()}-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({_reason(exc)}); choose another {flag}") from None
+
+
+def _existing_ancestor(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def check_output_dir(out_dir: Path, scenario: Path, force: bool, command: str = "run") -> Destination:
+    """The guard for an output directory of ``command`` run on one scenario (kept for callers of 0.1.0)."""
+    return destination(out_dir, "dir", command, [scenario], force=force)
+
+
+# --- staging left by killed runs ----------------------------------------------------------------
+#: This machine in temporary names: a PID means nothing on another machine sharing the folder (a network drive).
+HOST_TAG = hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def _owner_tag() -> str:
+    """``PID-HOST``: who owns a temporary name, so that only this machine's dead processes' are removed."""
+    return f"{os.getpid()}-{HOST_TAG}"
+
+
+def _staging_pattern(name: str) -> re.Pattern:
+    """sibsim's own temporary names beside ``name``: staging and old directories, partial files; owner PID and host."""
+    n = re.escape(name)
+    owner = r"(\d+)-([0-9a-f]{8})"
+    return re.compile(rf"^\.{n}\.(?:(?:partial|old)-{owner}-[A-Za-z0-9_]+|{owner}-[0-9a-f]{{8}}\.partial(?:\.\w+)?)$")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists (another user's), or cannot tell: keep it
+    return True
+
+
+def remove_stale(path: Path) -> list[Path]:
+    """Remove staging directories and partial files beside ``path`` whose owner process is dead; return them."""
+    path = Path(path)
+    pattern = _staging_pattern(path.name)
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        m = pattern.match(entry.name)
+        if m is None:
+            continue
+        pid, host = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+        if host != HOST_TAG or _pid_alive(int(pid)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            try:
+                entry.unlink()
+            except OSError:
+                continue
+        removed.append(entry)
+    return removed
+
+
+@contextmanager
+def _swap_lock(directory: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``directory`` (the parent of the output) while a swap runs.
+
+    Locking the directory itself leaves no lock file behind; flock locks conflict between open
+    file descriptions, so threads of one process exclude each other too.  Without fcntl
+    (Windows) the swap runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+# --- writing ------------------------------------------------------------------------------------
+def write_outputs(out_dir: Path, writers: dict[str, Callable[[Path], None]], manifest: dict,
+                  dest: Destination | None = None) -> list[Path]:
     """Write every file with its writer into a staging directory, then swap it in place of ``out_dir``.
 
     Parameters
     ----------
+    out_dir : Path
     writers : dict of file name -> callable(path)
         Each callable writes one file at the path given.
     manifest : dict
-        Written as ``run.json`` last, so its presence marks a complete run.
+        Written as ``run.json`` last, so its presence marks a complete run; the command and
+        scenarios of ``dest`` are added to it.
+    dest : Destination, optional
+        Checked again under the swap lock: another writer may have swapped in meanwhile.
+
+    Raises
+    ------
+    OutputError
+        One line, when a file cannot be written or the destination is no longer ours to replace;
+        the previous output is kept.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    old = None
+    if dest is not None:
+        manifest = {**dest.manifest(), **manifest}
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(out_dir)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-{_owner_tag()}-", dir=out_dir.parent))
+    except OSError as exc:
+        raise _write_error(out_dir, exc) from None
     try:
         for name, write in writers.items():
             write(staging / name)
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.replace(out_dir, old)
+        text = json.dumps(manifest, indent=2, default=str) + "\n"
+        (staging / MANIFEST).write_text(text, encoding="utf-8")
+        _fsync_tree(staging)  # on disk before the swap: a crash after it must not leave empty files
+        with _swap_lock(out_dir.parent):
+            if dest is not None:
+                dest.check_owner()
+            _swap(staging, out_dir)
+        _fsync(out_dir.parent)
+    except OSError as exc:
+        raise _write_error(out_dir, exc) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful swap
+    return [out_dir / name for name in [*writers, MANIFEST]]
+
+
+def _swap(staging: Path, out_dir: Path) -> None:
+    """Put ``staging`` in place of ``out_dir``; on failure the previous ``out_dir`` is put back."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{_owner_tag()}-{secrets.token_hex(4)}")
+        os.replace(out_dir, old)
+    try:
         os.replace(staging, out_dir)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
         if old is not None and not out_dir.exists():
             os.replace(old, out_dir)  # put the previous run back
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    return [out_dir / name for name in [*writers, MANIFEST]]
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a directory's entries, to disk (where the system lets a directory be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return  # e.g. a directory on Windows: nothing more can be done
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EBADF):  # the file system does not sync directories
+            raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(directory: Path) -> None:
+    for entry in directory.iterdir():
+        _fsync(entry)
+    _fsync(directory)
+
+
+def _write_error(path: Path, exc: OSError) -> OutputError:
+    kept = "the previous output is kept" if Path(path).exists() else "nothing was written"
+    return OutputError(f"{path}: cannot write ({_reason(exc)}); {kept}")
 
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a fresh temporary path beside ``path``; on success it replaces ``path`` in one rename.
 
-    On any error (or interruption) the temporary file is removed and ``path`` is left as it was.
+    On any error (or interruption) the temporary file is removed and ``path`` is left as it was;
+    an OSError becomes a one-line :class:`OutputError`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(path)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    tmp = path.with_name(f".{path.name}.{_owner_tag()}-{secrets.token_hex(4)}.partial{path.suffix}")
     try:
         yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
+        _fsync(path.parent)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    finally:
         try:
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        except OSError:
+            pass  # renamed into place, or never created
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
@@ -102,3 +530,8 @@ def write_text_atomic(path: Path, text: str) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
     return Path(path)
+
+
+__all__ = ["Destination", "MANIFEST", "Owner", "atomic_path", "check_distinct", "check_output_dir",
+           "check_writable", "destination", "excel_properties", "owner", "remove_stale",
+           "scenario_files", "write_outputs", "write_text_atomic"]

@@ -1234,30 +1234,18 @@ def render_report(results, sensitivity: pd.DataFrame | None = None, *, generated
 # --- writing and the command line ---------------------------------------------------------------
 def _memo_scenario(path: Path) -> str | None:
     """The scenario a memo written by sibsim was made from (None if not a sibsim memo)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            head = fh.read(4096)
-    except OSError:
-        return None
-    m = re.search(rf'<meta name="{SCENARIO_META}" content="([^"]*)">', head)
-    return html.unescape(m.group(1)) if m else None
+    from .output import owner
+
+    found = owner(Path(path), "memo")
+    return found.scenarios[0] if found else None
 
 
-def check_report_path(out: Path, scenario: Path, force: bool) -> None:
-    """Refuse to replace a file that is not a memo of this scenario, unless ``force``."""
-    from .errors import OutputError
+def check_report_path(out: Path, scenario: Path, force: bool):
+    """The guard of :mod:`sibsim.output` for a memo: ``.html``/``.htm``, not an input, a memo sibsim
+    wrote (of another scenario only with ``force``), writable; returns the checked Destination."""
+    from .output import destination
 
-    out = Path(out)
-    if out.is_dir():
-        raise OutputError(f"{out}: is a directory; --out needs a file name such as memo.html")
-    if force or not out.exists():
-        return
-    previous = _memo_scenario(out)
-    if previous is None:
-        raise OutputError(f"{out}: exists and is not a sibsim memo; choose another --out or pass --force")
-    if previous != str(Path(scenario).resolve()):
-        raise OutputError(f"{out}: is the memo of another scenario ({previous}); "
-                          "choose another --out or pass --force to replace it")
+    return destination(out, "memo", "report", [scenario], force=force)
 
 
 def write_report(out: Path, text: str) -> Path:
@@ -1303,7 +1291,10 @@ def cmd_report(args) -> int:
     contract = load_scenario(scenario)
     out = Path(args.out)
     check_report_path(out, scenario, getattr(args, "force", False))
-    results = simulate(contract, n_paths=args.paths, seed=args.seed, workers=getattr(args, "workers", None))
+    from .cli import _progress
+
+    results = simulate(contract, n_paths=args.paths, seed=args.seed, workers=getattr(args, "workers", None),
+                       progress=_progress(args))
     sens = None
     if getattr(args, "sensitivity", False):
         from .sensitivity import tornado

@@ -626,28 +626,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def cmd_sensitivity(args) -> int:
     """Write tornado.csv, tornado_<measure>.png, sobol.csv, breakeven.csv and run.json to ``args.out``."""
     import hashlib
-    import json
     from datetime import datetime, timezone
     from pathlib import Path
 
     from . import __version__
     from .errors import OutputError
-    from .output import MANIFEST, check_output_dir, write_outputs
+    from .output import destination, write_outputs
     from .scenario import load_scenario
 
     scenario, out = Path(args.scenario), Path(args.out)
     contract = load_scenario(scenario)
-    check_output_dir(out, scenario, args.force)
-    manifest_path = out / MANIFEST
-    if manifest_path.exists() and not args.force:  # do not swap away a `sibsim run` of the same scenario
-        try:
-            command = json.loads(manifest_path.read_text(encoding="utf-8")).get("command")
-        except (OSError, ValueError):
-            command = None
-        if command != "sensitivity":
-            raise OutputError(f"{out}: holds another command's outputs; choose another --out or pass --force")
     if args.sobol_base & (args.sobol_base - 1):
         raise OutputError(f"--sobol-base: must be a power of 2, got {args.sobol_base}")
+    dest = destination(out, "dir", "sensitivity", [scenario], force=args.force)
 
     started = time.perf_counter()
     torn = tornado(contract, n_paths=args.paths, seed=args.seed)
@@ -680,7 +671,7 @@ def cmd_sensitivity(args) -> int:
                 "title": contract.title, "n_paths": args.paths, "seed": args.seed, "sobol_base": args.sobol_base,
                 "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "seconds": round(seconds, 2)}
-    files = write_outputs(out, writers, manifest)
+    files = write_outputs(out, writers, manifest, dest)
 
     print(f"{contract.title}: sensitivity, {args.paths:,} paths, seed {args.seed}, {seconds:.1f} s")
     for measure, rows in torn.groupby("measure", sort=False):

@@ -11,7 +11,11 @@ preallocated arrays in block order (:class:`sibsim.results.BlockAssembler`).
 
 from __future__ import annotations
 
+import math
 import os
+import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
@@ -19,6 +23,7 @@ import numpy as np
 
 from .cashflows import settle
 from .contracts import OUTCOMES, Contract
+from .errors import InsufficientMemoryError
 from .metrics import path_metric_arrays, within_term
 from .montecarlo import block_size, simulate_outcomes
 from .results import MONTHLY_SERIES, BlockAssembler, Results
@@ -69,12 +74,58 @@ def _single_threaded_blas():
         set_(before)
 
 
-def _init_worker() -> None:
-    """Worker processes: one BLAS thread, and freed block memory kept for the next block."""
+def _init_worker(parent_pid: int | None = None) -> None:
+    """Worker processes: die with the parent, one BLAS thread, freed block memory kept for the next block."""
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     blas = _openblas()
     if blas is not None:
         blas[1](1)
     _keep_freed_memory()
+
+
+#: How often (seconds) a worker checks that the process that started it is still alive.
+PARENT_CHECK_SECONDS = 1.0
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """End this worker when ``parent_pid`` dies, even by SIGKILL (which leaves the pool no chance to stop it).
+
+    On Linux the kernel sends SIGKILL at the parent's death (``prctl(PR_SET_PDEATHSIG)``); on every
+    system a daemon thread also checks the parent each :data:`PARENT_CHECK_SECONDS`, and the check
+    runs once now, for a parent that died before the ``prctl`` took effect.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # the watching thread still ends the worker
+    ppid = os.getppid()
+    if not _parent_alive(parent_pid, ppid):
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid, ppid), name="sibsim-parent-watch", daemon=True).start()
+
+
+def _parent_alive(parent_pid: int, ppid: int) -> bool:
+    """Whether the pool's process lives: this worker was not re-parented, and the PID still exists."""
+    if os.getppid() != ppid:
+        return False
+    try:
+        os.kill(parent_pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass  # exists, owned by someone else: cannot tell more
+    return True
+
+
+def _watch_parent(parent_pid: int, ppid: int) -> None:
+    while _parent_alive(parent_pid, ppid):
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(1)  # nobody is left to collect this worker's results
 
 
 def _keep_freed_memory() -> None:
@@ -93,6 +144,121 @@ def _keep_freed_memory() -> None:
         libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):  # not glibc: nothing to tune
         pass
+
+
+# --- memory: estimated before a run, refused above what the machine has available ----------------
+#: Bytes kept per path by a run and what the command line computes from it (measured: the ``paths``
+#: columns and outcome shares are about 210 bytes; summaries and CSV writing add temporaries;
+#: ``ru_maxrss`` of ``sibsim run`` grew by 254-265 bytes per path from 200,000 to 800,000 paths).
+BYTES_PER_PATH = 300
+#: Monthly series kept per path (float32, :data:`sibsim.results.MONTHLY_SERIES`), twice: their quantiles copy them.
+MONTHLY_COPIES = 2
+#: A block's working set (bytes): peak traced by tracemalloc over the shipped scenarios with cohort
+#: sizes 5-3,000, comparison groups 0-3x and tails 0-48 months (19-67 MB), fitted as
+#: ``constant + per path-month + per treated person-month + per comparison person-month + per cell-path``
+#: (non-negative least squares, within -28 %/+27 % of every measurement) and scaled up by
+#: :data:`BLOCK_MARGIN` so that no measured block exceeds it (the closest is 7 % below).
+BLOCK_FIT = (12.1e6, 80.0, 0.222, 0.0141, 9.5)
+BLOCK_MARGIN = 1.5
+#: Private memory of a worker process besides its block (interpreter heap touched after the fork).
+WORKER_BYTES = 40e6
+#: What a command still allocates after the check whatever the paths: plotting, CSV writers, imports.
+COMMAND_BYTES = 100e6
+
+
+def block_working_set(contract: Contract, n_paths: int | None = None) -> float:
+    """Estimated peak memory (bytes) of simulating one block of ``n_paths`` (default: the contract's block size)."""
+    n = block_size(contract) if n_paths is None else n_paths
+    months = contract.horizon_months
+    comparison = 0 if contract.comparison.method == "expected" else int(contract.comparison_sizes.sum())
+    cells = len(contract.cohorts) * len(OUTCOMES) * months
+    const, per_path_month, per_treated, per_comparison, per_cell = BLOCK_FIT
+    fit = (const + per_path_month * n * months + per_treated * n * contract.n_participants * months
+           + per_comparison * n * comparison * months + per_cell * n * cells)
+    return BLOCK_MARGIN * fit
+
+
+def estimate_memory(contract: Contract, n_paths: int, workers: int | None = None) -> dict:
+    """Memory a run of ``n_paths`` needs, in bytes, before it starts.
+
+    Returns
+    -------
+    dict
+        ``needed`` (total), ``per_path`` (bytes kept per path), ``fixed`` (the monthly series kept
+        for the first :data:`MONTHLY_PATHS_KEPT` paths, the working set of every block running at
+        once and :data:`COMMAND_BYTES`) and ``workers`` (processes the run would use).
+
+    Notes
+    -----
+    Measured with ``ru_maxrss`` of ``sibsim run --workers 1 --no-plots`` (peak minus the memory
+    in use before the run): Colour Kitchen 189, 366 and 467 MB at 50,000, 400,000 and 800,000 paths
+    (estimates 287, 488 and 608 MB); Peterborough 240 and 415 MB at 50,000 and 200,000 (298, 497 MB).
+    """
+    size = block_size(contract)
+    n_blocks = -(-n_paths // size)
+    workers = _worker_count(n_paths, n_blocks, workers)
+    monthly = MONTHLY_COPIES * len(MONTHLY_SERIES) * 4 * contract.horizon_months * min(n_paths, MONTHLY_PATHS_KEPT)
+    blocks = workers * (block_working_set(contract, min(size, n_paths)) + (WORKER_BYTES if workers > 1 else 0))
+    fixed = math.ceil(COMMAND_BYTES + monthly + blocks)  # whole bytes: the boundary needed == available is exact
+    return {"needed": fixed + BYTES_PER_PATH * n_paths, "per_path": BYTES_PER_PATH, "fixed": fixed,
+            "workers": workers}
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new run: ``MemAvailable`` of /proc/meminfo, else free pages; None if unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(contracts, n_paths: int, workers: int | None = None) -> None:
+    """Refuse a run (or a comparison of several contracts) that would need more memory than is available.
+
+    Raises
+    ------
+    InsufficientMemoryError
+        One line: the estimate, what is available and the largest number of paths that fits.
+    """
+    contracts = [contracts] if isinstance(contracts, Contract) else list(contracts)
+    available = available_memory()
+    if available is None or not contracts:
+        return
+    estimates = [estimate_memory(c, n_paths, workers) for c in contracts]
+    needed = sum(e["needed"] for e in estimates)
+    if needed <= available:
+        return
+    per_path = sum(e["per_path"] for e in estimates)
+    fixed = sum(e["fixed"] for e in estimates)  # a run of fewer paths never needs more of it
+    fits = max(0, int((available - fixed) // per_path))
+    way_out = (f"use at most {_round_down(fits):,} paths or a machine with more memory" if fits >= 1
+               else "use fewer --workers or a machine with more memory")
+    raise InsufficientMemoryError(f"{n_paths:,} paths need about {_gb(needed)} of memory (this machine has "
+                                  f"{_gb(available)} available); {way_out}", int(needed), int(available), fits)
+
+
+def _round_down(n: int) -> int:
+    """``n`` rounded down to two significant digits (77,604,698 -> 77,000,000): a number to type, still within ``n``."""
+    scale = 10 ** max(len(str(n)) - 2, 0)
+    return n // scale * scale
+
+
+def _gb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:,.0f} GB" if n_bytes >= 10e9 else f"{n_bytes / 1e9:,.1f} GB"
+
+
+def _worker_count(n_paths: int, n_blocks: int, workers: int | None) -> int:
+    """Processes a run uses: all cores for large runs unless given, never more than blocks."""
+    if workers is None:
+        workers = min(os.cpu_count() or 1, n_blocks) if n_paths >= PARALLEL_MIN_PATHS else 1
+    return max(1, min(int(workers), n_blocks))
 
 
 def _run_block(contract: Contract, seed: np.random.SeedSequence, n_paths: int, keep_monthly: bool) -> dict:
@@ -163,6 +329,11 @@ def simulate(
     Returns
     -------
     Results
+
+    Raises
+    ------
+    InsufficientMemoryError
+        Before anything runs, when :func:`estimate_memory` exceeds :func:`available_memory`.
     """
     if not isinstance(n_paths, (int, np.integer)) or isinstance(n_paths, bool) or n_paths < 1:
         raise ValueError(f"n_paths: must be a positive integer, got {n_paths!r}")
@@ -171,12 +342,11 @@ def simulate(
     seq = np.random.SeedSequence(seq.entropy, spawn_key=seq.spawn_key, pool_size=seq.pool_size)
     size = block_size(contract)
     n_blocks = -(-n_paths // size)
+    workers = _worker_count(n_paths, n_blocks, workers)
+    check_memory(contract, n_paths, workers)  # before anything is allocated
     seeds = seq.spawn(n_blocks)
     counts = [min(size, n_paths - b * size) for b in range(n_blocks)]
     keep = [b * size < MONTHLY_PATHS_KEPT for b in range(n_blocks)]
-    if workers is None:
-        workers = min(os.cpu_count() or 1, n_blocks) if n_paths >= PARALLEL_MIN_PATHS else 1
-    workers = max(1, min(int(workers), n_blocks))
 
     kept = sum(c for c, k in zip(counts, keep) if k)
     assembler = BlockAssembler(n_paths, kept_paths=kept)
@@ -187,7 +357,7 @@ def simulate(
                 if progress:
                     progress(sum(counts[: b + 1]), n_paths)
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
             futures = [pool.submit(_run_block, contract, seeds[b], counts[b], keep[b]) for b in range(n_blocks)]
             for b in range(n_blocks):  # in block order: results independent of timing
                 assembler.add(futures[b].result())

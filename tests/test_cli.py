@@ -59,7 +59,7 @@ def test_rerun_same_scenario_replaces_and_other_scenario_is_refused(tmp_path, ca
     shutil.copy(CK, other)
     assert run("run", other, "--paths", 50, "--out", out, "--no-plots", "--quiet") == 2
     err = capsys.readouterr().err
-    assert "holds the outputs of another scenario" in err and "--force" in err
+    assert "holds the outputs of 'sibsim run' for another scenario" in err and "--force" in err
     assert len(pd.read_csv(out / "paths.csv")) == 60  # untouched
     assert run("run", other, "--paths", 50, "--out", out, "--no-plots", "--quiet", "--force") == 0
     assert len(pd.read_csv(out / "paths.csv")) == 50

@@ -308,7 +308,7 @@ def test_cli_writes_the_memo_atomically(tmp_path, capsys, monkeypatch):
     from sibsim import output
 
     monkeypatch.setattr(output.os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match=r"memo\.html: cannot write \(disk full\); the previous output is kept"):
         report.write_report(out, "<html>new</html>")
     assert out.read_text(encoding="utf-8") == before
     assert sorted(p.name for p in out.parent.iterdir()) == ["memo.html"]
