@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 from xml.etree import ElementTree
 
-from .errors import OutputError
+from .errors import OutputError, ScenarioError
 
 MANIFEST = "run.json"
 #: The meta tag of a memo naming its scenario (see :mod:`sibsim.report`).
@@ -55,21 +55,15 @@ _WHAT = {"memo": "a sibsim memo", "excel": "a sibsim workbook", "toml": "a scena
 def scenario_files(path: str | Path) -> list[Path]:
     """The scenario and every base file its ``extends`` chain reads, resolved, in reading order.
 
-    Follows ``extends`` keys with :mod:`tomllib` (no validation: call after the scenario loaded);
-    stops quietly at a file it cannot read or parse, or at a cycle.
+    Asks the loader (:attr:`sibsim.contracts.Contract.files`), so the chain is followed by one set of
+    rules; a scenario that does not load counts as its own file only.
     """
-    files: list[Path] = []
-    current = Path(path)
-    while _resolve(current) not in files:
-        files.append(_resolve(current))
-        try:
-            base = tomllib.loads(current.read_text(encoding="utf-8")).get("extends")
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError, RecursionError):
-            break
-        if not isinstance(base, str):
-            break
-        current = current.parent / base
-    return files
+    from .scenario import load_scenario
+
+    try:
+        return [_resolve(p) for p, _ in load_scenario(path).files] or [_resolve(path)]
+    except ScenarioError:
+        return [_resolve(path)]
 
 
 def _resolve(path: str | Path) -> Path:
