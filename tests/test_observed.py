@@ -112,13 +112,14 @@ def test_cumulative_counts_are_placed_at_month_minus_one(outcomes):
     np.testing.assert_array_equal(outcomes.comparison.events, expected)
 
 
-def test_benefit_months_are_spread_evenly_since_the_previous_count_or_the_intake(outcomes):
+def test_benefit_months_are_spread_evenly_since_the_previous_month_read_or_the_intake(outcomes):
     treated, comparison = outcomes.treated.employed[0], outcomes.comparison.employed[0]
     # Cohort 0 (intake 0): 12 months off benefits before month 12, 36 - 12 = 24 more before month 24.
     np.testing.assert_allclose(treated[0], [1.0] * 12 + [2.0] * 12 + [0.0] * 6)
     np.testing.assert_allclose(comparison[0], [0.5] * 12 + [4 / 12] * 12 + [0.0] * 6)
-    # Cohort 1 (intake 6): 9 months before month 24, over its 18 months 6..23 only.
-    np.testing.assert_allclose(treated[1], [0.0] * 6 + [0.5] * 18 + [0.0] * 6)
+    # Cohort 1 (intake 6): 9 months counted at month 24 and none at month 12, which the contract also
+    # reads: unchanged at month 12 (nothing counted there), so spread over months 12..23, not 6..23.
+    np.testing.assert_allclose(treated[1], [0.0] * 12 + [0.75] * 12 + [0.0] * 6)
     np.testing.assert_array_equal(comparison[1], 0.0)
 
 
@@ -171,7 +172,8 @@ def test_counts_built_in_code_are_checked_too(contract):
 
 
 # --- errors: one line each, naming the file and the field --------------------------------------
-#: file in observed/broken/ -> (field, rule): the one problem line must be exactly `file: field: rule`.
+#: file in observed/broken/ -> (field, rule): the one problem line must be exactly `file: field: rule`
+#: (or a list of them: every line, in order).
 BROKEN_EXPECTED = {
     "unknown_key.toml": ("measurement[0].treatment",
                          "unknown key (allowed: month, cohort, treated, comparison, counterfactual)"),
@@ -195,8 +197,11 @@ BROKEN_EXPECTED = {
     "duplicate_count.toml": ("measurement[1].treated.job_start", "count must be given once per cohort and month, "
                              "got a second treated job_start count for cohort 0 at month 12 "
                              "(first: measurement[0].treated.job_start)"),
-    "count_before_intake.toml": ("measurement[1].treated.job_start",
-                                 "count must be 0 up to cohort 1's intake (month 6), got 1 at month 6"),
+    # Month 6 is also a month the contract does not read: both problems, listed at once.
+    "count_before_intake.toml": [("measurement[1].month", "must be a month the contract counts cohort 1 at "
+                                                          "(measurement months 12, 24), got 6"),
+                                 ("measurement[1].treated.job_start",
+                                  "count must be 0 up to cohort 1's intake (month 6), got 1 at month 6")],
     "comparison_and_counterfactual.toml": ("measurement", "give comparison or counterfactual counts, not both"),
     "missing_columns.csv": ("header", "missing columns: outcome"),
 }
@@ -223,9 +228,10 @@ def test_every_broken_file_is_expected():
 
 @pytest.mark.parametrize("name", sorted(BROKEN_EXPECTED))
 def test_broken_observed_file_reports_its_one_problem(contract, name):
-    field, rule = BROKEN_EXPECTED[name]
+    expected = BROKEN_EXPECTED[name]
     path = str(BROKEN / name)
-    assert problems_of(contract, path) == [f"{path}: {field}: {rule}"]
+    assert problems_of(contract, path) == [f"{path}: {field}: {rule}"
+                                           for field, rule in (expected if isinstance(expected, list) else [expected])]
 
 
 def test_neither_comparison_nor_counterfactual_with_a_comparison_group(contract):
@@ -263,11 +269,14 @@ def test_several_problems_are_all_reported_once_each(contract, tmp_path):
     ])
 
 
-def test_a_zero_count_before_the_intake_does_not_spread_benefit_months_before_it(contract, tmp_path):
+def test_a_zero_count_before_the_intake_does_not_spread_benefit_months_before_it(tmp_path):
+    doc = tomllib.loads(VALID_SCENARIO.read_text(encoding="utf-8"))
+    doc["cohorts"][1]["intake_month"] = 18  # starts after the month-12 measurement
+    contract = contract_from_dict(doc, "scenario.toml")
     path = tmp_path / "early_zero.toml"
-    path.write_text("[[measurement]]\nmonth = 3\ncohort = 1\ntreated = { benefit_months = 0 }\n"
+    path.write_text("[[measurement]]\nmonth = 12\ncohort = 1\ntreated = { benefit_months = 0 }\n"
                     "counterfactual = { benefit_months = 0 }\n\n"
                     "[[measurement]]\nmonth = 24\ncohort = 1\ntreated = { benefit_months = 9 }\n", encoding="utf-8")
     outcomes = outcomes_from_observed(contract, load_observed(path))
-    # Cohort 1 starts in month 6: its 9 months off benefits are spread over months 6..23, not 3..23.
-    np.testing.assert_allclose(outcomes.treated.employed[0, 1], [0.0] * 6 + [0.5] * 18 + [0.0] * 6)
+    # Cohort 1 starts in month 18: its 9 months off benefits are spread over months 18..23, not 12..23.
+    np.testing.assert_allclose(outcomes.treated.employed[0, 1], [0.0] * 18 + [1.5] * 6 + [0.0] * 6)

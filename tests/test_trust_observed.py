@@ -1,0 +1,263 @@
+"""Trust: observed outcomes and evidence are never silently misread.
+
+Every rule is tested at its exact boundary: the largest value allowed is accepted, one more refused,
+and the refusal is one line ``file: field: rule``.  The contract for most tests is
+``tests/fixtures/valid_minimal.toml``: two cohorts of 10 (intake months 0 and 6), a comparison group of
+the same size (or twice the size), measurement months 12 and 24, a 30-month horizon.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sibsim import cli, load_scenario, settle
+from sibsim.errors import ScenarioError
+from sibsim import observed as observed_module
+from sibsim.observed import Observed, load_observed, outcomes_from_observed
+from sibsim.scenario import contract_from_dict
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+SCENARIOS = ROOT / "scenarios"
+VALID_SCENARIO = FIXTURES / "valid_minimal.toml"
+BASE_DOC = tomllib.loads(VALID_SCENARIO.read_text(encoding="utf-8"))
+CK = SCENARIOS / "utrecht_colour_kitchen.toml"
+CK_EXAMPLE = SCENARIOS / "observed" / "utrecht_colour_kitchen_example.toml"
+CK_EVIDENCE = SCENARIOS / "evidence" / "utrecht_colour_kitchen_year2.toml"
+PB = SCENARIOS / "peterborough.toml"
+PB_PUBLISHED = SCENARIOS / "observed" / "peterborough_published.toml"
+
+
+def contract_with(**changes):
+    """valid_minimal with top-level tables changed: ``comparison={"size_ratio": 2.0}`` merges into a table."""
+    doc = copy.deepcopy(BASE_DOC)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict):
+            doc[key].update(value)
+        else:
+            doc[key] = value
+    return contract_from_dict(doc, "scenario.toml")
+
+
+@pytest.fixture(scope="module")
+def contract():
+    return load_scenario(VALID_SCENARIO)
+
+
+def write(tmp_path, text: str, name: str = "observed.toml") -> str:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def measurement(month, cohort, **groups) -> str:
+    lines = [f"[[measurement]]\nmonth = {month}\ncohort = {cohort}"]
+    for group, counts in groups.items():
+        lines.append(f"{group} = {{ " + ", ".join(f"{k} = {v}" for k, v in counts.items()) + " }")
+    return "\n".join(lines) + "\n\n"
+
+
+def problems(contract, path) -> list[str]:
+    """The problems of settling ``path``; [] when it settles."""
+    try:
+        outcomes_from_observed(contract, load_observed(path))
+    except ScenarioError as exc:
+        for line in exc.problems:
+            assert "\n" not in line and line.startswith(f"{path}: "), line
+        return exc.problems
+    return []
+
+
+COMPARISON = {"job_start": 1}  # every file needs a counterfactual of some kind
+
+
+# --- item 8: counts checked against the scenario ---------------------------------------------------
+@pytest.mark.parametrize("outcome", ["diploma", "job_start"])
+def test_once_per_participant_outcome_at_most_the_cohort_size(contract, tmp_path, outcome):
+    ok = write(tmp_path, measurement(12, 0, treated={outcome: 10}, comparison=COMPARISON), "ok.toml")
+    assert problems(contract, ok) == []
+    bad = write(tmp_path, measurement(12, 0, treated={outcome: 11}, comparison=COMPARISON), "bad.toml")
+    assert problems(contract, bad) == [f"{bad}: measurement[0].treated.{outcome}: must be <= cohort 0's size (10), "
+                                       "got 11"]
+
+
+def test_job_sustained_and_long_term_contract_at_most_the_cohort_size(contract, tmp_path):
+    ok = write(tmp_path, measurement(24, 1, treated={"job_start": 10, "job_sustained": 10, "long_term_contract": 10},
+                                     comparison=COMPARISON), "ok.toml")
+    assert problems(contract, ok) == []
+    bad = write(tmp_path, measurement(24, 1, treated={"job_start": 11, "job_sustained": 11, "long_term_contract": 11},
+                                      comparison=COMPARISON), "bad.toml")
+    assert problems(contract, bad) == [
+        f"{bad}: measurement[0].treated.{o}: must be <= cohort 1's size (10), got 11"
+        for o in ("job_start", "job_sustained", "long_term_contract")]
+
+
+def test_comparison_counts_at_most_the_comparison_group_size(tmp_path):
+    contract = contract_with(comparison={"size_ratio": 2.0})  # 20 comparison members per cohort
+    ok = write(tmp_path, measurement(12, 0, treated={"job_start": 1}, comparison={"job_start": 20}), "ok.toml")
+    assert problems(contract, ok) == []
+    bad = write(tmp_path, measurement(12, 0, treated={"job_start": 1}, comparison={"job_start": 21}), "bad.toml")
+    assert problems(contract, bad) == [f"{bad}: measurement[0].comparison.job_start: must be <= cohort 0's "
+                                       "comparison group size (20), got 21"]
+
+
+def test_counterfactual_counts_at_most_the_treated_cohort_size_and_may_be_fractional(tmp_path):
+    contract = contract_with(comparison={"size_ratio": 2.0})  # counterfactual is scaled to the 10 treated
+    ok = write(tmp_path, measurement(12, 0, treated={"job_start": 1}, counterfactual={"job_start": 10}), "ok.toml")
+    assert problems(contract, ok) == []
+    scaled = write(tmp_path, measurement(12, 0, treated={"job_start": 1}, counterfactual={"job_start": 2.5}), "f.toml")
+    assert problems(contract, scaled) == []  # 5 of 20 comparison members, scaled to 10: an estimate, not people
+    bad = write(tmp_path, measurement(12, 0, treated={"job_start": 1}, counterfactual={"job_start": 10.5}), "bad.toml")
+    assert problems(contract, bad) == [f"{bad}: measurement[0].counterfactual.job_start: must be <= cohort 0's size "
+                                       "(10: counterfactual counts are scaled to it), got 10.5"]
+
+
+def test_benefit_months_at_most_size_times_months_since_intake(contract, tmp_path):
+    # Cohort 1 starts in month 6: by month 12, 10 members x 6 months.
+    ok = write(tmp_path, measurement(12, 1, treated={"benefit_months": 60}, comparison=COMPARISON), "ok.toml")
+    assert problems(contract, ok) == []
+    bad = write(tmp_path, measurement(12, 1, treated={"benefit_months": 61}, comparison=COMPARISON), "bad.toml")
+    assert problems(contract, bad) == [f"{bad}: measurement[0].treated.benefit_months: must be <= cohort 1's size x "
+                                       "months since its intake (10 x 6 = 60), got 61"]
+
+
+def test_benefit_months_rise_at_most_size_times_months_between_counts(contract, tmp_path):
+    # 12 by month 12, then at most 10 x 12 more by month 24 (132 <= 10 x 24 = 240 alone would pass).
+    ok = write(tmp_path, measurement(12, 0, treated={"benefit_months": 12}, comparison=COMPARISON)
+               + measurement(24, 0, treated={"benefit_months": 132}), "ok.toml")
+    assert problems(contract, ok) == []
+    bad = write(tmp_path, measurement(12, 0, treated={"benefit_months": 12}, comparison=COMPARISON)
+                + measurement(24, 0, treated={"benefit_months": 133}), "bad.toml")
+    assert problems(contract, bad) == [
+        f"{bad}: measurement[1].treated.benefit_months: must rise by at most cohort 0's size x months since the "
+        "count at month 12 (10 x 12 = 120), got 121 more (12 at month 12, 133 at month 24)"]
+
+
+@pytest.mark.parametrize("group", ["treated", "comparison"])
+@pytest.mark.parametrize("outcome, what", [("job_start", "participants"), ("diploma", "participants"),
+                                           ("benefit_months", "months")])
+def test_people_and_months_are_whole_numbers(contract, tmp_path, group, outcome, what):
+    other = "comparison" if group == "treated" else "treated"
+    whole = write(tmp_path, measurement(12, 0, **{group: {outcome: 2.0}, other: {"job_start": 1}}), "ok.toml")
+    assert problems(contract, whole) == []  # 2.0 is a whole number (a spreadsheet may write it so)
+    bad = write(tmp_path, measurement(12, 0, **{group: {outcome: 2.5}, other: {"job_start": 1}}), "bad.toml")
+    assert problems(contract, bad) == [f"{bad}: measurement[0].{group}.{outcome}: count must be a whole number of "
+                                       f"{what}, got 2.5"]
+
+
+@pytest.mark.parametrize("outcome, needed", [("job_sustained", "job_start"), ("long_term_contract", "job_sustained")])
+def test_an_outcome_is_never_above_the_outcome_it_requires(contract, tmp_path, outcome, needed):
+    chain = {"job_start": 5, "job_sustained": 5, "long_term_contract": 5}
+    ok = write(tmp_path, measurement(24, 0, treated=chain, comparison=COMPARISON), "ok.toml")
+    assert problems(contract, ok) == []
+    bad = write(tmp_path, measurement(24, 0, treated={**chain, outcome: 6}, comparison=COMPARISON), "bad.toml")
+    assert problems(contract, bad) == [f"{bad}: measurement[0].treated.{outcome}: must be <= the {needed} count of "
+                                       "the same group, cohort and month (5), got 6"]
+
+
+def test_sustained_jobs_without_job_starts_are_refused(contract, tmp_path):
+    bad = write(tmp_path, measurement(24, 0, treated={"job_sustained": 3}, comparison={"job_start": 2,
+                                                                                       "job_sustained": 1}))
+    assert problems(contract, bad) == [
+        f"{bad}: measurement[0].treated.job_sustained: must be <= the job_start count of the same group, cohort and "
+        "month (0: none counted), got 3"]  # the comparison's 1 sustained of 2 job starts is fine
+
+
+def test_a_required_count_given_earlier_is_carried_forward(contract, tmp_path):
+    text = (measurement(12, 0, treated={"job_start": 3}, comparison=COMPARISON)
+            + measurement(24, 0, treated={"job_sustained": 3}))
+    assert problems(contract, write(tmp_path, text, "ok.toml")) == []
+    text = (measurement(12, 0, treated={"job_start": 3}, comparison=COMPARISON)
+            + measurement(24, 0, treated={"job_sustained": 4}))
+    bad = write(tmp_path, text, "bad.toml")
+    assert problems(contract, bad) == [
+        f"{bad}: measurement[1].treated.job_sustained: must be <= the job_start count of the same group, cohort and "
+        "month (3, as counted at month 12), got 4"]
+
+
+def test_a_diploma_is_not_required_for_a_job(contract, tmp_path):
+    path = write(tmp_path, measurement(12, 0, treated={"diploma": 0, "job_start": 5}, comparison=COMPARISON))
+    assert problems(contract, path) == []
+
+
+def test_equal_cumulative_counts_are_accepted_a_fall_refused(contract, tmp_path):
+    flat = write(tmp_path, measurement(12, 0, treated={"job_start": 4}, comparison=COMPARISON)
+                 + measurement(24, 0, treated={"job_start": 4}), "ok.toml")
+    assert problems(contract, flat) == []
+    fall = write(tmp_path, measurement(12, 0, treated={"job_start": 4}, comparison=COMPARISON)
+                 + measurement(24, 0, treated={"job_start": 3}), "bad.toml")
+    assert problems(contract, fall) == [f"{fall}: measurement[1].treated.job_start: cumulative counts must not fall, "
+                                        "got 4 at month 12, then 3 at month 24"]
+
+
+@pytest.mark.parametrize("month", [18, 25, 30])  # between measurements; after the last (the horizon is 30)
+def test_a_count_at_a_month_the_contract_does_not_read_is_refused(contract, tmp_path, month):
+    path = write(tmp_path, measurement(12, 0, treated={"job_start": 1}, comparison=COMPARISON)
+                 + measurement(month, 0, treated={"job_start": 2}))
+    assert problems(contract, path) == [f"{path}: measurement[1].month: must be a month the contract counts cohort 0 "
+                                        f"at (measurement months 12, 24), got {month}"]
+
+
+def test_trigger_months_are_read_per_cohort(tmp_path):
+    """Peterborough reads cohort 1 at month 36 and cohort 2 at 58 only (no measurement months)."""
+    contract = load_scenario(PB)
+    assert problems(contract, str(PB_PUBLISHED)) == []
+    path = write(tmp_path, measurement(58, 0, treated={"job_start": 458}, comparison={"job_start": 500}))
+    assert problems(contract, path) == [f"{path}: measurement[0].month: must be a month the contract counts cohort 0 "
+                                        "at (trigger month 36), got 58"]
+
+
+def test_the_review_month_is_read(tmp_path):
+    payer = dict(BASE_DOC["payer"], review={"month": 18, "outcome": "job_start", "measure": "difference",
+                                            "floor": -1.0})
+    contract = contract_with(payer=payer)
+    path = write(tmp_path, measurement(18, 0, treated={"job_start": 2}, comparison=COMPARISON))
+    assert problems(contract, path) == []
+    path = write(tmp_path, measurement(17, 0, treated={"job_start": 2}, comparison=COMPARISON), "bad.toml")
+    assert problems(contract, path) == [f"{path}: measurement[0].month: must be a month the contract counts cohort 0 "
+                                        "at (measurement months 12, 24; review month 18), got 17"]
+
+
+def test_every_problem_is_listed_at_once(contract, tmp_path):
+    text = (measurement(12, 0, treated={"diploma": 1000, "job_start": 2.5}, comparison=COMPARISON)
+            + measurement(18, 1, treated={"job_sustained": 2}))
+    path = write(tmp_path, text)
+    assert problems(contract, path) == [f"{path}: measurement[0].treated.job_start: count must be a whole number of "
+                                        "participants, got 2.5"]  # the file's own rules first
+    text = (measurement(12, 0, treated={"diploma": 1000}, comparison=COMPARISON)
+            + measurement(18, 1, treated={"job_sustained": 2}))
+    path = write(tmp_path, text)
+    assert problems(contract, path) == [
+        f"{path}: measurement[0].treated.diploma: must be <= cohort 0's size (10), got 1000",
+        f"{path}: measurement[1].month: must be a month the contract counts cohort 1 at (measurement months 12, 24), "
+        "got 18",
+        f"{path}: measurement[1].treated.job_sustained: must be <= the job_start count of the same group, cohort and "
+        "month (0: none counted), got 2",
+    ]
+
+
+def test_the_old_colour_kitchen_example_is_refused_with_the_cohort_size(tmp_path, colour_kitchen):
+    """The shipped example booked 110 diplomas on a 21-person cohort; settle paid them."""
+    old = FIXTURES / "observed" / "broken_colour_kitchen" / "pooled_into_cohort_0.toml"
+    found = problems(colour_kitchen, str(old))
+    assert f"{old}: measurement[1].treated.diploma: must be <= cohort 0's size (21), got 110" in found
+    assert f"{old}: measurement[0].treated.diploma: must be <= cohort 0's size (21), got 40" in found
+
+
+def test_the_shipped_examples_pass_every_check(colour_kitchen):
+    assert observed_module.check_observed(colour_kitchen, load_observed(CK_EXAMPLE)) == []
+    assert observed_module.check_observed(load_scenario(PB), load_observed(PB_PUBLISHED)) == []
+
+
+def test_counts_built_in_code_are_checked_against_the_scenario(contract):
+    observed = Observed({("treated", 0, "diploma"): {12: 11.0}, ("comparison", 0, "job_start"): {12: 1.0}}, "code")
+    assert observed_module.check_observed(contract, observed) == ["code: cohort 0.treated.diploma: must be <= cohort 0's size (10), "
+                                                  "got 11"]
