@@ -261,3 +261,96 @@ def test_counts_built_in_code_are_checked_against_the_scenario(contract):
     observed = Observed({("treated", 0, "diploma"): {12: 11.0}, ("comparison", 0, "job_start"): {12: 1.0}}, "code")
     assert observed_module.check_observed(contract, observed) == ["code: cohort 0.treated.diploma: must be <= cohort 0's size (10), "
                                                   "got 11"]
+
+
+# --- item 9: a flat stretch then a rise is not spread back over the flat stretch -----------------------
+def _months_contract():
+    """One cohort of 120 from month 0; measured at 12, 24 and 36, paid 3 months later; EUR 10 per net month
+    off benefits and EUR 1,000 per net job start."""
+    doc = copy.deepcopy(BASE_DOC)
+    doc["term"] = {"term_months": 36, "tail_months": 6, "sustained_job_months": 6}
+    doc["payer"] = dict(doc["payer"], measurement_months=[12, 24, 36],
+                        rate_card={"benefit_month_saved": 10.0, "job_start": 1_000.0})
+    doc["cohorts"] = [{"intake_month": 0, "size": 120}]
+    return contract_from_dict(doc, "scenario.toml")
+
+
+@pytest.mark.parametrize("case, counts, expected", [
+    # The issue's cases: 0 then 1,308 paid 654 x EUR 10 a year early; 100, 100, 200 paid half the rise at 24.
+    ("flat_then_rise", {12: 0, 24: 1308}, {15: 0.0, 27: 13_080.00, 39: 0.0}),
+    ("flat_then_rise_later", {12: 100, 24: 100, 36: 200}, {15: 1_000.00, 27: 0.0, 39: 1_000.00}),
+    ("rise_then_flat", {12: 600, 24: 600, 36: 600}, {15: 6_000.00, 27: 0.0, 39: 0.0}),
+    # One count at 24: nothing was counted at 12, so nothing is paid for month 12.
+    ("single_date", {24: 1308}, {15: 0.0, 27: 13_080.00, 39: 0.0}),
+    ("single_first_date", {12: 360}, {15: 3_600.00, 27: 0.0, 39: 0.0}),
+    ("rise_flat_rise", {12: 120, 24: 120, 36: 1000}, {15: 1_200.00, 27: 0.0, 39: 8_800.00}),
+])
+def test_benefit_month_payments_fall_due_when_counted(tmp_path, case, counts, expected):
+    contract = _months_contract()
+    text = "".join(measurement(m, 0, treated={"benefit_months": v}) for m, v in counts.items())
+    text += measurement(12, 0, counterfactual={"benefit_months": 0})
+    result = settle(contract, write(tmp_path, text))
+    due = result.cashflows.outcome_payments_due[0]
+    for month, amount in expected.items():
+        assert round(due[month], 2) == amount, (case, month, due[month])
+    assert round(due.sum(), 2) == sum(expected.values())
+
+
+def test_flat_then_rise_places_the_months_after_the_flat_stretch(tmp_path):
+    contract = _months_contract()
+    text = measurement(12, 0, treated={"benefit_months": 0}, counterfactual={"benefit_months": 0})
+    text += measurement(24, 0, treated={"benefit_months": 1308})
+    outcomes = outcomes_from_observed(contract, load_observed(write(tmp_path, text)))
+    np.testing.assert_array_equal(outcomes.treated.employed[0, 0], [0.0] * 12 + [109.0] * 12 + [0.0] * 18)
+
+
+def test_job_starts_flat_then_rise_are_paid_when_counted(tmp_path):
+    contract = _months_contract()
+    text = (measurement(12, 0, treated={"job_start": 0}, counterfactual={"job_start": 0})
+            + measurement(24, 0, treated={"job_start": 0}) + measurement(36, 0, treated={"job_start": 5}))
+    due = settle(contract, write(tmp_path, text)).cashflows.outcome_payments_due[0]
+    assert (round(due[15], 2), round(due[27], 2), round(due[39], 2)) == (0.0, 0.0, 5_000.00)
+
+
+# --- CSV as spreadsheets write it --------------------------------------------------------------------
+VALID_CSV = (FIXTURES / "observed" / "valid.csv").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("bom", ["", "\ufeff"])
+def test_a_dutch_excel_csv_with_semicolons_is_read(contract, tmp_path, bom):
+    path = tmp_path / "excel.csv"
+    # Excel (nl-NL): ';' between fields, CRLF, a byte-order mark, and empty rows as ';;;;'.
+    text = VALID_CSV.replace(",", ";").replace("\n\n", "\n;;;;\n")
+    path.write_bytes((bom + text).replace("\n", "\r\n").encode("utf-8"))
+    assert load_observed(path).counts == load_observed(FIXTURES / "observed" / "valid.csv").counts
+
+
+def test_a_decimal_comma_is_refused_with_a_clear_message(contract, tmp_path):
+    path = write(tmp_path, "month;cohort;group;outcome;count\n12;0;treated;job_start;2,5\n12;0;comparison;job_start;1\n",
+                 "comma.csv")
+    assert problems(contract, path) == [f"{path}: line 2: count must be a number without a decimal comma or thousands "
+                                        "separator, got '2,5'"]
+
+
+def test_a_fractional_person_in_a_csv_is_refused(contract, tmp_path):
+    path = write(tmp_path, "month,cohort,group,outcome,count\n12,0,treated,job_start,2.5\n12,0,comparison,job_start,1\n",
+                 "half.csv")
+    assert problems(contract, path) == [f"{path}: line 2: count must be a whole number of participants, got 2.5"]
+
+
+def test_a_row_with_more_fields_than_the_header_is_refused_not_half_read(contract, tmp_path):
+    # "2,5" unquoted in a comma-separated file: read as 2 (and a stray 5) before.
+    path = write(tmp_path, "month,cohort,group,outcome,count\n12,0,treated,job_start,2,5\n12,0,comparison,job_start,1\n",
+                 "split.csv")
+    assert problems(contract, path) == [f"{path}: line 2: must have 5 fields like the header (separated by ','), got 6"]
+
+
+def test_a_row_with_fewer_fields_is_refused(contract, tmp_path):
+    path = write(tmp_path, "month,cohort,group,outcome,count\n12,0,treated,job_start\n", "short.csv")
+    assert problems(contract, path) == [f"{path}: line 2: must have 5 fields like the header (separated by ','), got 4"]
+
+
+def test_an_observed_toml_with_a_byte_order_mark_is_read(contract, tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + measurement(12, 0, treated={"job_start": 1}, comparison=COMPARISON).encode())
+    assert problems(contract, str(path)) == []
