@@ -12,14 +12,22 @@ of jobs that reached the sustained mark.)  A known value (sd = 0) is not updated
 
 Evidence file (TOML)::
 
+    [meta]
+    scenario = "../x.toml"           # optional: the scenario it updates (for sibsim validate)
+
     [[evidence]]
     parameter = "job_with_diploma"   # a journey probability
     group = "treated"                # or "comparison"
     events = 38
     at_risk = 820                    # participant-months exposed (trials)
 
+``events`` and ``at_risk`` are whole numbers, ``events <= at_risk``; checked against the scenario
+(:func:`check_evidence`), ``at_risk`` is at most the group's participants x the scenario's months
+(for ``long_term_contract``: x the jobs of ``sustained_job_months`` that fit in them).
+
 ``sibsim update`` writes the posterior as a variant scenario holding only the changed
-priors (``extends`` the original), so ``sibsim run`` on it is the re-forecast.
+priors (``extends`` the original), so ``sibsim run`` on it is the re-forecast.  The variant's
+text is checked to load to the posterior before anything is written.
 """
 
 from __future__ import annotations
@@ -27,15 +35,20 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tomllib
 from pathlib import Path
 
 import pandas as pd
 
 from .contracts import JOURNEY_PROBABILITIES, Contract, Prior
 from .errors import ScenarioError
+from .scenario import MAX_MONTH, MAX_PARTICIPANTS, _join, _merge, _read_document, _show, contract_from_dict, parse_toml
 
 GROUPS = {"treated": "journey", "comparison": "comparison.journey"}
+
+
+#: Most trials any evidence can hold before the scenario is known: the most participants a scenario
+#: may have, each followed for the most months.  Keeps 400-digit numbers out of float arithmetic.
+MAX_AT_RISK = MAX_PARTICIPANTS * MAX_MONTH
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,30 +59,52 @@ class Evidence:
     group: str
     events: int
     at_risk: int
+    #: Where it was read (``evidence[i]``), for messages; empty for evidence built in code.
+    where: str = dataclasses.field(default="", compare=False)
+
+
+def evidence_scenario(path: str | Path) -> str | None:
+    """``meta.scenario`` of an evidence file (relative to it), or None; the file is not validated."""
+    try:
+        doc = parse_toml(Path(path).read_text(encoding="utf-8-sig"), str(path))
+    except (OSError, UnicodeDecodeError, ScenarioError):
+        return None
+    meta = doc.get("meta")
+    scenario = meta.get("scenario") if isinstance(meta, dict) else None
+    return scenario if isinstance(scenario, str) and scenario.endswith(".toml") else None
 
 
 def load_evidence(path: str | Path) -> list[Evidence]:
-    """Read an evidence file; every problem reported as ``file: field: rule``."""
+    """Read an evidence file; every problem reported as ``file: field: rule``.
+
+    Only the file's own rules are checked; :func:`check_evidence` checks it against the scenario.
+    """
     name = str(path)
     try:
-        doc = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8-sig")  # -sig: an editor's byte-order mark
     except FileNotFoundError:
         raise ScenarioError(f"{name}: file not found") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError) as exc:
-        raise ScenarioError(f"{name}: cannot read evidence: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{name}: cannot read file ({exc})") from None
+    doc = parse_toml(text, name)  # deep nesting, huge integers...: one line, no traceback
     problems, out = [], []
+    for key in sorted(set(doc) - {"evidence", "meta"}):
+        problems.append(f"{name}: {_join('', key)}: unknown key (allowed: evidence, meta)")
+    meta = doc.get("meta", {})
+    if isinstance(meta, dict) and "scenario" in meta and not (isinstance(meta["scenario"], str)
+                                                              and meta["scenario"].endswith(".toml")):
+        problems.append(f"{name}: meta.scenario: must be the file name of a scenario (.toml), got {meta['scenario']!r}")
     items = doc.get("evidence")
-    if set(doc) - {"evidence", "meta"}:
-        problems.append(f"{name}: {sorted(set(doc) - {'evidence', 'meta'})[0]}: unknown key (allowed: evidence, meta)")
     if not isinstance(items, list) or not items:
         raise ScenarioError(problems + [f"{name}: evidence: must be a non-empty array of tables"])
     for i, item in enumerate(items):
-        f = f"{name}: evidence[{i}]"
+        entry = f"evidence[{i}]"
+        f = f"{name}: {entry}"
         if not isinstance(item, dict):
             problems.append(f"{f}: must be a table")
             continue
-        for key in set(item) - {"parameter", "group", "events", "at_risk"}:
-            problems.append(f"{f}.{key}: unknown key (allowed: at_risk, events, group, parameter)")
+        for key in sorted(set(item) - {"parameter", "group", "events", "at_risk"}):
+            problems.append(f"{name}: {_join(entry, key)}: unknown key (allowed: at_risk, events, group, parameter)")
         parameter, group = item.get("parameter"), item.get("group", "treated")
         events, at_risk = item.get("events"), item.get("at_risk")
         ok = True
@@ -80,17 +115,61 @@ def load_evidence(path: str | Path) -> list[Evidence]:
             problems.append(f"{f}.group: must be treated or comparison, got {group!r}")
             ok = False
         for key, value in (("events", events), ("at_risk", at_risk)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if key not in item:
+                problems.append(f"{f}.{key}: missing required field")
+                ok = False
+            elif isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 problems.append(f"{f}.{key}: must be an integer >= 0, got {value!r}")
+                ok = False
+            elif value > MAX_AT_RISK:
+                problems.append(f"{f}.{key}: must be <= {MAX_AT_RISK} ({MAX_PARTICIPANTS:,} participants x "
+                                f"{MAX_MONTH} months), got {_show(value)}")
                 ok = False
         if ok and events > at_risk:
             problems.append(f"{f}.events: must be <= at_risk ({at_risk}), got {events}")
             ok = False
         if ok:
-            out.append(Evidence(parameter, group, events, at_risk))
+            out.append(Evidence(parameter, group, events, at_risk, entry))
     if problems:
         raise ScenarioError(problems)
     return out
+
+
+def max_at_risk(contract: Contract, group: str, parameter: str) -> tuple[int, str]:
+    """Most trials ``parameter`` of ``group`` can have in the scenario, and how that bound is made up.
+
+    A monthly probability: each participant is exposed at most once a month of the horizon.
+    ``long_term_contract`` (per sustained job): at most one job of ``sustained_job_months`` after
+    another, so horizon // sustained_job_months jobs each.
+    """
+    members = contract.n_participants if group == "treated" else int(contract.comparison_sizes.sum())
+    T = contract.horizon_months
+    if parameter == "long_term_contract":
+        jobs = max(T // contract.sustained_job_months, 1)
+        return members * jobs, (f"{members} {group} participants x {jobs} jobs of "
+                                f"{contract.sustained_job_months} months in {T} months")
+    return members * T, f"{members} {group} participants x {T} months"
+
+
+def check_evidence(contract: Contract, evidence: list[Evidence], source: str) -> list[str]:
+    """Every way the evidence contradicts the scenario, as ``file: field: rule`` lines."""
+    problems = []
+    for i, e in enumerate(evidence):
+        entry = e.where or f"evidence[{i}]"
+        bound, why = max_at_risk(contract, e.group, e.parameter)
+        if e.at_risk > bound:
+            problems.append(f"{source}: {entry}.at_risk: must be <= {bound} ({why}), got {e.at_risk}")
+    # Pooled evidence may not exceed the bound either (each entry within it, together beyond it).
+    pooled: dict[tuple[str, str], int] = {}
+    for e in evidence:
+        pooled[e.group, e.parameter] = pooled.get((e.group, e.parameter), 0) + e.at_risk
+    for (group, parameter), total in pooled.items():
+        bound, why = max_at_risk(contract, group, parameter)
+        entries = [e for e in evidence if (e.group, e.parameter) == (group, parameter)]
+        if total > bound and len(entries) > 1:
+            problems.append(f"{source}: evidence: at_risk of every {group} {parameter} entry together must be "
+                            f"<= {bound} ({why}), got {total}")
+    return problems
 
 
 def posterior(prior: Prior, events: int, at_risk: int) -> Prior:
@@ -145,7 +224,7 @@ def variant_toml(base_file: Path, target: Path, table: pd.DataFrame, title: str)
     lines = [
         "# Posterior of a mid-term update (sibsim update): the base scenario with its journey priors",
         "# updated by observed counts (Beta-binomial). Only the changed priors are here.",
-        f'extends = "{rel}"', "", "[meta]", f"title = {_toml_string(title)}", "",
+        f"extends = {_toml_string(rel)}", "", "[meta]", f"title = {_toml_string(title)}", "",
     ]
     for group, section in GROUPS.items():
         part = table[(table["group"] == group) & (table["note"] == "")]
@@ -160,5 +239,30 @@ def variant_toml(base_file: Path, target: Path, table: pd.DataFrame, title: str)
     return "\n".join(lines).rstrip() + "\n"
 
 
+def load_variant_text(text: str, target: Path) -> Contract:
+    """The contract a variant's ``text`` would load to once written at ``target``, without writing it.
+
+    Raises :class:`ScenarioError` (naming ``target``) when it would not load.
+    """
+    target = Path(target)
+    doc = parse_toml(text, str(target))
+    base = doc.pop("extends")
+    # Lexically: the target's directory may not exist yet (it is made when the file is written).
+    base_doc = _read_document(Path(os.path.normpath(target.resolve().parent / base)), (target,))
+    return contract_from_dict(_merge(base_doc, doc), str(target))
+
+
 def _toml_string(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """``text`` as a TOML basic string: quotes, backslashes and every control character escaped
+    (a title with a line break made the written variant unreadable)."""
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in "\b\t\n\f\r":
+            out.append({"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'

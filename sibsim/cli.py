@@ -136,6 +136,25 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _cents(value: float) -> str:
+    """An amount to the cent; never ``-0.00`` (a float residue of -1e-10 is no debt)."""
+    return f"{round(float(value), 2) + 0.0:,.2f}"  # + 0.0 turns -0.0 into 0.0
+
+
+def _percent(value: float) -> str:
+    return "n/a" if value != value else f"{round(float(value) * 100, 4) + 0.0:.4f}%"
+
+
+def _without_negative_zero(frame, decimals: int | None = None):
+    """Numeric columns rounded (optionally) and with -0.0 as 0.0, for files a spreadsheet reads."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype.kind == "f":
+            values = frame[column].round(decimals) if decimals is not None else frame[column]
+            frame[column] = values + 0.0
+    return frame
+
+
 def cmd_settle(args) -> int:
     from .output import check_output_dir, write_outputs
     from .settlement import settle
@@ -152,24 +171,25 @@ def cmd_settle(args) -> int:
     with pd_options():
         print(f"{contract.title}: settlement of {args.observed}")
         if len(called):
-            print(f"\nCapital calls: {currency} {called.sum():,.2f} in {len(called)} months "
+            print(f"\nCapital calls: {currency} {_cents(called.sum())} in {len(called)} months "
                   f"(months {called.index.min()}-{called.index.max()}); every month in schedule.csv with --out")
         print(f"\nOutcome payments ({currency}):")
-        print(payments.to_string(float_format=lambda v: f"{v:,.2f}") if len(payments) else "none")
-        print("\nInvestors:")
+        print(payments.to_string(float_format=_cents) if len(payments) else "none")
+        print(f"\nInvestors (amounts in {currency}):")
         print(result.investors.to_string(formatters={
-            "capital_called": "{:,.2f}".format, "received": "{:,.2f}".format,
-            "multiple": "{:.4f}".format, "irr": lambda v: "n/a" if v != v else f"{v:.4%}"}))
+            "capital_called": _cents, "received": _cents,
+            "multiple": lambda v: "n/a" if v != v else f"{round(float(v), 4) + 0.0:.4f}", "irr": _percent}))
     if args.out:
         out = Path(args.out)
         check_output_dir(out, scenario, args.force)
         manifest = {"sibsim_version": __version__, "scenario_path": str(scenario.resolve()),
-                    "observed_path": str(Path(args.observed).resolve()), "title": contract.title}
+                    "observed_path": str(Path(args.observed).resolve()), "title": contract.title,
+                    "currency": currency}
         write_outputs(out, {
-            "schedule.csv": lambda p: result.schedule.to_csv(p, float_format="%.2f"),
-            "investors.csv": lambda p: result.investors.to_csv(p),
+            "schedule.csv": lambda p: _without_negative_zero(result.schedule, 2).to_csv(p, float_format="%.2f"),
+            "investors.csv": lambda p: _without_negative_zero(result.investors).to_csv(p),
         }, manifest)
-        print(f"\nwrote schedule.csv, investors.csv to {out}/")
+        print(f"\nwrote schedule.csv, investors.csv ({currency}) to {out}/")
     return 0
 
 
@@ -232,21 +252,36 @@ def cmd_noise(args) -> int:
 
 
 def cmd_update(args) -> int:
-    from .calibration import load_evidence, update, variant_toml
+    from .calibration import check_evidence, load_evidence, load_variant_text, update, variant_toml
     from .output import write_text_atomic
     from .compare import compare
 
     scenario = Path(args.scenario)
     contract = load_scenario(scenario)
-    posterior, table = update(contract, load_evidence(args.evidence))
+    evidence = load_evidence(args.evidence)
+    problems = check_evidence(contract, evidence, args.evidence)
+    T = contract.horizon_months
+    if args.month is not None and not 0 <= args.month <= T:  # -12 would sum the last 12 months, 500 nothing
+        problems.append(f"{scenario}: --month: must be 0..{T} (the months of the scenario), got {args.month}")
+    if problems:
+        raise ScenarioError(problems)
+    posterior, table = update(contract, evidence)
     title = f"{contract.title}: updated with {Path(args.evidence).name}"
     posterior = dataclasses.replace(posterior, title=title)
     out = Path(args.out)
     if out.exists() and not args.force:
         raise OutputError(f"{out}: exists; pass --force to replace it")
-    write_text_atomic(out, variant_toml(scenario, out, table, title))
-    check = load_scenario(out)  # the written variant must load to the posterior
-    assert check.journey == posterior.journey and check.comparison == posterior.comparison
+    # Build the variant and check that it loads to the posterior BEFORE anything is written: a
+    # variant that does not load must never be left on disk (nor replace a good one).
+    text = variant_toml(scenario, out, table, title)
+    try:
+        check = load_variant_text(text, out)
+    except ScenarioError as exc:
+        raise ScenarioError([f"{args.evidence}: evidence: the posterior does not make a valid scenario, "
+                             f"nothing written ({line})" for line in exc.problems]) from None
+    if check.journey != posterior.journey or check.comparison != posterior.comparison:
+        raise ScenarioError(f"{args.evidence}: evidence: the written priors would not reload to the posterior "
+                            "exactly, nothing written")
     cols = ["group", "parameter", "events", "at_risk", "observed_rate", "prior_mean", "prior_sd",
             "posterior_mean", "posterior_sd", "note"]
     with pd_options():
@@ -265,6 +300,7 @@ def cmd_update(args) -> int:
             remaining = res.expected_ledgers["outcome_payments"].iloc[args.month:].sum()
             print(f"  expected outcome payments from month {args.month} on ({label}): "
                   f"{contract.currency} {remaining:,.0f}")
+    write_text_atomic(out, text)  # last: an interrupted re-forecast leaves no file, as main() reports
     print(f"\nwrote {out} (extends {scenario.name}); re-forecast in full with: sibsim run {out} --out DIR")
     return 0
 

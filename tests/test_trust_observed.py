@@ -354,3 +354,174 @@ def test_an_observed_toml_with_a_byte_order_mark_is_read(contract, tmp_path):
     path = tmp_path / "bom.toml"
     path.write_bytes(b"\xef\xbb\xbf" + measurement(12, 0, treated={"job_start": 1}, comparison=COMPARISON).encode())
     assert problems(contract, str(path)) == []
+
+
+# --- settle: currency, never -0.00 --------------------------------------------------------------------
+def test_settle_prints_the_scenarios_currency_for_every_amount(capsys):
+    assert cli.main(["settle", str(PB), str(PB_PUBLISHED)]) == 0
+    text = capsys.readouterr().out
+    assert "Capital calls: GBP 5,000,000.00" in text and "Outcome payments (GBP):" in text
+    assert "Investors (amounts in GBP):" in text and "EUR" not in text
+
+
+def test_settle_never_prints_or_writes_negative_zero(tmp_path, capsys, monkeypatch):
+    """Float residues (-1e-10, -0.0) are shown as 0.00, in the terminal and in the CSVs."""
+    import dataclasses
+
+    from sibsim import settlement
+
+    real = settlement.settle
+
+    def with_residues(contract, observed):
+        result = real(contract, observed)
+        schedule = result.schedule.copy()
+        schedule["recycled"] = -1e-10
+        schedule.iloc[0, schedule.columns.get_loc("retained_by_payer")] = -0.0
+        schedule.iloc[0, schedule.columns.get_loc("defaulted_by_payer")] = -0.004
+        investors = result.investors.copy()
+        investors["irr"] = -0.0
+        investors["multiple"] = -0.0
+        return dataclasses.replace(result, schedule=schedule, investors=investors)
+
+    monkeypatch.setattr(settlement, "settle", with_residues)
+    out = tmp_path / "pb"
+    assert cli.main(["settle", str(PB), str(PB_PUBLISHED), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "-0.00" not in text and "-0.0000%" not in text and "0.0000%" in text
+    for name in ("schedule.csv", "investors.csv"):
+        frame = pd.read_csv(out / name, index_col=0)
+        values = frame.select_dtypes("number").to_numpy().ravel()
+        assert not np.signbit(values[values == 0]).any(), name
+        assert "-0.0" not in (out / name).read_text(), name
+
+
+# --- item 11: sibsim update never writes a variant that does not load ------------------------------
+def evidence_file(tmp_path, body: str, name: str = "evidence.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+def relapse(events: int, at_risk) -> str:
+    return f'[[evidence]]\nparameter = "relapse"\ngroup = "treated"\nevents = {events}\nat_risk = {at_risk}\n'
+
+
+def update_cli(capsys, *args):
+    code = cli.main(["update", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err.strip().splitlines()
+
+
+@pytest.mark.parametrize("month", [-12, -1, 61, 500])
+def test_update_month_outside_the_horizon_is_refused_with_the_range(tmp_path, capsys, month):
+    out = tmp_path / "updated.toml"
+    code, _, err = update_cli(capsys, CK, CK_EVIDENCE, "--out", out, "--paths", 20, "--month", month)
+    assert code == 2 and err == [f"error: {CK}: --month: must be 0..60 (the months of the scenario), got {month}"]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("month", [0, 60])
+def test_update_month_at_the_ends_of_the_horizon_is_accepted(tmp_path, capsys, month):
+    out = tmp_path / "updated.toml"
+    code, text, _ = update_cli(capsys, CK, CK_EVIDENCE, "--out", out, "--paths", 20, "--month", month)
+    assert code == 0 and f"from month {month} on (prior)" in text and out.exists()
+
+
+def test_at_risk_at_most_participants_times_months(colour_kitchen, tmp_path):
+    from sibsim.calibration import check_evidence, load_evidence
+
+    # 252 treated participants x 60 months = 15,120 participant-months.
+    ok = evidence_file(tmp_path, relapse(9, 15_120), "ok.toml")
+    assert check_evidence(colour_kitchen, load_evidence(ok), str(ok)) == []
+    bad = evidence_file(tmp_path, relapse(9, 15_121), "bad.toml")
+    assert check_evidence(colour_kitchen, load_evidence(bad), str(bad)) == [
+        f"{bad}: evidence[0].at_risk: must be <= 15120 (252 treated participants x 60 months), got 15121"]
+    # long_term_contract is per sustained job: at most 60 // 6 = 10 jobs of 6 months each.
+    ltc = evidence_file(tmp_path, '[[evidence]]\nparameter = "long_term_contract"\ngroup = "comparison"\n'
+                                  'events = 1\nat_risk = 2521\n', "ltc.toml")
+    assert check_evidence(colour_kitchen, load_evidence(ltc), str(ltc)) == [
+        f"{ltc}: evidence[0].at_risk: must be <= 2520 (252 comparison participants x 10 jobs of 6 months in 60 "
+        "months), got 2521"]
+
+
+def test_pooled_evidence_beyond_the_bound_is_refused(colour_kitchen, tmp_path):
+    from sibsim.calibration import check_evidence, load_evidence
+
+    path = evidence_file(tmp_path, relapse(1, 8_000) + relapse(1, 7_121))
+    assert check_evidence(colour_kitchen, load_evidence(path), str(path)) == [
+        f"{path}: evidence: at_risk of every treated relapse entry together must be <= 15120 (252 treated "
+        "participants x 60 months), got 15121"]
+
+
+def test_update_with_implausible_at_risk_writes_nothing(tmp_path, capsys):
+    evidence = evidence_file(tmp_path, relapse(9, 10_000_000_000))
+    out = tmp_path / "updated.toml"
+    code, _, err = update_cli(capsys, CK, evidence, "--out", out, "--paths", 20)
+    assert code == 2 and len(err) == 1 and f"{evidence}: evidence[0].at_risk: must be <= " in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evidence.toml"]
+
+
+def test_update_of_a_scenario_whose_title_has_a_line_break(tmp_path, capsys):
+    base = tmp_path / "base.toml"
+    base.write_text(CK.read_text(encoding="utf-8").replace('title = "The Colour Kitchen SIB',
+                                                           'title = """The Colour\nKitchen SIB', 1)
+                    .replace('(2015-2019)"', '(2015-2019)"""', 1), encoding="utf-8")
+    assert "\n" in load_scenario(base).title
+    out = tmp_path / "updated.toml"
+    code, _, err = update_cli(capsys, base, CK_EVIDENCE, "--out", out, "--paths", 20)
+    assert code == 0, err
+    assert load_scenario(out).title == load_scenario(base).title + ": updated with utrecht_colour_kitchen_year2.toml"
+
+
+def test_update_of_a_base_in_a_directory_with_a_quote(tmp_path, capsys):
+    folder = tmp_path / 'the "final" deal'
+    folder.mkdir()
+    base = folder / "base.toml"
+    base.write_text(CK.read_text(encoding="utf-8"), encoding="utf-8")
+    out = tmp_path / "out" / "updated.toml"  # a directory that does not exist yet
+    code, _, err = update_cli(capsys, base, CK_EVIDENCE, "--out", out, "--paths", 20)
+    assert code == 0, err
+    assert load_scenario(out).journey != load_scenario(base).journey
+
+
+def test_a_variant_that_would_not_load_is_never_written(tmp_path, capsys, monkeypatch):
+    from sibsim import calibration
+
+    real = calibration.variant_toml
+    monkeypatch.setattr(calibration, "variant_toml",
+                        lambda *a: real(*a).replace("relapse = { alpha = ", "relapse = { alpha = -", 1))
+    out = tmp_path / "updated.toml"
+    code, _, err = update_cli(capsys, CK, CK_EVIDENCE, "--out", out, "--paths", 20)
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"error: {CK_EVIDENCE}: evidence: the posterior does not make a valid scenario, "
+                             f"nothing written ({out}: journey.relapse")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    # Nor does it replace a good file with --force.
+    out.write_text("# a good variant\n", encoding="utf-8")
+    code, _, _ = update_cli(capsys, CK, CK_EVIDENCE, "--out", out, "--paths", 20, "--force")
+    assert code == 2 and out.read_text(encoding="utf-8") == "# a good variant\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["updated.toml"]
+
+
+@pytest.mark.parametrize("body, expected", [
+    (relapse(1, "1" + "0" * 400), "evidence[0].at_risk: must be <= 600000000 (1,000,000 participants x 600 months), "
+                                  "got an integer of more than 308 digits"),
+    (relapse(1, "[" * 5_000 + "]" * 5_000), "not valid TOML: arrays or inline tables nested too deeply"),
+    (relapse(1, 2.5), "evidence[0].at_risk: must be an integer >= 0, got 2.5"),
+    ('[[evidence]]\nparameter = "relapse"\nevents = 1\n', "evidence[0].at_risk: missing required field"),
+    (relapse(1, 2) + "[zz]\n[aa]\n", "zz: unknown key (allowed: evidence, meta)"),
+], ids=["400_digits", "deep_nesting", "fraction", "missing_at_risk", "unknown_keys_all_listed"])
+def test_bad_evidence_is_one_line_never_a_traceback(tmp_path, capsys, body, expected):
+    evidence = evidence_file(tmp_path, body)
+    out = tmp_path / "updated.toml"
+    code, _, err = update_cli(capsys, CK, evidence, "--out", out, "--paths", 20)
+    assert code == 2 and f"error: {evidence}: {expected}" in err, err
+    assert not out.exists()
+
+
+def test_evidence_with_a_byte_order_mark_is_read(tmp_path):
+    from sibsim.calibration import load_evidence
+
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + relapse(9, 260).encode())
+    assert [(e.parameter, e.events, e.at_risk) for e in load_evidence(path)] == [("relapse", 9, 260)]
