@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -311,9 +312,77 @@ def pd_options():
     return pd.option_context("display.width", 200, "display.max_columns", 50)
 
 
+def file_kind(path: Path) -> str:
+    """What a file holds, by its content: ``observed``, ``evidence`` or ``scenario``.
+
+    A CSV is observed outcomes (the only CSV format); a TOML file with a top-level ``measurement``
+    array is observed outcomes, with ``evidence`` evidence; anything else (unreadable files
+    included) is checked as a scenario.
+    """
+    from .scenario import parse_toml
+
+    if path.suffix.lower() == ".csv":
+        return "observed"
+    try:
+        doc = parse_toml(path.read_text(encoding="utf-8-sig"), str(path))
+    except (OSError, UnicodeDecodeError, ScenarioError):
+        return "scenario"  # the scenario loader words the problem
+    if "measurement" in doc:
+        return "observed"
+    if "evidence" in doc:
+        return "evidence"
+    return "scenario"
+
+
+def _declared_scenario(path: Path) -> Path | None:
+    """``meta.scenario`` of an observed or evidence TOML file, relative to that file."""
+    from .calibration import evidence_scenario
+
+    name = evidence_scenario(path) if path.suffix.lower() != ".csv" else None
+    return Path(os.path.normpath(path.parent / name)) if name else None
+
+
+def _validate_counts(name: str, kind: str, scenario: Path | None, declared: bool = False) -> list[str]:
+    """Problems of an observed or evidence file; an ``ok`` line when there are none."""
+    from .calibration import check_evidence, load_evidence
+    from .observed import load_observed, outcomes_from_observed
+
+    what = "observed outcomes" if kind == "observed" else "evidence"
+    try:
+        data = load_observed(name) if kind == "observed" else load_evidence(name)
+    except ScenarioError as exc:  # the file's own rules need no scenario
+        return exc.problems
+    if scenario is None:
+        return [f"{name}: {what}: need the scenario to check against: run sibsim validate --scenario SCENARIO "
+                f"{name}, or put scenario = \"SCENARIO.toml\" (relative to the file) in its [meta]"]
+    if declared and not scenario.is_file():
+        return [f"{name}: meta.scenario: must name a readable scenario file, got {scenario} (file not found)"]
+    contract = load_scenario(scenario)  # a ScenarioError names the scenario's own problems
+    if kind == "observed":
+        outcomes_from_observed(contract, data)  # every check against the scenario, all at once
+        counted = sorted({m for series in data.counts.values() for m in series})
+        return [f"{name}: ok: observed outcomes for {contract.title} ({scenario}); "
+                f"{sum(len(s) for s in data.counts.values())} counts at months {', '.join(map(str, counted))}"]
+    problems = check_evidence(contract, data, name)
+    return problems or [f"{name}: ok: evidence for {contract.title} ({scenario}); {len(data)} entries"]
+
+
 def cmd_validate(args) -> int:
     status = 0
     for name in args.files:
+        path = Path(name)
+        kind = file_kind(path)
+        if kind != "scenario":
+            scenario = Path(args.scenario) if args.scenario else _declared_scenario(path)
+            try:
+                lines = _validate_counts(name, kind, scenario, declared=not args.scenario)
+            except ScenarioError as exc:
+                lines = exc.problems
+            for line in lines:
+                print(line)
+            if not (len(lines) == 1 and lines[0].startswith(f"{name}: ok: ")):
+                status = 1
+            continue
         try:
             contract = load_scenario(name)
         except ScenarioError as exc:
@@ -322,7 +391,7 @@ def cmd_validate(args) -> int:
             status = 1
             continue
         print(f"{name}: ok: {contract.title}; {contract.n_participants} participants in "
-              f"{len(contract.cohorts)} cohorts; EUR {contract.total_commitment:,.0f} committed by "
+              f"{len(contract.cohorts)} cohorts; {contract.currency} {contract.total_commitment:,.0f} committed by "
               f"{len(contract.investors)} investors; {contract.horizon_months} months")
     return status
 
@@ -402,8 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
     sensitivity.add_parser(sub)
     report.add_parser(sub)
 
-    val = sub.add_parser("validate", help="check scenario files and list every problem")
-    val.add_argument("files", nargs="+")
+    val = sub.add_parser("validate", help="check scenario, observed-outcomes and evidence files; list every problem")
+    val.add_argument("files", nargs="+", help="scenarios, observed outcomes (.toml, .csv) or evidence, told apart "
+                                              "by their content")
+    val.add_argument("--scenario", help="the scenario to check observed-outcomes and evidence files against "
+                                        "(default: scenario in each file's [meta])")
     val.set_defaults(func=cmd_validate)
     return parser
 

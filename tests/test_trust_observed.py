@@ -525,3 +525,63 @@ def test_evidence_with_a_byte_order_mark_is_read(tmp_path):
     path = tmp_path / "bom.toml"
     path.write_bytes(b"\xef\xbb\xbf" + relapse(9, 260).encode())
     assert [(e.parameter, e.events, e.at_risk) for e in load_evidence(path)] == [("relapse", 9, 260)]
+
+
+# --- sibsim validate recognises observed and evidence files ---------------------------------------------
+def validate(capsys, *args):
+    code = cli.main(["validate", *map(str, args)])
+    return code, capsys.readouterr().out.strip().splitlines()
+
+
+def test_validate_checks_the_shipped_observed_and_evidence_files_against_their_scenarios(capsys):
+    files = [PB_PUBLISHED, CK_EXAMPLE, CK_EVIDENCE]
+    code, lines = validate(capsys, *files)
+    assert code == 0 and len(lines) == 3, lines  # one line each, not 11 unrelated scenario errors
+    assert lines[0].startswith(f"{PB_PUBLISHED}: ok: observed outcomes for Peterborough")
+    assert lines[1].startswith(f"{CK_EXAMPLE}: ok: observed outcomes for The Colour Kitchen")
+    assert lines[2].startswith(f"{CK_EVIDENCE}: ok: evidence for The Colour Kitchen")
+
+
+def test_validate_without_a_scenario_explains_in_one_line(capsys):
+    path = FIXTURES / "observed" / "valid.toml"
+    code, lines = validate(capsys, path)
+    assert code == 1 and lines == [
+        f"{path}: observed outcomes: need the scenario to check against: run sibsim validate --scenario SCENARIO "
+        f"{path}, or put scenario = \"SCENARIO.toml\" (relative to the file) in its [meta]"]
+
+
+def test_validate_with_the_scenario_option_lists_every_problem(capsys):
+    old = FIXTURES / "observed" / "broken_colour_kitchen" / "pooled_into_cohort_0.toml"
+    code, lines = validate(capsys, "--scenario", CK, old, FIXTURES / "observed" / "valid.csv")
+    assert code == 1
+    assert f"{old}: measurement[1].treated.diploma: must be <= cohort 0's size (21), got 110" in lines
+    assert len([line for line in lines if line.startswith(f"{old}: ")]) == 6
+    # The option applies to every file: valid.csv (read as CSV, not as TOML) fits Colour Kitchen too.
+    assert lines[-1].startswith(f"{FIXTURES / 'observed' / 'valid.csv'}: ok: observed outcomes for The Colour Kitchen")
+
+
+def test_validate_tells_files_apart_by_content_not_name(tmp_path, capsys):
+    disguised = tmp_path / "scenario.toml"
+    disguised.write_text(measurement(12, 0, treated={"job_start": 11}, comparison=COMPARISON), encoding="utf-8")
+    code, lines = validate(capsys, "--scenario", VALID_SCENARIO, disguised)
+    assert code == 1 and lines == [f"{disguised}: measurement[0].treated.job_start: must be <= cohort 0's size (10), "
+                                   "got 11"]
+    evidence = tmp_path / "counts.toml"
+    evidence.write_text(relapse(9, 15_121), encoding="utf-8")
+    code, lines = validate(capsys, "--scenario", CK, evidence)
+    assert code == 1 and lines == [f"{evidence}: evidence[0].at_risk: must be <= 15120 (252 treated participants x "
+                                   "60 months), got 15121"]
+
+
+def test_validate_a_declared_scenario_that_is_missing(tmp_path, capsys):
+    path = tmp_path / "counts.toml"
+    path.write_text('[meta]\nscenario = "nowhere.toml"\n\n' + measurement(12, 0, treated={"job_start": 1},
+                                                                            comparison=COMPARISON), encoding="utf-8")
+    code, lines = validate(capsys, path)
+    assert code == 1 and lines == [f"{path}: meta.scenario: must name a readable scenario file, got "
+                                   f"{tmp_path / 'nowhere.toml'} (file not found)"]
+
+
+def test_validate_prints_a_scenarios_own_currency(capsys):
+    code, lines = validate(capsys, PB)
+    assert code == 0 and "GBP 5,000,000 committed" in lines[0] and "EUR" not in lines[0]
