@@ -142,13 +142,16 @@ def load_observed(path: str | Path) -> Observed:
         lines = text.splitlines()
         delimiter = _csv_delimiter(lines[0] if lines else "")
         reader = csv.reader(lines, delimiter=delimiter)
+        done = 0  # physical lines read without error: the one after them is the bad one
         try:
             header = [c.strip() for c in next(reader, [])]
+            done = reader.line_num
             missing = set(CSV_COLUMNS) - set(header)
             if missing:
                 raise ScenarioError(_problem(name, "header", f"missing columns: {', '.join(sorted(missing))}"))
             index = {column: header.index(column) for column in CSV_COLUMNS}
             for cells in reader:
+                done = reader.line_num
                 if not any(c.strip() for c in cells):  # a blank line, or a spreadsheet's empty row ";;;;"
                     continue
                 field = f"line {reader.line_num}"  # the physical line, blank lines included
@@ -173,7 +176,7 @@ def load_observed(path: str | Path) -> Observed:
                     rows.append((field, field, values["month"], values["cohort"], rec["group"], rec["outcome"],
                                  count))
         except csv.Error as exc:  # e.g. a field larger than the csv module's limit
-            raise ScenarioError(f"{name}: line {reader.line_num + 1}: not valid CSV: {exc}") from None
+            raise ScenarioError(f"{name}: line {done + 1}: not valid CSV: {exc}") from None
     else:
         doc = parse_toml(text, name)  # every TOML failure (deep nesting included) as one line
         for key in sorted(set(doc) - {"measurement", "meta"}):
