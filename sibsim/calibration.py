@@ -91,7 +91,9 @@ def load_evidence(path: str | Path) -> list[Evidence]:
     for key in sorted(set(doc) - {"evidence", "meta"}):
         problems.append(f"{name}: {_join('', key)}: unknown key (allowed: evidence, meta)")
     meta = doc.get("meta", {})
-    if isinstance(meta, dict) and "scenario" in meta and not (isinstance(meta["scenario"], str)
+    if not isinstance(meta, dict):
+        problems.append(f"{name}: meta: must be a table, got {meta!r}")
+    elif "scenario" in meta and not (isinstance(meta["scenario"], str)
                                                               and meta["scenario"].endswith(".toml")):
         problems.append(f"{name}: meta.scenario: must be the file name of a scenario (.toml), got {meta['scenario']!r}")
     items = doc.get("evidence")

@@ -149,6 +149,9 @@ def load_observed(path: str | Path) -> Observed:
             missing = set(CSV_COLUMNS) - set(header)
             if missing:
                 raise ScenarioError(_problem(name, "header", f"missing columns: {', '.join(sorted(missing))}"))
+            twice = sorted(c for c in CSV_COLUMNS if header.count(c) > 1)
+            if twice:  # which of the two would be read is a guess
+                raise ScenarioError(_problem(name, "header", f"columns given more than once: {', '.join(twice)}"))
             index = {column: header.index(column) for column in CSV_COLUMNS}
             for cells in reader:
                 done = reader.line_num
@@ -182,7 +185,9 @@ def load_observed(path: str | Path) -> Observed:
         for key in sorted(set(doc) - {"measurement", "meta"}):
             problems.append(_problem(name, _join("", key), "unknown key (allowed: measurement, meta)"))
         meta = doc.get("meta", {})
-        if isinstance(meta, dict) and "scenario" in meta:
+        if not isinstance(meta, dict):
+            problems.append(_problem(name, "meta", f"must be a table, got {meta!r}"))
+        elif "scenario" in meta:
             scenario = meta["scenario"]
             if not isinstance(scenario, str) or not scenario.endswith(".toml"):
                 problems.append(_problem(name, "meta.scenario", f"must be the file name of a scenario (.toml), "
@@ -295,6 +300,11 @@ def check_observed(contract: Contract, observed: Observed) -> list[str]:
                  "counterfactual": f"cohort {cohort}'s size"}[group]
         note = ": counterfactual counts are scaled to it" if group == "counterfactual" else ""
         read = months_read(contract, cohort)
+        bad_counts = [m for m in series if _count_problem(group, outcome, series[m]) is not None]
+        for month in sorted(bad_counts):  # counts built in code skip load_observed's checks
+            problems.append(f"{src}: {at(key, month)}{_count_problem(group, outcome, series[month])}")
+        if bad_counts:
+            continue
         for month in sorted(series):
             count = series[month]
             if not 1 <= month <= T:

@@ -585,3 +585,32 @@ def test_validate_a_declared_scenario_that_is_missing(tmp_path, capsys):
 def test_validate_prints_a_scenarios_own_currency(capsys):
     code, lines = validate(capsys, PB)
     assert code == 0 and "GBP 5,000,000 committed" in lines[0] and "EUR" not in lines[0]
+
+
+# --- siblings -------------------------------------------------------------------------------------------
+def test_counts_built_in_code_must_be_whole_finite_and_not_negative(contract):
+    observed = Observed({("treated", 0, "job_start"): {12: 2.5}, ("treated", 1, "diploma"): {12: -1.0},
+                         ("comparison", 0, "job_start"): {12: float("nan")}}, "code")
+    assert observed_module.check_observed(contract, observed) == [
+        "code: cohort 0.treated.job_start: count must be a whole number of participants, got 2.5",
+        "code: cohort 1.treated.diploma: count must be a finite number >= 0, got -1.0",
+        "code: cohort 0.comparison.job_start: count must be a finite number >= 0, got nan",
+    ]
+    with pytest.raises(ScenarioError):
+        settle(contract, observed)
+
+
+def test_a_csv_column_given_twice_is_refused(contract, tmp_path):
+    path = write(tmp_path, "month,cohort,group,outcome,count,count\n12,0,treated,job_start,2,3\n", "twice.csv")
+    assert problems(contract, path) == [f"{path}: header: columns given more than once: count"]
+
+
+def test_meta_that_is_not_a_table_is_refused(contract, tmp_path):
+    from sibsim.calibration import load_evidence
+
+    path = write(tmp_path, "meta = 3\n" + measurement(12, 0, treated={"job_start": 1}, comparison=COMPARISON))
+    assert problems(contract, path) == [f"{path}: meta: must be a table, got 3"]
+    evidence = evidence_file(tmp_path, "meta = 3\n" + relapse(1, 2))
+    with pytest.raises(ScenarioError) as info:
+        load_evidence(evidence)
+    assert info.value.problems == [f"{evidence}: meta: must be a table, got 3"]
