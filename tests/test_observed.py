@@ -204,6 +204,19 @@ BROKEN_EXPECTED = {
                                   "count must be 0 up to cohort 1's intake (month 6), got 1 at month 6")],
     "comparison_and_counterfactual.toml": ("measurement", "give comparison or counterfactual counts, not both"),
     "missing_columns.csv": ("header", "missing columns: outcome"),
+    # Checked against the scenario (see also tests/test_trust_observed.py).
+    "above_cohort_size.toml": ("measurement[0].treated.diploma", "must be <= cohort 0's size (10), got 11"),
+    "fractional_person.toml": ("measurement[0].treated.job_start", "count must be a whole number of participants, "
+                               "got 2.5"),
+    "sustained_without_job_start.toml": ("measurement[0].treated.job_sustained", "must be <= the job_start count of "
+                                         "the same group, cohort and month (0: none counted), got 3"),
+    "month_not_measured.toml": ("measurement[1].month", "must be a month the contract counts cohort 0 at "
+                                "(measurement months 12, 24), got 18"),
+    "benefit_months_beyond_elapsed.toml": ("measurement[0].treated.benefit_months", "must be <= cohort 1's size x "
+                                           "months since its intake (10 x 6 = 60), got 61"),
+    "decimal_comma.csv": ("line 2", "count must be a number without a decimal comma or thousands separator, "
+                          "got '2,5'"),
+    "decimal_comma_split.csv": ("line 2", "must have 5 fields like the header (separated by ','), got 6"),
 }
 
 
