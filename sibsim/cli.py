@@ -270,6 +270,10 @@ def cmd_update(args) -> int:
     title = f"{contract.title}: updated with {Path(args.evidence).name}"
     posterior = dataclasses.replace(posterior, title=title)
     out = Path(args.out)
+    from .scenario import _same_file_key
+
+    if _same_file_key(out) == _same_file_key(scenario):  # --force would replace the base by a variant of itself
+        raise ScenarioError(f"{out}: --out: must not be the scenario it updates ({scenario})")
     if out.exists() and not args.force:
         raise OutputError(f"{out}: exists; pass --force to replace it")
     # Build the variant and check that it loads to the posterior BEFORE anything is written: a

@@ -614,3 +614,24 @@ def test_meta_that_is_not_a_table_is_refused(contract, tmp_path):
     with pytest.raises(ScenarioError) as info:
         load_evidence(evidence)
     assert info.value.problems == [f"{evidence}: meta: must be a table, got 3"]
+
+
+def test_update_never_replaces_its_own_base_scenario(tmp_path, capsys):
+    base = tmp_path / "base.toml"
+    base.write_text(CK.read_text(encoding="utf-8"), encoding="utf-8")
+    before = base.read_bytes()
+    code, _, err = update_cli(capsys, base, CK_EVIDENCE, "--out", base, "--paths", 20, "--force")
+    assert code == 2 and err == [f"error: {base}: --out: must not be the scenario it updates ({base})"]
+    assert base.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["base.toml"]
+
+
+def test_update_of_a_variant_whose_output_would_become_its_base_writes_nothing(tmp_path, capsys):
+    """guarantee.toml extends base.toml; writing its update over base.toml would form a cycle."""
+    base = tmp_path / "base.toml"
+    base.write_text(CK.read_text(encoding="utf-8"), encoding="utf-8")
+    variant = tmp_path / "variant.toml"
+    variant.write_text('extends = "base.toml"\n[meta]\ntitle = "variant"\n', encoding="utf-8")
+    before = base.read_bytes()
+    code, _, err = update_cli(capsys, variant, CK_EVIDENCE, "--out", base, "--paths", 20, "--force")
+    assert code == 2 and len(err) == 1 and "nothing written" in err[0] and "cycle" in err[0], err
+    assert base.read_bytes() == before
