@@ -63,17 +63,6 @@ class Evidence:
     where: str = dataclasses.field(default="", compare=False)
 
 
-def evidence_scenario(path: str | Path) -> str | None:
-    """``meta.scenario`` of an evidence file (relative to it), or None; the file is not validated."""
-    try:
-        doc = parse_toml(Path(path).read_text(encoding="utf-8-sig"), str(path))
-    except (OSError, UnicodeDecodeError, ScenarioError):
-        return None
-    meta = doc.get("meta")
-    scenario = meta.get("scenario") if isinstance(meta, dict) else None
-    return scenario if isinstance(scenario, str) and scenario.endswith(".toml") else None
-
-
 def load_evidence(path: str | Path) -> list[Evidence]:
     """Read an evidence file; every problem reported as ``file: field: rule``.
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -338,14 +337,6 @@ def file_kind(path: Path) -> str:
     return "scenario"
 
 
-def _declared_scenario(path: Path) -> Path | None:
-    """``meta.scenario`` of an observed or evidence TOML file, relative to that file."""
-    from .calibration import evidence_scenario
-
-    name = evidence_scenario(path) if path.suffix.lower() != ".csv" else None
-    return Path(os.path.normpath(path.parent / name)) if name else None
-
-
 def _validate_counts(name: str, kind: str, scenario: Path | None, declared: bool = False) -> list[str]:
     """Problems of an observed or evidence file; an ``ok`` line when there are none."""
     from .calibration import check_evidence, load_evidence
@@ -372,12 +363,14 @@ def _validate_counts(name: str, kind: str, scenario: Path | None, declared: bool
 
 
 def cmd_validate(args) -> int:
+    from .observed import declared_scenario
+
     status = 0
     for name in args.files:
         path = Path(name)
         kind = file_kind(path)
         if kind != "scenario":
-            scenario = Path(args.scenario) if args.scenario else _declared_scenario(path)
+            scenario = Path(args.scenario) if args.scenario else declared_scenario(path)
             try:
                 lines = _validate_counts(name, kind, scenario, declared=not args.scenario)
             except ScenarioError as exc:

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import re
 from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
@@ -79,8 +80,6 @@ class Observed:
     #: Where each count was read, for error messages: ``{(group, cohort, measurable, month): (entry, field)}``
     #: (``entry`` is ``measurement[i]`` or ``line n``).  Counts built in code may leave it empty.
     where: dict = dataclass_field(default_factory=dict, compare=False, repr=False)
-    #: ``meta.scenario`` of a TOML file (the scenario it settles, relative to the file), or None.
-    scenario: str | None = dataclass_field(default=None, compare=False)
 
 
 def _problem(source, field, rule):
@@ -137,7 +136,6 @@ def load_observed(path: str | Path) -> Observed:
         raise ScenarioError(f"{name}: cannot read file ({exc})") from None
     rows: list[tuple] = []  # (entry, field, month, cohort, group, outcome, count)
     problems: list[str] = []
-    scenario = None
     if path.suffix.lower() == ".csv":
         lines = text.splitlines()
         delimiter = _csv_delimiter(lines[0] if lines else "")
@@ -187,12 +185,9 @@ def load_observed(path: str | Path) -> Observed:
         meta = doc.get("meta", {})
         if not isinstance(meta, dict):
             problems.append(_problem(name, "meta", f"must be a table, got {meta!r}"))
-        elif "scenario" in meta:
-            scenario = meta["scenario"]
-            if not isinstance(scenario, str) or not scenario.endswith(".toml"):
-                problems.append(_problem(name, "meta.scenario", f"must be the file name of a scenario (.toml), "
-                                                                f"got {scenario!r}"))
-                scenario = None
+        elif "scenario" in meta and not (isinstance(meta["scenario"], str) and meta["scenario"].endswith(".toml")):
+            problems.append(_problem(name, "meta.scenario", f"must be the file name of a scenario (.toml), "
+                                                            f"got {meta['scenario']!r}"))
         items = doc.get("measurement")
         if not isinstance(items, list) or not items:
             raise ScenarioError(problems + [_problem(name, "measurement", "must be a non-empty array of tables")])
@@ -238,7 +233,24 @@ def load_observed(path: str | Path) -> Observed:
             where[key] = (entry, field)
     if problems:
         raise ScenarioError(problems)
-    return Observed(counts, name, where, scenario)
+    return Observed(counts, name, where)
+
+
+def declared_scenario(path: str | Path) -> Path | None:
+    """The scenario an observed-outcomes or evidence TOML file names in ``[meta] scenario``, relative
+    to the file (None for a CSV, or when it names none); the file itself is not validated here."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return None
+    try:
+        doc = parse_toml(path.read_text(encoding="utf-8-sig"), str(path))
+    except (OSError, UnicodeDecodeError, ScenarioError):
+        return None
+    meta = doc.get("meta")
+    name = meta.get("scenario") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not name.endswith(".toml"):
+        return None
+    return Path(os.path.normpath(path.parent / name))
 
 
 def months_read(contract: Contract, cohort: int) -> dict[int, str]:

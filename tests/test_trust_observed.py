@@ -9,8 +9,6 @@ the same size (or twice the size), measurement months 12 and 24, a 30-month hori
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -259,8 +257,8 @@ def test_the_shipped_examples_pass_every_check(colour_kitchen):
 
 def test_counts_built_in_code_are_checked_against_the_scenario(contract):
     observed = Observed({("treated", 0, "diploma"): {12: 11.0}, ("comparison", 0, "job_start"): {12: 1.0}}, "code")
-    assert observed_module.check_observed(contract, observed) == ["code: cohort 0.treated.diploma: must be <= cohort 0's size (10), "
-                                                  "got 11"]
+    assert observed_module.check_observed(contract, observed) == [
+        "code: cohort 0.treated.diploma: must be <= cohort 0's size (10), got 11"]
 
 
 # --- item 9: a flat stretch then a rise is not spread back over the flat stretch -----------------------
@@ -326,22 +324,22 @@ def test_a_dutch_excel_csv_with_semicolons_is_read(contract, tmp_path, bom):
 
 
 def test_a_decimal_comma_is_refused_with_a_clear_message(contract, tmp_path):
-    path = write(tmp_path, "month;cohort;group;outcome;count\n12;0;treated;job_start;2,5\n12;0;comparison;job_start;1\n",
-                 "comma.csv")
+    path = write(tmp_path, "month;cohort;group;outcome;count\n12;0;treated;job_start;2,5\n"
+                           "12;0;comparison;job_start;1\n", "comma.csv")
     assert problems(contract, path) == [f"{path}: line 2: count must be a number without a decimal comma or thousands "
                                         "separator, got '2,5'"]
 
 
 def test_a_fractional_person_in_a_csv_is_refused(contract, tmp_path):
-    path = write(tmp_path, "month,cohort,group,outcome,count\n12,0,treated,job_start,2.5\n12,0,comparison,job_start,1\n",
-                 "half.csv")
+    path = write(tmp_path, "month,cohort,group,outcome,count\n12,0,treated,job_start,2.5\n"
+                           "12,0,comparison,job_start,1\n", "half.csv")
     assert problems(contract, path) == [f"{path}: line 2: count must be a whole number of participants, got 2.5"]
 
 
 def test_a_row_with_more_fields_than_the_header_is_refused_not_half_read(contract, tmp_path):
     # "2,5" unquoted in a comma-separated file: read as 2 (and a stray 5) before.
-    path = write(tmp_path, "month,cohort,group,outcome,count\n12,0,treated,job_start,2,5\n12,0,comparison,job_start,1\n",
-                 "split.csv")
+    path = write(tmp_path, "month,cohort,group,outcome,count\n12,0,treated,job_start,2,5\n"
+                           "12,0,comparison,job_start,1\n", "split.csv")
     assert problems(contract, path) == [f"{path}: line 2: must have 5 fields like the header (separated by ','), got 6"]
 
 
