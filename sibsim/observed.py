@@ -105,6 +105,13 @@ def _csv_count(text: str):
     return None
 
 
+def _num(value: float) -> str:
+    """A count as written: ``1234567``, not ``1.23457e+06`` (``:g``) nor ``1234567.0``."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return _show(value)
+
+
 def _count_problem(group: str, outcome: str, count) -> str | None:
     """Why ``count`` is not an acceptable count, or None."""
     if isinstance(count, bool) or not isinstance(count, (int, float)) or count < 0 \
@@ -327,14 +334,14 @@ def check_observed(contract: Contract, observed: Observed) -> list[str]:
                                 f"{cohort} at ({_describe_months(read)}), got {month}")
             if month <= intake and count > 0:
                 problems.append(f"{src}: {at(key, month)}count must be 0 up to cohort {cohort}'s intake "
-                                f"(month {intake}), got {count:g} at month {month}")
+                                f"(month {intake}), got {_num(count)} at month {month}")
             elif outcome == "benefit_months":
                 elapsed = max(month - intake, 0)
                 if count > size * elapsed:
                     problems.append(f"{src}: {at(key, month)}must be <= {whose} x months since its intake "
-                                    f"({size} x {elapsed} = {size * elapsed}{note}), got {count:g}")
+                                    f"({size} x {elapsed} = {size * elapsed}{note}), got {_num(count)}")
             elif count > size:  # each outcome counts once per participant
-                problems.append(f"{src}: {at(key, month)}must be <= {whose} ({size}{note}), got {count:g}")
+                problems.append(f"{src}: {at(key, month)}must be <= {whose} ({size}{note}), got {_num(count)}")
             if outcome in REQUIRES:
                 needed = REQUIRES[outcome]
                 base = observed.counts.get((group, cohort, needed), {})
@@ -342,25 +349,25 @@ def check_observed(contract: Contract, observed: Observed) -> list[str]:
                 if before:
                     last = max(before)
                     value = base[last]
-                    shown = f"{value:g}" if last == month else f"{value:g}, as counted at month {last}"
+                    shown = f"{_num(value)}" if last == month else f"{_num(value)}, as counted at month {last}"
                 else:
                     value, shown = 0.0, "0: none counted"
                 if count > value:
                     problems.append(f"{src}: {at(key, month)}must be <= the {needed} count of the same group, "
-                                    f"cohort and month ({shown}), got {count:g}")
+                                    f"cohort and month ({shown}), got {_num(count)}")
         months = sorted(series)
         for m0, m1 in zip(months, months[1:]):
             if series[m1] < series[m0]:
-                problems.append(f"{src}: {at(key, m1)}cumulative counts must not fall, got {series[m0]:g} at "
-                                f"month {m0}, then {series[m1]:g} at month {m1}")
+                problems.append(f"{src}: {at(key, m1)}cumulative counts must not fall, got {_num(series[m0])} at "
+                                f"month {m0}, then {_num(series[m1])} at month {m1}")
                 break
             elapsed = m1 - m0
             if outcome == "benefit_months" and intake < m0 and m1 <= T and series[m1] - series[m0] > size * elapsed:
                 # Each member is off benefits at most once a month between two counts as well.
                 problems.append(f"{src}: {at(key, m1)}must rise by at most {whose} x months since the count at "
                                 f"month {m0} ({size} x {elapsed} = {size * elapsed}{note}), got "
-                                f"{series[m1] - series[m0]:g} more ({series[m0]:g} at month {m0}, "
-                                f"{series[m1]:g} at month {m1})")
+                                f"{_num(series[m1] - series[m0])} more ({_num(series[m0])} at month {m0}, "
+                                f"{_num(series[m1])} at month {m1})")
     groups_given = {g for g, _, _ in observed.counts}
     if "comparison" in groups_given and "counterfactual" in groups_given:
         problems.append(_problem(src, "measurement", "give comparison or counterfactual counts, not both"))

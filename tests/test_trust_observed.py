@@ -633,3 +633,10 @@ def test_update_of_a_variant_whose_output_would_become_its_base_writes_nothing(t
     code, _, err = update_cli(capsys, variant, CK_EVIDENCE, "--out", base, "--paths", 20, "--force")
     assert code == 2 and len(err) == 1 and "nothing written" in err[0] and "cycle" in err[0], err
     assert base.read_bytes() == before
+
+
+def test_large_counts_are_shown_as_written_not_rounded(tmp_path):
+    contract = load_scenario(PB)
+    path = write(tmp_path, measurement(36, 0, treated={"job_start": 1_234_567}, comparison={"job_start": 500}))
+    assert problems(contract, path) == [f"{path}: measurement[0].treated.job_start: must be <= cohort 0's size "
+                                        "(1000), got 1234567"]  # not 1.23457e+06
