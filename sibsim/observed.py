@@ -28,6 +28,9 @@ scenario (:func:`check_observed`), all problems listed at once:
 * an outcome is never above the outcome it requires (``job_sustained <= job_start``,
   ``long_term_contract <= job_sustained``, same group, cohort and month);
 * counts are cumulative and never fall;
+* both groups are counted at each measurement: a treated count at a month needs the comparison
+  (or counterfactual) count of that cohort and month, and the other way round, unless that
+  group's journey cannot reach the outcome (write 0 for none);
 * counts are dated at months the contract reads for that cohort (measurement months,
   its trigger month, the review month): a count at any other month would be applied
   to a later measurement or to none.
@@ -371,8 +374,55 @@ def check_observed(contract: Contract, observed: Observed) -> list[str]:
     groups_given = {g for g, _, _ in observed.counts}
     if "comparison" in groups_given and "counterfactual" in groups_given:
         problems.append(_problem(src, "measurement", "give comparison or counterfactual counts, not both"))
+    elif groups_given & {"comparison", "counterfactual"}:
+        problems += _unpaired(contract, observed, "comparison" if "comparison" in groups_given else "counterfactual",
+                              at)
     # One line per problem, not per count of a misplaced measurement.
     return list(dict.fromkeys(problems))
+
+
+def _possible(contract: Contract, group: str) -> set[str]:
+    """Measurables ``group``'s journey can produce at its prior means (a fixed 0, or no training for a
+    diploma, cannot): only those need a count to be read."""
+    from .expectation import expected_group
+
+    journey = contract.journey if group == "treated" else contract.comparison.journey
+    means = {k: np.array([p.mean]) for k, p in journey.priors().items()}
+    events, employed = expected_group(means, journey.max_training_months,
+                                      np.array([c.intake_month for c in contract.cohorts]),
+                                      np.array([c.size for c in contract.cohorts]), contract.horizon_months,
+                                      contract.sustained_job_months)
+    totals = list(events.sum(axis=(0, 1, 3))) + [employed.sum()]
+    return {m for m, total in zip(MEASURABLE, totals) if total > 0}
+
+
+def _unpaired(contract: Contract, observed: Observed, other: str, at) -> list[str]:
+    """Counts given for one group but not for the other at the same measurement.
+
+    Net outcomes are treated minus counterfactual: a count missing on one side would be read as
+    unchanged since that side's previous count (or 0), e.g. a treated count of 9 against no comparison
+    count paid as 9 net.  Zero is fine, but it must be written.
+    """
+    problems = []
+    possible = {"treated": _possible(contract, "treated"), other: _possible(contract, "comparison")}
+    T, C = contract.horizon_months, len(contract.cohorts)
+    for (group, cohort, outcome), series in observed.counts.items():
+        if group not in possible or not 0 <= cohort < C:
+            continue
+        partner = other if group == "treated" else "treated"
+        if outcome not in possible[partner]:
+            continue
+        theirs = observed.counts.get((partner, cohort, outcome), {})
+        intake = contract.cohorts[cohort].intake_month
+        for month in sorted(series):
+            if month in theirs or not intake < month <= T:
+                continue
+            before = [m for m in theirs if m < month]
+            read = (f"{_num(theirs[max(before)])}, counted at month {max(before)}" if before else "0: none counted")
+            problems.append(f"{observed.source}: {at((group, cohort, outcome), month)}needs a {partner} {outcome} "
+                            f"count of cohort {cohort} at month {month} too (give 0 if there was none): without "
+                            f"it the {partner} count is read as {read}")
+    return problems
 
 
 def outcomes_from_observed(contract: Contract, observed: Observed) -> Outcomes:

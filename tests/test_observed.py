@@ -32,10 +32,12 @@ VALID_COUNTS = {
     ("treated", 0, "job_sustained"): {24: 3.0},
     ("treated", 0, "benefit_months"): {12: 12.0, 24: 36.0},
     ("comparison", 0, "job_start"): {12: 2.0, 24: 3.0},
+    ("comparison", 0, "job_sustained"): {24: 1.0},
     ("comparison", 0, "benefit_months"): {12: 6.0, 24: 10.0},
     ("treated", 1, "job_start"): {24: 2.0},
     ("treated", 1, "benefit_months"): {24: 9.0},
     ("comparison", 1, "job_start"): {24: 1.0},
+    ("comparison", 1, "benefit_months"): {24: 4.0},
 }
 
 
@@ -108,6 +110,7 @@ def test_cumulative_counts_are_placed_at_month_minus_one(outcomes):
     expected = np.zeros_like(outcomes.comparison.events)
     expected[0, 0, JOB_START, 11] = 2
     expected[0, 0, JOB_START, 23] = 3 - 2
+    expected[0, 0, SUSTAINED, 23] = 1
     expected[0, 1, JOB_START, 23] = 1
     np.testing.assert_array_equal(outcomes.comparison.events, expected)
 
@@ -120,7 +123,7 @@ def test_benefit_months_are_spread_evenly_since_the_previous_month_read_or_the_i
     # Cohort 1 (intake 6): 9 months counted at month 24 and none at month 12, which the contract also
     # reads: unchanged at month 12 (nothing counted there), so spread over months 12..23, not 6..23.
     np.testing.assert_allclose(treated[1], [0.0] * 12 + [0.75] * 12 + [0.0] * 6)
-    np.testing.assert_array_equal(comparison[1], 0.0)
+    np.testing.assert_allclose(comparison[1], [0.0] * 12 + [4 / 12] * 12 + [0.0] * 6)
 
 
 def test_counting_the_outcomes_again_gives_back_the_observed_counts(outcomes):
@@ -128,8 +131,8 @@ def test_counting_the_outcomes_again_gives_back_the_observed_counts(outcomes):
         for month, count in series.items():
             counts = counted_before(outcomes, month)[0 if group == "treated" else 1]
             assert counts[cohort, MEASURABLE.index(measurable)] == pytest.approx(count), (group, cohort, measurable, month)
-    # Outcomes not counted are zero throughout, e.g. comparison benefit months of cohort 1.
-    assert counted_before(outcomes, 30)[1][1, MEASURABLE.index("benefit_months")] == 0
+    # Outcomes not counted are zero throughout, e.g. comparison long-term contracts of cohort 1.
+    assert counted_before(outcomes, 30)[1][1, MEASURABLE.index("long_term_contract")] == 0
 
 
 def test_comparison_counts_are_scaled_counterfactual_counts_are_not():
@@ -162,7 +165,7 @@ def test_expected_method_models_missing_counterfactual_counts(contract):
 
 def test_counts_built_in_code_are_checked_too(contract):
     observed = Observed({("treated", 5, "job_start"): {12: 1.0}, ("treated", 0, "job_start"): {12: 3.0, 24: 2.0},
-                         ("comparison", 0, "job_start"): {12: 1.0}}, "in-memory")
+                         ("comparison", 0, "job_start"): {12: 1.0, 24: 1.0}}, "in-memory")
     with pytest.raises(ScenarioError) as info:
         outcomes_from_observed(contract, observed)
     assert info.value.problems == [
@@ -217,6 +220,9 @@ BROKEN_EXPECTED = {
     "decimal_comma.csv": ("line 2", "count must be a number without a decimal comma or thousands separator, "
                           "got '2,5'"),
     "decimal_comma_split.csv": ("line 2", "must have 5 fields like the header (separated by ','), got 6"),
+    "comparison_count_missing.toml": ("measurement[1].treated.job_start", "needs a comparison job_start count of "
+                                      "cohort 0 at month 24 too (give 0 if there was none): without it the comparison "
+                                      "count is read as 2, counted at month 12"),
 }
 
 
@@ -289,7 +295,8 @@ def test_a_zero_count_before_the_intake_does_not_spread_benefit_months_before_it
     path = tmp_path / "early_zero.toml"
     path.write_text("[[measurement]]\nmonth = 12\ncohort = 1\ntreated = { benefit_months = 0 }\n"
                     "counterfactual = { benefit_months = 0 }\n\n"
-                    "[[measurement]]\nmonth = 24\ncohort = 1\ntreated = { benefit_months = 9 }\n", encoding="utf-8")
+                    "[[measurement]]\nmonth = 24\ncohort = 1\ntreated = { benefit_months = 9 }\n"
+                    "counterfactual = { benefit_months = 0 }\n", encoding="utf-8")
     outcomes = outcomes_from_observed(contract, load_observed(path))
     # Cohort 1 starts in month 18: its 9 months off benefits are spread over months 18..23, not 12..23.
     np.testing.assert_allclose(outcomes.treated.employed[0, 1], [0.0] * 18 + [1.5] * 6 + [0.0] * 6)

@@ -56,7 +56,15 @@ def write(tmp_path, text: str, name: str = "observed.toml") -> str:
     return str(path)
 
 
-def measurement(month, cohort, **groups) -> str:
+def measurement(month, cohort, pair="comparison", **groups) -> str:
+    """One ``[[measurement]]`` entry.  As an evaluator reports both groups, every outcome counted for one
+    group is counted (as 0 unless given) for the other: treated alone is paired with ``pair`` (None: as
+    given)."""
+    if pair and list(groups) == ["treated"]:
+        groups[pair] = {}
+    if pair and len(groups) > 1:
+        names = [k for counts in groups.values() for k in counts]
+        groups = {g: {**counts, **{k: 0 for k in names if k not in counts}} for g, counts in groups.items()}
     lines = [f"[[measurement]]\nmonth = {month}\ncohort = {cohort}"]
     for group, counts in groups.items():
         lines.append(f"{group} = {{ " + ", ".join(f"{k} = {v}" for k, v in counts.items()) + " }")
@@ -166,7 +174,7 @@ def test_sustained_jobs_without_job_starts_are_refused(contract, tmp_path):
                                                                                        "job_sustained": 1}))
     assert problems(contract, bad) == [
         f"{bad}: measurement[0].treated.job_sustained: must be <= the job_start count of the same group, cohort and "
-        "month (0: none counted), got 3"]  # the comparison's 1 sustained of 2 job starts is fine
+        "month (0), got 3"]  # the comparison's 1 sustained of 2 job starts is fine
 
 
 def test_a_required_count_given_earlier_is_carried_forward(contract, tmp_path):
@@ -188,10 +196,10 @@ def test_a_diploma_is_not_required_for_a_job(contract, tmp_path):
 
 def test_equal_cumulative_counts_are_accepted_a_fall_refused(contract, tmp_path):
     flat = write(tmp_path, measurement(12, 0, treated={"job_start": 4}, comparison=COMPARISON)
-                 + measurement(24, 0, treated={"job_start": 4}), "ok.toml")
+                 + measurement(24, 0, treated={"job_start": 4}, comparison=COMPARISON), "ok.toml")
     assert problems(contract, flat) == []
     fall = write(tmp_path, measurement(12, 0, treated={"job_start": 4}, comparison=COMPARISON)
-                 + measurement(24, 0, treated={"job_start": 3}), "bad.toml")
+                 + measurement(24, 0, treated={"job_start": 3}, comparison=COMPARISON), "bad.toml")
     assert problems(contract, fall) == [f"{fall}: measurement[1].treated.job_start: cumulative counts must not fall, "
                                         "got 4 at month 12, then 3 at month 24"]
 
@@ -199,7 +207,7 @@ def test_equal_cumulative_counts_are_accepted_a_fall_refused(contract, tmp_path)
 @pytest.mark.parametrize("month", [18, 25, 30])  # between measurements; after the last (the horizon is 30)
 def test_a_count_at_a_month_the_contract_does_not_read_is_refused(contract, tmp_path, month):
     path = write(tmp_path, measurement(12, 0, treated={"job_start": 1}, comparison=COMPARISON)
-                 + measurement(month, 0, treated={"job_start": 2}))
+                 + measurement(month, 0, treated={"job_start": 2}, comparison=COMPARISON))
     assert problems(contract, path) == [f"{path}: measurement[1].month: must be a month the contract counts cohort 0 "
                                         f"at (measurement months 12, 24), got {month}"]
 
@@ -256,7 +264,8 @@ def test_the_shipped_examples_pass_every_check(colour_kitchen):
 
 
 def test_counts_built_in_code_are_checked_against_the_scenario(contract):
-    observed = Observed({("treated", 0, "diploma"): {12: 11.0}, ("comparison", 0, "job_start"): {12: 1.0}}, "code")
+    observed = Observed({("treated", 0, "diploma"): {12: 11.0}, ("treated", 0, "job_start"): {12: 1.0},
+                         ("comparison", 0, "job_start"): {12: 1.0}}, "code")
     assert observed_module.check_observed(contract, observed) == [
         "code: cohort 0.treated.diploma: must be <= cohort 0's size (10), got 11"]
 
@@ -285,8 +294,7 @@ def _months_contract():
 ])
 def test_benefit_month_payments_fall_due_when_counted(tmp_path, case, counts, expected):
     contract = _months_contract()
-    text = "".join(measurement(m, 0, treated={"benefit_months": v}) for m, v in counts.items())
-    text += measurement(12, 0, counterfactual={"benefit_months": 0})
+    text = "".join(measurement(m, 0, pair="counterfactual", treated={"benefit_months": v}) for m, v in counts.items())
     result = settle(contract, write(tmp_path, text))
     due = result.cashflows.outcome_payments_due[0]
     for month, amount in expected.items():
@@ -297,7 +305,7 @@ def test_benefit_month_payments_fall_due_when_counted(tmp_path, case, counts, ex
 def test_flat_then_rise_places_the_months_after_the_flat_stretch(tmp_path):
     contract = _months_contract()
     text = measurement(12, 0, treated={"benefit_months": 0}, counterfactual={"benefit_months": 0})
-    text += measurement(24, 0, treated={"benefit_months": 1308})
+    text += measurement(24, 0, pair="counterfactual", treated={"benefit_months": 1308})
     outcomes = outcomes_from_observed(contract, load_observed(write(tmp_path, text)))
     np.testing.assert_array_equal(outcomes.treated.employed[0, 0], [0.0] * 12 + [109.0] * 12 + [0.0] * 18)
 
@@ -305,7 +313,8 @@ def test_flat_then_rise_places_the_months_after_the_flat_stretch(tmp_path):
 def test_job_starts_flat_then_rise_are_paid_when_counted(tmp_path):
     contract = _months_contract()
     text = (measurement(12, 0, treated={"job_start": 0}, counterfactual={"job_start": 0})
-            + measurement(24, 0, treated={"job_start": 0}) + measurement(36, 0, treated={"job_start": 5}))
+            + measurement(24, 0, pair="counterfactual", treated={"job_start": 0})
+            + measurement(36, 0, pair="counterfactual", treated={"job_start": 5}))
     due = settle(contract, write(tmp_path, text)).cashflows.outcome_payments_due[0]
     assert (round(due[15], 2), round(due[27], 2), round(due[39], 2)) == (0.0, 0.0, 5_000.00)
 
@@ -640,3 +649,47 @@ def test_large_counts_are_shown_as_written_not_rounded(tmp_path):
     path = write(tmp_path, measurement(36, 0, treated={"job_start": 1_234_567}, comparison={"job_start": 500}))
     assert problems(contract, path) == [f"{path}: measurement[0].treated.job_start: must be <= cohort 0's size "
                                         "(1000), got 1234567"]  # not 1.23457e+06
+
+
+# --- sibling: a count given for one group only is not read as 0 (or stale) for the other ----------------
+def test_a_treated_count_without_the_comparison_count_at_that_measurement_is_refused(contract, tmp_path):
+    text = (measurement(12, 0, treated={"job_start": 2}, comparison={"job_start": 1})
+            + measurement(24, 0, pair=None, treated={"job_start": 5}))
+    path = write(tmp_path, text)
+    # Read as 1 (month 12's), the comparison's job starts of the year to month 24 would be paid as net.
+    assert problems(contract, path) == [
+        f"{path}: measurement[1].treated.job_start: needs a comparison job_start count of cohort 0 at month 24 too "
+        "(give 0 if there was none): without it the comparison count is read as 1, counted at month 12"]
+    written = write(tmp_path, text + measurement(24, 0, pair=None, comparison={"job_start": 1}), "ok.toml")
+    assert problems(contract, written) == []  # unchanged, but said so
+
+
+def test_months_off_benefits_without_the_comparisons_are_refused(contract, tmp_path):
+    path = write(tmp_path, measurement(12, 0, pair=None, treated={"job_start": 1, "benefit_months": 9},
+                                       comparison={"job_start": 1}))
+    assert problems(contract, path) == [
+        f"{path}: measurement[0].treated.benefit_months: needs a comparison benefit_months count of cohort 0 at "
+        "month 12 too (give 0 if there was none): without it the comparison count is read as 0: none counted"]
+    zero = write(tmp_path, measurement(12, 0, pair=None, treated={"job_start": 1, "benefit_months": 9},
+                                       comparison={"job_start": 1, "benefit_months": 0}), "zero.toml")
+    assert problems(contract, zero) == []
+
+
+def test_a_comparison_count_without_the_treated_count_is_refused(contract, tmp_path):
+    path = write(tmp_path, measurement(12, 0, pair=None, treated={"diploma": 1}, comparison={"job_start": 1}))
+    assert problems(contract, path) == [
+        f"{path}: measurement[0].comparison.job_start: needs a treated job_start count of cohort 0 at month 12 too "
+        "(give 0 if there was none): without it the treated count is read as 0: none counted"]
+
+
+def test_an_outcome_the_comparison_journey_cannot_reach_needs_no_count(contract, tmp_path):
+    """valid_minimal's comparison group has no training: a diploma count for it is 0 by the model."""
+    path = write(tmp_path, measurement(12, 0, pair=None, treated={"diploma": 3, "job_start": 1},
+                                       comparison={"job_start": 1}))
+    assert problems(contract, path) == []
+
+
+def test_a_modelled_counterfactual_needs_no_counts(tmp_path):
+    contract = contract_with(comparison={"method": "expected"})
+    path = write(tmp_path, measurement(12, 0, pair=None, treated={"job_start": 4, "benefit_months": 12}))
+    assert problems(contract, path) == []
