@@ -253,8 +253,9 @@ def cmd_noise(args) -> int:
 
 def cmd_update(args) -> int:
     from .calibration import check_evidence, load_evidence, load_variant_text, update, variant_toml
-    from .output import write_text_atomic
     from .compare import compare
+    from .output import write_text_atomic
+    from .scenario import _same_file_key
 
     scenario = Path(args.scenario)
     contract = load_scenario(scenario)
@@ -269,8 +270,6 @@ def cmd_update(args) -> int:
     title = f"{contract.title}: updated with {Path(args.evidence).name}"
     posterior = dataclasses.replace(posterior, title=title)
     out = Path(args.out)
-    from .scenario import _same_file_key
-
     if _same_file_key(out) == _same_file_key(scenario):  # --force would replace the base by a variant of itself
         raise ScenarioError(f"{out}: --out: must not be the scenario it updates ({scenario})")
     if out.exists() and not args.force:
@@ -318,9 +317,10 @@ def pd_options():
 def file_kind(path: Path) -> str:
     """What a file holds, by its content: ``observed``, ``evidence`` or ``scenario``.
 
-    A CSV is observed outcomes (the only CSV format); a TOML file with a top-level ``measurement``
-    array is observed outcomes, with ``evidence`` evidence; anything else (unreadable files
-    included) is checked as a scenario.
+    A TOML file with a top-level ``measurement`` array is observed outcomes, with an ``evidence``
+    array evidence, whatever its name or folder; anything else (unreadable files included) is
+    checked as a scenario, whose loader words the problem.  A ``.csv`` is observed outcomes, the
+    only input sibsim reads as CSV (a wrong header is reported as such).
     """
     from .scenario import parse_toml
 
