@@ -147,17 +147,33 @@ def check_evidence(contract: Contract, evidence: list[Evidence], source: str) ->
     problems = []
     for i, e in enumerate(evidence):
         entry = e.where or f"evidence[{i}]"
+        # Evidence built in code has not been through load_evidence's rules.
+        if e.parameter not in JOURNEY_PROBABILITIES or e.group not in GROUPS:
+            problems.append(f"{source}: {entry}: must name a journey probability and treated or comparison, "
+                            f"got {e.parameter!r} of {e.group!r}")
+            continue
+        counts = [(key, v) for key, v in (("events", e.events), ("at_risk", e.at_risk))
+                  if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+        for key, v in counts:
+            problems.append(f"{source}: {entry}.{key}: must be an integer >= 0, got {v!r}")
+        if counts:
+            continue
+        if e.events > e.at_risk:
+            problems.append(f"{source}: {entry}.events: must be <= at_risk ({e.at_risk}), got {e.events}")
         bound, why = max_at_risk(contract, e.group, e.parameter)
         if e.at_risk > bound:
-            problems.append(f"{source}: {entry}.at_risk: must be <= {bound} ({why}), got {e.at_risk}")
+            problems.append(f"{source}: {entry}.at_risk: must be <= {bound} ({why}), got {_show(e.at_risk)}")
     # Pooled evidence may not exceed the bound either (each entry within it, together beyond it).
     pooled: dict[tuple[str, str], int] = {}
     for e in evidence:
-        pooled[e.group, e.parameter] = pooled.get((e.group, e.parameter), 0) + e.at_risk
+        if isinstance(e.at_risk, int) and not isinstance(e.at_risk, bool):
+            pooled[e.group, e.parameter] = pooled.get((e.group, e.parameter), 0) + e.at_risk
     for (group, parameter), total in pooled.items():
+        if parameter not in JOURNEY_PROBABILITIES or group not in GROUPS:
+            continue
         bound, why = max_at_risk(contract, group, parameter)
         entries = [e for e in evidence if (e.group, e.parameter) == (group, parameter)]
-        if total > bound and len(entries) > 1:
+        if total > bound and len(entries) > 1 and all(e.at_risk <= bound for e in entries):
             problems.append(f"{source}: evidence: at_risk of every {group} {parameter} entry together must be "
                             f"<= {bound} ({why}), got {total}")
     return problems
@@ -176,11 +192,16 @@ def a_b(prior: Prior, events: int, at_risk: int) -> tuple[float, float]:
     return a + events, b + at_risk - events
 
 
-def update(contract: Contract, evidence: list[Evidence]) -> tuple[Contract, pd.DataFrame]:
+def update(contract: Contract, evidence: list[Evidence], source: str = "<evidence>") -> tuple[Contract, pd.DataFrame]:
     """The contract with posterior priors, and a prior -> posterior table.
 
-    Evidence on the same parameter and group is pooled (added up) first.
+    Evidence on the same parameter and group is pooled (added up) first.  Raises
+    :class:`ScenarioError` (``source: field: rule``) when :func:`check_evidence` finds a problem:
+    a posterior from implausible evidence is not a forecast.
     """
+    problems = check_evidence(contract, evidence, source)
+    if problems:
+        raise ScenarioError(problems)
     pooled: dict[tuple[str, str], list[int]] = {}
     for e in evidence:
         total = pooled.setdefault((e.group, e.parameter), [0, 0])

@@ -693,3 +693,17 @@ def test_a_modelled_counterfactual_needs_no_counts(tmp_path):
     contract = contract_with(comparison={"method": "expected"})
     path = write(tmp_path, measurement(12, 0, pair=None, treated={"job_start": 4, "benefit_months": 12}))
     assert problems(contract, path) == []
+
+
+def test_update_in_python_checks_evidence_built_in_code(colour_kitchen):
+    from sibsim.calibration import Evidence, update
+
+    with pytest.raises(ScenarioError) as info:
+        update(colour_kitchen, [Evidence("relapse", "treated", 9, 10**400), Evidence("relapse", "treated", 5, 2),
+                                Evidence("jobs", "treated", 1, 2)])
+    assert info.value.problems == [
+        "<evidence>: evidence[0].at_risk: must be <= 15120 (252 treated participants x 60 months), got an integer of "
+        "more than 308 digits",
+        "<evidence>: evidence[1].events: must be <= at_risk (2), got 5",
+        "<evidence>: evidence[2]: must name a journey probability and treated or comparison, got 'jobs' of 'treated'",
+    ]
