@@ -176,7 +176,7 @@ def cmd_settle(args) -> int:
         print(f"\nOutcome payments ({currency}):")
         print(payments.to_string(float_format=_cents) if len(payments) else "none")
         print(f"\nInvestors (amounts in {currency}):")
-        print(result.investors.to_string(formatters={
+        print(result.investors.to_string(na_rep="n/a", formatters={  # na_rep: pandas skips formatters for NaN
             "capital_called": _cents, "received": _cents,
             "multiple": lambda v: "n/a" if v != v else f"{round(float(v), 4) + 0.0:.4f}", "irr": _percent}))
     if args.out:
@@ -266,7 +266,7 @@ def cmd_update(args) -> int:
         problems.append(f"{scenario}: --month: must be 0..{T} (the months of the scenario), got {args.month}")
     if problems:
         raise ScenarioError(problems)
-    posterior, table = update(contract, evidence)
+    posterior, table = update(contract, evidence, args.evidence)
     title = f"{contract.title}: updated with {Path(args.evidence).name}"
     posterior = dataclasses.replace(posterior, title=title)
     out = Path(args.out)

@@ -707,3 +707,9 @@ def test_update_in_python_checks_evidence_built_in_code(colour_kitchen):
         "<evidence>: evidence[1].events: must be <= at_risk (2), got 5",
         "<evidence>: evidence[2]: must name a journey probability and treated or comparison, got 'jobs' of 'treated'",
     ]
+
+
+def test_settle_prints_an_undefined_irr_as_n_a(capsys):
+    assert cli.main(["settle", str(CK), str(CK_EXAMPLE)]) == 0
+    text = capsys.readouterr().out
+    assert "NaN" not in text and "n/a  no_root_in_range" in text
