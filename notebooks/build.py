@@ -286,9 +286,11 @@ NB01 = [
 
         When the evaluator reports its counts, the finance officer checks the investors' invoice.
         `settle` applies the contract's payment formula to the counts: no simulation, no randomness.
-        The example file holds illustrative counts at the first two measurements (months 12 and 24),
-        booked on cohort 0 (the rate card pays pooled net outcomes, so the cohort does not matter).
-        The comparison group follows no programme, so it reports no diplomas (shown as NaN).
+        The example file holds illustrative counts per cohort at the first two measurements (months 12
+        and 24), summed over the cohorts below (the rate card pays pooled net outcomes). `settle` first
+        checks them against the scenario: whole people, at most a cohort's 21 participants, no sustained
+        job without a job start. The comparison group follows no programme, so it reports no diplomas
+        (shown as NaN).
     '''),
     code('''
         observed = load_observed(SCENARIOS / OBSERVED)

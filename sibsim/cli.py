@@ -175,6 +175,25 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _cents(value: float) -> str:
+    """An amount to the cent; never ``-0.00`` (a float residue of -1e-10 is no debt)."""
+    return f"{round(float(value), 2) + 0.0:,.2f}"  # + 0.0 turns -0.0 into 0.0
+
+
+def _percent(value: float) -> str:
+    return "n/a" if value != value else f"{round(float(value) * 100, 4) + 0.0:.4f}%"
+
+
+def _without_negative_zero(frame, decimals: int | None = None):
+    """Numeric columns rounded (optionally) and with -0.0 as 0.0, for files a spreadsheet reads."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype.kind == "f":
+            values = frame[column].round(decimals) if decimals is not None else frame[column]
+            frame[column] = values + 0.0
+    return frame
+
+
 def cmd_settle(args) -> int:
     from .output import destination, write_outputs
     from .settlement import settle
@@ -194,23 +213,24 @@ def cmd_settle(args) -> int:
     with pd_options():
         print(f"{contract.title}: settlement of {args.observed}")
         if len(called):
-            print(f"\nCapital calls: {currency} {called.sum():,.2f} in {len(called)} months "
+            print(f"\nCapital calls: {currency} {_cents(called.sum())} in {len(called)} months "
                   f"(months {called.index.min()}-{called.index.max()}); every month in schedule.csv with --out")
         print(f"\nOutcome payments ({currency}):")
-        print(payments.to_string(float_format=lambda v: f"{v:,.2f}") if len(payments) else "none")
-        print("\nInvestors:")
-        print(result.investors.to_string(formatters={
-            "capital_called": "{:,.2f}".format, "received": "{:,.2f}".format,
-            "multiple": "{:.4f}".format, "irr": lambda v: "n/a" if v != v else f"{v:.4%}"}))
+        print(payments.to_string(float_format=_cents) if len(payments) else "none")
+        print(f"\nInvestors (amounts in {currency}):")
+        print(result.investors.to_string(na_rep="n/a", formatters={  # na_rep: pandas skips formatters for NaN
+            "capital_called": _cents, "received": _cents,
+            "multiple": lambda v: "n/a" if v != v else f"{round(float(v), 4) + 0.0:.4f}", "irr": _percent}))
     if dest is not None:
         out = dest.path
         manifest = {"sibsim_version": __version__, "scenario_path": str(scenario.resolve()),
-                    "observed_path": str(Path(args.observed).resolve()), "title": contract.title}
+                    "observed_path": str(Path(args.observed).resolve()), "title": contract.title,
+                    "currency": currency}
         write_outputs(out, {
-            "schedule.csv": lambda p: result.schedule.to_csv(p, float_format="%.2f"),
-            "investors.csv": lambda p: result.investors.to_csv(p),
+            "schedule.csv": lambda p: _without_negative_zero(result.schedule, 2).to_csv(p, float_format="%.2f"),
+            "investors.csv": lambda p: _without_negative_zero(result.investors).to_csv(p),
         }, manifest, dest)
-        print(f"\nwrote schedule.csv, investors.csv to {out}/")
+        print(f"\nwrote schedule.csv, investors.csv ({currency}) to {out}/")
     return 0
 
 
@@ -277,23 +297,39 @@ def cmd_noise(args) -> int:
 
 
 def cmd_update(args) -> int:
-    from .calibration import load_evidence, update, variant_toml
+    from .calibration import check_evidence, load_evidence, load_variant_text, update, variant_toml
     from .compare import compare
     from .output import destination, write_text_atomic
     from .simulation import check_memory
 
     scenario = Path(args.scenario)
     contract = load_scenario(scenario)
+    # The guard first: never an input (the scenario, its bases, the evidence), replace only with --force.
     dest = destination(args.out, "toml", "update", [scenario], inputs=[args.evidence], force=args.force,
                        rerun_replaces=False)
+    evidence = load_evidence(args.evidence)
+    problems = check_evidence(contract, evidence, args.evidence)
+    T = contract.horizon_months
+    if args.month is not None and not 0 <= args.month <= T:  # -12 would sum the last 12 months, 500 nothing
+        problems.append(f"{scenario}: --month: must be 0..{T} (the months of the scenario), got {args.month}")
+    if problems:
+        raise ScenarioError(problems)
     check_memory([contract, contract], args.paths)  # the re-forecast: prior and posterior, one structure
-    posterior, table = update(contract, load_evidence(args.evidence))
+    posterior, table = update(contract, evidence, args.evidence)
     title = f"{contract.title}: updated with {Path(args.evidence).name}"
     posterior = dataclasses.replace(posterior, title=title)
     out = dest.path
-    write_text_atomic(out, variant_toml(scenario, out, table, title))
-    check = load_scenario(out)  # the written variant must load to the posterior
-    assert check.journey == posterior.journey and check.comparison == posterior.comparison
+    # Build the variant and check that it loads to the posterior BEFORE anything is written: a
+    # variant that does not load must never be left on disk (nor replace a good one).
+    text = variant_toml(scenario, out, table, title)
+    try:
+        check = load_variant_text(text, out)
+    except ScenarioError as exc:
+        raise ScenarioError([f"{args.evidence}: evidence: the posterior does not make a valid scenario, "
+                             f"nothing written ({line})" for line in exc.problems]) from None
+    if check.journey != posterior.journey or check.comparison != posterior.comparison:
+        raise ScenarioError(f"{args.evidence}: evidence: the written priors would not reload to the posterior "
+                            "exactly, nothing written")
     cols = ["group", "parameter", "events", "at_risk", "observed_rate", "prior_mean", "prior_sd",
             "posterior_mean", "posterior_sd", "note"]
     with pd_options():
@@ -312,6 +348,7 @@ def cmd_update(args) -> int:
             remaining = res.expected_ledgers["outcome_payments"].iloc[args.month:].sum()
             print(f"  expected outcome payments from month {args.month} on ({label}): "
                   f"{contract.currency} {remaining:,.0f}")
+    write_text_atomic(out, text)  # last: an interrupted re-forecast leaves no file, as main() reports
     print(f"\nwrote {out} (extends {scenario.name}); re-forecast in full with: sibsim run {out} --out DIR")
     return 0
 
@@ -322,9 +359,72 @@ def pd_options():
     return pd.option_context("display.width", 200, "display.max_columns", 50)
 
 
+def file_kind(path: Path) -> str:
+    """What a file holds, by its content: ``observed``, ``evidence`` or ``scenario``.
+
+    A TOML file with a top-level ``measurement`` array is observed outcomes, with an ``evidence``
+    array evidence, whatever its name or folder; anything else (unreadable files included) is
+    checked as a scenario, whose loader words the problem.  A ``.csv`` is observed outcomes, the
+    only input sibsim reads as CSV (a wrong header is reported as such).
+    """
+    from .scenario import parse_toml
+
+    if path.suffix.lower() == ".csv":
+        return "observed"
+    try:
+        doc = parse_toml(path.read_text(encoding="utf-8-sig"), str(path))
+    except (OSError, UnicodeDecodeError, ScenarioError):
+        return "scenario"  # the scenario loader words the problem
+    if "measurement" in doc:
+        return "observed"
+    if "evidence" in doc:
+        return "evidence"
+    return "scenario"
+
+
+def _validate_counts(name: str, kind: str, scenario: Path | None, declared: bool = False) -> list[str]:
+    """Problems of an observed or evidence file; an ``ok`` line when there are none."""
+    from .calibration import check_evidence, load_evidence
+    from .observed import load_observed, outcomes_from_observed
+
+    what = "observed outcomes" if kind == "observed" else "evidence"
+    try:
+        data = load_observed(name) if kind == "observed" else load_evidence(name)
+    except ScenarioError as exc:  # the file's own rules need no scenario
+        return exc.problems
+    if scenario is None:
+        return [f"{name}: {what}: need the scenario to check against: run sibsim validate --scenario SCENARIO "
+                f"{name}, or put scenario = \"SCENARIO.toml\" (relative to the file) in its [meta]"]
+    if declared and not scenario.is_file():
+        return [f"{name}: meta.scenario: must name a readable scenario file, got {scenario} (file not found)"]
+    contract = load_scenario(scenario)  # a ScenarioError names the scenario's own problems
+    if kind == "observed":
+        outcomes_from_observed(contract, data)  # every check against the scenario, all at once
+        counted = sorted({m for series in data.counts.values() for m in series})
+        return [f"{name}: ok: observed outcomes for {contract.title} ({scenario}); "
+                f"{sum(len(s) for s in data.counts.values())} counts at months {', '.join(map(str, counted))}"]
+    problems = check_evidence(contract, data, name)
+    return problems or [f"{name}: ok: evidence for {contract.title} ({scenario}); {len(data)} entries"]
+
+
 def cmd_validate(args) -> int:
+    from .observed import declared_scenario
+
     status = 0
     for name in args.files:
+        path = Path(name)
+        kind = file_kind(path)
+        if kind != "scenario":
+            scenario = Path(args.scenario) if args.scenario else declared_scenario(path)
+            try:
+                lines = _validate_counts(name, kind, scenario, declared=not args.scenario)
+            except ScenarioError as exc:
+                lines = exc.problems
+            for line in lines:
+                print(line)
+            if not (len(lines) == 1 and lines[0].startswith(f"{name}: ok: ")):
+                status = 1
+            continue
         try:
             contract = load_scenario(name)
         except ScenarioError as exc:
@@ -418,8 +518,11 @@ def build_parser() -> argparse.ArgumentParser:
     sensitivity.add_parser(sub)
     report.add_parser(sub)
 
-    val = sub.add_parser("validate", help="check scenario files and list every problem")
-    val.add_argument("files", nargs="+")
+    val = sub.add_parser("validate", help="check scenario, observed-outcomes and evidence files; list every problem")
+    val.add_argument("files", nargs="+", help="scenarios, observed outcomes (.toml, .csv) or evidence, told apart "
+                                              "by their content")
+    val.add_argument("--scenario", help="the scenario to check observed-outcomes and evidence files against "
+                                        "(default: scenario in each file's [meta])")
     val.set_defaults(func=cmd_validate)
     return parser
 

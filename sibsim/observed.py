@@ -5,29 +5,55 @@ Carlo, just the contract's formula applied to the counts measured.
 
 Format (TOML)::
 
+    [meta]
+    scenario = "../x.toml"     # optional: the scenario these counts settle (for sibsim validate)
+
     [[measurement]]
     month = 24                 # counts of outcomes achieved before this month
     cohort = 0                 # 0-based index into the scenario's [[cohorts]]
-    treated = { job_sustained = 40, diploma = 100, benefit_months = 300 }
-    comparison = { job_sustained = 20, benefit_months = 150 }   # raw counts in the comparison group
+    treated = { job_start = 40, job_sustained = 20, diploma = 15, benefit_months = 300 }
+    comparison = { job_start = 20, job_sustained = 9, benefit_months = 150 }   # raw counts in the comparison group
     # or: counterfactual = { ... }  counts already scaled to the treated cohort's size
 
 or CSV with columns ``month,cohort,group,outcome,count`` (group: treated, comparison
-or counterfactual).  Counts are cumulative and may not fall from one measurement to
-the next.  With a modelled counterfactual (``comparison.method = "expected"``)
-missing counterfactual counts are the model's expectation at the prior means.
+or counterfactual), separated by ``,`` or ``;`` (as a Dutch Excel writes it; the
+separator is read from the header line).  Every count is checked against the
+scenario (:func:`check_observed`), all problems listed at once:
+
+* treated and comparison counts are whole numbers (people; ``benefit_months`` whole
+  person-months); counterfactual counts may have a fraction (they are scaled estimates);
+* an outcome counts once per participant, so it is at most the group's size (the cohort's
+  size; the comparison group's size for comparison counts); months off benefits are at
+  most size x months since the cohort's intake;
+* an outcome is never above the outcome it requires (``job_sustained <= job_start``,
+  ``long_term_contract <= job_sustained``, same group, cohort and month);
+* counts are cumulative and never fall;
+* both groups are counted at each measurement: a treated count at a month needs the comparison
+  (or counterfactual) count of that cohort and month, and the other way round, unless that
+  group's journey cannot reach the outcome (write 0 for none);
+* counts are dated at months the contract reads for that cohort (measurement months,
+  its trigger month, the review month): a count at any other month would be applied
+  to a later measurement or to none.
+
+A count not given at a month the contract reads is unchanged since the previous count
+(nothing new was counted): its increase is placed after the previous month read, for
+events and months off benefits alike, so no payment falls due before it was measured.
+With a modelled counterfactual (``comparison.method = "expected"``) missing counterfactual
+counts are the model's expectation at the prior means.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import os
+import re
 from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 
 import numpy as np
 
-from .contracts import MEASURABLE, Contract
+from .contracts import MEASURABLE, OUTCOMES, Contract
 from .errors import ScenarioError
 from .montecarlo import GroupOutcomes, Outcomes
 from .scenario import _join, _show, parse_toml, read_scenario_bytes
@@ -37,6 +63,15 @@ from .scenario import _join, _show, parse_toml, read_scenario_bytes
 MAX_COUNT = 1e12
 
 GROUPS = ("treated", "comparison", "counterfactual")
+
+#: The outcome each outcome requires (docs/model.md): a job is sustained only after it started, a
+#: long-term contract comes with a sustained job.  A diploma is not required for a job.
+REQUIRES = {"job_sustained": "job_start", "long_term_contract": "job_sustained"}
+
+CSV_COLUMNS = ("month", "cohort", "group", "outcome", "count")
+
+#: A number written with a decimal comma or a thousands separator (``2,5``, ``1,308``, ``1.308,5``).
+_COMMA_NUMBER = re.compile(r"[+-]?\d[\d.]*,\d+")
 
 
 @dataclass(frozen=True)
@@ -54,8 +89,53 @@ def _problem(source, field, rule):
     return f"{source}: {field}: {rule}"
 
 
+def _csv_delimiter(header: str) -> str:
+    """``;`` when the header is separated by semicolons (a Dutch Excel export), else ``,``."""
+    for delimiter in (",", ";"):
+        if set(CSV_COLUMNS) <= {c.strip() for c in header.split(delimiter)}:
+            return delimiter
+    return ";" if header.count(";") > header.count(",") else ","
+
+
+def _csv_count(text: str):
+    """A CSV count cell as int or float; None when it is not a number (the caller words the problem)."""
+    text = text.strip()
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return None
+
+
+def _num(value: float) -> str:
+    """A count as written: ``1234567``, not ``1.23457e+06`` (``:g``) nor ``1234567.0``."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return _show(value)
+
+
+def _count_problem(group: str, outcome: str, count) -> str | None:
+    """Why ``count`` is not an acceptable count, or None."""
+    if isinstance(count, bool) or not isinstance(count, (int, float)) or count < 0 \
+            or isinstance(count, float) and not math.isfinite(count):  # (an int of 400 digits: no float)
+        return f"count must be a finite number >= 0, got {count!r}"
+    if count > MAX_COUNT:
+        return f"count must be <= {MAX_COUNT:g}, got {_show(count)}"
+    # People are counted whole, and so are the months off benefits of monthly benefit records; only
+    # a counterfactual (comparison counts already scaled to the treated size) is an estimate.
+    if group != "counterfactual" and isinstance(count, float) and not count.is_integer():
+        what = "months" if outcome == "benefit_months" else "participants"
+        return f"count must be a whole number of {what}, got {_show(count)}"
+    return None
+
+
 def load_observed(path: str | Path) -> Observed:
-    """Read observed counts from a ``.toml`` or ``.csv`` file; raise :class:`ScenarioError` on bad input."""
+    """Read observed counts from a ``.toml`` or ``.csv`` file; raise :class:`ScenarioError` on bad input.
+
+    Only the file's own rules are checked here; :func:`check_observed` checks the counts against
+    the scenario.
+    """
     path = Path(path)
     name = str(path)
     try:
@@ -69,29 +149,57 @@ def load_observed(path: str | Path) -> Observed:
     rows: list[tuple] = []  # (entry, field, month, cohort, group, outcome, count)
     problems: list[str] = []
     if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines())
+        lines = text.splitlines()
+        delimiter = _csv_delimiter(lines[0] if lines else "")
+        reader = csv.reader(lines, delimiter=delimiter)
+        done = 0  # physical lines read without error: the one after them is the bad one
         try:
-            missing = {"month", "cohort", "group", "outcome", "count"} - set(reader.fieldnames or ())
+            header = [c.strip() for c in next(reader, [])]
+            done = reader.line_num
+            missing = set(CSV_COLUMNS) - set(header)
             if missing:
                 raise ScenarioError(_problem(name, "header", f"missing columns: {', '.join(sorted(missing))}"))
-            for rec in reader:
+            twice = sorted(c for c in CSV_COLUMNS if header.count(c) > 1)
+            if twice:  # which of the two would be read is a guess
+                raise ScenarioError(_problem(name, "header", f"columns given more than once: {', '.join(twice)}"))
+            index = {column: header.index(column) for column in CSV_COLUMNS}
+            for cells in reader:
+                done = reader.line_num
+                if not any(c.strip() for c in cells):  # a blank line, or a spreadsheet's empty row ";;;;"
+                    continue
                 field = f"line {reader.line_num}"  # the physical line, blank lines included
+                if len(cells) != len(header):
+                    # A decimal comma in a comma-separated file splits a count in two: never read half of it.
+                    problems.append(_problem(name, field, f"must have {len(header)} fields like the header "
+                                                          f"(separated by {delimiter!r}), got {len(cells)}"))
+                    continue
+                rec = {column: cells[i].strip() for column, i in index.items()}
                 values = {}
-                for column, kind, parse in (("month", "an integer", int), ("cohort", "an integer", int),
-                                            ("count", "a number", float)):
+                for column in ("month", "cohort"):
                     try:
-                        values[column] = parse(rec[column])
-                    except (TypeError, ValueError):
-                        problems.append(_problem(name, field, f"{column} must be {kind}, got {rec[column]!r}"))
-                if len(values) == 3:
+                        values[column] = int(rec[column])
+                    except ValueError:
+                        problems.append(_problem(name, field, f"{column} must be an integer, got {rec[column]!r}"))
+                count = _csv_count(rec["count"])
+                if count is None:
+                    rule = ("a number without a decimal comma or thousands separator"
+                            if _COMMA_NUMBER.fullmatch(rec["count"]) else "a number")
+                    problems.append(_problem(name, field, f"count must be {rule}, got {rec['count']!r}"))
+                elif len(values) == 2:
                     rows.append((field, field, values["month"], values["cohort"], rec["group"], rec["outcome"],
-                                 values["count"]))
+                                 count))
         except csv.Error as exc:  # e.g. a field larger than the csv module's limit
-            raise ScenarioError(f"{name}: line {reader.line_num + 1}: not valid CSV: {exc}") from None
+            raise ScenarioError(f"{name}: line {done + 1}: not valid CSV: {exc}") from None
     else:
         doc = parse_toml(text, name)  # every TOML failure (deep nesting included) as one line
         for key in sorted(set(doc) - {"measurement", "meta"}):
             problems.append(_problem(name, _join("", key), "unknown key (allowed: measurement, meta)"))
+        meta = doc.get("meta", {})
+        if not isinstance(meta, dict):
+            problems.append(_problem(name, "meta", f"must be a table, got {meta!r}"))
+        elif "scenario" in meta and not (isinstance(meta["scenario"], str) and meta["scenario"].endswith(".toml")):
+            problems.append(_problem(name, "meta.scenario", f"must be the file name of a scenario (.toml), "
+                                                            f"got {meta['scenario']!r}"))
         items = doc.get("measurement")
         if not isinstance(items, list) or not items:
             raise ScenarioError(problems + [_problem(name, "measurement", "must be a non-empty array of tables")])
@@ -123,11 +231,8 @@ def load_observed(path: str | Path) -> Observed:
             problems.append(_problem(name, field, f"group must be one of {', '.join(GROUPS)}, got {group!r}"))
         elif outcome not in MEASURABLE:
             problems.append(_problem(name, field, f"outcome must be one of {', '.join(MEASURABLE)}, got {outcome!r}"))
-        elif isinstance(count, bool) or not isinstance(count, (int, float)) or count < 0 \
-                or isinstance(count, float) and not math.isfinite(count):  # (an int of 400 digits: no float)
-            problems.append(_problem(name, field, f"count must be a finite number >= 0, got {count!r}"))
-        elif count > MAX_COUNT:
-            problems.append(_problem(name, field, f"count must be <= {MAX_COUNT:g}, got {_show(count)}"))
+        elif (why := _count_problem(group, outcome, count)) is not None:
+            problems.append(_problem(name, field, why))
         elif isinstance(month, int) and not isinstance(month, bool) and isinstance(cohort, int) \
                 and not isinstance(cohort, bool):
             key = (group, cohort, outcome, month)
@@ -143,12 +248,55 @@ def load_observed(path: str | Path) -> Observed:
     return Observed(counts, name, where)
 
 
-def outcomes_from_observed(contract: Contract, observed: Observed) -> Outcomes:
-    """One path of Outcomes reproducing the observed cumulative counts at their months.
+def declared_scenario(path: str | Path) -> Path | None:
+    """The scenario an observed-outcomes or evidence TOML file names in ``[meta] scenario``, relative
+    to the file (None for a CSV, or when it names none); the file itself is not validated here."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        return None
+    try:
+        doc = parse_toml(path.read_text(encoding="utf-8-sig"), str(path))
+    except (OSError, UnicodeDecodeError, ScenarioError):
+        return None
+    meta = doc.get("meta")
+    name = meta.get("scenario") if isinstance(meta, dict) else None
+    if not isinstance(name, str) or not name.endswith(".toml"):
+        return None
+    return Path(os.path.normpath(path.parent / name))
 
-    Events counted before month ``m`` are placed in month ``m - 1``; months off benefits are
-    spread evenly over the months since the previous count (or the cohort's intake).
+
+def months_read(contract: Contract, cohort: int) -> dict[int, str]:
+    """Months at which the contract reads cohort ``cohort``'s counts, each with what reads it.
+
+    Measurement months (rate card, tiers, savings share), the cohort's own trigger month (its
+    follow-up; the pooled final payment adds the cohorts' own counts) and the review month.
     """
+    out: dict[int, list[str]] = {}
+    for m in contract.payer.measurement_months:
+        out.setdefault(int(m), []).append("measurement month")
+    if contract.trigger_months is not None:
+        out.setdefault(int(contract.trigger_months[0][cohort]), []).append("trigger month")
+    if contract.payer.review is not None:
+        out.setdefault(int(contract.payer.review.month), []).append("review month")
+    return {m: " and ".join(out[m]) for m in sorted(out)}
+
+
+def _describe_months(months: dict[int, str]) -> str:
+    by_kind: dict[str, list[int]] = {}
+    for m, kind in months.items():
+        by_kind.setdefault(kind, []).append(m)
+    return "; ".join(f"{kind}{'s' if len(ms) > 1 else ''} {', '.join(map(str, ms))}" for kind, ms in by_kind.items())
+
+
+def _sizes(contract: Contract, group: str) -> np.ndarray:
+    """Members per cohort of ``group``: counterfactual counts are scaled to the treated cohort's size."""
+    if group == "comparison":
+        return contract.comparison_sizes
+    return np.array([c.size for c in contract.cohorts], dtype=np.int64)
+
+
+def check_observed(contract: Contract, observed: Observed) -> list[str]:
+    """Every way the counts contradict the scenario, as ``file: field: rule`` lines (see the module docstring)."""
     T = contract.horizon_months
     C = len(contract.cohorts)
     src = observed.source
@@ -171,42 +319,153 @@ def outcomes_from_observed(contract: Contract, observed: Observed) -> Outcomes:
             problems.append(f"{src}: {at(key, first, 'cohort')}must be 0..{C - 1}, got {cohort}")
             continue
         intake = contract.cohorts[cohort].intake_month
+        size = int(_sizes(contract, group)[cohort])
+        whose = {"treated": f"cohort {cohort}'s size", "comparison": f"cohort {cohort}'s comparison group size",
+                 "counterfactual": f"cohort {cohort}'s size"}[group]
+        note = ": counterfactual counts are scaled to it" if group == "counterfactual" else ""
+        read = months_read(contract, cohort)
+        bad_counts = [m for m in series if _count_problem(group, outcome, series[m]) is not None]
+        for month in sorted(bad_counts):  # counts built in code skip load_observed's checks
+            problems.append(f"{src}: {at(key, month)}{_count_problem(group, outcome, series[month])}")
+        if bad_counts:
+            continue
         for month in sorted(series):
+            count = series[month]
             if not 1 <= month <= T:
                 problems.append(f"{src}: {at(key, month, 'month')}must be 1..{T}, got {month}")
-            elif month <= intake and series[month] > 0:
+                continue
+            if month not in read:
+                problems.append(f"{src}: {at(key, month, 'month')}must be a month the contract counts cohort "
+                                f"{cohort} at ({_describe_months(read)}), got {month}")
+            if month <= intake and count > 0:
                 problems.append(f"{src}: {at(key, month)}count must be 0 up to cohort {cohort}'s intake "
-                                f"(month {intake}), got {series[month]:g} at month {month}")
+                                f"(month {intake}), got {_num(count)} at month {month}")
+            elif outcome == "benefit_months":
+                elapsed = max(month - intake, 0)
+                if count > size * elapsed:
+                    problems.append(f"{src}: {at(key, month)}must be <= {whose} x months since its intake "
+                                    f"({size} x {elapsed} = {size * elapsed}{note}), got {_num(count)}")
+            elif count > size:  # each outcome counts once per participant
+                problems.append(f"{src}: {at(key, month)}must be <= {whose} ({size}{note}), got {_num(count)}")
+            if outcome in REQUIRES:
+                needed = REQUIRES[outcome]
+                base = observed.counts.get((group, cohort, needed), {})
+                before = [m for m in base if m <= month]  # a count not given at a month is unchanged since
+                if before:
+                    last = max(before)
+                    value = base[last]
+                    shown = f"{_num(value)}" if last == month else f"{_num(value)}, as counted at month {last}"
+                else:
+                    value, shown = 0.0, "0: none counted"
+                if count > value:
+                    problems.append(f"{src}: {at(key, month)}must be <= the {needed} count of the same group, "
+                                    f"cohort and month ({shown}), got {_num(count)}")
         months = sorted(series)
         for m0, m1 in zip(months, months[1:]):
             if series[m1] < series[m0]:
-                problems.append(f"{src}: {at(key, m1)}cumulative counts must not fall, got {series[m0]:g} at "
-                                f"month {m0}, then {series[m1]:g} at month {m1}")
+                problems.append(f"{src}: {at(key, m1)}cumulative counts must not fall, got {_num(series[m0])} at "
+                                f"month {m0}, then {_num(series[m1])} at month {m1}")
                 break
+            elapsed = m1 - m0
+            if outcome == "benefit_months" and intake < m0 and m1 <= T and series[m1] - series[m0] > size * elapsed:
+                # Each member is off benefits at most once a month between two counts as well.
+                problems.append(f"{src}: {at(key, m1)}must rise by at most {whose} x months since the count at "
+                                f"month {m0} ({size} x {elapsed} = {size * elapsed}{note}), got "
+                                f"{_num(series[m1] - series[m0])} more ({_num(series[m0])} at month {m0}, "
+                                f"{_num(series[m1])} at month {m1})")
     groups_given = {g for g, _, _ in observed.counts}
     if "comparison" in groups_given and "counterfactual" in groups_given:
         problems.append(_problem(src, "measurement", "give comparison or counterfactual counts, not both"))
-    if problems:  # one line per problem, not per count of a misplaced measurement
-        raise ScenarioError(list(dict.fromkeys(problems)))
+    elif groups_given & {"comparison", "counterfactual"}:
+        problems += _unpaired(contract, observed, "comparison" if "comparison" in groups_given else "counterfactual",
+                              at)
+    # One line per problem, not per count of a misplaced measurement.
+    return list(dict.fromkeys(problems))
+
+
+def _possible(contract: Contract, group: str) -> set[str]:
+    """Measurables ``group``'s journey can produce at its prior means (a fixed 0, or no training for a
+    diploma, cannot): only those need a count to be read."""
+    from .expectation import expected_group
+
+    journey = contract.journey if group == "treated" else contract.comparison.journey
+    means = {k: np.array([p.mean]) for k, p in journey.priors().items()}
+    events, employed = expected_group(means, journey.max_training_months,
+                                      np.array([c.intake_month for c in contract.cohorts]),
+                                      np.array([c.size for c in contract.cohorts]), contract.horizon_months,
+                                      contract.sustained_job_months)
+    totals = list(events.sum(axis=(0, 1, 3))) + [employed.sum()]
+    return {m for m, total in zip(MEASURABLE, totals) if total > 0}
+
+
+def _unpaired(contract: Contract, observed: Observed, other: str, at) -> list[str]:
+    """Counts given for one group but not for the other at the same measurement.
+
+    Net outcomes are treated minus counterfactual: a count missing on one side would be read as
+    unchanged since that side's previous count (or 0), e.g. a treated count of 9 against no comparison
+    count paid as 9 net.  Zero is fine, but it must be written.
+    """
+    problems = []
+    possible = {"treated": _possible(contract, "treated"), other: _possible(contract, "comparison")}
+    T, C = contract.horizon_months, len(contract.cohorts)
+    for (group, cohort, outcome), series in observed.counts.items():
+        if group not in possible or not 0 <= cohort < C:
+            continue
+        partner = other if group == "treated" else "treated"
+        if outcome not in possible[partner]:
+            continue
+        theirs = observed.counts.get((partner, cohort, outcome), {})
+        intake = contract.cohorts[cohort].intake_month
+        for month in sorted(series):
+            if month in theirs or not intake < month <= T:
+                continue
+            before = [m for m in theirs if m < month]
+            read = (f"{_num(theirs[max(before)])}, counted at month {max(before)}" if before else "0: none counted")
+            problems.append(f"{observed.source}: {at((group, cohort, outcome), month)}needs a {partner} {outcome} "
+                            f"count of cohort {cohort} at month {month} too (give 0 if there was none): without "
+                            f"it the {partner} count is read as {read}")
+    return problems
+
+
+def outcomes_from_observed(contract: Contract, observed: Observed) -> Outcomes:
+    """One path of Outcomes reproducing the observed cumulative counts at the months the contract reads.
+
+    The increase of a count at month ``m`` over the previous month read (or the cohort's intake)
+    is placed after that month: events in month ``m - 1``, months off benefits spread evenly over
+    the months between.  Raises :class:`ScenarioError` listing every problem of
+    :func:`check_observed`.
+    """
+    problems = check_observed(contract, observed)
+    if problems:
+        raise ScenarioError(problems)
+    T = contract.horizon_months
+    C = len(contract.cohorts)
+    src = observed.source
+    groups_given = {g for g, _, _ in observed.counts}
 
     def build(group: str):
-        events = np.zeros((1, C, len(MEASURABLE) - 1, T))
+        events = np.zeros((1, C, len(OUTCOMES), T))
         employed = np.zeros((1, C, T))
         for (g, cohort, outcome), series in observed.counts.items():
             if g != group:
                 continue
             k = MEASURABLE.index(outcome)
             intake = contract.cohorts[cohort].intake_month
-            previous_month, previous = intake, 0.0
+            read = list(months_read(contract, cohort))
+            previous = 0.0
             for month in sorted(series):
                 increment = series[month] - previous
-                if increment == 0:  # e.g. a zero count at or before the intake
+                previous = series[month]
+                if increment == 0:  # flat (or zero up to the intake): nothing happened since the last month read
                     continue
-                if outcome == "benefit_months":  # spread over the months since the previous count
-                    employed[0, cohort, previous_month:month] += increment / (month - previous_month)
+                if outcome == "benefit_months":
+                    # Spread since the previous month the contract read (or the intake), not since the
+                    # previous count: a rise after a flat stretch, or after a month with no count, must
+                    # not reach back into a measurement it was not counted at.
+                    start = max([intake] + [m for m in read if m < month])
+                    employed[0, cohort, start:month] += increment / (month - start)
                 else:
                     events[0, cohort, k, month - 1] += increment
-                previous_month, previous = max(month, intake), series[month]
         return events, employed
 
     sizes = np.array([c.size for c in contract.cohorts], dtype=np.int64)

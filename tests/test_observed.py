@@ -32,10 +32,12 @@ VALID_COUNTS = {
     ("treated", 0, "job_sustained"): {24: 3.0},
     ("treated", 0, "benefit_months"): {12: 12.0, 24: 36.0},
     ("comparison", 0, "job_start"): {12: 2.0, 24: 3.0},
+    ("comparison", 0, "job_sustained"): {24: 1.0},
     ("comparison", 0, "benefit_months"): {12: 6.0, 24: 10.0},
     ("treated", 1, "job_start"): {24: 2.0},
     ("treated", 1, "benefit_months"): {24: 9.0},
     ("comparison", 1, "job_start"): {24: 1.0},
+    ("comparison", 1, "benefit_months"): {24: 4.0},
 }
 
 
@@ -108,18 +110,20 @@ def test_cumulative_counts_are_placed_at_month_minus_one(outcomes):
     expected = np.zeros_like(outcomes.comparison.events)
     expected[0, 0, JOB_START, 11] = 2
     expected[0, 0, JOB_START, 23] = 3 - 2
+    expected[0, 0, SUSTAINED, 23] = 1
     expected[0, 1, JOB_START, 23] = 1
     np.testing.assert_array_equal(outcomes.comparison.events, expected)
 
 
-def test_benefit_months_are_spread_evenly_since_the_previous_count_or_the_intake(outcomes):
+def test_benefit_months_are_spread_evenly_since_the_previous_month_read_or_the_intake(outcomes):
     treated, comparison = outcomes.treated.employed[0], outcomes.comparison.employed[0]
     # Cohort 0 (intake 0): 12 months off benefits before month 12, 36 - 12 = 24 more before month 24.
     np.testing.assert_allclose(treated[0], [1.0] * 12 + [2.0] * 12 + [0.0] * 6)
     np.testing.assert_allclose(comparison[0], [0.5] * 12 + [4 / 12] * 12 + [0.0] * 6)
-    # Cohort 1 (intake 6): 9 months before month 24, over its 18 months 6..23 only.
-    np.testing.assert_allclose(treated[1], [0.0] * 6 + [0.5] * 18 + [0.0] * 6)
-    np.testing.assert_array_equal(comparison[1], 0.0)
+    # Cohort 1 (intake 6): 9 months counted at month 24 and none at month 12, which the contract also
+    # reads: unchanged at month 12 (nothing counted there), so spread over months 12..23, not 6..23.
+    np.testing.assert_allclose(treated[1], [0.0] * 12 + [0.75] * 12 + [0.0] * 6)
+    np.testing.assert_allclose(comparison[1], [0.0] * 12 + [4 / 12] * 12 + [0.0] * 6)
 
 
 def test_counting_the_outcomes_again_gives_back_the_observed_counts(outcomes):
@@ -127,8 +131,8 @@ def test_counting_the_outcomes_again_gives_back_the_observed_counts(outcomes):
         for month, count in series.items():
             counts = counted_before(outcomes, month)[0 if group == "treated" else 1]
             assert counts[cohort, MEASURABLE.index(measurable)] == pytest.approx(count), (group, cohort, measurable, month)
-    # Outcomes not counted are zero throughout, e.g. comparison benefit months of cohort 1.
-    assert counted_before(outcomes, 30)[1][1, MEASURABLE.index("benefit_months")] == 0
+    # Outcomes not counted are zero throughout, e.g. comparison long-term contracts of cohort 1.
+    assert counted_before(outcomes, 30)[1][1, MEASURABLE.index("long_term_contract")] == 0
 
 
 def test_comparison_counts_are_scaled_counterfactual_counts_are_not():
@@ -161,7 +165,7 @@ def test_expected_method_models_missing_counterfactual_counts(contract):
 
 def test_counts_built_in_code_are_checked_too(contract):
     observed = Observed({("treated", 5, "job_start"): {12: 1.0}, ("treated", 0, "job_start"): {12: 3.0, 24: 2.0},
-                         ("comparison", 0, "job_start"): {12: 1.0}}, "in-memory")
+                         ("comparison", 0, "job_start"): {12: 1.0, 24: 1.0}}, "in-memory")
     with pytest.raises(ScenarioError) as info:
         outcomes_from_observed(contract, observed)
     assert info.value.problems == [
@@ -171,7 +175,8 @@ def test_counts_built_in_code_are_checked_too(contract):
 
 
 # --- errors: one line each, naming the file and the field --------------------------------------
-#: file in observed/broken/ -> (field, rule): the one problem line must be exactly `file: field: rule`.
+#: file in observed/broken/ -> (field, rule): the one problem line must be exactly `file: field: rule`
+#: (or a list of them: every line, in order).
 BROKEN_EXPECTED = {
     "unknown_key.toml": ("measurement[0].treatment",
                          "unknown key (allowed: month, cohort, treated, comparison, counterfactual)"),
@@ -195,10 +200,29 @@ BROKEN_EXPECTED = {
     "duplicate_count.toml": ("measurement[1].treated.job_start", "count must be given once per cohort and month, "
                              "got a second treated job_start count for cohort 0 at month 12 "
                              "(first: measurement[0].treated.job_start)"),
-    "count_before_intake.toml": ("measurement[1].treated.job_start",
-                                 "count must be 0 up to cohort 1's intake (month 6), got 1 at month 6"),
+    # Month 6 is also a month the contract does not read: both problems, listed at once.
+    "count_before_intake.toml": [("measurement[1].month", "must be a month the contract counts cohort 1 at "
+                                                          "(measurement months 12, 24), got 6"),
+                                 ("measurement[1].treated.job_start",
+                                  "count must be 0 up to cohort 1's intake (month 6), got 1 at month 6")],
     "comparison_and_counterfactual.toml": ("measurement", "give comparison or counterfactual counts, not both"),
     "missing_columns.csv": ("header", "missing columns: outcome"),
+    # Checked against the scenario (see also tests/test_trust_observed.py).
+    "above_cohort_size.toml": ("measurement[0].treated.diploma", "must be <= cohort 0's size (10), got 11"),
+    "fractional_person.toml": ("measurement[0].treated.job_start", "count must be a whole number of participants, "
+                               "got 2.5"),
+    "sustained_without_job_start.toml": ("measurement[0].treated.job_sustained", "must be <= the job_start count of "
+                                         "the same group, cohort and month (0: none counted), got 3"),
+    "month_not_measured.toml": ("measurement[1].month", "must be a month the contract counts cohort 0 at "
+                                "(measurement months 12, 24), got 18"),
+    "benefit_months_beyond_elapsed.toml": ("measurement[0].treated.benefit_months", "must be <= cohort 1's size x "
+                                           "months since its intake (10 x 6 = 60), got 61"),
+    "decimal_comma.csv": ("line 2", "count must be a number without a decimal comma or thousands separator, "
+                          "got '2,5'"),
+    "decimal_comma_split.csv": ("line 2", "must have 5 fields like the header (separated by ','), got 6"),
+    "comparison_count_missing.toml": ("measurement[1].treated.job_start", "needs a comparison job_start count of "
+                                      "cohort 0 at month 24 too (give 0 if there was none): without it the comparison "
+                                      "count is read as 2, counted at month 12"),
 }
 
 
@@ -223,9 +247,10 @@ def test_every_broken_file_is_expected():
 
 @pytest.mark.parametrize("name", sorted(BROKEN_EXPECTED))
 def test_broken_observed_file_reports_its_one_problem(contract, name):
-    field, rule = BROKEN_EXPECTED[name]
+    expected = BROKEN_EXPECTED[name]
     path = str(BROKEN / name)
-    assert problems_of(contract, path) == [f"{path}: {field}: {rule}"]
+    assert problems_of(contract, path) == [f"{path}: {field}: {rule}"
+                                           for field, rule in (expected if isinstance(expected, list) else [expected])]
 
 
 def test_neither_comparison_nor_counterfactual_with_a_comparison_group(contract):
@@ -263,11 +288,15 @@ def test_several_problems_are_all_reported_once_each(contract, tmp_path):
     ])
 
 
-def test_a_zero_count_before_the_intake_does_not_spread_benefit_months_before_it(contract, tmp_path):
+def test_a_zero_count_before_the_intake_does_not_spread_benefit_months_before_it(tmp_path):
+    doc = tomllib.loads(VALID_SCENARIO.read_text(encoding="utf-8"))
+    doc["cohorts"][1]["intake_month"] = 18  # starts after the month-12 measurement
+    contract = contract_from_dict(doc, "scenario.toml")
     path = tmp_path / "early_zero.toml"
-    path.write_text("[[measurement]]\nmonth = 3\ncohort = 1\ntreated = { benefit_months = 0 }\n"
+    path.write_text("[[measurement]]\nmonth = 12\ncohort = 1\ntreated = { benefit_months = 0 }\n"
                     "counterfactual = { benefit_months = 0 }\n\n"
-                    "[[measurement]]\nmonth = 24\ncohort = 1\ntreated = { benefit_months = 9 }\n", encoding="utf-8")
+                    "[[measurement]]\nmonth = 24\ncohort = 1\ntreated = { benefit_months = 9 }\n"
+                    "counterfactual = { benefit_months = 0 }\n", encoding="utf-8")
     outcomes = outcomes_from_observed(contract, load_observed(path))
-    # Cohort 1 starts in month 6: its 9 months off benefits are spread over months 6..23, not 3..23.
-    np.testing.assert_allclose(outcomes.treated.employed[0, 1], [0.0] * 6 + [0.5] * 18 + [0.0] * 6)
+    # Cohort 1 starts in month 18: its 9 months off benefits are spread over months 18..23, not 12..23.
+    np.testing.assert_allclose(outcomes.treated.employed[0, 1], [0.0] * 18 + [1.5] * 6 + [0.0] * 6)

@@ -78,13 +78,13 @@ def test_colour_kitchen_invoice_by_hand(colour_kitchen):
     """Rate card on pooled net outcomes at months 12 and 24, paid 3 months later (high-water mark)."""
     result = settle(colour_kitchen, SCENARIOS / "observed" / "utrecht_colour_kitchen_example.toml")
     due = result.cashflows.outcome_payments_due[0]
-    # Month 12: diploma 40-0, sustained 4-3, contract 1-1 -> 40*2000 + 1*5500 + 0 = 85,500 (comparison
-    # group as large as the treated group: scale 1).
-    assert due[15] == pytest.approx(40 * 2000 + 1 * 5500)
-    # Month 24: diploma 110, sustained 35-20 = 15, contract 15-7 = 8 -> 220,000 + 82,500 + 36,000 = 338,500
-    # in all, less the 85,500 already paid.
-    assert due[27] == pytest.approx(338_500 - 85_500)
-    assert result.investors.loc["all investors", "received"] == pytest.approx(338_500)
+    # Month 12, summed over cohorts 0-5: diploma 61-0, sustained 2-3 (nothing below zero), contract 1-0
+    # -> 61*2000 + 0 + 1*4500 = 126,500 (comparison group as large as the treated group: scale 1).
+    assert due[15] == pytest.approx(61 * 2000 + 1 * 4500)
+    # Month 24, cohorts 0-11: diploma 151, sustained 28-17 = 11, contract 13-6 = 7
+    # -> 302,000 + 60,500 + 31,500 = 394,000 in all, less the 126,500 already paid.
+    assert due[27] == pytest.approx(394_000 - 126_500)
+    assert result.investors.loc["all investors", "received"] == pytest.approx(394_000)
     per_investor = result.investors["received"].iloc[:2]
     assert per_investor.iloc[0] == pytest.approx(per_investor.iloc[1])  # equal commitments, pro rata
 
