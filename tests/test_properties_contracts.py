@@ -87,7 +87,9 @@ def contract_docs(draw, measures=ALL_MEASURES):
             a = draw(month)
             budget.append({"from_month": a, "to_month": draw(st.integers(a, term - 1)),
                            "per_month": draw(money(0.0, 5_000.0))})
-    if all(item.get("amount", item.get("per_month")) == 0 for item in budget):
+    planned = sum(b["amount"] if "amount" in b else b["per_month"] * (b["to_month"] - b["from_month"] + 1)
+                  for b in budget)
+    if planned < 1:  # the loader asks for at least one currency unit of capital in all
         budget.append({"month": draw(month), "amount": draw(money(1.0, 20_000.0))})
     fees = [{"name": f"fee {k}", "paid_by": draw(st.sampled_from(("investors", "payer"))),
              "schedule": [{"month": draw(st.integers(0, term + 3)), "amount": draw(money(0.0, 3_000.0))}]}

@@ -5,7 +5,8 @@ worse off.
 "Worse off" is measured per investor and per path as the value of its own cash flows (distributions
 and guarantee payouts less capital calls) discounted at its return cap (undiscounted when uncapped):
 a capped investor paid earlier receives less in nominal terms for the same capped return, so a
-nominal total is not the right yardstick; its principal loss is checked as well.  Common random
+nominal total is not the right yardstick; the principal loss is checked as well for investors valued in
+nominal terms (no cap, or a 0 % cap).  Common random
 numbers: both contracts settle the very same simulated outcomes.
 """
 
@@ -127,7 +128,10 @@ def assert_not_worse(contract, cash, cash_more, what: str) -> None:
     value_more, loss_more = investor_values(contract, cash_more)
     scale = 1e-9 * (1.0 + np.abs(cash.capital_calls).sum())
     assert (value_more >= value - EUR_TOL - scale).all(), (what, (value_more - value).min())
-    assert (loss_more <= loss + EUR_TOL + scale).all(), (what, (loss_more - loss).max())
+    # The nominal loss never rises for investors valued in nominal terms (no cap, or a 0 % cap); one
+    # capped above 0 % and paid earlier can end with a larger nominal loss at the same capped return.
+    nominal = np.array([not i.return_cap for i in contract.investors])
+    assert (loss_more[:, nominal] <= loss[:, nominal] + EUR_TOL + scale).all(), (what, (loss_more - loss).max())
 
 
 def pay_more(contract, draw):
@@ -226,7 +230,7 @@ def capped_docs(draw):
     total = sum(b["amount"] if "amount" in b else b["per_month"] * (b["to_month"] - b["from_month"] + 1)
                 for b in doc["provider"]["budget"])
     per_month = np.floor(total / term * 100) / 100  # never more than the commitments cover
-    if per_month >= 0.01:
+    if per_month * term >= 1:  # at least one currency unit called in all, as the loader requires
         doc["provider"]["budget"] = [{"from_month": 0, "to_month": term - 1, "per_month": float(per_month)}]
     for inv in doc["investors"]:
         if inv.get("class") != "grant":

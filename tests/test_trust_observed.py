@@ -427,10 +427,18 @@ def test_update_month_outside_the_horizon_is_refused_with_the_range(tmp_path, ca
     assert not out.exists()
 
 
+def copy_of_ck(folder):
+    """Colour Kitchen copied into ``folder``: an updated scenario is written next to its base."""
+    base = folder / CK.name
+    base.write_text(CK.read_text(encoding="utf-8"), encoding="utf-8")
+    return base
+
+
 @pytest.mark.parametrize("month", [0, 60])
 def test_update_month_at_the_ends_of_the_horizon_is_accepted(tmp_path, capsys, month):
-    out = tmp_path / "updated.toml"
-    code, text, _ = update_cli(capsys, CK, CK_EVIDENCE, "--out", out, "--paths", 20, "--month", month)
+    out = tmp_path / "updated.toml"  # an updated scenario is written next to its base
+    code, text, _ = update_cli(capsys, copy_of_ck(tmp_path), CK_EVIDENCE, "--out", out, "--paths", 20,
+                               "--month", month)
     assert code == 0 and f"from month {month} on (prior)" in text and out.exists()
 
 
@@ -485,7 +493,7 @@ def test_update_of_a_base_in_a_directory_with_a_quote(tmp_path, capsys):
     folder.mkdir()
     base = folder / "base.toml"
     base.write_text(CK.read_text(encoding="utf-8"), encoding="utf-8")
-    out = tmp_path / "out" / "updated.toml"  # a directory that does not exist yet
+    out = folder / "updated.toml"  # next to its base, which it names by its bare file name
     code, _, err = update_cli(capsys, base, CK_EVIDENCE, "--out", out, "--paths", 20)
     assert code == 0, err
     assert load_scenario(out).journey != load_scenario(base).journey
@@ -497,17 +505,23 @@ def test_a_variant_that_would_not_load_is_never_written(tmp_path, capsys, monkey
     real = calibration.variant_toml
     monkeypatch.setattr(calibration, "variant_toml",
                         lambda *a: real(*a).replace("relapse = { alpha = ", "relapse = { alpha = -", 1))
+    base = copy_of_ck(tmp_path)
     out = tmp_path / "updated.toml"
-    code, _, err = update_cli(capsys, CK, CK_EVIDENCE, "--out", out, "--paths", 20)
+    code, _, err = update_cli(capsys, base, CK_EVIDENCE, "--out", out, "--paths", 20)
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith(f"error: {CK_EVIDENCE}: evidence: the posterior does not make a valid scenario, "
                              f"nothing written ({out}: journey.relapse")
-    assert not out.exists() and list(tmp_path.iterdir()) == []
-    # Nor does it replace a good file with --force.
-    out.write_text("# a good variant\n", encoding="utf-8")
-    code, _, _ = update_cli(capsys, CK, CK_EVIDENCE, "--out", out, "--paths", 20, "--force")
-    assert code == 2 and out.read_text(encoding="utf-8") == "# a good variant\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["updated.toml"]
+    assert not out.exists() and list(tmp_path.iterdir()) == [base]
+    # Nor does it replace an updated scenario written before, even with --force.
+    assert update_cli(capsys, base, CK_EVIDENCE, "--out", out, "--paths", 20, "--force")[0] == 2
+    monkeypatch.setattr(calibration, "variant_toml", real)
+    assert update_cli(capsys, base, CK_EVIDENCE, "--out", out, "--paths", 20)[0] == 0
+    good = out.read_bytes()
+    monkeypatch.setattr(calibration, "variant_toml",
+                        lambda *a: real(*a).replace("relapse = { alpha = ", "relapse = { alpha = -", 1))
+    code, _, _ = update_cli(capsys, base, CK_EVIDENCE, "--out", out, "--paths", 20, "--force")
+    assert code == 2 and out.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([base.name, "updated.toml"])
 
 
 @pytest.mark.parametrize("body, expected", [
@@ -628,7 +642,7 @@ def test_update_never_replaces_its_own_base_scenario(tmp_path, capsys):
     base.write_text(CK.read_text(encoding="utf-8"), encoding="utf-8")
     before = base.read_bytes()
     code, _, err = update_cli(capsys, base, CK_EVIDENCE, "--out", base, "--paths", 20, "--force")
-    assert code == 2 and err == [f"error: {base}: --out: must not be the scenario it updates ({base})"]
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {base}: is an input of 'sibsim update'"), err
     assert base.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["base.toml"]
 
 
@@ -640,7 +654,8 @@ def test_update_of_a_variant_whose_output_would_become_its_base_writes_nothing(t
     variant.write_text('extends = "base.toml"\n[meta]\ntitle = "variant"\n', encoding="utf-8")
     before = base.read_bytes()
     code, _, err = update_cli(capsys, variant, CK_EVIDENCE, "--out", base, "--paths", 20, "--force")
-    assert code == 2 and len(err) == 1 and "nothing written" in err[0] and "cycle" in err[0], err
+    # base.toml is read by the update (the variant extends it): never written over, --force or not.
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {base}: is an input of 'sibsim update'"), err
     assert base.read_bytes() == before
 
 
