@@ -1450,11 +1450,12 @@ def load_run(run_dir: Path, workers=None):
     results = simulate(contract, n_paths=n_paths, seed=seed, workers=workers)
     summary_csv = run_dir / "summary.csv"
     if summary_csv.is_file():
-        saved = pd.read_csv(summary_csv, index_col=0, float_precision="round_trip")
+        # Read as text and parse with float(): exact for the shortest repr that to_csv writes.
+        saved = pd.read_csv(summary_csv, index_col=0, dtype=str, keep_default_na=False)
         now = results.summary()
         common = [m for m in saved.index if m in now.index]
         for column in ("estimate", "std_error"):
-            a = saved.loc[common, column].to_numpy(float)
+            a = np.array([float(v) if v else np.nan for v in saved.loc[common, column]])
             b = now.loc[common, column].to_numpy(float)
             if not common or not np.array_equal(a, b, equal_nan=True):
                 raise OutputError(f"{run_dir}: re-simulating did not reproduce its summary.csv (written by sibsim "

@@ -32,11 +32,16 @@ def csv_text(value):
     return "'" + value if formula_like(value) else value
 
 
+def _is_text(dtype) -> bool:
+    """Object or string dtype (pandas 2 keeps text as object, pandas 3 as str)."""
+    return pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype)
+
+
 def _labels(index: pd.Index) -> pd.Index:
     if isinstance(index, pd.MultiIndex):
-        return index.set_levels([level.map(csv_text) if level.dtype == object else level
+        return index.set_levels([level.map(csv_text) if _is_text(level.dtype) else level
                                  for level in index.levels])
-    return index.map(csv_text) if index.dtype == object else index
+    return index.map(csv_text) if _is_text(index.dtype) else index
 
 
 def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
@@ -44,7 +49,7 @@ def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
     the index and the column labels; numeric columns unchanged."""
     out = frame.copy()
     for col in out.columns:
-        if out[col].dtype == object or isinstance(out[col].dtype, pd.StringDtype):
+        if _is_text(out[col].dtype):
             out[col] = out[col].map(csv_text)
     out.index = _labels(out.index)
     out.columns = _labels(out.columns)
