@@ -67,7 +67,7 @@ FORMAT = code('''
         """A number as text in its unit; standard errors get one more decimal for percentages."""
         if value is None or pd.isna(value):
             return "n/a"
-        if unit in ("EUR", "money"):
+        if unit in ("EUR", "money", currency):  # summary units name the currency
             return f"{currency} {value:,.0f}"
         if unit in ("probability", "share", "per year"):
             return f"{value:.2%}" if se else f"{value:.1%}"
@@ -600,7 +600,8 @@ NB03 = [
         Look for the prices and the provider's budget on the investors' side: they set how much can be
         earned and how much must be repaid. The benefit amount cannot move the investors at all (they
         are paid by a rate card, not from savings: a bar of zero width), but it drives the municipality's
-        net savings.
+        net savings. So does `tail_months`, the months after the term in which savings are still
+        counted (here 0, the scenario's 12 and 24): nothing is paid for them, so it moves the payer only.
     '''),
     code('''
         sensitivity = tornado(contract, n_paths=N_PATHS, seed=SEED, shift=SHIFT,
