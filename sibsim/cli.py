@@ -1,7 +1,9 @@
 """Command line: ``sibsim run``, ``sibsim settle``, ``sibsim validate``.
 
 Errors in input files are printed as ``file: field: rule`` lines (exit code 2),
-never as tracebacks.
+never as tracebacks.  Every command that simulates takes ``--seed`` with one default,
+:data:`DEFAULT_SEED`, and prints the seed it used.  Amounts are printed with the
+scenario's currency.
 """
 
 from __future__ import annotations
@@ -79,8 +81,8 @@ class _Progress:
 def _writers(results, plots: bool):
     from .metrics import PATH_COLUMNS
 
-    def csv(frame, **kw):
-        return lambda path: frame.to_csv(path, **kw)
+    def csv(frame, **kw):  # text columns (e.g. the currency from the scenario) stay text in a spreadsheet
+        return lambda path: csv_safe(frame).to_csv(path, **kw)
 
     writers = {
         "summary.csv": csv(results.summary()),
@@ -241,7 +243,7 @@ def cmd_noise(args) -> int:
     if args.out:
         from .output import write_outputs
 
-        write_outputs(Path(args.out), {"evaluation_noise.csv": lambda p: frame.to_csv(p)},
+        write_outputs(Path(args.out), {"evaluation_noise.csv": lambda p: csv_safe(frame).to_csv(p)},
                       {"sibsim_version": __version__, "scenario_path": str(Path(args.scenario).resolve()),
                        "n_paths": args.paths, "seed": args.seed})
     return 0

@@ -12,7 +12,13 @@ descriptions, sources, assumptions) is escaped with :func:`html.escape`.
 
 Command line (wired into ``sibsim`` by :mod:`sibsim.cli`)::
 
-    sibsim report SCENARIO --out memo.html [--paths N] [--seed S] [--force]
+    sibsim report RUN_DIR --out memo.html [--sensitivity [--sensitivity-paths N]] [--force]
+    sibsim report SCENARIO --out memo.html [--paths N] [--seed S] [--sensitivity ...] [--force]
+
+Given the directory of a ``sibsim run``, the memo is that run: :func:`load_run` re-simulates it
+with the seed and paths recorded in its ``run.json`` (the engine is deterministic given both),
+after checking that the scenario file's SHA-256 is unchanged, and checks the result against the
+run's ``summary.csv``, so the memo's key figures are exactly the run's numbers.
 
 The memo is written atomically: to a temporary file in the same directory,
 then moved into place with :func:`os.replace`.
@@ -1193,7 +1199,8 @@ class _Memo:
 
         cmd = None
         if source and not tuple(r.spawn_key):
-            cmd = (f"sibsim report {c.source} --paths {r.n_paths} --seed {r.seed_entropy} --out memo.html")
+            cmd = (f"sibsim report {self.run_dir} --out memo.html" if self.run_dir else
+                   f"sibsim report {c.source} --paths {r.n_paths} --seed {r.seed_entropy} --out memo.html")
         counterfactual = ("a model of the expected course without the programme"
                           if c.comparison.method == "expected" else "a comparison group followed alongside")
         caveats = [

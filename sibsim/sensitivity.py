@@ -316,7 +316,13 @@ def tornado(contract: Contract, n_paths: int = 2000, seed=2015, shift: float = D
         ``swing = |high - low|``.  Sorted by measure (in ``measures`` order), then by
         swing, largest first.  A difference of exactly 0 with standard error 0 means
         the assumption cannot affect that measure (e.g. the benefit for investors
-        paid by a rate card).
+        paid by a rate card).  Money is in the scenario's currency (``unit``).
+        Besides :func:`assumptions`, a ``tail_months`` row counts the savings after
+        the term for 0 months, the scenario's and twice it (:func:`tail_settings`;
+        see :func:`_tail_rows` for how it keeps common random numbers).
+        ``frame.attrs`` holds ``n_paths``, ``seed`` (entropy) and ``spawn_key``: the
+        base is ``simulate(contract, n_paths, seed)``, so a memo can say whether it
+        is the run of its key figures.
     """
     paired = _Paired(contract, n_paths, seed)
     base = {m: _per_path(paired.base, m) for m in measures}
@@ -736,11 +742,13 @@ def cmd_sensitivity(args) -> int:
             plt.close(fig)
         return write
 
-    writers = {"tornado.csv": lambda p: torn.to_csv(p, index=False)}
+    from .safetext import csv_safe  # the currency in unit columns comes from the scenario: text stays text
+
+    writers = {"tornado.csv": lambda p: csv_safe(torn).to_csv(p, index=False)}
     writers.update({f"tornado_{m}.png": png(m) for m in torn["measure"].unique()})
     if sob is not None:
-        writers["sobol.csv"] = lambda p: sob.to_csv(p, index=False)
-    writers["breakeven.csv"] = lambda p: even.to_csv(p, index=False)
+        writers["sobol.csv"] = lambda p: csv_safe(sob).to_csv(p, index=False)
+    writers["breakeven.csv"] = lambda p: csv_safe(even).to_csv(p, index=False)
     manifest = {"command": "sensitivity", "sibsim_version": __version__,
                 "scenario_path": str(scenario.resolve()),
                 "scenario_sha256": hashlib.sha256(scenario.read_bytes()).hexdigest(),

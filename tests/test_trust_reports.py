@@ -367,3 +367,14 @@ def test_cost_per_net_outcome_is_positive_for_an_outcome_paid_to_fall():
     ck = simulate(load_scenario(CK), n_paths=200, seed=1, workers=1).summary()
     assert ck.loc["cost_per_net_primary_outcome", "estimate"] > 0 and ck.loc["cost_per_net_primary_outcome",
                                                                                 "note"] == ""
+
+
+def test_run_csv_files_keep_a_formula_like_currency_as_text(tmp_path):
+    # The currency is scenario text too: it is the unit of every money row of summary.csv.
+    text = CK.read_text(encoding="utf-8").replace('currency = "EUR"', 'currency = "@EUR"')
+    scenario = tmp_path / "at.toml"
+    scenario.write_text(text, encoding="utf-8")
+    run_dir = _run(tmp_path, scenario, "--paths", 40)
+    summary = pd.read_csv(run_dir / "summary.csv", index_col=0)
+    assert summary.loc["expected_outcome_payments", "unit"] == "'@EUR"
+    assert summary.loc["expected_moic", "unit"] == "x" and summary["estimate"].dtype == float
