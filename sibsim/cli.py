@@ -79,7 +79,11 @@ class _Progress:
 
 
 def _writers(results, plots: bool):
-    from .metrics import PATH_COLUMNS
+    from .metrics import PATH_COLUMNS, npv_notes
+
+    columns = dict(PATH_COLUMNS)
+    for name, note in npv_notes(results.contract).items():  # the rates this run used
+        columns[name] += f"; this run: {note}"
 
     def csv(frame, **kw):  # text columns (e.g. the currency from the scenario) stay text in a spreadsheet
         return lambda path: csv_safe(frame).to_csv(path, **kw)
@@ -90,7 +94,7 @@ def _writers(results, plots: bool):
         "cashflows.csv": csv(results.cashflow_quantiles(), index=False),
         "expected_ledgers.csv": csv(results.expected_ledgers),
         "paths_columns.txt": lambda p: p.write_text(
-            "".join(f"{k}: {v}\n" for k, v in PATH_COLUMNS.items()), encoding="utf-8"),
+            "".join(f"{k}: {v}\n" for k, v in columns.items()), encoding="utf-8"),
     }
     if plots:
         import matplotlib

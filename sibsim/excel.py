@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__
+from .metrics import npv_notes
 from .output import atomic_path
 from .safetext import excel_text_cells
 
@@ -76,6 +77,7 @@ def write_excel(results, path: str | Path) -> Path:
     percentiles = measures.quantile(list(PERCENTILES)).T
     percentiles.columns = [f"p{int(q * 100):02d}" for q in PERCENTILES]
     percentiles.insert(0, "mean", measures.mean())
+    percentiles["note"] = [npv_notes(contract).get(name, "") for name in percentiles.index]  # NPV: its rate
     assumptions = pd.DataFrame(
         [("source", s) for s in meta.get("sources", ())] + [("assumption", a) for a in meta.get("assumptions", ())],
         columns=["kind", "text"])

@@ -224,6 +224,12 @@ def _rate_note(rate: float, field: str) -> str:
     return f"NPV at {rate * 100:g} % a year ({field})"
 
 
+def npv_notes(contract: Contract) -> dict[str, str]:
+    """The discount rate of each per-path NPV column (``investor_npv``, ``payer_npv``), in words."""
+    return {"investor_npv": _rate_note(contract.investor_discount_rate, "analysis.investor_discount_rate"),
+            "payer_npv": _rate_note(contract.public_discount_rate, "analysis.public_discount_rate")}
+
+
 def summary_notes(contract: Contract | None) -> dict[str, str]:
     """What a summary row includes, for rows whose number depends on a setting: metric -> note.
 

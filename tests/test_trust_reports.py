@@ -290,6 +290,13 @@ def test_workbook_writes_formula_like_scenario_text_as_text(injected, tmp_path):
         assert texts[text].data_type == "s" and texts[text].quotePrefix, text
     summary = book["Summary"]
     assert any(isinstance(c.value, float) and c.value < 0 for row in summary.iter_rows() for c in row)
+    # Every NPV names its discount rate in the workbook too (item 13).
+    sheet = pd.read_excel(tmp_path / "x.xlsx", sheet_name="Summary", index_col=0)
+    assert sheet.loc["expected_npv", "note"] == "NPV at 5 % a year (analysis.investor_discount_rate)"
+    percentiles = pd.read_excel(tmp_path / "x.xlsx", sheet_name="Percentiles", index_col=0, nrows=30)
+    assert percentiles.loc["payer_npv", "note"] == "NPV at 3 % a year (analysis.public_discount_rate)"
+    terms = pd.read_excel(tmp_path / "x.xlsx", sheet_name="Assumptions", header=None).astype(str)
+    assert terms.apply(lambda col: col.str.contains("discount rate for NPVs")).any().any()
 
 
 def test_settle_and_compare_csv_write_formula_like_text_as_text(injected, tmp_path):
@@ -346,6 +353,7 @@ def test_every_npv_names_its_discount_rate(colour_kitchen, tmp_path, capsys):
     line = next(li for li in capsys.readouterr().out.splitlines() if li.startswith("expected_npv "))
     assert "NPV at 5 % a year" in line
     assert pd.read_csv(tmp_path / "r" / "summary.csv", index_col=0).loc["expected_npv", "note"].startswith("NPV at")
+    assert "this run: NPV at 3 % a year" in (tmp_path / "r" / "paths_columns.txt").read_text(encoding="utf-8")
 
 
 # --- 16. cost per net outcome for an outcome meant to fall ------------------------------------------------
