@@ -176,7 +176,7 @@ def cmd_settle(args) -> int:
                   f"(months {called.index.min()}-{called.index.max()}); every month in schedule.csv with --out")
         print(f"\nOutcome payments ({currency}):")
         print(payments.to_string(float_format=lambda v: f"{v:,.2f}") if len(payments) else "none")
-        print("\nInvestors:")
+        print(f"\nInvestors (capital called and received in {currency}):")
         print(result.investors.to_string(formatters={
             "capital_called": "{:,.2f}".format, "received": "{:,.2f}".format,
             "multiple": "{:.4f}".format, "irr": lambda v: "n/a" if v != v else f"{v:.4%}"}))
@@ -240,7 +240,8 @@ def cmd_noise(args) -> int:
     cols = ["mean_outcome_payments", "sd_outcome_payments", "noise_sd_outcome_payments",
             "noise_share_outcome_payments", "probability_of_loss", "probability_of_loss_se"]
     with pd_options():
-        print(f"{contract.title}: evaluation noise ({args.paths:,} paths, seed {args.seed}, common random numbers)")
+        print(f"{contract.title}: evaluation noise ({args.paths:,} paths, seed {args.seed}, common random numbers; "
+              f"amounts in {contract.currency})")
         print(frame[cols].to_string(float_format=lambda v: f"{v:,.3f}"))
         print("noise_share: share of the spread of outcome payments that comes from measuring a comparison group "
               "of that size rather than from the programme's true effect.")
@@ -278,10 +279,11 @@ def cmd_update(args) -> int:
     units = results[0].summary()["unit"]
     print(f"\nRe-forecast ({args.paths:,} paths, seed {args.seed}, common random numbers): prior -> posterior")
     for metric in ("expected_moic", "probability_of_loss", "median_irr", "expected_outcome_payments",
-                   "expected_net_savings", "probability_pays_more_than_saves"):
+                   "expected_net_savings", "expected_net_savings_within_term", "probability_pays_more_than_saves",
+                   "probability_pays_more_than_saves_within_term"):
         cells = [f"{_format_value(summary.loc[metric, (l, 'estimate')], units[metric])} "
                  f"(+/- {_format_value(summary.loc[metric, (l, 'std_error')], units[metric])})" for l in ("prior", "posterior")]
-        print(f"  {metric:<34} {cells[0]:>24} -> {cells[1]}")
+        print(f"  {metric:<44} {cells[0]:>28} -> {cells[1]}")
     if args.month is not None:
         for label, res in zip(("prior", "posterior"), results):
             remaining = res.expected_ledgers["outcome_payments"].iloc[args.month:].sum()
