@@ -1427,7 +1427,8 @@ def load_run(run_dir: Path, workers=None):
     ------
     OutputError
         One line: not a run directory, scenario missing or changed since the run, or the
-        re-simulation does not reproduce ``summary.csv`` (another sibsim version).
+        re-simulation does not reproduce ``summary.csv`` (a file the scenario ``extends``
+        changed, or another sibsim version).
     """
     import json
 
@@ -1465,7 +1466,8 @@ def load_run(run_dir: Path, workers=None):
             a = np.array([float(v) if v else np.nan for v in saved.loc[common, column]])
             b = now.loc[common, column].to_numpy(float)
             if not common or not np.array_equal(a, b, equal_nan=True):
-                raise OutputError(f"{run_dir}: re-simulating did not reproduce its summary.csv (written by sibsim "
+                raise OutputError(f"{run_dir}: re-simulating did not reproduce its summary.csv (a file the scenario "
+                                  f"extends changed, or it was written by another sibsim version: "
                                   f"{manifest.get('sibsim_version', '?')}); run `sibsim run` again")
     return results, scenario
 

@@ -386,3 +386,19 @@ def test_run_csv_files_keep_a_formula_like_currency_as_text(tmp_path):
     summary = pd.read_csv(run_dir / "summary.csv", index_col=0)
     assert summary.loc["expected_outcome_payments", "unit"] == "'@EUR"
     assert summary.loc["expected_moic", "unit"] == "x" and summary["estimate"].dtype == float
+
+
+def test_report_of_a_run_directory_refuses_a_changed_base_scenario(tmp_path, capsys):
+    # The variant's own file is unchanged, but the file it extends changed: the re-simulation would
+    # differ from the run, and the check against summary.csv refuses it in one line.
+    for name in ("utrecht_colour_kitchen.toml", "utrecht_colour_kitchen_guarantee.toml"):
+        (tmp_path / name).write_text((SCENARIOS / name).read_text(encoding="utf-8"), encoding="utf-8")
+    run_dir = _run(tmp_path, tmp_path / "utrecht_colour_kitchen_guarantee.toml", "--paths", 60)
+    base = tmp_path / "utrecht_colour_kitchen.toml"
+    base.write_text(base.read_text(encoding="utf-8").replace("job_sustained = 5_500", "job_sustained = 6_500"),
+                    encoding="utf-8")
+    capsys.readouterr()
+    assert cli.main(["report", str(run_dir), "--out", str(tmp_path / "memo.html"), "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "did not reproduce its summary.csv" in err
+    assert not (tmp_path / "memo.html").exists()
