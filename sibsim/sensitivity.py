@@ -6,7 +6,8 @@ paths) and only calls the engine pieces; nothing upstream imports it.
 * :func:`tornado` moves one assumption at a time down and up and re-simulates with
   **common random numbers**: every variant reuses the base run's random draws, so a
   difference is the effect of the assumption, not fresh noise.  Each difference has a
-  paired Monte Carlo standard error.
+  paired Monte Carlo standard error.  It also counts the payer's savings after the term
+  for 0 months and twice ``tail_months`` (an assumption that can decide the payer's result).
 * :func:`sobol` apportions the variance of a measure over the uncertain journey
   probabilities (Saltelli 2010 estimators, :func:`scipy.stats.sobol_indices`).
 * :func:`break_even` finds how successful the programme must be for the investors,
@@ -761,7 +762,7 @@ def cmd_sensitivity(args) -> int:
     for measure, rows in torn.groupby("measure", sort=False):
         fmt = {"x": "{:.3f}", "per year": "{:.2%}"}.get(rows["unit"].iloc[0], "{:,.0f}")
         print(f"\n{measure} ({rows['unit'].iloc[0]}): top 5 of {len(rows)} assumptions moved "
-              f"-/+ {DEFAULT_SHIFT:.0%}: low (s.e. of low - base), base, high (s.e.)")
+              f"-/+ {DEFAULT_SHIFT:.0%} (tail_months: 0 and twice): low (s.e. of low - base), base, high (s.e.)")
         for _, r in rows.head(5).iterrows():
             low, base, high, lse, hse = (fmt.format(r[k]) for k in ("low", "base", "high", "low_se", "high_se"))
             print(f"  {r['assumption']:<28} {low:>11} ({lse:>7})  {base:>11}  {high:>11} ({hse:>7})")
