@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The memo is the run just made (re-created from its run.json: the same numbers as its summary.csv);
+# the sensitivity analysis is a smaller run of its own, labelled as such in the memo.
 demo: $(STAMP)
 	$(BIN)/sibsim run scenarios/utrecht_colour_kitchen.toml --paths 100000 --seed 2015 --out out/colour_kitchen
-	$(BIN)/sibsim report scenarios/utrecht_colour_kitchen.toml --paths 20000 --seed 2015 --sensitivity --out out/colour_kitchen_memo.html
+	$(BIN)/sibsim report out/colour_kitchen --sensitivity --sensitivity-paths 10000 --out out/colour_kitchen_memo.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

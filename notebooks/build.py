@@ -67,7 +67,7 @@ FORMAT = code('''
         """A number as text in its unit; standard errors get one more decimal for percentages."""
         if value is None or pd.isna(value):
             return "n/a"
-        if unit in ("EUR", "money"):
+        if unit in ("EUR", "money", currency):  # summary units name the currency
             return f"{currency} {value:,.0f}"
         if unit in ("probability", "share", "per year"):
             return f"{value:.2%}" if se else f"{value:.1%}"
@@ -196,6 +196,10 @@ NB01 = [
         * **Net savings**: gross savings less outcome payments and the evaluation fees the
           municipality pays; the bottom line. The *present value* discounts it at the public
           discount rate in the scenario.
+        * **Term and tail, or within the term only**: the scenario counts savings for `tail_months`
+          after the term (participants still in work keep saving benefits, nothing is paid for them).
+          That is an assumption, and it can decide the bottom line, so each savings figure is shown
+          with the tail and without it.
         * **Retained above the return cap**: payments earned by the outcomes but never paid, because
           the investors' return is capped at 10 % a year.
         * **Cost per net sustained job**: outcome payments divided by the jobs held six months beyond
@@ -204,8 +208,12 @@ NB01 = [
     code('''
         with_se(summary, {
             "expected_outcome_payments": "outcome payments",
-            "expected_gross_savings": "gross savings",
-            "expected_net_savings": "net savings",
+            "expected_gross_savings": "gross savings, term and tail",
+            "expected_gross_savings_within_term": "gross savings, within the term only",
+            "expected_net_savings": "net savings, term and tail",
+            "expected_net_savings_within_term": "net savings, within the term only",
+            "probability_pays_more_than_saves": "P(pays more than it saves), term and tail",
+            "probability_pays_more_than_saves_within_term": "P(pays more than it saves), within the term only",
             "expected_npv_net_savings": "net savings, present value",
             "expected_retained_above_caps": "retained above the return cap",
             "cost_per_net_primary_outcome": "cost per net sustained job",
@@ -602,7 +610,8 @@ NB03 = [
         Look for the prices and the provider's budget on the investors' side: they set how much can be
         earned and how much must be repaid. The benefit amount cannot move the investors at all (they
         are paid by a rate card, not from savings: a bar of zero width), but it drives the municipality's
-        net savings.
+        net savings. So does `tail_months`, the months after the term in which savings are still
+        counted (here 0, the scenario's 12 and 24): nothing is paid for them, so it moves the payer only.
     '''),
     code('''
         sensitivity = tornado(contract, n_paths=N_PATHS, seed=SEED, shift=SHIFT,

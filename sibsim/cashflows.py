@@ -246,6 +246,21 @@ def _monthly_net_saved(contract: Contract, outcomes: Outcomes, enrolled=None) ->
     return net * contract.savings.per_month(contract.horizon_months)[None, :]
 
 
+def _savings_followed(contract: Contract, monthly_saved: np.ndarray) -> np.ndarray:
+    """The payer's savings: months of the term and the tail only, (P, T).
+
+    The ledgers run to the last payment, which can fall after term + tail (a payment lag);
+    savings in those months are not followed (``tail_months`` says how long they are), so a
+    tail of 0 means savings within the term only.
+    """
+    followed = contract.term_months + contract.tail_months
+    if followed >= monthly_saved.shape[1]:
+        return monthly_saved
+    out = monthly_saved.copy()
+    out[:, followed:] = 0.0
+    return out
+
+
 def _measured_savings(contract: Contract, monthly_saved: np.ndarray) -> np.ndarray:
     """Cumulative EUR saved before each measurement month, (P, M)."""
     months = np.array(contract.payer.measurement_months, dtype=int)
@@ -608,7 +623,7 @@ def settle(contract: Contract, outcomes: Outcomes) -> Cashflows:
         outcome_payments=received - retained,
         recycled=recycled,
         vehicle_cash=cash,
-        gross_savings=monthly_saved,
+        gross_savings=_savings_followed(contract, monthly_saved),
         provider_funding=provider_funding,
         investor_fees=investor_fees,
         payer_fees=contract.fee_schedule("payer"),

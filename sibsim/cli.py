@@ -1,14 +1,15 @@
 """Command line: ``sibsim run``, ``sibsim settle``, ``sibsim validate``.
 
 Errors in input files are printed as ``file: field: rule`` lines (exit code 2),
-never as tracebacks.
+never as tracebacks.  Every command that simulates takes ``--seed`` with one default,
+:data:`DEFAULT_SEED`, and prints the seed it used.  Amounts are printed with the
+scenario's currency.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import sys
 import time
 from datetime import datetime, timezone
@@ -16,24 +17,31 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InsufficientMemoryError, OutputError, ScenarioError
+from .safetext import csv_safe
 from .scenario import load_scenario
 
 EXIT_INPUT = 2
+#: The seed of every command unless --seed is given: same scenario and paths, same numbers.
+DEFAULT_SEED = 2015
+#: Units of Results.summary() that are not money (money rows carry the scenario's currency).
+NON_MONEY_UNITS = ("x", "per year", "probability", "share")
 
 
 def _format_value(value: float, unit: str) -> str:
+    """A summary value as text; money (any unit not in NON_MONEY_UNITS is a currency) as ``GBP 1,234``."""
     if value != value:  # NaN
         return "n/a"
-    if unit == "EUR":
-        return f"{value:,.0f}"
     if unit in ("per year", "probability", "share"):
         return f"{value:.2%}"
-    return f"{value:.3f}"
+    if unit == "x":
+        return f"{value:.3f}"
+    return f"{unit} {value:,.0f}"
 
 
 def format_summary(summary) -> str:
-    """The summary as an aligned text table: estimate, Monte Carlo standard error, unit."""
-    lines = [f"{'metric':<34} {'estimate':>14} {'+/- s.e.':>12}  unit"]
+    """The summary as an aligned text table: estimate, Monte Carlo standard error, unit, and the note
+    (which discount rate an NPV used, whether savings include the tail) where there is one."""
+    lines = [f"{'metric':<44} {'estimate':>16} {'+/- s.e.':>14}  unit"]
     party = None
     for metric, row in summary.iterrows():
         if row["party"] != party:
@@ -41,8 +49,15 @@ def format_summary(summary) -> str:
             lines.append(f"-- {party}")
         est = _format_value(row["estimate"], row["unit"])
         se = _format_value(row["std_error"], row["unit"])
-        lines.append(f"{metric:<34} {est:>14} {se:>12}  {row['unit']}")
+        note = row.get("note", "") or ""
+        lines.append(f"{metric:<44} {est:>16} {se:>14}  {row['unit']}" + (f"  ({note})" if note else ""))
     return "\n".join(lines)
+
+
+def add_seed_argument(parser: argparse.ArgumentParser) -> None:
+    """``--seed S``, the same for every command: default :data:`DEFAULT_SEED`, shown in ``--help``."""
+    parser.add_argument("--seed", type=_seed, default=DEFAULT_SEED,
+                        help=f"seed (default {DEFAULT_SEED}); same seed and paths, same numbers")
 
 
 class _Progress:
@@ -94,10 +109,14 @@ def _need_openpyxl() -> None:
 
 
 def _writers(results, plots: bool):
-    from .metrics import PATH_COLUMNS
+    from .metrics import PATH_COLUMNS, npv_notes
 
-    def csv(frame, **kw):
-        return lambda path: frame.to_csv(path, **kw)
+    columns = dict(PATH_COLUMNS)
+    for name, note in npv_notes(results.contract).items():  # the rates this run used
+        columns[name] += f"; this run: {note}"
+
+    def csv(frame, **kw):  # text columns (e.g. the currency from the scenario) stay text in a spreadsheet
+        return lambda path: csv_safe(frame).to_csv(path, **kw)
 
     writers = {
         "summary.csv": csv(results.summary()),
@@ -105,7 +124,7 @@ def _writers(results, plots: bool):
         "cashflows.csv": csv(results.cashflow_quantiles(), index=False),
         "expected_ledgers.csv": csv(results.expected_ledgers),
         "paths_columns.txt": lambda p: p.write_text(
-            "".join(f"{k}: {v}\n" for k, v in PATH_COLUMNS.items()), encoding="utf-8"),
+            "".join(f"{k}: {v}\n" for k, v in columns.items()), encoding="utf-8"),
     }
     if plots:
         import matplotlib
@@ -227,8 +246,8 @@ def cmd_settle(args) -> int:
                     "observed_path": str(Path(args.observed).resolve()), "title": contract.title,
                     "currency": currency}
         write_outputs(out, {
-            "schedule.csv": lambda p: _without_negative_zero(result.schedule, 2).to_csv(p, float_format="%.2f"),
-            "investors.csv": lambda p: _without_negative_zero(result.investors).to_csv(p),
+            "schedule.csv": lambda p: csv_safe(_without_negative_zero(result.schedule, 2)).to_csv(p, float_format="%.2f"),
+            "investors.csv": lambda p: csv_safe(_without_negative_zero(result.investors)).to_csv(p),  # names stay text
         }, manifest, dest)
         print(f"\nwrote schedule.csv, investors.csv ({currency}) to {out}/")
     return 0
@@ -249,13 +268,15 @@ def cmd_compare(args) -> int:
     check_memory(contracts, args.paths, args.workers)
     table, results = compare(contracts, n_paths=args.paths, seed=args.seed, workers=args.workers)
     labels = [label for label in table.columns.get_level_values(0).unique() if label != "unit"]
-    units = results[0].summary()["unit"]
+    units = [r.summary()["unit"] for r in results]  # each scenario in its own currency
+    print(f"compare: {args.paths:,} paths, seed {args.seed} (common random numbers)")
     print("\n".join(f"[{i + 1}] {label}" for i, label in enumerate(labels)))
-    print(f"{'metric':<34} " + " | ".join(f"{f'[{i + 1}] estimate':>14} {'+/- s.e.':>12}" for i in range(len(labels))))
+    print(f"{'metric':<44} " + " | ".join(f"{f'[{i + 1}] estimate':>16} {'+/- s.e.':>14}" for i in range(len(labels))))
     for metric in table.index:
-        cells = [f"{_format_value(table.loc[metric, (label, 'estimate')], units[metric]):>14} "
-                 f"{_format_value(table.loc[metric, (label, 'std_error')], units[metric]):>12}" for label in labels]
-        print(f"{metric:<34} " + " | ".join(cells))
+        cells = [f"{_format_value(table.loc[metric, (label, 'estimate')], u[metric]):>16} "
+                 f"{_format_value(table.loc[metric, (label, 'std_error')], u[metric]):>14}"
+                 for label, u in zip(labels, units)]
+        print(f"{metric:<44} " + " | ".join(cells))
     if args.out:
         def png(measure):
             def write(path):
@@ -265,7 +286,7 @@ def cmd_compare(args) -> int:
                 plt.close(fig)
             return write
 
-        writers = {"compare.csv": lambda p: table.to_csv(p)}
+        writers = {"compare.csv": lambda p: csv_safe(table).to_csv(p)}  # titles stay text
         writers.update({f"compare_{m}.png": png(m) for m in OVERLAYS})
         manifest = {"sibsim_version": __version__, "scenarios": [str(Path(a).resolve()) for a in args.scenarios],
                     "n_paths": args.paths, "seed": args.seed}
@@ -284,12 +305,13 @@ def cmd_noise(args) -> int:
     cols = ["mean_outcome_payments", "sd_outcome_payments", "noise_sd_outcome_payments",
             "noise_share_outcome_payments", "probability_of_loss", "probability_of_loss_se"]
     with pd_options():
-        print(f"{contract.title}: evaluation noise ({args.paths:,} paths, common random numbers)")
+        print(f"{contract.title}: evaluation noise ({args.paths:,} paths, seed {args.seed}, common random numbers; "
+              f"amounts in {contract.currency})")
         print(frame[cols].to_string(float_format=lambda v: f"{v:,.3f}"))
         print("noise_share: share of the spread of outcome payments that comes from measuring a comparison group "
               "of that size rather than from the programme's true effect.")
     if dest is not None:
-        write_outputs(dest.path, {"evaluation_noise.csv": lambda p: frame.to_csv(p)},
+        write_outputs(dest.path, {"evaluation_noise.csv": lambda p: csv_safe(frame).to_csv(p)},
                       {"sibsim_version": __version__, "scenario_path": str(Path(args.scenario).resolve()),
                        "n_paths": args.paths, "seed": args.seed}, dest)
         print(f"wrote evaluation_noise.csv to {dest.path}/")
@@ -337,12 +359,13 @@ def cmd_update(args) -> int:
         print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     summary, results = compare([contract, posterior], n_paths=args.paths, seed=args.seed, labels=["prior", "posterior"])
     units = results[0].summary()["unit"]
-    print(f"\nRe-forecast ({args.paths:,} paths, common random numbers): prior -> posterior")
+    print(f"\nRe-forecast ({args.paths:,} paths, seed {args.seed}, common random numbers): prior -> posterior")
     for metric in ("expected_moic", "probability_of_loss", "median_irr", "expected_outcome_payments",
-                   "expected_net_savings", "probability_pays_more_than_saves"):
+                   "expected_net_savings", "expected_net_savings_within_term", "probability_pays_more_than_saves",
+                   "probability_pays_more_than_saves_within_term"):
         cells = [f"{_format_value(summary.loc[metric, (l, 'estimate')], units[metric])} "
                  f"(+/- {_format_value(summary.loc[metric, (l, 'std_error')], units[metric])})" for l in ("prior", "posterior")]
-        print(f"  {metric:<34} {cells[0]:>24} -> {cells[1]}")
+        print(f"  {metric:<44} {cells[0]:>28} -> {cells[1]}")
     if args.month is not None:
         for label, res in zip(("prior", "posterior"), results):
             remaining = res.expected_ledgers["outcome_payments"].iloc[args.month:].sum()
@@ -469,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="simulate a scenario and write summary, paths, cashflows and plots")
     run.add_argument("scenario", help="scenario TOML file")
     run.add_argument("--paths", type=_positive_int, default=10_000, help="Monte Carlo paths (default 10000)")
-    run.add_argument("--seed", type=_seed, default=None, help="seed; same seed, same numbers")
+    add_seed_argument(run)
     run.add_argument("--out", required=True, help="output directory")
     run.add_argument("--workers", type=_positive_int, default=None, help="processes (default: all cores for large runs)")
     run.add_argument("--force", action="store_true", help="replace a sibsim output of another command or scenario")
@@ -488,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="simulate scenarios side by side (common random numbers)")
     cmp_.add_argument("scenarios", nargs="+", help="two or more scenario TOML files")
     cmp_.add_argument("--paths", type=_positive_int, default=10_000)
-    cmp_.add_argument("--seed", type=_seed, default=0)
+    add_seed_argument(cmp_)
     cmp_.add_argument("--workers", type=_positive_int, default=None)
     cmp_.add_argument("--out", help="write compare.csv and overlaid distributions here")
     cmp_.add_argument("--force", action="store_true", help="replace a sibsim output of another command or scenarios")
@@ -497,7 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     noise = sub.add_parser("noise", help="how much payment risk comes from a small comparison group")
     noise.add_argument("scenario")
     noise.add_argument("--paths", type=_positive_int, default=4_000)
-    noise.add_argument("--seed", type=_seed, default=0)
+    add_seed_argument(noise)
     noise.add_argument("--workers", type=_positive_int, default=None)
     noise.add_argument("--out", help="write evaluation_noise.csv here")
     noise.add_argument("--force", action="store_true", help="replace a sibsim output of another command or scenario")
@@ -508,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
     upd.add_argument("evidence", help="evidence TOML: [[evidence]] parameter, group, events, at_risk")
     upd.add_argument("--out", required=True, help="the updated scenario to write (extends SCENARIO)")
     upd.add_argument("--paths", type=_positive_int, default=4_000)
-    upd.add_argument("--seed", type=_seed, default=0)
+    add_seed_argument(upd)
     upd.add_argument("--month", type=int, default=None, help="report expected payments from this month on")
     upd.add_argument("--force", action="store_true", help="replace a scenario that sibsim update wrote")
     upd.set_defaults(func=cmd_update)

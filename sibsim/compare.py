@@ -13,13 +13,19 @@ import pandas as pd
 from .contracts import Contract
 from .simulation import simulate
 
-#: Per-path measures that can be overlaid, with axis labels.
+#: Per-path measures that can be overlaid, with axis labels (``{currency}``: the scenarios' currency).
 OVERLAYS = {
     "investor_irr": "investor IRR (per year)",
     "investor_moic": "investor multiple (MOIC)",
-    "net_savings": "payer net savings (EUR)",
-    "outcome_payments": "outcome payments (EUR)",
+    "net_savings": "payer net savings ({currency})",
+    "outcome_payments": "outcome payments ({currency})",
 }
+
+
+def _currency(results) -> str:
+    """The currency of the compared runs (``EUR/GBP`` when they differ)."""
+    currencies = list(dict.fromkeys(r.contract.currency for r in results))
+    return "/".join(currencies)
 
 
 def compare(contracts: list[Contract], n_paths: int = 10_000, seed: int | None = 0, workers=None,
@@ -46,7 +52,10 @@ def compare(contracts: list[Contract], n_paths: int = 10_000, seed: int | None =
     results = [simulate(c, n_paths=n_paths, seed=seed, workers=workers) for c in contracts]
     parts = {label: r.summary()[["estimate", "std_error"]] for label, r in zip(labels, results)}
     table = pd.concat(parts, axis=1)
-    table.insert(0, ("unit", ""), results[0].summary()["unit"])
+    units = [r.summary()["unit"] for r in results]
+    # One unit per metric; money of scenarios in different currencies shows both (EUR/GBP).
+    unit = pd.Series(["/".join(dict.fromkeys(u[m] for u in units)) for m in units[0].index], index=units[0].index)
+    table.insert(0, ("unit", ""), unit)
     return table, results
 
 
@@ -68,6 +77,7 @@ def plot_overlay(results, labels: list[str], measure: str = "investor_irr", ax=N
         values = values[np.isfinite(values)]
         ax.hist(np.clip(values, lo, hi), bins=bins, histtype="step", lw=2, density=True,
                 label=f"{label} (mean {values.mean():,.3g})" if values.size else label)
-    ax.set(xlabel=OVERLAYS.get(measure, measure), ylabel="density", title=f"Compared: {OVERLAYS.get(measure, measure)}")
+    label = OVERLAYS.get(measure, measure).format(currency=_currency(results))
+    ax.set(xlabel=label, ylabel="density", title=f"Compared: {label}")
     ax.legend(frameon=False, fontsize=8)
     return fig

@@ -3,11 +3,15 @@
 Values, not formulas: every number is what sibsim computed, so the workbook is an audit
 trail of a run rather than a second model.  Sheets:
 
-* ``Summary``: estimates with Monte Carlo standard errors;
+* ``Summary``: estimates with Monte Carlo standard errors, the unit (money in the scenario's
+  currency) and a note naming each NPV's discount rate and whether savings include the tail;
 * ``Expected cashflows``: the expected monthly ledger of every party;
 * ``Percentiles``: 5/25/50/75/95 % of the per-path measures, and monthly cumulative cash quantiles;
 * ``Assumptions``: sources, stated assumptions and the contract terms;
 * ``Run``: seed, paths and version, to repeat the run.
+
+Text from the scenario (names, titles, sources, assumptions) is written as text, never as a
+live formula, even when it starts with ``=``, ``+``, ``-`` or ``@`` (:mod:`sibsim.safetext`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import pandas as pd
 
 from . import __version__
 from .errors import OutputError
+from .metrics import npv_notes
 from .output import SUFFIXES, atomic_path, excel_properties
+from .safetext import excel_text_cells
 
 PERCENTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -49,6 +55,10 @@ def contract_terms(contract) -> pd.DataFrame:
     rows.append(("payment cap", "none" if payer.payment_cap is None else f"{cur} {payer.payment_cap:,.2f}"))
     rows.append(("measurement months", ", ".join(map(str, payer.measurement_months)) or "set by the trigger"))
     rows.append(("payment lag (months)", payer.payment_lag_months))
+    for what, rate in (("investors", contract.investor_discount_rate), ("payer", contract.public_discount_rate)):
+        rows.append((f"discount rate for NPVs ({what})",
+                     f"{rate:.2%} a year" + (" (0: NPV is the nominal sum)" if rate == 0 else "")))
+    rows.append(("currency", cur))
     for g in contract.guarantees:
         rows.append((f"guarantee by {g.guarantor}", f"{g.share:.0%} of principal losses of {', '.join(g.investors)}"))
     return pd.DataFrame(rows, columns=["term", "value"])
@@ -75,11 +85,12 @@ def write_excel(results, path: str | Path) -> Path:
     percentiles = measures.quantile(list(PERCENTILES)).T
     percentiles.columns = [f"p{int(q * 100):02d}" for q in PERCENTILES]
     percentiles.insert(0, "mean", measures.mean())
+    percentiles["note"] = [npv_notes(contract).get(name, "") for name in percentiles.index]  # NPV: its rate
     assumptions = pd.DataFrame(
         [("source", s) for s in meta.get("sources", ())] + [("assumption", a) for a in meta.get("assumptions", ())],
         columns=["kind", "text"])
     run = pd.DataFrame([("sibsim version", __version__), ("paths", results.n_paths),
-                        ("seed entropy", str(results.seed_entropy)), ("block size", results.block_size),
+                        ("seed", str(results.seed_entropy)), ("block size", results.block_size),
                         ("scenario file", contract.source)], columns=["item", "value"])
     with atomic_path(path) as tmp, pd.ExcelWriter(tmp, engine="openpyxl") as xl:
         results.summary().to_excel(xl, sheet_name="Summary")
@@ -93,6 +104,7 @@ def write_excel(results, path: str | Path) -> Path:
         run.to_excel(xl, sheet_name="Run", index=False)
         for key, value in excel_properties("run", [contract.source] if contract.source else []).items():
             setattr(xl.book.properties, key, value)
+        excel_text_cells(xl.book)  # scenario text stays text: no live formulas from names
         for sheet in xl.book.worksheets:  # readable column widths
             for column in sheet.columns:
                 width = max((len(str(c.value)) for c in column if c.value is not None), default=8)

@@ -27,24 +27,31 @@ PATH_COLUMNS = {
                   "month less than that month's capital call: no IRR), no_sign_change, no_root_in_range or "
                   "multiple_roots",
     "investor_moic": "multiple on invested capital: distributions / capital called",
-    "investor_npv": "NPV of investor cash flows at analysis.investor_discount_rate, EUR",
-    "investor_loss": "capital called not returned (nominal), EUR; 0 when fully repaid",
-    "capital_called": "capital paid in by investors, EUR",
-    "distributions": "cash paid out to investors, incl. guarantee payouts, EUR",
-    "outcome_payments": "outcome payments made by the payer, EUR",
+    "investor_npv": "NPV of investor cash flows at analysis.investor_discount_rate (0: the nominal sum), money",
+    "investor_loss": "capital called not returned (nominal), money; 0 when fully repaid",
+    "capital_called": "capital paid in by investors, money",
+    "distributions": "cash paid out to investors, incl. guarantee payouts, money",
+    "outcome_payments": "outcome payments made by the payer, money",
     "retained_by_payer": "payments due but still withheld at the end because every investor is at its return cap: "
-                         "kept by the payer, EUR",
-    "defaulted_by_payer": "payments due that the payer did not pay (appropriation risk), EUR",
-    "guarantee_payouts": "principal losses covered by guarantors (incl. capital protection), EUR",
+                         "kept by the payer, money",
+    "defaulted_by_payer": "payments due that the payer did not pay (appropriation risk), money",
+    "guarantee_payouts": "principal losses covered by guarantors (incl. capital protection), money",
     "terminated": "the contract ended early at its review",
-    "gross_savings": "benefit payments avoided (treated minus counterfactual), EUR",
-    "net_savings": "gross savings less outcome payments and payer-borne fees, EUR",
-    "payer_npv": "NPV of the payer's net savings at analysis.public_discount_rate, EUR",
+    "gross_savings": "benefit payments avoided (treated minus counterfactual) over the whole horizon, "
+                     "term and tail, money",
+    "gross_savings_within_term": "gross savings in the months of the term only (no tail), money",
+    "net_savings": "gross savings less outcome payments and payer-borne fees, term and tail, money",
+    "net_savings_within_term": "net savings counting only the savings within the term (every payment and "
+                               "fee still counted), money",
+    "payer_npv": "NPV of the payer's net savings at analysis.public_discount_rate (0: the nominal sum), money",
     "primary_outcomes": "treated participants reaching the primary outcome within the term",
-    "net_primary_outcomes": "primary outcomes within the term, treated minus counterfactual",
+    "net_primary_outcomes": "primary outcomes within the term in the direction the contract pays for: treated "
+                            "minus counterfactual, or counterfactual minus treated (events avoided) for an "
+                            "outcome measured as a relative_reduction",
     "investor_payback_month": "first month by which cumulative distributions reach the capital called; empty if never",
     "payer_payback_month": "month from which the payer's cumulative net savings stay >= 0; empty if never",
 }
+#: Money columns are in the scenario's currency (``meta.currency``, default EUR).
 
 
 def _payback(cumulative: np.ndarray, target: np.ndarray | float) -> np.ndarray:
@@ -85,6 +92,19 @@ def within_term(group, term: int) -> np.ndarray:
     return events.sum(axis=-1)
 
 
+def primary_direction(contract: Contract) -> int:
+    """+1 if more of the primary outcome is better, -1 if the contract pays for it to fall.
+
+    An outcome is meant to fall (reconvictions at Peterborough) when the trigger, a tier
+    table or the review measures it as a ``relative_reduction``; then a net outcome is an
+    event avoided (counterfactual minus treated), so a better programme has more of them.
+    """
+    p = contract.payer
+    measured = [*p.tiers, *([p.trigger] if p.trigger is not None else []), *([p.review] if p.review else [])]
+    falls = any(m.outcome == contract.primary_outcome and m.measure == "relative_reduction" for m in measured)
+    return -1 if falls else 1
+
+
 def path_metric_arrays(contract: Contract, cash: Cashflows, outcomes: Outcomes,
                        within: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The measures of :data:`PATH_COLUMNS` as plain arrays (``irr_status``: int8 codes of
@@ -112,6 +132,12 @@ def path_metric_arrays(contract: Contract, cash: Cashflows, outcomes: Outcomes,
     primary = within[0][:, :, k].sum(axis=1)
     # Counterfactual: comparison counts scaled per cohort (integer sums first, then one product per cohort).
     counterfactual = (within[1][:, :, k] * outcomes.comparison_scale[None, :]).sum(axis=1)
+    net_primary = primary - counterfactual if primary_direction(contract) > 0 else counterfactual - primary
+    gross = cash.gross_savings
+    total_net = net.sum(axis=1)
+    # Within the term: the savings of the tail months (after the term) are left out; every payment
+    # and fee is still counted, wherever it falls (the payer owes them whatever the tail assumes).
+    tail_savings = gross[:, term:].sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         moic = np.where(called > 0, distributed / np.where(called > 0, called, 1.0), np.nan)
     return {
@@ -127,11 +153,13 @@ def path_metric_arrays(contract: Contract, cash: Cashflows, outcomes: Outcomes,
         "defaulted_by_payer": cash.defaulted_by_payer.sum(axis=1),
         "guarantee_payouts": cash.guarantee_payouts.sum(axis=(1, 2)),
         "terminated": np.asarray(cash.terminated, dtype=bool),
-        "gross_savings": cash.gross_savings.sum(axis=1),
-        "net_savings": net.sum(axis=1),
+        "gross_savings": gross.sum(axis=1),
+        "gross_savings_within_term": gross[:, :term].sum(axis=1),
+        "net_savings": total_net,
+        "net_savings_within_term": total_net - tail_savings,
         "payer_npv": npv(net, contract.public_discount_rate),
         "primary_outcomes": primary,
-        "net_primary_outcomes": primary - counterfactual,
+        "net_primary_outcomes": net_primary,
         "investor_payback_month": _payback(np.cumsum(received, axis=1), called[:, None]),
         "payer_payback_month": payer_payback,
     }
@@ -204,7 +232,46 @@ def _ratio(num, den):
     return float(r), float(resid.std(ddof=1) / np.sqrt(len(num)))
 
 
-def summarise(paths: pd.DataFrame, outcome_shares: dict[str, np.ndarray]) -> pd.DataFrame:
+def _rate_note(rate: float, field: str) -> str:
+    """Which discount rate an NPV used, in words (a rate of 0 makes the NPV the nominal sum)."""
+    if rate == 0:
+        return f"NPV at 0 % a year ({field} = 0): the nominal sum, not discounted"
+    return f"NPV at {rate * 100:g} % a year ({field})"
+
+
+def npv_notes(contract: Contract) -> dict[str, str]:
+    """The discount rate of each per-path NPV column (``investor_npv``, ``payer_npv``), in words."""
+    return {"investor_npv": _rate_note(contract.investor_discount_rate, "analysis.investor_discount_rate"),
+            "payer_npv": _rate_note(contract.public_discount_rate, "analysis.public_discount_rate")}
+
+
+def summary_notes(contract: Contract | None) -> dict[str, str]:
+    """What a summary row includes, for rows whose number depends on a setting: metric -> note.
+
+    The NPV rows name their discount rate; the savings rows say whether they count the
+    savings of the ``tail_months`` after the term.
+    """
+    if contract is None:
+        return {}
+    term, tail = contract.term_months, contract.tail_months
+    with_tail = (f"savings within the {term}-month term and the {tail}-month tail after it"
+                 if tail else f"savings within the {term}-month term (no tail: tail_months = 0)")
+    within = f"savings within the {term}-month term only; every payment and fee counted"
+    notes = {m: with_tail for m in ("expected_gross_savings", "expected_net_savings", "net_savings_p05",
+                                    "probability_pays_more_than_saves")}
+    notes.update({m: within for m in ("expected_gross_savings_within_term", "expected_net_savings_within_term",
+                                      "probability_pays_more_than_saves_within_term")})
+    notes["expected_npv"] = _rate_note(contract.investor_discount_rate, "analysis.investor_discount_rate")
+    notes["expected_npv_net_savings"] = (_rate_note(contract.public_discount_rate, "analysis.public_discount_rate")
+                                         + "; " + with_tail)
+    if primary_direction(contract) < 0:
+        notes["cost_per_net_primary_outcome"] = (f"per {contract.outcome_label(contract.primary_outcome)} avoided "
+                                                 "(counterfactual minus treated): the contract pays for it to fall")
+    return notes
+
+
+def summarise(paths: pd.DataFrame, outcome_shares: dict[str, np.ndarray],
+              contract: Contract | None = None) -> pd.DataFrame:
     """Headline estimates with Monte Carlo standard errors.
 
     Parameters
@@ -213,11 +280,18 @@ def summarise(paths: pd.DataFrame, outcome_shares: dict[str, np.ndarray]) -> pd.
         :func:`path_metrics` rows for every path.
     outcome_shares : dict of str -> ndarray (paths,)
         Share of treated / comparison participants reaching each outcome within the term.
+    contract : Contract, optional
+        The contract simulated: money rows get its currency as their unit (default
+        ``EUR``) and ``note`` says which discount rate each NPV used and whether savings
+        include the tail (:func:`summary_notes`).
 
     Returns
     -------
-    DataFrame indexed by metric, with columns ``estimate``, ``std_error``, ``unit``, ``party``.
+    DataFrame indexed by metric, with columns ``estimate``, ``std_error``, ``unit``
+    (the currency for money, ``x``, ``per year``, ``probability`` or ``share``), ``party``
+    and ``note`` (empty where there is nothing to add).
     """
+    cur = contract.currency if contract is not None else "EUR"
     irr_ok = paths["irr_status"].isin(["defined", "total_loss"]).to_numpy()
     irr_values = ranked_irr(paths)
     moic = paths["investor_moic"].to_numpy()
@@ -229,29 +303,34 @@ def summarise(paths: pd.DataFrame, outcome_shares: dict[str, np.ndarray]) -> pd.
         ("investors", "irr_p95", "per year", _quantile(irr_values, 0.95)),
         ("investors", "share_irr_defined", "share", _prob(irr_ok)),
         ("investors", "probability_of_loss", "probability", _prob(moic < 1 - 1e-12)),
-        ("investors", "expected_loss", "EUR", _mean(paths["investor_loss"])),
-        ("investors", "cvar05_net_result", "EUR", _cvar(investor_result)),
-        ("investors", "expected_npv", "EUR", _mean(paths["investor_npv"])),
-        ("investors", "expected_distributions", "EUR", _mean(paths["distributions"])),
-        ("investors", "expected_capital_called", "EUR", _mean(paths["capital_called"])),
-        ("investors", "expected_guarantee_payouts", "EUR", _mean(paths["guarantee_payouts"])),
-        ("payer", "expected_outcome_payments", "EUR", _mean(paths["outcome_payments"])),
-        ("payer", "expected_retained_above_caps", "EUR", _mean(paths["retained_by_payer"])),
-        ("payer", "expected_defaulted", "EUR", _mean(paths["defaulted_by_payer"])),
+        ("investors", "expected_loss", cur, _mean(paths["investor_loss"])),
+        ("investors", "cvar05_net_result", cur, _cvar(investor_result)),
+        ("investors", "expected_npv", cur, _mean(paths["investor_npv"])),
+        ("investors", "expected_distributions", cur, _mean(paths["distributions"])),
+        ("investors", "expected_capital_called", cur, _mean(paths["capital_called"])),
+        ("investors", "expected_guarantee_payouts", cur, _mean(paths["guarantee_payouts"])),
+        ("payer", "expected_outcome_payments", cur, _mean(paths["outcome_payments"])),
+        ("payer", "expected_retained_above_caps", cur, _mean(paths["retained_by_payer"])),
+        ("payer", "expected_defaulted", cur, _mean(paths["defaulted_by_payer"])),
         ("payer", "probability_terminated_early", "probability", _prob(paths["terminated"].to_numpy())),
-        ("payer", "expected_gross_savings", "EUR", _mean(paths["gross_savings"])),
-        ("payer", "expected_net_savings", "EUR", _mean(paths["net_savings"])),
-        ("payer", "net_savings_p05", "EUR", _quantile(paths["net_savings"], 0.05)),
+        ("payer", "expected_gross_savings", cur, _mean(paths["gross_savings"])),
+        ("payer", "expected_gross_savings_within_term", cur, _mean(paths["gross_savings_within_term"])),
+        ("payer", "expected_net_savings", cur, _mean(paths["net_savings"])),
+        ("payer", "expected_net_savings_within_term", cur, _mean(paths["net_savings_within_term"])),
+        ("payer", "net_savings_p05", cur, _quantile(paths["net_savings"], 0.05)),
         ("payer", "probability_pays_more_than_saves", "probability", _prob(paths["net_savings"] < 0)),
-        ("payer", "expected_npv_net_savings", "EUR", _mean(paths["payer_npv"])),
-        ("payer", "cost_per_primary_outcome", "EUR", _ratio(paths["outcome_payments"], paths["primary_outcomes"])),
-        ("payer", "cost_per_net_primary_outcome", "EUR",
+        ("payer", "probability_pays_more_than_saves_within_term", "probability",
+         _prob(paths["net_savings_within_term"] < 0)),
+        ("payer", "expected_npv_net_savings", cur, _mean(paths["payer_npv"])),
+        ("payer", "cost_per_primary_outcome", cur, _ratio(paths["outcome_payments"], paths["primary_outcomes"])),
+        ("payer", "cost_per_net_primary_outcome", cur,
          _ratio(paths["outcome_payments"], paths["net_primary_outcomes"])),
     ]
     for group, shares in outcome_shares.items():
         rows.append(("outcomes", group, "share", _mean(shares)))
+    notes = summary_notes(contract)
     frame = pd.DataFrame(
-        [(name, est, se, unit, party) for party, name, unit, (est, se) in rows],
-        columns=["metric", "estimate", "std_error", "unit", "party"],
+        [(name, est, se, unit, party, notes.get(name, "")) for party, name, unit, (est, se) in rows],
+        columns=["metric", "estimate", "std_error", "unit", "party", "note"],
     ).set_index("metric")
     return frame

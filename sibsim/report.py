@@ -12,7 +12,13 @@ descriptions, sources, assumptions) is escaped with :func:`html.escape`.
 
 Command line (wired into ``sibsim`` by :mod:`sibsim.cli`)::
 
-    sibsim report SCENARIO --out memo.html [--paths N] [--seed S] [--force]
+    sibsim report RUN_DIR --out memo.html [--sensitivity [--sensitivity-paths N]] [--force]
+    sibsim report SCENARIO --out memo.html [--paths N] [--seed S] [--sensitivity ...] [--force]
+
+Given the directory of a ``sibsim run``, the memo is that run: :func:`load_run` re-simulates it
+with the seed and paths recorded in its ``run.json`` (the engine is deterministic given both),
+after checking that the scenario file's SHA-256 is unchanged, and checks the result against the
+run's ``summary.csv``, so the memo's key figures are exactly the run's numbers.
 
 The memo is written atomically: to a temporary file in the same directory,
 then moved into place with :func:`os.replace`.
@@ -22,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
 import html
 import io
 import math
@@ -35,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .contracts import JOURNEY_PROBABILITIES, Contract
+from .metrics import primary_direction
 
 #: Columns a sensitivity frame must have (see ``sibsim.sensitivity.tornado``).
 SENSITIVITY_COLUMNS = ("assumption", "measure", "low", "base", "high")
@@ -101,9 +107,13 @@ METRIC_LABELS = {
     "expected_defaulted": "Payer: expected payments not made (payer default)",
     "probability_terminated_early": "Payer: probability the contract ends early at its review",
     "expected_gross_savings": "Payer: expected gross savings",
+    "expected_gross_savings_within_term": "Payer: expected gross savings within the term only",
     "expected_net_savings": "Payer: expected net savings",
+    "expected_net_savings_within_term": "Payer: expected net savings within the term only",
     "net_savings_p05": "Payer: net savings, 5th percentile (downside case)",
     "probability_pays_more_than_saves": "Payer: probability of paying more than it saves",
+    "probability_pays_more_than_saves_within_term": "Payer: probability of paying more than it saves within "
+                                                    "the term only",
     "expected_npv_net_savings": "Payer: expected present value of net savings",
     "cost_per_primary_outcome": "Payer: cost per primary outcome",
     "cost_per_net_primary_outcome": "Payer: cost per net (additional) primary outcome",
@@ -163,19 +173,27 @@ def _decimals(step: float) -> int:
     return max(0, -int(math.floor(math.log10(step) + 1e-9)))
 
 
+def _is_money(unit, currency: str) -> bool:
+    """Money in the contract's currency: summary units are the currency (``EUR`` from older frames)."""
+    return str(unit) in ("EUR", str(currency))
+
+
 def format_estimate(value: float, se: float, unit: str, currency: str = "EUR") -> tuple[str, str]:
     """An estimate and its Monte Carlo error in plain words: ``("EUR 752,700", "± 400")``.
 
     The estimate is rounded to the precision its standard error supports (two
     significant digits of the error; money never finer than whole units,
     percentages never finer than 0.01 %).  ``unit`` is a unit of
-    ``Results.summary()``: ``EUR`` (money in ``currency``), ``probability``,
-    ``share``, ``per year`` (shown as percentages) or ``x`` (a multiple).
+    ``Results.summary()``: the currency (money in ``currency``; ``EUR`` is
+    accepted as "money" too), ``probability``, ``share``, ``per year`` (shown as
+    percentages) or ``x`` (a multiple).
     """
     if not _finite(value):
         return "n/a", "not defined in these simulations"
     exact = _finite(se) and se == 0
     known = _finite(se) and se > 0
+    if _is_money(unit, currency):
+        unit = "EUR"  # below: "EUR" stands for money in ``currency``
     if unit in ("probability", "share", "per year"):
         scale, lo, hi, what = 100.0, 0.01, 0.1, " percentage points"
     elif unit == "EUR":
@@ -357,6 +375,7 @@ ASSUMPTION_NAMES = {
     "benefit_amount": "Benefit per month (average over age groups)",
     "prices": "All outcome prices",
     "provider_budget": "Provider's delivery budget",
+    "tail_months": "Months after the term in which savings are counted (tail)",
 }
 
 
@@ -385,9 +404,9 @@ def _setting(value, unit, currency: str) -> str:
     unit = str(unit)
     if unit == "probability":
         return _pct(value)
-    if unit == "EUR/month":
+    if unit in ("EUR/month", f"{currency}/month"):
         return f"{_money(value, currency, 2 if value != round(value) else 0)} a month"
-    if unit == "EUR":
+    if _is_money(unit, currency):
         return _money(value, currency)
     if unit.startswith("x"):
         return f"{float(value):g}x"
@@ -507,7 +526,8 @@ footer { margin-top: 40px; padding-top: 10px; border-top: 1px solid var(--line);
 class _Memo:
     """Builds the memo's HTML from one Results (all methods return HTML-safe strings)."""
 
-    def __init__(self, results, sensitivity, generated):
+    def __init__(self, results, sensitivity, generated, run_dir=None):
+        self.run_dir = run_dir
         self.r = results
         self.c: Contract = results.contract
         self.cur = self.c.currency
@@ -626,29 +646,58 @@ class _Memo:
         out.append("</section>")
         return "".join(out)
 
+    def tail_text(self) -> str:
+        """Plain text: what the savings after the term assume, as the model computes them."""
+        c = self.c
+        if c.tail_months == 0 or not _saves_benefits(c):
+            return ""
+        last = c.term_months + c.tail_months - 1
+        span = self.cal.span(c.term_months, last)
+        return (f"The savings include the {c.tail_months} months after the {c.term_months}-month term ({span}), "
+                f"in which nothing is paid for. This is an assumption of the scenario (tail_months = "
+                f"{c.tail_months}): the model keeps following every participant and the comparison "
+                "(without-programme) situation month by month after the term, with the same rates of losing and "
+                "finding work, and counts the benefit of each participant still off benefits beyond the "
+                "comparison as saved. Whether those savings materialise (and whether the payer should count "
+                "them) is not known; the figures within the term leave them out.")
+
     def key_figures(self) -> str:
-        cur = self.cur
+        cur, c = self.cur, self.c
         payer = self.payer
         pays, _, _ = self.est("expected_outcome_payments")
         gross, _, _ = self.est("expected_gross_savings")
         moic, _, _ = self.est("expected_moic")
-        saves = _saves_benefits(self.c)
+        saves = _saves_benefits(c)
+        tail = c.tail_months if saves else 0
+        over = f", term and {tail}-month tail" if tail else ""
         payer_items = [
             self.figure_html("expected_outcome_payments", "Expected outcome payments",
                              f"What {e(payer)} is expected to pay the investors for measured results, over "
                              "the whole contract."),
-            self.figure_html("expected_gross_savings", "Expected gross savings",
+            self.figure_html("expected_gross_savings", "Expected gross savings" + over,
                              "Benefit payments avoided because participants work (compared with what would "
                              "have happened without the programme)." if saves else
                              "Not modelled in this scenario: the payer pays from its budget."),
-            self.figure_html("expected_net_savings", "Expected net savings",
+            self.figure_html("expected_net_savings", "Expected net savings" + over,
                              "Gross savings less outcome payments and the costs the payer bears (fees, "
                              "guarantees)."),
-            self.figure_html("probability_pays_more_than_saves", "Chance that the payer pays more than it saves",
+            self.figure_html("probability_pays_more_than_saves",
+                             "Chance that the payer pays more than it saves" + over,
                              f"Share of simulated futures in which {e(payer)}'s net savings are negative."
                              + ("" if saves else " With no savings modelled, this is the chance that it pays "
                                                  "anything at all.")),
         ]
+        if tail:
+            payer_items += [
+                self.figure_html("expected_net_savings_within_term",
+                                 f"Expected net savings within the {c.term_months}-month term only",
+                                 "The same, counting only the savings within the term (every payment and fee "
+                                 "is still counted)."),
+                self.figure_html("probability_pays_more_than_saves_within_term",
+                                 "Chance that the payer pays more than it saves, within the term only",
+                                 f"Share of futures in which {e(payer)} pays more than it saves if savings after "
+                                 "the term are not counted."),
+            ]
         back = _money(moic, cur, 2) if _finite(moic) else "n/a"
         investor_items = [
             self.figure_html("expected_moic", "Investors' expected multiple",
@@ -665,18 +714,32 @@ class _Memo:
         if gross > 0 and _finite(pays):
             ratio = (f" On average {e(payer)} pays {e(_pct(pays / gross, 0))} of what it saves as outcome "
                      "payments.")
+        if tail:
+            period = (f"over the whole contract and the {tail} months after it in which savings are followed "
+                      "(the tail), and, where marked, within the term only")
+            tail_note = f'<p class="note"><b>The tail.</b> {e(self.tail_text())}</p>'
+        else:
+            period = ("over the whole contract" + ("; the scenario follows no savings after the term "
+                                                   "(tail_months = 0)" if saves else ""))
+            tail_note = ""
         return ('<section id="key-figures"><h2>2. Key figures</h2>'
                 f"<p>Averages over <b>{self.r.n_paths:,} simulated futures</b>, in nominal {e(cur)} (not "
-                "discounted), over the whole contract and the period after it in which savings are followed. "
+                f"discounted), {e(period)}. "
                 "Each figure is followed by its <em>Monte Carlo error</em>: how much it could change if the "
                 "simulation were run again with other random numbers. It says nothing about whether the "
                 f"assumptions are right.{ratio}</p>"
                 f'<div class="kf"><div class="kf-group payer"><h3>{e(payer)} (outcome payer)</h3>'
                 f'{"".join(payer_items)}</div>'
                 f'<div class="kf-group"><h3>Investors</h3>{"".join(investor_items)}</div></div>'
+                f"{tail_note}"
                 f'<p class="kf-foot">Number of simulated futures: <b data-n-paths="{self.r.n_paths}">'
-                f"{self.r.n_paths:,}</b>; seed {e(self.seed_text())}. All estimates are listed in the "
+                f"{self.r.n_paths:,}</b>; seed <span data-seed=\"{e(self.r.seed_entropy)}\">{e(self.seed_text())}"
+                f"</span>{e(self.source_text())}. All estimates are listed in the "
                 f'<a href="#all-estimates">appendix</a>.</p></section>')
+
+    def source_text(self) -> str:
+        """`` (rendered from run directory out/x)`` when the memo re-creates a saved run."""
+        return f"; rendered from the run directory {self.run_dir}" if self.run_dir else ""
 
     def yearly_schedule(self) -> tuple[pd.DataFrame, list[str]]:
         led = self.r.expected_ledgers
@@ -954,8 +1017,11 @@ class _Memo:
             add(f"Guarantee by {g.guarantor}", e(
                 f"{_pct(g.share)} of the principal loss of {_join_words(list(g.investors))}"
                 + (f", at most {_money(g.cap, cur)}" if g.cap is not None else "")))
+        nominal = [who for who, rate in (("investors'", c.investor_discount_rate),
+                                         ("the payer's", c.public_discount_rate)) if rate == 0]
         add("Discount rates (for present values)", e(
-            f"investors {_pct(c.investor_discount_rate)}, public {_pct(c.public_discount_rate)} a year"))
+            f"investors {_pct(c.investor_discount_rate)}, public {_pct(c.public_discount_rate)} a year"
+            + (f"; at 0 % the {' and '.join(nominal)} present value is the nominal sum" if nominal else "")))
         add("Primary outcome (cost per outcome)", e(_outcome_label(c.primary_outcome, c)))
         body = "".join(f'<tr><th scope="row">{e(k)}</th><td>{v}</td></tr>' for k, v in rows)
         return ('<div class="table-wrap"><table class="terms"><caption>Key contract terms (from the scenario file)'
@@ -1035,14 +1101,15 @@ class _Memo:
                 at = f'<br><span class="note">at {e(setting)}</span>' if setting is not None else ""
                 if not _finite(v):
                     return "n/a" + at
-                if unit in ("EUR", "probability", "share", "per year", "x") and se is not None and _finite(se):
+                if (_is_money(unit, self.cur) or unit in ("probability", "share", "per year", "x")) \
+                        and se is not None and _finite(se):
                     shown, err = format_estimate(v, se, unit, self.cur)
                     err = err.replace(" percentage points", " pp")
                     return f'{e(shown)}<br><span class="note">{e(err)}</span>{at}'
                 return fmt_plain(v) + at
 
             def fmt_plain(v):
-                if unit == "EUR":
+                if _is_money(unit, self.cur):
                     return e(_money(v, self.cur))
                 if unit in ("probability", "share", "per year"):
                     return e(_pct(v, 1))
@@ -1078,7 +1145,8 @@ class _Memo:
                                      caption=e(_measure_label(measure)), widths=widths))
         shift = ""
         if has_settings:
-            ratio = (frame["high_setting"] / frame["base_setting"]).replace([np.inf, -np.inf], np.nan).dropna()
+            moved = frame[frame["assumption"] != "tail_months"]  # the tail is set to 0 and twice its value
+            ratio = (moved["high_setting"] / moved["base_setting"]).replace([np.inf, -np.inf], np.nan).dropna()
             if len(ratio) and np.allclose(ratio, ratio.iloc[0]):
                 shift = f" (here by {_pct(abs(float(ratio.iloc[0]) - 1), 0)} of its value)"
         crn = (" Every variant re-used the random numbers of the base run, so a difference is the effect of the "
@@ -1089,11 +1157,36 @@ class _Memo:
                    "value, and shows the result each time. Rows are sorted by the size of the effect: the "
                    "assumptions at the top matter most and are the ones most worth checking. In the bar, the blue "
                    "span runs from the result with the low value to the result with the high value; the black mark "
-                   f"is the base case.{crn} The base values come from the sensitivity run, which may use fewer "
-                   "simulated futures than section 2.</p>")
+                   f"is the base case.{crn}"
+                   + (" The tail row counts the savings after the term for 0 months and for twice the "
+                      "scenario's months instead." if (frame["assumption"] == "tail_months").any() else "")
+                   + "</p>")
+        out.append(self.sensitivity_run_text(sens))
         out.extend(blocks)
         out.append("</section>")
         return "".join(out)
+
+    def sensitivity_run_text(self, sens: pd.DataFrame) -> str:
+        """HTML: which run the sensitivity base comes from (``sens.attrs`` set by ``sibsim.sensitivity.tornado``).
+
+        The base equals the key figures only when it is their run (same paths and seed); otherwise
+        it is labelled as a separate run with its own paths, seed and Monte Carlo error.
+        """
+        r = self.r
+        n, seed = sens.attrs.get("n_paths"), sens.attrs.get("seed")
+        key = tuple(sens.attrs.get("spawn_key", ()))
+        if n is None or seed is None:
+            return ('<p class="callout">This sensitivity table does not say which simulation run it comes from: its '
+                    "base values may differ from the key figures in section 2 by Monte Carlo error.</p>")
+        if int(n) == r.n_paths and int(seed) == int(r.seed_entropy) and key == tuple(r.spawn_key):
+            return (f'<p class="callout" data-sensitivity-run="same">The base column is the run of section 2 '
+                    f"(the same {r.n_paths:,} simulated futures, seed {e(self.seed_text())}), so it equals the key "
+                    "figures.</p>")
+        return (f'<p class="callout" data-sensitivity-run="separate" data-sensitivity-paths="{int(n)}" '
+                f'data-sensitivity-seed="{e(seed)}">This sensitivity analysis is a <b>separate run</b> with its '
+                f"own {int(n):,} simulated futures (seed {e(seed)}), not the {r.n_paths:,} futures (seed "
+                f"{e(self.seed_text())}) of section 2. Its base values therefore differ from the key figures by "
+                "Monte Carlo error; the ± under each base value is that run's own Monte Carlo error.</p>")
 
     def method(self) -> str:
         c, r = self.c, self.r
@@ -1104,7 +1197,8 @@ class _Memo:
 
         cmd = None
         if source and not tuple(r.spawn_key):
-            cmd = (f"sibsim report {c.source} --paths {r.n_paths} --seed {r.seed_entropy} --out memo.html")
+            cmd = (f"sibsim report {self.run_dir} --out memo.html" if self.run_dir else
+                   f"sibsim report {c.source} --paths {r.n_paths} --seed {r.seed_entropy} --out memo.html")
         counterfactual = ("a model of the expected course without the programme"
                           if c.comparison.method == "expected" else "a comparison group followed alongside")
         caveats = [
@@ -1126,6 +1220,9 @@ class _Memo:
         ]
         repro = [f"sibsim version {__version__}",
                  f"{r.n_paths:,} simulated futures, seed {self.seed_text()}"]
+        if self.run_dir:
+            repro.append(f"rendered from the run directory {self.run_dir}: re-simulated with its recorded seed and "
+                         "paths, and checked against its summary.csv")
         if source:
             bases = ", ".join(Path(p).name for p, _ in c.files[1:])
             repro.append(f"scenario file {source}" + (f" extending {bases}" if bases else "")
@@ -1161,13 +1258,17 @@ class _Memo:
                 group, outcome = str(metric).split("_", 1)
                 label = (f"Share of {'participants' if group == 'treated' else 'the comparison group'} "
                          f"reaching: {_outcome_label(outcome, self.c)} (within the term)")
+            elif metric == "cost_per_net_primary_outcome" and primary_direction(self.c) < 0:
+                label = f"Payer: cost per {_outcome_label(self.c.primary_outcome, self.c)} avoided (net of the " \
+                        "counterfactual)"
             else:
                 label = METRIC_LABELS.get(metric, str(metric).replace("_", " "))
             shown, err = format_estimate(float(row["estimate"]), float(row["std_error"]), str(row["unit"]),
                                          self.cur)
-            rows.append([e(label), e(shown), e(err)])
+            note = str(row.get("note", "") or "")  # the NPV's discount rate, the savings' period
+            rows.append([e(label), e(shown), e(err), e(note)])
         return ('<section id="all-estimates"><h2>Appendix: all estimates</h2>'
-                + self.table(["Measure", "Estimate", "Monte Carlo error"], rows, num_cols=(1,))
+                + self.table(["Measure", "Estimate", "Monte Carlo error", "Counted"], rows, num_cols=(1,))
                 + "</section>")
 
     def render(self) -> str:
@@ -1201,7 +1302,8 @@ SECTIONS = (
 )
 
 
-def render_report(results, sensitivity: pd.DataFrame | None = None, *, generated: datetime | date | None = None) -> str:
+def render_report(results, sensitivity: pd.DataFrame | None = None, *, generated: datetime | date | None = None,
+                  run_dir: str | Path | None = None) -> str:
     """A self-contained HTML memo of a simulation run.
 
     Parameters
@@ -1215,8 +1317,13 @@ def render_report(results, sensitivity: pd.DataFrame | None = None, *, generated
         value.  ``measure`` names a row of ``results.summary()`` where
         possible (its unit formats the values).  Further columns are shown
         as they are.  None: the memo says no sensitivity analysis was run.
+        ``sensitivity.attrs`` (``n_paths``, ``seed``, ``spawn_key``, set by
+        ``tornado``) say which run it is: the memo states whether its base is the
+        run of the key figures or a separate run with its own paths and seed.
     generated : datetime or date, optional
         Date printed on the memo (default: now).
+    run_dir : str or Path, optional
+        The ``sibsim run`` directory whose run ``results`` re-creates (named in the memo).
 
     Returns
     -------
@@ -1228,7 +1335,7 @@ def render_report(results, sensitivity: pd.DataFrame | None = None, *, generated
         generated = datetime.now().astimezone()
     elif not isinstance(generated, datetime):
         generated = datetime(generated.year, generated.month, generated.day)
-    return _Memo(results, sensitivity, generated).render()
+    return _Memo(results, sensitivity, generated, run_dir=run_dir).render()
 
 
 # --- writing and the command line ---------------------------------------------------------------
@@ -1256,54 +1363,157 @@ def write_report(out: Path, text: str) -> Path:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register ``sibsim report SCENARIO --out memo.html [--paths N] [--seed S] [--workers W] [--force]
-    [--sensitivity [--sensitivity-paths N]]``."""
-    from .cli import _positive_int, _seed  # the command line's own argument checks
+    """Register ``sibsim report (SCENARIO | RUN_DIR) --out memo.html [--paths N] [--seed S] [--workers W]
+    [--force] [--sensitivity [--sensitivity-paths N]]``."""
+    from .cli import DEFAULT_SEED, _positive_int, _seed  # the command line's own argument checks
 
-    p = subparsers.add_parser("report", help="simulate a scenario and write a self-contained HTML memo",
-                              description="Simulate a scenario and write a self-contained HTML memo for a "
-                                          "council: key figures, cash schedule, plots, assumptions, method.")
-    p.add_argument("scenario", help="scenario TOML file")
+    p = subparsers.add_parser(
+        "report", help="write a self-contained HTML memo of a run directory or of a scenario",
+        description="Write a self-contained HTML memo for a council: key figures, cash schedule, plots, "
+                    "assumptions, method. Given RUN_DIR (the --out of `sibsim run`), the memo shows that run: "
+                    "it is re-simulated with the seed and paths in its run.json (the scenario file must be "
+                    "unchanged) and its key figures equal the run's summary.csv. Given a SCENARIO file, it is "
+                    "simulated with --paths and --seed.")
+    p.add_argument("scenario", metavar="SCENARIO_OR_RUN_DIR",
+                   help="a run directory written by `sibsim run`, or a scenario TOML file")
     p.add_argument("--out", required=True, help="HTML file to write, e.g. memo.html")
-    p.add_argument("--paths", type=_positive_int, default=10_000, help="Monte Carlo paths (default 10000)")
-    p.add_argument("--seed", type=_seed, default=None, help="seed; same seed, same numbers")
+    p.add_argument("--paths", type=_positive_int, default=None,
+                   help="Monte Carlo paths of a SCENARIO (default 10000; a RUN_DIR uses its own)")
+    p.add_argument("--seed", type=_seed, default=None,
+                   help=f"seed of a SCENARIO (default {DEFAULT_SEED}; a RUN_DIR uses its own); same seed and "
+                        "paths, same numbers")
     p.add_argument("--workers", type=_positive_int, default=None,
                    help="processes (default: all cores for large runs)")
     p.add_argument("--force", action="store_true", help="replace a file that is not a memo of this scenario")
     p.add_argument("--sensitivity", action="store_true",
                    help="also run the one-at-a-time sensitivity analysis (sibsim.sensitivity.tornado) for section 6")
-    p.add_argument("--sensitivity-paths", type=_positive_int, default=2000,
-                   help="paths per sensitivity variant (default 2000)")
+    p.add_argument("--sensitivity-paths", type=_positive_int, default=None,
+                   help="paths of the sensitivity run (default: the memo's own paths and seed, so its base equals "
+                        "the key figures; fewer is faster and is labelled in the memo as a separate run)")
     p.set_defaults(func=cmd_report)
     return p
 
 
+def load_run(run_dir: Path, workers=None):
+    """Re-create the Results of a ``sibsim run`` directory, bit for bit.
+
+    Reads ``run.json`` (scenario path and SHA-256, ``seed_entropy``, ``n_paths``), checks the
+    scenario file is unchanged, re-simulates with that seed and number of paths (the engine
+    is deterministic given both, whatever the number of workers) and checks the result
+    against the run's ``summary.csv``.
+
+    Returns
+    -------
+    (Results, Path)
+        The run's results and its scenario file.
+
+    Raises
+    ------
+    OutputError
+        One line: not a run directory, scenario missing or changed since the run, or the
+        re-simulation does not reproduce ``summary.csv`` (a file the scenario ``extends``
+        changed, or another sibsim version).
+    """
+    import json
+
+    from .errors import OutputError
+    from .output import MANIFEST
+    from .scenario import load_scenario
+    from .simulation import simulate
+
+    run_dir = Path(run_dir)
+    try:
+        manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+        scenario = Path(manifest["scenario_path"])
+        sha, n_paths, seed = manifest["scenario_sha256"], int(manifest["n_paths"]), int(manifest["seed_entropy"])
+    except FileNotFoundError:
+        raise OutputError(f"{run_dir}: no {MANIFEST}: not a directory written by `sibsim run`") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+        raise OutputError(f"{run_dir}/{MANIFEST}: not the manifest of a `sibsim run` ({reason})") from None
+    if manifest.get("command", "run") != "run":
+        raise OutputError(f"{run_dir}: holds the outputs of `sibsim {manifest['command']}`, not of `sibsim run`")
+    if not scenario.is_file():
+        raise OutputError(f"{run_dir}: its scenario {scenario} no longer exists; cannot re-create the run")
+    contract = load_scenario(scenario)
+    if contract.files_sha256 != sha:  # over every file read: the scenario and each base it extends
+        recorded = {f["path"]: f["sha256"] for f in manifest.get("scenario_files", [])}
+        changed = [path for path, digest in contract.files if digest != recorded.get(str(Path(path).resolve()))]
+        what = ", ".join(changed) if changed and len(changed) < len(contract.files) else str(scenario)
+        raise OutputError(f"{run_dir}: scenario {what} changed since the run (SHA-256 differs from "
+                          f"{MANIFEST}); run `sibsim run` again or restore the file")
+    results = simulate(contract, n_paths=n_paths, seed=seed, workers=workers)
+    summary_csv = run_dir / "summary.csv"
+    if summary_csv.is_file():
+        # Read as text and parse with float(): exact for the shortest repr that to_csv writes.
+        saved = pd.read_csv(summary_csv, index_col=0, dtype=str, keep_default_na=False)
+        now = results.summary()
+        common = [m for m in saved.index if m in now.index]
+        for column in ("estimate", "std_error"):
+            a = np.array([float(v) if v else np.nan for v in saved.loc[common, column]])
+            b = now.loc[common, column].to_numpy(float)
+            if not common or not np.array_equal(a, b, equal_nan=True):
+                raise OutputError(f"{run_dir}: re-simulating did not reproduce its summary.csv (a file the scenario "
+                                  f"extends changed, or it was written by another sibsim version: "
+                                  f"{manifest.get('sibsim_version', '?')}); run `sibsim run` again")
+    return results, scenario
+
+
 def cmd_report(args) -> int:
-    """Simulate ``args.scenario`` and write the memo to ``args.out`` atomically; 0 on success.
+    """Write the memo of a run directory or a scenario to ``args.out`` atomically; 0 on success.
 
     Scenario and output problems raise :class:`~sibsim.errors.ScenarioError` /
     :class:`~sibsim.errors.OutputError`, which ``sibsim.cli.main`` prints as one line each.
     """
+    from .cli import DEFAULT_SEED
+    from .errors import OutputError
     from .scenario import load_scenario
     from .simulation import simulate
 
-    scenario = Path(args.scenario)
-    contract = load_scenario(scenario)
+    target = Path(args.scenario)
     out = Path(args.out)
-    check_report_path(out, scenario, getattr(args, "force", False))
-    from .cli import _progress
+    workers = getattr(args, "workers", None)
+    run_dir = None
+    if target.is_dir():
+        if args.paths is not None or args.seed is not None:
+            raise OutputError(f"{target}: is a run directory; it is re-created with its own paths and seed, so "
+                              "drop --paths and --seed (or give the scenario file instead)")
+        run_dir = target
+        from .output import MANIFEST
 
-    results = simulate(contract, n_paths=args.paths, seed=args.seed, workers=getattr(args, "workers", None),
-                       progress=_progress(args))
+        if not (target / MANIFEST).is_file():
+            raise OutputError(f"{target}: no {MANIFEST}: not a directory written by `sibsim run`")
+        import json
+
+        try:
+            scenario = Path(json.loads((target / MANIFEST).read_text(encoding="utf-8"))["scenario_path"])
+        except (OSError, ValueError, KeyError, TypeError):
+            scenario = target  # load_run names the problem
+        check_report_path(out, scenario, getattr(args, "force", False))
+        results, scenario = load_run(target, workers=workers)
+        contract = results.contract
+    else:
+        scenario = target
+        contract = load_scenario(scenario)
+        check_report_path(out, scenario, getattr(args, "force", False))
+        paths = args.paths if args.paths is not None else 10_000
+        seed = args.seed if args.seed is not None else DEFAULT_SEED
+        from .cli import _progress
+
+        results = simulate(contract, n_paths=paths, seed=seed, workers=workers, progress=_progress(args))
     sens = None
     if getattr(args, "sensitivity", False):
         from .sensitivity import tornado
 
-        # Same seed as the run (its entropy when none was given), so the memo can be repeated.
-        sens = tornado(contract, n_paths=args.sensitivity_paths, seed=results.seed_entropy)
-    text = render_report(results, sensitivity=sens)
+        # By default the memo's own paths and seed: the tornado's base is then the key figures' run.
+        n = getattr(args, "sensitivity_paths", None) or results.n_paths
+        sens = tornado(contract, n_paths=n, seed=results.seed_entropy)
+    text = render_report(results, sensitivity=sens, run_dir=run_dir)
     write_report(out, text)
     if not getattr(args, "quiet", False):
-        print(f"{contract.title}: {results.n_paths:,} paths, seed {results.seed_entropy}; "
-              f"wrote {out} ({len(text.encode('utf-8')) / 1024:,.0f} kB)", file=sys.stdout)
+        origin = f"run {run_dir}, " if run_dir else ""
+        print(f"{contract.title}: {origin}{results.n_paths:,} paths, seed {results.seed_entropy}"
+              + (f"; sensitivity {sens.attrs['n_paths']:,} paths, seed {sens.attrs['seed']}" if sens is not None
+                 else "")
+              + f"; wrote {out} ({len(text.encode('utf-8')) / 1024:,.0f} kB)", file=sys.stdout)
     return 0

@@ -32,7 +32,7 @@ class Results:
     outcome_shares : dict of str -> ndarray (paths,)
         Share of each group reaching each outcome within the term.
     expected_ledgers : DataFrame
-        Mean over all paths of each monthly ledger, EUR, indexed by month.
+        Mean over all paths of each monthly ledger (the scenario's currency), indexed by month.
     monthly : dict of str -> ndarray (kept paths, months), float32
         Per-path monthly series for the first paths (fan charts).
     seed_entropy : int
@@ -56,7 +56,7 @@ class Results:
     def summary(self) -> pd.DataFrame:
         """Headline estimates with Monte Carlo standard errors (see :func:`sibsim.metrics.summarise`)."""
         if self._summary is None:
-            self._summary = summarise(self.paths, self.outcome_shares)
+            self._summary = summarise(self.paths, self.outcome_shares, self.contract)
         return self._summary
 
     def to_frame(self) -> pd.DataFrame:
@@ -68,7 +68,7 @@ class Results:
 
         Columns: month, party (``investors``: distributions less calls;
         ``payer``: savings less payments and fees), mean and the quantiles in
-        :data:`QUANTILES` of the cumulative position, EUR.
+        :data:`QUANTILES` of the cumulative position, in the scenario's currency.
         """
         frames = []
         for party, key in (("investors", "investor_cumulative_net"), ("payer", "payer_cumulative_net")):

@@ -6,7 +6,8 @@ paths) and only calls the engine pieces; nothing upstream imports it.
 * :func:`tornado` moves one assumption at a time down and up and re-simulates with
   **common random numbers**: every variant reuses the base run's random draws, so a
   difference is the effect of the assumption, not fresh noise.  Each difference has a
-  paired Monte Carlo standard error.
+  paired Monte Carlo standard error.  It also counts the payer's savings after the term
+  for 0 months and twice ``tail_months`` (an assumption that can decide the payer's result).
 * :func:`sobol` apportions the variance of a measure over the uncertain journey
   probabilities (Saltelli 2010 estimators, :func:`scipy.stats.sobol_indices`).
 * :func:`break_even` finds how successful the programme must be for the investors,
@@ -160,8 +161,9 @@ class _Paired:
 
 
 # --- measures -------------------------------------------------------------------------------------
-def _unit(measure: str) -> str:
-    return SPECIAL_MEASURES.get(measure) or _UNITS.get(measure, "EUR")
+def _unit(measure: str, currency: str = "EUR") -> str:
+    """Unit of a measure: money measures are in the scenario's currency."""
+    return SPECIAL_MEASURES.get(measure) or _UNITS.get(measure, currency)
 
 
 def _per_path(paths: pd.DataFrame, measure: str) -> np.ndarray:
@@ -268,12 +270,13 @@ def assumptions(contract: Contract, shift: float = DEFAULT_SHIFT) -> list[tuple]
     low, high = _comparison_job(contract, lo), _comparison_job(contract, hi)
     rows.append(("comparison.job", "probability",
                  tuple(c.comparison.journey.job_without_diploma.mean for c in (low, contract, high)), (low, high)))
+    cur = contract.currency
     benefit = sum(b.amount_per_month * b.share for b in contract.savings.bands)
-    rows.append(("benefit_amount", "EUR/month", (benefit * lo, benefit, benefit * hi),
+    rows.append(("benefit_amount", f"{cur}/month", (benefit * lo, benefit, benefit * hi),
                  (_benefit(contract, lo), _benefit(contract, hi))))
     rows.append(("prices", "x prices", (lo, 1.0, hi), (_prices(contract, lo), _prices(contract, hi))))
     budget = contract.provider_budget.total
-    rows.append(("provider_budget", "EUR", (budget * lo, budget, budget * hi),
+    rows.append(("provider_budget", cur, (budget * lo, budget, budget * hi),
                  (_budget(contract, lo), _budget(contract, hi))))
     return [r for r in rows if r[3][0] != contract or r[3][1] != contract]
 
@@ -313,27 +316,98 @@ def tornado(contract: Contract, n_paths: int = 2000, seed=2015, shift: float = D
         ``swing = |high - low|``.  Sorted by measure (in ``measures`` order), then by
         swing, largest first.  A difference of exactly 0 with standard error 0 means
         the assumption cannot affect that measure (e.g. the benefit for investors
-        paid by a rate card).
+        paid by a rate card).  Money is in the scenario's currency (``unit``).
+        Besides :func:`assumptions`, a ``tail_months`` row counts the savings after
+        the term for 0 months, the scenario's and twice it (:func:`tail_settings`;
+        see :func:`_tail_rows` for how it keeps common random numbers).
+        ``frame.attrs`` holds ``n_paths``, ``seed`` (entropy) and ``spawn_key``: the
+        base is ``simulate(contract, n_paths, seed)``, so a memo can say whether it
+        is the run of its key figures.
     """
     paired = _Paired(contract, n_paths, seed)
     base = {m: _per_path(paired.base, m) for m in measures}
+    cur = contract.currency
     rows = []
     for name, setting_unit, settings, (low_c, high_c) in assumptions(contract, shift):
         low_p, high_p = paired.run(low_c), paired.run(high_c)
         for m in measures:
             lo, hi, b = _per_path(low_p, m), _per_path(high_p, m), base[m]
             rows.append({
-                "measure": m, "unit": _unit(m), "assumption": name, "setting_unit": setting_unit,
+                "measure": m, "unit": _unit(m, cur), "assumption": name, "setting_unit": setting_unit,
                 "low_setting": settings[0], "base_setting": settings[1], "high_setting": settings[2],
                 "low": _estimate(lo, m), "base": _estimate(b, m), "high": _estimate(hi, m),
                 "low_se": _paired_se(lo, b, m), "high_se": _paired_se(hi, b, m),
                 "base_se": _paired_se(b, np.zeros_like(b), m),
             })
+    settings = tail_settings(contract)
+    if settings is not None:
+        rows += _tail_rows(contract, n_paths, seed, measures, settings, base)
     frame = pd.DataFrame(rows)
     frame["swing"] = (frame["high"] - frame["low"]).abs()
     frame["_order"] = frame["measure"].map({m: i for i, m in enumerate(measures)})
     frame = frame.sort_values(["_order", "swing"], ascending=[True, False], kind="stable")
-    return frame.drop(columns="_order").reset_index(drop=True)
+    frame = frame.drop(columns="_order").reset_index(drop=True)
+    # Which run this is: the memo says whether its base is the key figures' run (same paths and seed).
+    seq = _seed_sequence(seed)
+    frame.attrs.update(n_paths=int(n_paths), seed=int(seq.entropy), spawn_key=tuple(seq.spawn_key))
+    return frame
+
+
+def tail_settings(contract: Contract) -> tuple[int, int, int] | None:
+    """Months of savings after the term tried by :func:`tornado`: 0, the scenario's, twice it (12 if it is 0).
+
+    None when the contract models no savings (then the tail changes nothing).
+    """
+    saves = contract.savings.share_saved_when_employed > 0 and any(
+        b.amount_per_month * b.share > 0 for b in contract.savings.bands)
+    if not saves:
+        return None
+    tail = contract.tail_months
+    return 0, tail, 2 * tail if tail else 12
+
+
+def _truncated(outcomes: Outcomes, months: int) -> Outcomes:
+    """The outcomes of the first ``months`` months (what a shorter horizon would have observed)."""
+    def cut(g: GroupOutcomes) -> GroupOutcomes:
+        return GroupOutcomes(np.ascontiguousarray(g.events[..., :months]),
+                             np.ascontiguousarray(g.employed[..., :months]), g.sizes, g.parameters)
+    return Outcomes(cut(outcomes.treated), cut(outcomes.comparison), outcomes.payer_default)
+
+
+def _tail_rows(contract: Contract, n_paths: int, seed, measures, settings, base: dict) -> list[dict]:
+    """Tornado rows for ``tail_months`` at ``settings`` (low, base, high), with common random numbers.
+
+    A longer tail means a longer horizon, hence other blocks and another random stream, so the
+    variants cannot reuse the base run.  Instead one auxiliary run is simulated at the longest
+    tail, and every tail is settled on its first months (the journeys of later months do not
+    change earlier ones, so this is exactly a run with the shorter tail).  The effect of the tail
+    (variant minus the auxiliary base, paired) is then added to the base run's estimate, so the
+    row's base is the base run's, like every other row's.
+    """
+    variants = [replace(contract, tail_months=int(t)) for t in settings]
+    longest = max(variants, key=lambda c: c.horizon_months)
+    aux = _Paired(longest, n_paths, seed)
+    frames: list[list[pd.DataFrame]] = [[] for _ in variants]
+    for treated, comparison, marks in aux.blocks:
+        rng = np.random.Generator(np.random.PCG64(0))  # state replaced at every stage
+        outcomes = _outcomes(longest, treated, comparison, rng, marks)
+        for k, variant in enumerate(variants):
+            frames[k].append(_paths(variant, _truncated(outcomes, variant.horizon_months)))
+    low_p, mid_p, high_p = (pd.concat(f, ignore_index=True) for f in frames)
+    cur = contract.currency
+    rows = []
+    for m in measures:
+        lo, mid, hi, b = _per_path(low_p, m), _per_path(mid_p, m), _per_path(high_p, m), base[m]
+        b_est, mid_est = _estimate(b, m), _estimate(mid, m)
+        rows.append({
+            "measure": m, "unit": _unit(m, cur), "assumption": "tail_months", "setting_unit": "months",
+            "low_setting": settings[0], "base_setting": settings[1], "high_setting": settings[2],
+            # Exactly the base where the tail cannot matter (a difference of 0 adds nothing).
+            "low": b_est + (_estimate(lo, m) - mid_est), "base": b_est, "high": b_est + (_estimate(hi, m) - mid_est),
+            "low_se": _paired_se(lo, mid, m), "high_se": _paired_se(hi, mid, m),
+            "base_se": _paired_se(b, np.zeros_like(b), m),
+        })
+    return rows
 
 
 # --- 2. plot -----------------------------------------------------------------------------------------
@@ -609,13 +683,13 @@ def break_even(contract: Contract, target: str = "investor", n_paths: int = 2000
 # --- 5. command line ---------------------------------------------------------------------------------
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``sibsim sensitivity SCENARIO --out DIR [--paths N] [--seed S] [--sobol-base N] [--force]``."""
-    from .cli import _positive_int, _seed  # the command line's own argument checks
+    from .cli import _positive_int, add_seed_argument  # the command line's own argument checks
 
     p = subparsers.add_parser("sensitivity", help="tornado, Sobol indices and break-even success of a scenario")
     p.add_argument("scenario", help="scenario TOML file")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--paths", type=_positive_int, default=2000, help="paths per tornado/break-even run (default 2000)")
-    p.add_argument("--seed", type=_seed, default=2015, help="seed (default 2015); same seed, same numbers")
+    add_seed_argument(p)
     p.add_argument("--sobol-base", type=_positive_int, default=1024,
                    help="Sobol base sample, a power of 2 (default 1024)")
     p.add_argument("--force", action="store_true", help="replace an output directory of another scenario or command")
@@ -659,11 +733,13 @@ def cmd_sensitivity(args) -> int:
             plt.close(fig)
         return write
 
-    writers = {"tornado.csv": lambda p: torn.to_csv(p, index=False)}
+    from .safetext import csv_safe  # the currency in unit columns comes from the scenario: text stays text
+
+    writers = {"tornado.csv": lambda p: csv_safe(torn).to_csv(p, index=False)}
     writers.update({f"tornado_{m}.png": png(m) for m in torn["measure"].unique()})
     if sob is not None:
-        writers["sobol.csv"] = lambda p: sob.to_csv(p, index=False)
-    writers["breakeven.csv"] = lambda p: even.to_csv(p, index=False)
+        writers["sobol.csv"] = lambda p: csv_safe(sob).to_csv(p, index=False)
+    writers["breakeven.csv"] = lambda p: csv_safe(even).to_csv(p, index=False)
     manifest = {"command": "sensitivity", "sibsim_version": __version__,
                 "scenario_path": str(scenario.resolve()),
                 "scenario_sha256": contract.files_sha256,  # over every file read: a variant and its bases
@@ -677,7 +753,7 @@ def cmd_sensitivity(args) -> int:
     for measure, rows in torn.groupby("measure", sort=False):
         fmt = {"x": "{:.3f}", "per year": "{:.2%}"}.get(rows["unit"].iloc[0], "{:,.0f}")
         print(f"\n{measure} ({rows['unit'].iloc[0]}): top 5 of {len(rows)} assumptions moved "
-              f"-/+ {DEFAULT_SHIFT:.0%}: low (s.e. of low - base), base, high (s.e.)")
+              f"-/+ {DEFAULT_SHIFT:.0%} (tail_months: 0 and twice): low (s.e. of low - base), base, high (s.e.)")
         for _, r in rows.head(5).iterrows():
             low, base, high, lse, hse = (fmt.format(r[k]) for k in ("low", "base", "high", "low_se", "high_se"))
             print(f"  {r['assumption']:<28} {low:>11} ({lse:>7})  {base:>11}  {high:>11} ({hse:>7})")
@@ -701,4 +777,4 @@ def cmd_sensitivity(args) -> int:
 
 
 __all__ = ["add_parser", "assumptions", "break_even", "cmd_sensitivity", "plot_tornado", "sobol",
-           "success_variant", "tornado", "uncertain_parameters"]
+           "success_variant", "tail_settings", "tornado", "uncertain_parameters"]
