@@ -19,10 +19,9 @@ from . import __version__
 from .errors import InsufficientMemoryError, OutputError, ScenarioError
 from .safetext import csv_safe
 from .scenario import load_scenario
+from .simulation import DEFAULT_SEED  # the seed of every command unless --seed is given
 
 EXIT_INPUT = 2
-#: The seed of every command unless --seed is given: same scenario and paths, same numbers.
-DEFAULT_SEED = 2015
 #: Units of Results.summary() that are not money (money rows carry the scenario's currency).
 NON_MONEY_UNITS = ("x", "per year", "probability", "share")
 

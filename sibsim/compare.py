@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .contracts import Contract
-from .simulation import simulate
+from .simulation import DEFAULT_SEED, simulate
 
 #: Per-path measures that can be overlaid, with axis labels (``{currency}``: the scenarios' currency).
 OVERLAYS = {
@@ -28,7 +28,7 @@ def _currency(results) -> str:
     return "/".join(currencies)
 
 
-def compare(contracts: list[Contract], n_paths: int = 10_000, seed: int | None = 0, workers=None,
+def compare(contracts: list[Contract], n_paths: int = 10_000, seed: int | None = DEFAULT_SEED, workers=None,
             labels: list[str] | None = None):
     """Simulate each contract with the same seed and line up their summaries.
 

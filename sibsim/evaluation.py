@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .contracts import Contract
-from .simulation import simulate
+from .simulation import DEFAULT_SEED, simulate
 
 MEASURES = ("outcome_payments", "investor_moic", "net_savings")
 
@@ -30,7 +30,7 @@ def with_comparison(contract: Contract, size_ratio: float | None) -> Contract:
     return dataclasses.replace(contract, comparison=comparison)
 
 
-def evaluation_noise(contract: Contract, n_paths: int = 4000, seed: int = 0,
+def evaluation_noise(contract: Contract, n_paths: int = 4000, seed: int = DEFAULT_SEED,
                      size_ratios=(0.5, 1.0, 2.0, 5.0), workers=None) -> pd.DataFrame:
     """Spread of payments and returns by comparison-group size, against an exact counterfactual.
 

@@ -47,6 +47,7 @@ from .cashflows import settle
 from .contracts import JOURNEY_PROBABILITIES, Contract, Journey, Prior
 from .metrics import N_BATCHES, path_metrics, ranked_irr
 from .montecarlo import GroupOutcomes, Outcomes, block_size, draw_parameters, simulate_group
+from .simulation import DEFAULT_SEED
 
 #: Smallest non-zero prior sd the scenario loader accepts (smaller: a known value).
 MIN_PRIOR_SD = 1e-6
@@ -282,7 +283,7 @@ def assumptions(contract: Contract, shift: float = DEFAULT_SHIFT) -> list[tuple]
 
 
 # --- 1. tornado ------------------------------------------------------------------------------------
-def tornado(contract: Contract, n_paths: int = 2000, seed=2015, shift: float = DEFAULT_SHIFT,
+def tornado(contract: Contract, n_paths: int = 2000, seed=DEFAULT_SEED, shift: float = DEFAULT_SHIFT,
             measures=("investor_moic", "investor_irr_median", "net_savings")) -> pd.DataFrame:
     """One-at-a-time sensitivity with common random numbers.
 
@@ -469,7 +470,7 @@ def _evaluate(contract: Contract, params: list, x: np.ndarray, rng: np.random.Ge
     return out
 
 
-def sobol(contract: Contract, n_base: int = 1024, seed=2015,
+def sobol(contract: Contract, n_base: int = 1024, seed=DEFAULT_SEED,
           measures=("investor_npv", "investor_moic", "payer_npv"), confidence: bool = True) -> pd.DataFrame:
     """Sobol' indices of finite per-path measures over the uncertain journey probabilities.
 
@@ -597,7 +598,7 @@ def success_variant(contract: Contract, factor: float) -> Contract:
     return _treated(contract, {k: factor for k in SUCCESS_PROBABILITIES}, scale_sd=True)
 
 
-def break_even(contract: Contract, target: str = "investor", n_paths: int = 2000, seed=2015,
+def break_even(contract: Contract, target: str = "investor", n_paths: int = 2000, seed=DEFAULT_SEED,
                bracket: tuple[float, float] = (0.0, 2.0), xtol: float = 1e-3) -> dict:
     """How successful must the programme be for ``target`` to break even?
 

@@ -28,6 +28,9 @@ from .metrics import path_metric_arrays, within_term
 from .montecarlo import block_size, simulate_outcomes
 from .results import MONTHLY_SERIES, BlockAssembler, Results
 
+#: The seed every command and analysis function uses unless told otherwise (``simulate`` itself, given
+#: ``seed=None``, draws fresh entropy and records it in ``Results.seed_entropy``).
+DEFAULT_SEED = 2015
 #: Paths whose monthly series (fan charts, outflow curves) are kept in memory.
 MONTHLY_PATHS_KEPT = 100_000
 #: Below this many paths a single process is faster than starting workers.

@@ -377,20 +377,21 @@ def test_cost_per_net_outcome_is_positive_for_an_outcome_paid_to_fall():
                                                                                 "note"] == ""
 
 
-def test_run_csv_files_keep_a_formula_like_currency_as_text(tmp_path):
-    # The currency is scenario text too: it is the unit of every money row of summary.csv.
+def test_a_formula_like_currency_never_reaches_the_csv_files(tmp_path, capsys):
+    # The currency is scenario text too (the unit of every money row of summary.csv): the loader only
+    # takes a three-letter code, so "@EUR" is refused in one line before anything is written.
     text = CK.read_text(encoding="utf-8").replace('currency = "EUR"', 'currency = "@EUR"')
     scenario = tmp_path / "at.toml"
     scenario.write_text(text, encoding="utf-8")
-    run_dir = _run(tmp_path, scenario, "--paths", 40)
-    summary = pd.read_csv(run_dir / "summary.csv", index_col=0)
-    assert summary.loc["expected_outcome_payments", "unit"] == "'@EUR"
-    assert summary.loc["expected_moic", "unit"] == "x" and summary["estimate"].dtype == float
+    assert cli.main(["run", str(scenario), "--out", str(tmp_path / "run"), "--paths", "40", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "meta.currency" in err, err
+    assert not (tmp_path / "run").exists()
 
 
 def test_report_of_a_run_directory_refuses_a_changed_base_scenario(tmp_path, capsys):
-    # The variant's own file is unchanged, but the file it extends changed: the re-simulation would
-    # differ from the run, and the check against summary.csv refuses it in one line.
+    # The variant's own file is unchanged, but the file it extends changed: run.json holds the SHA-256
+    # of every file read, so the report names the changed base in one line.
     for name in ("utrecht_colour_kitchen.toml", "utrecht_colour_kitchen_guarantee.toml"):
         (tmp_path / name).write_text((SCENARIOS / name).read_text(encoding="utf-8"), encoding="utf-8")
     run_dir = _run(tmp_path, tmp_path / "utrecht_colour_kitchen_guarantee.toml", "--paths", 60)
@@ -400,5 +401,5 @@ def test_report_of_a_run_directory_refuses_a_changed_base_scenario(tmp_path, cap
     capsys.readouterr()
     assert cli.main(["report", str(run_dir), "--out", str(tmp_path / "memo.html"), "--workers", "1"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "did not reproduce its summary.csv" in err
+    assert len(err.splitlines()) == 1 and f"scenario {base} changed since the run" in err, err
     assert not (tmp_path / "memo.html").exists()
