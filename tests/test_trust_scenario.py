@@ -18,7 +18,6 @@ spaces and letters of any script are fine.  The rules:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import datetime
@@ -26,7 +25,6 @@ import hashlib
 import json
 import math
 import os
-import signal
 import tomllib
 import unicodedata
 from pathlib import Path
@@ -37,6 +35,7 @@ from sibsim import cli
 from sibsim.contracts import Prior
 from sibsim.errors import ScenarioError
 from sibsim.scenario import _show, contract_from_dict, load_scenario
+from tests.test_fuzz_scenarios import Hang, time_limit  # fail, never hang: a FIFO used to block open()
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 VALID = FIXTURES / "valid_minimal.toml"
@@ -90,19 +89,6 @@ def write(directory: Path, name: str, text: str | bytes) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def time_limit(seconds: float):
-    """Fail (not hang) if the body takes longer: a FIFO used to block ``open`` for ever."""
-    def alarm(signum, frame):
-        raise TimeoutError(f"no answer within {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 # =====================================================================================
