@@ -58,7 +58,7 @@ from .montecarlo import Outcomes
 
 @dataclass(frozen=True)
 class Cashflows:
-    """Monthly ledgers in EUR; ``P`` paths, ``I`` investors, ``G`` guarantees, ``T`` months.
+    """Monthly ledgers in the contract's currency; ``P`` paths, ``I`` investors, ``G`` guarantees, ``T`` months.
 
     Attributes
     ----------
@@ -71,7 +71,8 @@ class Cashflows:
     guarantor_payments : (G, P, T)
         What each guarantee paid out, in :attr:`Contract.guarantees` order.
     outcome_payments_due : (P, T)
-        What falls due under the payment formula, within the payment cap.
+        What falls due under the payment formula, within the payment cap (which counts payments
+        not defaulted on: with defaults, the total due, defaulted part included, can exceed it).
     defaulted_by_payer : (P, T)
         Due but not paid: the payer defaulted on that payment.
     retained_by_payer : (P, T)
@@ -383,14 +384,14 @@ def cap_and_default(contract: Contract, due: np.ndarray, payer_default: np.ndarr
     Parameters
     ----------
     due : (P, T)
-        EUR falling due under the payment formula (rate card, savings share, tiers, trigger).
+        Money falling due under the payment formula (rate card, savings share, tiers, trigger).
     payer_default : (P, len(contract.payment_months)) bool, or None
         Payments the payer does not pay (appropriation risk).
 
     Returns
     -------
     capped, defaulted : (P, T) each
-        EUR due within the cap; the part of it the payer defaulted on.
+        Money due within the cap; the part of it the payer defaulted on.
     """
     cap = contract.payer.payment_cap
     defaulted = np.zeros_like(due)

@@ -171,8 +171,7 @@ def cmd_run(args) -> int:
         "scenario_path": str(scenario.resolve()),
         # Every file read (a variant, then the bases it extends) and one hash over them all: a
         # changed base changes the results, so it must change the record too.
-        "scenario_sha256": contract.files_sha256,
-        "scenario_files": [{"path": str(Path(p).resolve()), "sha256": sha} for p, sha in contract.files],
+        **contract.files_record(),
         "title": contract.title,
         "n_paths": results.n_paths,
         "seed": args.seed,
@@ -212,12 +211,34 @@ def _without_negative_zero(frame, decimals: int | None = None):
     return frame
 
 
+def _check_declared_scenario(counts_file: str, scenario: Path, contract) -> None:
+    """Refuse observed outcomes or evidence whose ``[meta] scenario`` names another deal: counts of one
+    deal must never be settled (or used to update priors) under another deal's terms.  Counts are per
+    cohort, so the deal named must have the same cohorts (intake months and sizes) as the scenario
+    given (a copy, an edited version or a variant of it does); a named file that does not load is left
+    to ``validate``."""
+    from .observed import declared_scenario
+
+    declared = declared_scenario(counts_file)
+    if declared is None:
+        return
+    try:
+        named = load_scenario(declared)
+    except ScenarioError:
+        return
+    if named.cohorts != contract.cohorts:
+        raise ScenarioError(f"{counts_file}: meta.scenario: names {declared}, another deal than {scenario} "
+                            f"(cohorts differ: {len(named.cohorts)} against {len(contract.cohorts)}, or their "
+                            "intake months or sizes); give that scenario or correct [meta] scenario")
+
+
 def cmd_settle(args) -> int:
     from .output import destination, write_outputs
     from .settlement import settle
 
     scenario = Path(args.scenario)
     contract = load_scenario(scenario)
+    _check_declared_scenario(args.observed, scenario, contract)
     dest = None
     if args.out:
         dest = destination(args.out, "dir", "settle", [scenario], inputs=[args.observed], force=args.force)
@@ -328,6 +349,7 @@ def cmd_update(args) -> int:
     # The guard first: never an input (the scenario, its bases, the evidence), replace only with --force.
     dest = destination(args.out, "toml", "update", [scenario], inputs=[args.evidence], force=args.force,
                        rerun_replaces=False)
+    _check_declared_scenario(args.evidence, scenario, contract)
     evidence = load_evidence(args.evidence)
     problems = check_evidence(contract, evidence, args.evidence)
     T = contract.horizon_months
@@ -389,12 +411,12 @@ def file_kind(path: Path) -> str:
     checked as a scenario, whose loader words the problem.  A ``.csv`` is observed outcomes, the
     only input sibsim reads as CSV (a wrong header is reported as such).
     """
-    from .scenario import parse_toml
+    from .scenario import parse_toml, read_scenario_bytes
 
     if path.suffix.lower() == ".csv":
         return "observed"
-    try:
-        doc = parse_toml(path.read_text(encoding="utf-8-sig"), str(path))
+    try:  # regular files only, read with a bound (a FIFO or /dev/zero is the loader's to refuse)
+        doc = parse_toml(read_scenario_bytes(path).decode("utf-8-sig"), str(path))
     except (OSError, UnicodeDecodeError, ScenarioError):
         return "scenario"  # the scenario loader words the problem
     if "measurement" in doc:

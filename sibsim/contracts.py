@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -418,6 +419,12 @@ class Contract:
         """What an outcome stands for in this deal (``meta.outcome_labels``), e.g. a first reconviction."""
         labels = dict(dict(self.meta).get("outcome_labels", ()))
         return labels.get(outcome, outcome.replace("_", " "))
+
+    def files_record(self) -> dict:
+        """What a manifest records of the files read: ``scenario_sha256`` (:attr:`files_sha256`) and
+        ``scenario_files`` (resolved path and SHA-256 of each, top first)."""
+        return {"scenario_sha256": self.files_sha256,
+                "scenario_files": [{"path": str(Path(p).resolve()), "sha256": sha} for p, sha in self.files]}
 
     @property
     def files_sha256(self) -> str:

@@ -141,7 +141,7 @@ def irr(cashflows, periods_per_year=12, low=-0.99, high=100.0, grid_points=241,
         Width of the final bracket in ``x = (1 + R) ** (-1 / periods_per_year)``
         (the monthly discount factor).
     received : array_like, shape (paths,) or (paths, months), optional
-        EUR received before netting against same-month outflows (distributions,
+        Money received before netting against same-month outflows (distributions,
         guarantee payouts).  With it, a path whose net flows are all outflows is a
         total loss only if it received nothing; otherwise ``IRR_NET_OUTFLOWS``.
         Without it, the net flows alone decide.

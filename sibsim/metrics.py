@@ -37,10 +37,11 @@ PATH_COLUMNS = {
     "defaulted_by_payer": "payments due that the payer did not pay (appropriation risk), money",
     "guarantee_payouts": "principal losses covered by guarantors (incl. capital protection), money",
     "terminated": "the contract ended early at its review",
-    "gross_savings": "benefit payments avoided (treated minus counterfactual) over the whole horizon, "
-                     "term and tail, money",
+    "gross_savings": "benefit payments avoided (treated minus counterfactual) in the term and the tail after "
+                     "it, money",
     "gross_savings_within_term": "gross savings in the months of the term only (no tail), money",
-    "net_savings": "gross savings less outcome payments and payer-borne fees, term and tail, money",
+    "net_savings": "gross savings less outcome payments, payer-borne fees and the payer's guarantee payouts "
+                   "(capital protection), term and tail, money",
     "net_savings_within_term": "net savings counting only the savings within the term (every payment and "
                                "fee still counted), money",
     "payer_npv": "NPV of the payer's net savings at analysis.public_discount_rate (0: the nominal sum), money",

@@ -255,7 +255,7 @@ def declared_scenario(path: str | Path) -> Path | None:
     if path.suffix.lower() == ".csv":
         return None
     try:
-        doc = parse_toml(path.read_text(encoding="utf-8-sig"), str(path))
+        doc = parse_toml(read_scenario_bytes(path).decode("utf-8-sig"), str(path))  # regular, bounded
     except (OSError, UnicodeDecodeError, ScenarioError):
         return None
     meta = doc.get("meta")

@@ -1339,14 +1339,6 @@ def render_report(results, sensitivity: pd.DataFrame | None = None, *, generated
 
 
 # --- writing and the command line ---------------------------------------------------------------
-def _memo_scenario(path: Path) -> str | None:
-    """The scenario a memo written by sibsim was made from (None if not a sibsim memo)."""
-    from .output import owner
-
-    found = owner(Path(path), "memo")
-    return found.scenarios[0] if found else None
-
-
 def check_report_path(out: Path, scenario: Path, force: bool):
     """The guard of :mod:`sibsim.output` for a memo: ``.html``/``.htm``, not an input, a memo sibsim
     wrote (of another scenario only with ``force``), writable; returns the checked Destination."""
@@ -1425,10 +1417,17 @@ def load_run(run_dir: Path, workers=None):
     try:
         manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
         scenario = Path(manifest["scenario_path"])
-        sha, n_paths, seed = manifest["scenario_sha256"], int(manifest["n_paths"]), int(manifest["seed_entropy"])
+        sha, n_paths, seed = manifest["scenario_sha256"], manifest["n_paths"], manifest["seed_entropy"]
+        seed = int(seed) if isinstance(seed, str) and seed.isdigit() else seed  # written as text: 128-bit
+        recorded = {f["path"]: f["sha256"] for f in manifest.get("scenario_files", [])}
+        for key, value, lowest in (("n_paths", n_paths, 1), ("seed_entropy", seed, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+                raise ValueError(f"{key} must be a whole number >= {lowest}, got {value!r}")
+        if not isinstance(sha, str):
+            raise ValueError(f"scenario_sha256 must be text, got {sha!r}")
     except FileNotFoundError:
         raise OutputError(f"{run_dir}: no {MANIFEST}: not a directory written by `sibsim run`") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
         raise OutputError(f"{run_dir}/{MANIFEST}: not the manifest of a `sibsim run` ({reason})") from None
     if manifest.get("command", "run") != "run":
@@ -1437,25 +1436,31 @@ def load_run(run_dir: Path, workers=None):
         raise OutputError(f"{run_dir}: its scenario {scenario} no longer exists; cannot re-create the run")
     contract = load_scenario(scenario)
     if contract.files_sha256 != sha:  # over every file read: the scenario and each base it extends
-        recorded = {f["path"]: f["sha256"] for f in manifest.get("scenario_files", [])}
         changed = [path for path, digest in contract.files if digest != recorded.get(str(Path(path).resolve()))]
         what = ", ".join(changed) if changed and len(changed) < len(contract.files) else str(scenario)
         raise OutputError(f"{run_dir}: scenario {what} changed since the run (SHA-256 differs from "
                           f"{MANIFEST}); run `sibsim run` again or restore the file")
-    results = simulate(contract, n_paths=n_paths, seed=seed, workers=workers)
     summary_csv = run_dir / "summary.csv"
-    if summary_csv.is_file():
+    if not summary_csv.is_file():  # the memo must show the run's own numbers, checked
+        raise OutputError(f"{run_dir}: no summary.csv to check the re-created run against; run `sibsim run` again")
+    try:
         # Read as text and parse with float(): exact for the shortest repr that to_csv writes.
         saved = pd.read_csv(summary_csv, index_col=0, dtype=str, keep_default_na=False)
-        now = results.summary()
-        common = [m for m in saved.index if m in now.index]
-        for column in ("estimate", "std_error"):
-            a = np.array([float(v) if v else np.nan for v in saved.loc[common, column]])
-            b = now.loc[common, column].to_numpy(float)
-            if not common or not np.array_equal(a, b, equal_nan=True):
-                raise OutputError(f"{run_dir}: re-simulating did not reproduce its summary.csv (a file the scenario "
-                                  f"extends changed, or it was written by another sibsim version: "
-                                  f"{manifest.get('sibsim_version', '?')}); run `sibsim run` again")
+        saved = {column: {m: float(v) if v else np.nan for m, v in saved[column].items()}
+                 for column in ("estimate", "std_error")}
+    except (OSError, ValueError, KeyError, pd.errors.ParserError) as exc:
+        raise OutputError(f"{run_dir}/summary.csv: not the summary of a `sibsim run` "
+                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    results = simulate(contract, n_paths=n_paths, seed=seed, workers=workers)
+    now = results.summary()
+    common = [m for m in saved["estimate"] if m in now.index]
+    for column in ("estimate", "std_error"):
+        a = np.array([saved[column][m] for m in common])
+        b = now.loc[common, column].to_numpy(float)
+        if not common or not np.array_equal(a, b, equal_nan=True):
+            raise OutputError(f"{run_dir}: re-simulating did not reproduce its summary.csv (edited, a file the "
+                              f"scenario extends changed, or written by another sibsim version: "
+                              f"{manifest.get('sibsim_version', '?')}); run `sibsim run` again")
     return results, scenario
 
 

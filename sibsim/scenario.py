@@ -162,6 +162,15 @@ class _Checker:
             return None
         return value
 
+    def plain_text(self, value: str, field: str) -> bool:
+        """Free text without control characters (tabs and line breaks aside): a bell or a NUL character
+        cannot be written to a workbook (openpyxl refuses it, after the run) nor shown in a memo."""
+        for i, ch in enumerate(value):
+            if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r":
+                self.problem(field, f"must not contain control characters, got U+{ord(ch):04X} at position {i + 1}")
+                return False
+        return True
+
     def number(self, data: dict, key: str, field: str, *, default=_MISSING, integer=False,
                gt=None, ge=None, le=None, lt=None):
         value = data.get(key, default)
@@ -611,12 +620,17 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
                    optional=("description", "currency", "start", "sources", "assumptions", "notes",
                              "outcome_labels")) or {}
     title = c.string(meta, "title", "meta")
+    if title is not None and not c.plain_text(title, "meta.title"):
+        title = None
     for key in ("sources", "assumptions"):
         if key in meta and (not isinstance(meta[key], list) or not all(isinstance(s, str) for s in meta[key])):
             c.problem(f"meta.{key}", f"must be an array of strings, got {_describe(meta[key])}")
+        elif key in meta:
+            for i, text in enumerate(meta[key]):
+                c.plain_text(text, f"meta.{key}[{i}]")
     for key in ("description", "notes"):
-        if key in meta:
-            c.string(meta, key, "meta")
+        if key in meta and c.string(meta, key, "meta") is not None:
+            c.plain_text(meta[key], f"meta.{key}")
     currency = meta.get("currency", "EUR")
     if not (isinstance(currency, str) and re.fullmatch(r"[A-Z]{3}", currency)):
         # Every amount in every output and message is labelled with it: it must be a code, on one line.
@@ -628,8 +642,8 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     if "outcome_labels" in meta:  # what the journey's outcomes stand for in this deal, for reports
         labels = c.table(meta["outcome_labels"], "meta.outcome_labels", optional=OUTCOMES)
         for key in OUTCOMES:
-            if labels is not None and key in labels:
-                c.string(labels, key, "meta.outcome_labels")
+            if labels is not None and key in labels and c.string(labels, key, "meta.outcome_labels") is not None:
+                c.plain_text(labels[key], f"meta.outcome_labels.{key}")
 
     # [term]
     term = c.table(g("term"), "term", required=("term_months",),

@@ -700,7 +700,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def cmd_sensitivity(args) -> int:
     """Write tornado.csv, tornado_<measure>.png, sobol.csv, breakeven.csv and run.json to ``args.out``."""
-    import hashlib
     from datetime import datetime, timezone
     from pathlib import Path
 
@@ -743,8 +742,7 @@ def cmd_sensitivity(args) -> int:
     writers["breakeven.csv"] = lambda p: csv_safe(even).to_csv(p, index=False)
     manifest = {"command": "sensitivity", "sibsim_version": __version__,
                 "scenario_path": str(scenario.resolve()),
-                "scenario_sha256": contract.files_sha256,  # over every file read: a variant and its bases
-                "scenario_files": [{"path": str(Path(p).resolve()), "sha256": sha} for p, sha in contract.files],
+                **contract.files_record(),  # every file read: a variant and its bases
                 "title": contract.title, "n_paths": args.paths, "seed": args.seed, "sobol_base": args.sobol_base,
                 "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "seconds": round(seconds, 2)}

@@ -483,9 +483,13 @@ def test_update_of_a_scenario_whose_title_has_a_line_break(tmp_path, capsys):
                     .replace('(2015-2019)"', '(2015-2019)"""', 1), encoding="utf-8")
     assert "\n" in load_scenario(base).title
     out = tmp_path / "updated.toml"
-    code, _, err = update_cli(capsys, base, CK_EVIDENCE, "--out", out, "--paths", 20)
+    # The shipped evidence names the shipped scenario; this edited copy is another file: say so.
+    evidence = tmp_path / "evidence.toml"
+    evidence.write_text(CK_EVIDENCE.read_text(encoding="utf-8").replace(
+        'scenario = "../utrecht_colour_kitchen.toml"', 'scenario = "base.toml"'), encoding="utf-8")
+    code, _, err = update_cli(capsys, base, evidence, "--out", out, "--paths", 20)
     assert code == 0, err
-    assert load_scenario(out).title == load_scenario(base).title + ": updated with utrecht_colour_kitchen_year2.toml"
+    assert load_scenario(out).title == load_scenario(base).title + ": updated with evidence.toml"
 
 
 def test_update_of_a_base_in_a_directory_with_a_quote(tmp_path, capsys):
@@ -728,3 +732,25 @@ def test_settle_prints_an_undefined_irr_as_n_a(capsys):
     assert cli.main(["settle", str(CK), str(CK_EXAMPLE)]) == 0
     text = capsys.readouterr().out
     assert "NaN" not in text and "n/a  no_root_in_range" in text
+
+
+def test_settle_refuses_counts_that_name_another_scenario(tmp_path, capsys):
+    # Colour Kitchen's counts declaring Peterborough: never settled under Colour Kitchen's terms by mistake.
+    example = ROOT / "scenarios" / "observed" / "utrecht_colour_kitchen_example.toml"
+    text = example.read_text(encoding="utf-8")
+    assert 'scenario = "../utrecht_colour_kitchen.toml"' in text
+    (tmp_path / "observed").mkdir()
+    for name in ("utrecht_colour_kitchen.toml", "utrecht_colour_kitchen_guarantee.toml", "peterborough.toml"):
+        (tmp_path / name).write_text((ROOT / "scenarios" / name).read_text(encoding="utf-8"), encoding="utf-8")
+    wrong = tmp_path / "observed" / "ck.toml"
+    wrong.write_text(text.replace('scenario = "../utrecht_colour_kitchen.toml"', 'scenario = "../peterborough.toml"'),
+                     encoding="utf-8")
+    capsys.readouterr()
+    assert cli.main(["settle", str(tmp_path / "utrecht_colour_kitchen.toml"), str(wrong)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "meta.scenario: names" in err[0] and "peterborough.toml, another deal" in err[0], err
+    # The scenario it names, and a variant that extends it, are fine.
+    right = tmp_path / "observed" / "right.toml"
+    right.write_text(text, encoding="utf-8")
+    assert cli.main(["settle", str(tmp_path / "utrecht_colour_kitchen.toml"), str(right)]) == 0
+    assert cli.main(["settle", str(tmp_path / "utrecht_colour_kitchen_guarantee.toml"), str(right)]) == 0

@@ -746,3 +746,26 @@ def test_observed_and_evidence_files_are_size_limited(tmp_path, reader):
     with pytest.raises(ScenarioError) as info:
         (load_observed if reader == "observed" else load_evidence)(nul)
     assert "the name contains a NUL byte" in info.value.problems[0]
+
+
+@pytest.mark.parametrize("field, old, new, position", [
+    ("meta.title", 'title = "The Colour Kitchen SIB', 'title = "The Colour\\u0007Kitchen SIB', 11),
+    ("meta.assumptions[0]", 'assumptions = [\n', 'assumptions = [\n  "bell \\u0007 here",\n', 6),
+])
+def test_free_text_with_a_control_character_is_refused(tmp_path, field, old, new, position):
+    # A bell in the title used to pass the loader and then crash the workbook writer after the run.
+    text = (SCENARIOS / "utrecht_colour_kitchen.toml").read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "bell.toml"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    assert [p for p in info.value.problems if field in p] == [
+        f"{path}: {field}: must not contain control characters, got U+0007 at position {position}"]
+
+
+def test_free_text_may_hold_tabs_and_line_breaks(tmp_path):
+    text = (SCENARIOS / "utrecht_colour_kitchen.toml").read_text(encoding="utf-8").replace('title = "The Colour Kitchen SIB', 'title = "The Colour\\tKitchen SIB', 1)
+    path = tmp_path / "tab.toml"
+    path.write_text(text, encoding="utf-8")
+    assert "\t" in load_scenario(path).title
