@@ -587,7 +587,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
-        print("interrupted: no output written", file=sys.stderr)
+        # Each output is swapped in whole or not at all: none is left half-written (one finished before
+        # the interruption, e.g. the run folder before its workbook, is kept).
+        print("interrupted: nothing half-written was left behind", file=sys.stderr)
         return 130
 
 
