@@ -28,6 +28,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import tempfile
 import tomllib
 import zipfile
@@ -88,6 +89,8 @@ class Owner:
 
     command: str
     scenarios: tuple[str, ...]
+    #: Names a directory's manifest says the command wrote (None: a manifest from before the list).
+    files: tuple[str, ...] | None = field(default=None, compare=False)
 
     def describe(self) -> str:
         names = " and ".join(_shown(s) for s in self.scenarios) or "an unknown scenario"
@@ -103,13 +106,36 @@ def owner(path: Path, kind: str) -> Owner | None:
         return None
 
 
+#: The commands that write an output directory (and its manifest).
+DIR_COMMANDS = ("run", "settle", "compare", "noise", "sensitivity")
+
+
 def _dir_owner(path: Path) -> Owner | None:
-    manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    if not isinstance(manifest, dict) or not {"sibsim_version", "scenario_path", "scenarios"} & set(manifest):
+    from .scenario import read_scenario_bytes  # a regular file of at most 1 MB, read with a bounded read
+
+    manifest = json.loads(read_scenario_bytes(path / MANIFEST).decode("utf-8"))
+    if not _is_manifest(manifest):
         return None
     command = manifest.get("command") or _legacy_command(manifest, path)
     scenarios = manifest.get("scenarios") or [manifest.get("scenario_path")]
-    return Owner(str(command), tuple(str(s) for s in scenarios if s))
+    files = manifest.get("files")
+    return Owner(str(command), tuple(str(s) for s in scenarios if s),
+                 tuple(sorted(files)) if files is not None else None)
+
+
+def _is_manifest(manifest) -> bool:
+    """Whether a parsed run.json is one sibsim wrote: its version, and a command it knows or (0.1.0
+    manifests named none) that version's keys; any other JSON with a familiar key is someone else's."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("sibsim_version"), str):
+        return False
+    files = manifest.get("files")
+    if files is not None and not (isinstance(files, list) and all(isinstance(f, str) for f in files)):
+        return False
+    if "command" in manifest:
+        return manifest["command"] in DIR_COMMANDS
+    scenarios = manifest.get("scenarios")
+    return isinstance(manifest.get("scenario_path"), str) or (
+        isinstance(scenarios, list) and bool(scenarios) and all(isinstance(s, str) for s in scenarios))
 
 
 def _legacy_command(manifest: dict, path: Path) -> str:
@@ -123,15 +149,50 @@ def _legacy_command(manifest: dict, path: Path) -> str:
     return "run"
 
 
+#: Bytes of a memo read for its meta tag (it is in the head, near the start).
+MEMO_HEAD_BYTES = 64 * 1024
+
+
+def _open_regular(path: Path):
+    """``path`` opened for binary reading, only if it is a regular file: a FIFO would block ``open``
+    and a device never ends.  Checked with :func:`os.stat` first, then on the descriptor (opened
+    non-blocking) should the name be swapped in between; OSError otherwise."""
+    from .scenario import UnreadableFile, _not_regular
+
+    why = _not_regular(os.stat(path).st_mode)
+    if why:
+        raise UnreadableFile(why)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    why = _not_regular(os.fstat(fd).st_mode)
+    if why:
+        os.close(fd)
+        raise UnreadableFile(why)
+    return os.fdopen(fd, "rb")
+
+
+def _read_prefix(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes from the start of the regular file ``path``."""
+    with _open_regular(path) as fh:
+        chunks, size = [], 0
+        while size < limit:
+            chunk = os.read(fh.fileno(), limit - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    return b"".join(chunks)
+
+
 def _memo_owner(path: Path) -> Owner | None:
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        head = fh.read(4096)
+    head = _read_prefix(path, MEMO_HEAD_BYTES).decode("utf-8", errors="replace")
     m = re.search(rf'<meta name="{MEMO_META}" content="([^"]*)">', head)
     return Owner("report", (html.unescape(m.group(1)),)) if m else None
 
 
 def _excel_owner(path: Path) -> Owner | None:
-    with zipfile.ZipFile(path) as book:
+    with _open_regular(path) as fh, zipfile.ZipFile(fh) as book:
+        if book.getinfo("docProps/core.xml").file_size > MEMO_HEAD_BYTES:  # a few hundred bytes in sibsim's
+            return None
         core = ElementTree.fromstring(book.read("docProps/core.xml"))
     props = {el.tag.rsplit("}", 1)[-1]: (el.text or "") for el in core}
     if props.get("creator") != EXCEL_CREATOR:
@@ -147,7 +208,9 @@ def excel_properties(command: str, scenarios: Iterable[str | Path]) -> dict:
 
 
 def _toml_owner(path: Path) -> Owner | None:
-    text = path.read_text(encoding="utf-8")
+    from .scenario import read_scenario_bytes  # a regular file of at most 1 MB, read with a bounded read
+
+    text = read_scenario_bytes(path).decode("utf-8")
     if not text.startswith(UPDATE_HEADER):
         return None
     base = tomllib.loads(text).get("extends")
@@ -243,6 +306,8 @@ class Destination:
                 return
         elif not path.exists() and not path.is_symlink():
             return
+        else:
+            self._check_regular()
         found = owner(path, self.kind)
         if found is None:
             raise OutputError(f"{path}: {self._not_ours()}; choose another {self.flag} "
@@ -259,6 +324,17 @@ class Destination:
             names = " and ".join(_shown(s) for s in found.scenarios) or "unknown"
             raise OutputError(f"{path}: holds the outputs of 'sibsim {found.command}' for another scenario "
                               f"({names}); choose another {self.flag} or pass --force to replace it")
+
+    def _check_regular(self) -> None:
+        """A FIFO, device or socket is refused before anything opens it (opening a FIFO blocks)."""
+        from .scenario import _not_regular
+
+        try:
+            why = _not_regular(os.stat(self.path).st_mode)
+        except OSError:
+            return  # a broken link: the owner reader finds nothing of sibsim's
+        if why:
+            raise OutputError(f"{self.path}: {why}; choose another {self.flag}")
 
     def _not_ours(self) -> str:
         if self.kind == "dir":
