@@ -138,6 +138,31 @@ def _is_manifest(manifest) -> bool:
         isinstance(scenarios, list) and bool(scenarios) and all(isinstance(s, str) for s in scenarios))
 
 
+#: What each command wrote into its directory before manifests listed their files (besides run.json):
+#: only these names are replaced in such a directory, anything else is the user's.
+LEGACY_FILES = {
+    "run": ("summary.csv", "paths.csv", "cashflows.csv", "expected_ledgers.csv", "paths_columns.txt",
+            "irr_distribution.png", "cash_fan_investors.png", "cash_fan_payer.png", "outflow.png", "net_savings.png"),
+    "settle": ("schedule.csv", "investors.csv"),
+    "compare": ("compare.csv", "compare_investor_irr.png", "compare_investor_moic.png", "compare_net_savings.png",
+                "compare_outcome_payments.png"),
+    "noise": ("evaluation_noise.csv",),
+    "sensitivity": ("tornado.csv", "tornado_investor_moic.png", "tornado_investor_irr_median.png",
+                    "tornado_net_savings.png", "sobol.csv", "breakeven.csv"),
+}
+
+
+def _legacy_name(command: str, name: str) -> bool:
+    return name == MANIFEST or name in LEGACY_FILES.get(command, ())
+
+
+def _foreign_entries(path: Path, found: Owner) -> list[str]:
+    """Entries of the output directory ``path`` that its command did not write (sorted)."""
+    wrote = {*found.files, MANIFEST} if found.files is not None else None
+    names = sorted(entry.name for entry in path.iterdir())
+    return [n for n in names if not (n in wrote if wrote is not None else _legacy_name(found.command, n))]
+
+
 def _legacy_command(manifest: dict, path: Path) -> str:
     """The command of a manifest written before manifests named it (sibsim 0.1.0 without ``command``)."""
     if "scenarios" in manifest:
@@ -312,6 +337,8 @@ class Destination:
         if found is None:
             raise OutputError(f"{path}: {self._not_ours()}; choose another {self.flag} "
                               "(--force replaces only what sibsim wrote)")
+        if self.kind == "dir":
+            self._check_no_foreign(found)  # even with --force: the swap would delete the user's files
         if self.force:
             return
         if not self.rerun_replaces:
@@ -324,6 +351,14 @@ class Destination:
             names = " and ".join(_shown(s) for s in found.scenarios) or "unknown"
             raise OutputError(f"{path}: holds the outputs of 'sibsim {found.command}' for another scenario "
                               f"({names}); choose another {self.flag} or pass --force to replace it")
+
+    def _check_no_foreign(self, found: Owner) -> None:
+        foreign = _foreign_entries(self.path, found)
+        if foreign:
+            first = foreign[0] if foreign[0].isprintable() else repr(foreign[0])  # one line, whatever the name
+            names, them = (first, "it") if len(foreign) == 1 else (f"{first} (and {len(foreign) - 1} more)", "them")
+            raise OutputError(f"{self.path}: holds {names}, which sibsim did not write; "
+                              f"move {them} or choose another {self.flag}")
 
     def _check_regular(self) -> None:
         """A FIFO, device or socket is refused before anything opens it (opening a FIFO blocks)."""
@@ -484,7 +519,7 @@ def write_outputs(out_dir: Path, writers: dict[str, Callable[[Path], None]], man
         Each callable writes one file at the path given.
     manifest : dict
         Written as ``run.json`` last, so its presence marks a complete run; the command and
-        scenarios of ``dest`` are added to it.
+        scenarios of ``dest`` are added to it, and ``files``: the names written (run.json too).
     dest : Destination, optional
         Checked again under the swap lock: another writer may have swapped in meanwhile.
 
@@ -506,6 +541,8 @@ def write_outputs(out_dir: Path, writers: dict[str, Callable[[Path], None]], man
     try:
         for name, write in writers.items():
             write(staging / name)
+        # Every name written, so that a re-run replaces these and refuses anything a user added.
+        manifest = {**manifest, "files": sorted({*(p.name for p in staging.iterdir()), MANIFEST})}
         text = json.dumps(manifest, indent=2, default=str) + "\n"
         (staging / MANIFEST).write_text(text, encoding="utf-8")
         _fsync_tree(staging)  # on disk before the swap: a crash after it must not leave empty files
