@@ -397,6 +397,11 @@ def check_distinct(*destinations: Destination) -> None:
             pa, pb = _resolve(a.path), _resolve(b.path)
             if pa == pb:
                 raise OutputError(f"{b.path}: is also the {a.flag} of this command; choose another {b.flag}")
+            for folder, inner, fa, fb in ((a, b, pa, pb), (b, a, pb, pa)):
+                # A file inside the folder would be refused by the next re-run, as a file sibsim did not write there.
+                if folder.kind == "dir" and fa in fb.parents:
+                    raise OutputError(f"{inner.path}: is inside {folder.path}, the {folder.flag} folder of this "
+                                      f"command, which a re-run replaces; choose another {inner.flag}")
 
 
 def check_writable(path: Path, flag: str = "--out") -> None:
