@@ -321,6 +321,7 @@ class Destination:
         """Replace only what sibsim wrote; another command's or scenario's output only with ``force``."""
         path = self.path
         if self.kind == "dir":
+            put_back_interrupted(path)  # a previous output lost by a crash mid-swap is checked like any other
             if not path.exists() and not path.is_symlink():
                 return
             if path.is_symlink():  # the swap would replace the link, not what it points to
@@ -464,22 +465,63 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale(path: Path) -> list[Path]:
-    """Remove staging directories and partial files beside ``path`` whose owner process is dead; return them."""
-    path = Path(path)
+def _dead_temporaries(path: Path) -> list[Path]:
+    """sibsim's temporary names beside ``path`` whose owner process (on this machine) is dead, sorted."""
     pattern = _staging_pattern(path.name)
-    removed = []
     try:
-        entries = list(path.parent.iterdir())
+        entries = sorted(path.parent.iterdir())
     except OSError:
-        return removed
+        return []
+    dead = []
     for entry in entries:
         m = pattern.match(entry.name)
         if m is None:
             continue
         pid, host = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
-        if host != HOST_TAG or _pid_alive(int(pid)):
-            continue
+        if host == HOST_TAG and not _pid_alive(int(pid)):
+            dead.append(entry)
+    return dead
+
+
+def _missing(path: Path) -> bool:
+    return not path.exists() and not path.is_symlink()
+
+
+def _old_folders(path: Path, entries: list[Path]) -> list[Path]:
+    """The previous outputs a swap moved aside (``.NAME.old-*``) among ``entries``."""
+    return [e for e in entries if e.name.startswith(f".{path.name}.old-") and e.is_dir() and not e.is_symlink()]
+
+
+def put_back_interrupted(path: Path) -> bool:
+    """Rename the previous output back to ``path`` when a crash between the two renames of
+    :func:`_swap` left ``path`` missing and exactly one old folder of a dead process (its only copy);
+    with several, which is newest cannot be told, so all are kept.  True if one was put back."""
+    path = Path(path)
+    if not _missing(path):
+        return False
+    olds = _old_folders(path, _dead_temporaries(path))
+    if len(olds) != 1:
+        return False
+    try:
+        os.rename(olds[0], path)
+    except OSError:
+        return False  # another writer put it back first, or the folder cannot be renamed: kept as it is
+    return True
+
+
+def remove_stale(path: Path) -> list[Path]:
+    """Remove staging directories and partial files beside ``path`` whose owner process is dead; return them.
+
+    An interrupted swap's old folder is put back first if ``path`` is missing; old folders are
+    removed only when ``path`` exists (else one of them may be the only copy of the previous output).
+    """
+    path = Path(path)
+    put_back_interrupted(path)
+    stale = _dead_temporaries(path)
+    if _missing(path):
+        stale = [e for e in stale if e not in _old_folders(path, stale)]
+    removed = []
+    for entry in stale:
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:
@@ -645,5 +687,5 @@ def write_text_atomic(path: Path, text: str) -> Path:
 
 
 __all__ = ["Destination", "MANIFEST", "Owner", "atomic_path", "check_distinct", "check_output_dir",
-           "check_writable", "destination", "excel_properties", "owner", "remove_stale",
+           "check_writable", "destination", "excel_properties", "owner", "put_back_interrupted", "remove_stale",
            "scenario_files", "write_outputs", "write_text_atomic"]
