@@ -5,16 +5,18 @@ The guard (:class:`Destination`) refuses, before anything is simulated, to write
 * over an input of the same command (the scenario, every base of its ``extends`` chain,
   observed or evidence files), or over a directory holding one, the working directory or
   one of its ancestors;
-* over anything sibsim did not write (a directory without sibsim's ``run.json``, a memo
-  without its meta tag, a workbook without sibsim's properties, a TOML without the header
-  ``sibsim update`` writes), even with ``--force``;
+* over anything sibsim did not write (a directory without sibsim's ``run.json``, or holding a
+  file its manifest does not list, a memo without its meta tag, a workbook without sibsim's
+  properties, a TOML without the header ``sibsim update`` writes, a FIFO or device), even with
+  ``--force``; nor a file inside the output directory of the same command;
 * over the output of another command or scenario, unless ``--force``;
 * where nothing can be written (read-only, permission denied).
 
 A directory is written in full into a staging directory and swapped in under a lock, so an
 interrupted or failed run leaves the previous outputs (or nothing), never a mix, and
 concurrent writers each end with a complete output.  Staging left by killed runs (their
-owner PID and machine are in the name) is removed by the next writer on that machine.
+owner PID and machine are in the name) is removed by the next writer on that machine; a
+previous output a crash left only in its old folder is put back first.
 """
 
 from __future__ import annotations
