@@ -30,7 +30,6 @@ import re
 import secrets
 import shutil
 import socket
-import stat
 import tempfile
 import tomllib
 import zipfile
@@ -176,8 +175,9 @@ def _legacy_command(manifest: dict, path: Path) -> str:
     return "run"
 
 
-#: Bytes of a memo read for its meta tag (it is in the head, near the start).
-MEMO_HEAD_BYTES = 64 * 1024
+#: Bytes read of an existing file to tell whether sibsim wrote it: the memo's meta tag is in its
+#: head, a workbook's properties are a few hundred bytes.
+OWNER_READ_BYTES = 64 * 1024
 
 
 def _open_regular(path: Path):
@@ -211,14 +211,14 @@ def _read_prefix(path: Path, limit: int) -> bytes:
 
 
 def _memo_owner(path: Path) -> Owner | None:
-    head = _read_prefix(path, MEMO_HEAD_BYTES).decode("utf-8", errors="replace")
+    head = _read_prefix(path, OWNER_READ_BYTES).decode("utf-8", errors="replace")
     m = re.search(rf'<meta name="{MEMO_META}" content="([^"]*)">', head)
     return Owner("report", (html.unescape(m.group(1)),)) if m else None
 
 
 def _excel_owner(path: Path) -> Owner | None:
     with _open_regular(path) as fh, zipfile.ZipFile(fh) as book:
-        if book.getinfo("docProps/core.xml").file_size > MEMO_HEAD_BYTES:  # a few hundred bytes in sibsim's
+        if book.getinfo("docProps/core.xml").file_size > OWNER_READ_BYTES:  # a few hundred bytes in sibsim's
             return None
         core = ElementTree.fromstring(book.read("docProps/core.xml"))
     props = {el.tag.rsplit("}", 1)[-1]: (el.text or "") for el in core}
@@ -521,7 +521,8 @@ def remove_stale(path: Path) -> list[Path]:
     put_back_interrupted(path)
     stale = _dead_temporaries(path)
     if _missing(path):
-        stale = [e for e in stale if e not in _old_folders(path, stale)]
+        keep = _old_folders(path, stale)
+        stale = [e for e in stale if e not in keep]
     removed = []
     for entry in stale:
         if entry.is_dir() and not entry.is_symlink():
