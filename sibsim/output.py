@@ -5,16 +5,18 @@ The guard (:class:`Destination`) refuses, before anything is simulated, to write
 * over an input of the same command (the scenario, every base of its ``extends`` chain,
   observed or evidence files), or over a directory holding one, the working directory or
   one of its ancestors;
-* over anything sibsim did not write (a directory without sibsim's ``run.json``, a memo
-  without its meta tag, a workbook without sibsim's properties, a TOML without the header
-  ``sibsim update`` writes), even with ``--force``;
+* over anything sibsim did not write (a directory without sibsim's ``run.json``, or holding a
+  file its manifest does not list, a memo without its meta tag, a workbook without sibsim's
+  properties, a TOML without the header ``sibsim update`` writes, a FIFO or device), even with
+  ``--force``; nor a file inside the output directory of the same command;
 * over the output of another command or scenario, unless ``--force``;
 * where nothing can be written (read-only, permission denied).
 
 A directory is written in full into a staging directory and swapped in under a lock, so an
 interrupted or failed run leaves the previous outputs (or nothing), never a mix, and
 concurrent writers each end with a complete output.  Staging left by killed runs (their
-owner PID and machine are in the name) is removed by the next writer on that machine.
+owner PID and machine are in the name) is removed by the next writer on that machine; a
+previous output a crash left only in its old folder is put back first.
 """
 
 from __future__ import annotations
@@ -88,6 +90,8 @@ class Owner:
 
     command: str
     scenarios: tuple[str, ...]
+    #: Names a directory's manifest says the command wrote (None: a manifest from before the list).
+    files: tuple[str, ...] | None = field(default=None, compare=False)
 
     def describe(self) -> str:
         names = " and ".join(_shown(s) for s in self.scenarios) or "an unknown scenario"
@@ -103,13 +107,61 @@ def owner(path: Path, kind: str) -> Owner | None:
         return None
 
 
+#: The commands that write an output directory (and its manifest).
+DIR_COMMANDS = ("run", "settle", "compare", "noise", "sensitivity")
+
+
 def _dir_owner(path: Path) -> Owner | None:
-    manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    if not isinstance(manifest, dict) or not {"sibsim_version", "scenario_path", "scenarios"} & set(manifest):
+    from .scenario import read_scenario_bytes  # a regular file of at most 1 MB, read with a bounded read
+
+    manifest = json.loads(read_scenario_bytes(path / MANIFEST).decode("utf-8"))
+    if not _is_manifest(manifest):
         return None
     command = manifest.get("command") or _legacy_command(manifest, path)
     scenarios = manifest.get("scenarios") or [manifest.get("scenario_path")]
-    return Owner(str(command), tuple(str(s) for s in scenarios if s))
+    files = manifest.get("files")
+    return Owner(str(command), tuple(str(s) for s in scenarios if s),
+                 tuple(sorted(files)) if files is not None else None)
+
+
+def _is_manifest(manifest) -> bool:
+    """Whether a parsed run.json is one sibsim wrote: its version, and a command it knows or (0.1.0
+    manifests named none) that version's keys; any other JSON with a familiar key is someone else's."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("sibsim_version"), str):
+        return False
+    files = manifest.get("files")
+    if files is not None and not (isinstance(files, list) and all(isinstance(f, str) for f in files)):
+        return False
+    if "command" in manifest:
+        return manifest["command"] in DIR_COMMANDS
+    scenarios = manifest.get("scenarios")
+    return isinstance(manifest.get("scenario_path"), str) or (
+        isinstance(scenarios, list) and bool(scenarios) and all(isinstance(s, str) for s in scenarios))
+
+
+#: What each command wrote into its directory before manifests listed their files (besides run.json):
+#: only these names are replaced in such a directory, anything else is the user's.
+LEGACY_FILES = {
+    "run": ("summary.csv", "paths.csv", "cashflows.csv", "expected_ledgers.csv", "paths_columns.txt",
+            "irr_distribution.png", "cash_fan_investors.png", "cash_fan_payer.png", "outflow.png", "net_savings.png"),
+    "settle": ("schedule.csv", "investors.csv"),
+    "compare": ("compare.csv", "compare_investor_irr.png", "compare_investor_moic.png", "compare_net_savings.png",
+                "compare_outcome_payments.png"),
+    "noise": ("evaluation_noise.csv",),
+    "sensitivity": ("tornado.csv", "tornado_investor_moic.png", "tornado_investor_irr_median.png",
+                    "tornado_net_savings.png", "sobol.csv", "breakeven.csv"),
+}
+
+
+def _legacy_name(command: str, name: str) -> bool:
+    return name == MANIFEST or name in LEGACY_FILES.get(command, ())
+
+
+def _foreign_entries(path: Path, found: Owner) -> list[str]:
+    """Entries of the output directory ``path`` that its command did not write (sorted)."""
+    wrote = {*found.files, MANIFEST} if found.files is not None else None
+    names = sorted(entry.name for entry in path.iterdir())
+    return [n for n in names if not (n in wrote if wrote is not None else _legacy_name(found.command, n))]
 
 
 def _legacy_command(manifest: dict, path: Path) -> str:
@@ -123,15 +175,51 @@ def _legacy_command(manifest: dict, path: Path) -> str:
     return "run"
 
 
+#: Bytes read of an existing file to tell whether sibsim wrote it: the memo's meta tag is in its
+#: head, a workbook's properties are a few hundred bytes.
+OWNER_READ_BYTES = 64 * 1024
+
+
+def _open_regular(path: Path):
+    """``path`` opened for binary reading, only if it is a regular file: a FIFO would block ``open``
+    and a device never ends.  Checked with :func:`os.stat` first, then on the descriptor (opened
+    non-blocking) should the name be swapped in between; OSError otherwise."""
+    from .scenario import UnreadableFile, _not_regular
+
+    why = _not_regular(os.stat(path).st_mode)
+    if why:
+        raise UnreadableFile(why)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    why = _not_regular(os.fstat(fd).st_mode)
+    if why:
+        os.close(fd)
+        raise UnreadableFile(why)
+    return os.fdopen(fd, "rb")
+
+
+def _read_prefix(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes from the start of the regular file ``path``."""
+    with _open_regular(path) as fh:
+        chunks, size = [], 0
+        while size < limit:
+            chunk = os.read(fh.fileno(), limit - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    return b"".join(chunks)
+
+
 def _memo_owner(path: Path) -> Owner | None:
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        head = fh.read(4096)
+    head = _read_prefix(path, OWNER_READ_BYTES).decode("utf-8", errors="replace")
     m = re.search(rf'<meta name="{MEMO_META}" content="([^"]*)">', head)
     return Owner("report", (html.unescape(m.group(1)),)) if m else None
 
 
 def _excel_owner(path: Path) -> Owner | None:
-    with zipfile.ZipFile(path) as book:
+    with _open_regular(path) as fh, zipfile.ZipFile(fh) as book:
+        if book.getinfo("docProps/core.xml").file_size > OWNER_READ_BYTES:  # a few hundred bytes in sibsim's
+            return None
         core = ElementTree.fromstring(book.read("docProps/core.xml"))
     props = {el.tag.rsplit("}", 1)[-1]: (el.text or "") for el in core}
     if props.get("creator") != EXCEL_CREATOR:
@@ -147,7 +235,9 @@ def excel_properties(command: str, scenarios: Iterable[str | Path]) -> dict:
 
 
 def _toml_owner(path: Path) -> Owner | None:
-    text = path.read_text(encoding="utf-8")
+    from .scenario import read_scenario_bytes  # a regular file of at most 1 MB, read with a bounded read
+
+    text = read_scenario_bytes(path).decode("utf-8")
     if not text.startswith(UPDATE_HEADER):
         return None
     base = tomllib.loads(text).get("extends")
@@ -233,6 +323,7 @@ class Destination:
         """Replace only what sibsim wrote; another command's or scenario's output only with ``force``."""
         path = self.path
         if self.kind == "dir":
+            put_back_interrupted(path)  # a previous output lost by a crash mid-swap is checked like any other
             if not path.exists() and not path.is_symlink():
                 return
             if path.is_symlink():  # the swap would replace the link, not what it points to
@@ -243,10 +334,14 @@ class Destination:
                 return
         elif not path.exists() and not path.is_symlink():
             return
+        else:
+            self._check_regular()
         found = owner(path, self.kind)
         if found is None:
             raise OutputError(f"{path}: {self._not_ours()}; choose another {self.flag} "
                               "(--force replaces only what sibsim wrote)")
+        if self.kind == "dir":
+            self._check_no_foreign(found)  # even with --force: the swap would delete the user's files
         if self.force:
             return
         if not self.rerun_replaces:
@@ -259,6 +354,25 @@ class Destination:
             names = " and ".join(_shown(s) for s in found.scenarios) or "unknown"
             raise OutputError(f"{path}: holds the outputs of 'sibsim {found.command}' for another scenario "
                               f"({names}); choose another {self.flag} or pass --force to replace it")
+
+    def _check_no_foreign(self, found: Owner) -> None:
+        foreign = _foreign_entries(self.path, found)
+        if foreign:
+            first = foreign[0] if foreign[0].isprintable() else repr(foreign[0])  # one line, whatever the name
+            names, them = (first, "it") if len(foreign) == 1 else (f"{first} (and {len(foreign) - 1} more)", "them")
+            raise OutputError(f"{self.path}: holds {names}, which sibsim did not write; "
+                              f"move {them} or choose another {self.flag}")
+
+    def _check_regular(self) -> None:
+        """A FIFO, device or socket is refused before anything opens it (opening a FIFO blocks)."""
+        from .scenario import _not_regular
+
+        try:
+            why = _not_regular(os.stat(self.path).st_mode)
+        except OSError:
+            return  # a broken link: the owner reader finds nothing of sibsim's
+        if why:
+            raise OutputError(f"{self.path}: {why}; choose another {self.flag}")
 
     def _not_ours(self) -> str:
         if self.kind == "dir":
@@ -286,6 +400,11 @@ def check_distinct(*destinations: Destination) -> None:
             pa, pb = _resolve(a.path), _resolve(b.path)
             if pa == pb:
                 raise OutputError(f"{b.path}: is also the {a.flag} of this command; choose another {b.flag}")
+            for folder, inner, fa, fb in ((a, b, pa, pb), (b, a, pb, pa)):
+                # A file inside the folder would be refused by the next re-run, as a file sibsim did not write there.
+                if folder.kind == "dir" and fa in fb.parents:
+                    raise OutputError(f"{inner.path}: is inside {folder.path}, the {folder.flag} folder of this "
+                                      f"command, which a re-run replaces; choose another {inner.flag}")
 
 
 def check_writable(path: Path, flag: str = "--out") -> None:
@@ -348,22 +467,64 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale(path: Path) -> list[Path]:
-    """Remove staging directories and partial files beside ``path`` whose owner process is dead; return them."""
-    path = Path(path)
+def _dead_temporaries(path: Path) -> list[Path]:
+    """sibsim's temporary names beside ``path`` whose owner process (on this machine) is dead, sorted."""
     pattern = _staging_pattern(path.name)
-    removed = []
     try:
-        entries = list(path.parent.iterdir())
+        entries = sorted(path.parent.iterdir())
     except OSError:
-        return removed
+        return []
+    dead = []
     for entry in entries:
         m = pattern.match(entry.name)
         if m is None:
             continue
         pid, host = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
-        if host != HOST_TAG or _pid_alive(int(pid)):
-            continue
+        if host == HOST_TAG and not _pid_alive(int(pid)):
+            dead.append(entry)
+    return dead
+
+
+def _missing(path: Path) -> bool:
+    return not path.exists() and not path.is_symlink()
+
+
+def _old_folders(path: Path, entries: list[Path]) -> list[Path]:
+    """The previous outputs a swap moved aside (``.NAME.old-*``) among ``entries``."""
+    return [e for e in entries if e.name.startswith(f".{path.name}.old-") and e.is_dir() and not e.is_symlink()]
+
+
+def put_back_interrupted(path: Path) -> bool:
+    """Rename the previous output back to ``path`` when a crash between the two renames of
+    :func:`_swap` left ``path`` missing and exactly one old folder of a dead process (its only copy);
+    with several, which is newest cannot be told, so all are kept.  True if one was put back."""
+    path = Path(path)
+    if not _missing(path):
+        return False
+    olds = _old_folders(path, _dead_temporaries(path))
+    if len(olds) != 1:
+        return False
+    try:
+        os.rename(olds[0], path)
+    except OSError:
+        return False  # another writer put it back first, or the folder cannot be renamed: kept as it is
+    return True
+
+
+def remove_stale(path: Path) -> list[Path]:
+    """Remove staging directories and partial files beside ``path`` whose owner process is dead; return them.
+
+    An interrupted swap's old folder is put back first if ``path`` is missing; old folders are
+    removed only when ``path`` exists (else one of them may be the only copy of the previous output).
+    """
+    path = Path(path)
+    put_back_interrupted(path)
+    stale = _dead_temporaries(path)
+    if _missing(path):
+        keep = _old_folders(path, stale)
+        stale = [e for e in stale if e not in keep]
+    removed = []
+    for entry in stale:
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:
@@ -408,7 +569,7 @@ def write_outputs(out_dir: Path, writers: dict[str, Callable[[Path], None]], man
         Each callable writes one file at the path given.
     manifest : dict
         Written as ``run.json`` last, so its presence marks a complete run; the command and
-        scenarios of ``dest`` are added to it.
+        scenarios of ``dest`` are added to it, and ``files``: the names written (run.json too).
     dest : Destination, optional
         Checked again under the swap lock: another writer may have swapped in meanwhile.
 
@@ -430,6 +591,8 @@ def write_outputs(out_dir: Path, writers: dict[str, Callable[[Path], None]], man
     try:
         for name, write in writers.items():
             write(staging / name)
+        # Every name written, so that a re-run replaces these and refuses anything a user added.
+        manifest = {**manifest, "files": sorted({*(p.name for p in staging.iterdir()), MANIFEST})}
         text = json.dumps(manifest, indent=2, default=str) + "\n"
         (staging / MANIFEST).write_text(text, encoding="utf-8")
         _fsync_tree(staging)  # on disk before the swap: a crash after it must not leave empty files
@@ -527,5 +690,5 @@ def write_text_atomic(path: Path, text: str) -> Path:
 
 
 __all__ = ["Destination", "MANIFEST", "Owner", "atomic_path", "check_distinct", "check_output_dir",
-           "check_writable", "destination", "excel_properties", "owner", "remove_stale",
+           "check_writable", "destination", "excel_properties", "owner", "put_back_interrupted", "remove_stale",
            "scenario_files", "write_outputs", "write_text_atomic"]

@@ -189,6 +189,6 @@ def test_cli_writes_every_output(tmp_path, capsys):
     # A `sibsim run` directory of the same scenario is not swapped away without --force.
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "run.json").write_text(json.dumps({"scenario_path": str(ck.resolve())}))
+    (run_dir / "run.json").write_text(json.dumps({"sibsim_version": "0.1.0", "scenario_path": str(ck.resolve())}))
     with pytest.raises(OutputError, match="another command"):
         _cli(["sensitivity", ck, "--out", run_dir, "--paths", 50])

@@ -177,7 +177,7 @@ def test_outputs_of_an_older_sibsim_are_recognised(ck, tmp_path, capsys):
     assert run("noise", ck, "--paths", 20, "--workers", 1, "--out", out) == 2
     assert "another command ('sibsim run'" in one_line_error(capsys)
     assert quick_run(ck, out) == 0  # the same command and scenario: replaced
-    (out / "run.json").write_text(json.dumps({"sibsim_version": "0.1.0"}))
+    (out / "run.json").write_text(json.dumps({"sibsim_version": "0.1.0", "command": "run"}))
     assert quick_run(ck, out) == 2
     line = one_line_error(capsys)
     assert "None" not in line and "for another scenario (unknown)" in line
@@ -392,6 +392,7 @@ def test_partial_file_of_a_killed_writer_is_removed(tmp_path):
     old = tmp_path / f".memo.html.old-{dead}-{output.HOST_TAG}-0123abcd"  # an .old-* of a killed swap
     old.mkdir()
     partial.write_text("half a memo")
+    memo.write_text("<html>before</html>")  # old folders are removed only when the output exists
     output.write_text_atomic(memo, "<html></html>")
     assert not partial.exists() and not old.exists() and memo.read_text() == "<html></html>"
 
@@ -679,3 +680,172 @@ def test_progress_shows_rate_and_time_left():
     bar(10_000, 10_000)
     assert stream.getvalue().endswith("done\x1b[K\n")
     assert cli._duration(59.4) == "59 s" and cli._duration(60) == "1 min 00 s" and cli._duration(3600) == "1 h 00 min"
+
+
+# --- 21. a re-run keeps the user's files; only sibsim's manifests count; bounded owner reads -------
+def test_a_rerun_refuses_a_file_sibsim_did_not_write_in_its_folder(ck, tmp_path, capsys):
+    out = tmp_path / "r1"
+    assert quick_run(ck, out) == 0
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["files"] == sorted(p.name for p in out.iterdir())  # every name it wrote, run.json too
+    (out / "my_notes.txt").write_text("notes")
+    for extra in ((), ("--force",)):  # --force replaces what sibsim wrote, never the user's files
+        assert quick_run(ck, out, *extra) == 2
+        assert one_line_error(capsys) == (f"error: {out}: holds my_notes.txt, which sibsim did not write; "
+                                          "move it or choose another --out")
+    assert (out / "my_notes.txt").read_text() == "notes"
+    (out / "my_notes.txt").unlink()
+    assert quick_run(ck, out) == 0
+
+
+def test_a_memo_written_into_a_run_folder_is_never_deleted_by_a_rerun(ck, tmp_path, capsys):
+    out = tmp_path / "r3"
+    assert quick_run(ck, out) == 0
+    memo = out / "memo.html"
+    assert run("report", out, "--out", memo, "--workers", 1) == 0
+    capsys.readouterr()
+    assert quick_run(ck, out) == 2
+    assert one_line_error(capsys) == (f"error: {out}: holds memo.html, which sibsim did not write; "
+                                      "move it or choose another --out")
+    assert memo.exists()
+
+
+def test_a_manifest_without_a_file_list_accepts_only_what_that_command_writes(ck, tmp_path, capsys):
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "run.json").write_text(json.dumps({"sibsim_version": "0.1.0", "scenario_path": str(ck.resolve())}))
+    for name in ("summary.csv", "paths.csv", "outflow.png"):
+        (out / name).write_text("x\n")
+    (out / "notes.txt").write_text("mine")
+    (out / "budget.xlsx").write_text("mine")
+    assert quick_run(ck, out, "--force") == 2
+    assert one_line_error(capsys) == (f"error: {out}: holds budget.xlsx (and 1 more), which sibsim did not write; "
+                                      "move them or choose another --out")
+    (out / "notes.txt").unlink()
+    (out / "budget.xlsx").unlink()
+    assert quick_run(ck, out) == 0
+
+
+def test_every_command_writes_only_names_its_legacy_file_set_knows(ck, tmp_path):
+    """What a manifest without a file list accepts covers everything each command writes today."""
+    observed = SCENARIOS / "observed" / "utrecht_colour_kitchen_example.toml"
+    commands = {
+        "run": ["run", ck, "--paths", 20, "--quiet", "--workers", 1],
+        "settle": ["settle", ck, observed],
+        "compare": ["compare", ck, tmp_path / GUARANTEE.name, "--paths", 20, "--workers", 1],
+        "noise": ["noise", ck, "--paths", 20, "--workers", 1],
+        "sensitivity": ["sensitivity", ck, "--paths", 20, "--sobol-base", 8],
+    }
+    for command, argv in commands.items():
+        out = tmp_path / f"out_{command}"
+        assert run(*argv, "--out", out) == 0, command
+        found = output.owner(out, "dir")
+        assert all(output._legacy_name(command, p.name) for p in out.iterdir()), command
+        assert found.files == tuple(sorted(p.name for p in out.iterdir()))
+
+
+@pytest.mark.parametrize("manifest", [{"scenarios": ["x"]}, {"scenario_path": "x.toml"},
+                                      {"sibsim_version": "0.1.0"}, {"sibsim_version": 1, "scenario_path": "x"},
+                                      {"sibsim_version": "0.1.0", "command": "mine", "scenarios": ["x"]},
+                                      {"sibsim_version": "0.1.0", "command": "run", "files": "all"}])
+def test_a_run_json_sibsim_did_not_write_does_not_make_a_folder_sibsims(ck, tmp_path, capsys, manifest):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps(manifest))
+    (folder / "precious.txt").write_text("keep me")
+    assert output.owner(folder, "dir") is None
+    assert quick_run(ck, folder, "--force") == 2
+    assert one_line_error(capsys) == (f"error: {folder}: not a sibsim output directory (no sibsim run.json); "
+                                      "choose another --out (--force replaces only what sibsim wrote)")
+    assert (folder / "precious.txt").read_text() == "keep me"
+
+
+from tests.test_fuzz_scenarios import time_limit  # noqa: E402 - fail, never hang: a FIFO blocks open()
+
+fifo_required = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+
+
+@fifo_required
+def test_a_fifo_as_updated_scenario_or_memo_is_refused_without_hanging(ck, tmp_path, capsys):
+    cases = {"posterior.toml": ["update", ck, _evidence(), "--paths", 20],
+             "memo.html": ["report", ck, "--paths", 20, "--workers", 1]}
+    for name, argv in cases.items():
+        fifo = tmp_path / name
+        os.mkfifo(fifo)
+        with time_limit(5):
+            assert run(*argv, "--out", fifo, "--force") == 2
+            assert one_line_error(capsys) == f"error: {fifo}: not a regular file: a FIFO; choose another --out"
+            assert output.owner(fifo, "memo" if name.endswith(".html") else "toml") is None
+
+
+@fifo_required
+@openpyxl_required
+def test_a_fifo_as_workbook_or_manifest_is_refused_without_hanging(ck, tmp_path, capsys):
+    book = tmp_path / "book.xlsx"
+    os.mkfifo(book)
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "run.json")
+    with time_limit(5):
+        assert quick_run(ck, tmp_path / "new", "--excel", book, "--force") == 2
+        assert one_line_error(capsys) == f"error: {book}: not a regular file: a FIFO; choose another --excel"
+        assert quick_run(ck, out, "--force") == 2
+        assert "not a sibsim output directory" in one_line_error(capsys)
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero here")
+def test_a_memo_linked_to_a_device_is_refused_not_read(ck, tmp_path, capsys):
+    memo = tmp_path / "memo.html"
+    memo.symlink_to("/dev/zero")
+    with time_limit(5):
+        assert output.owner(memo, "memo") is None
+        assert run("report", ck, "--out", memo, "--paths", 20, "--workers", 1, "--force") == 2
+    assert one_line_error(capsys) == f"error: {memo}: not a regular file: a character device; choose another --out"
+
+
+def test_owner_readers_read_a_bounded_prefix(tmp_path, monkeypatch):
+    memo = tmp_path / "memo.html"
+    memo.write_text(f'<meta name="{output.MEMO_META}" content="s.toml">' + "x" * 1_000_000)
+    asked = []
+    real_read = os.read
+    monkeypatch.setattr(output.os, "read", lambda fd, n: asked.append(n) or real_read(fd, n))
+    assert output.owner(memo, "memo") == output.Owner("report", ("s.toml",))
+    assert asked and sum(asked) <= 64 * 1024
+
+
+@openpyxl_required
+def test_a_workbook_inside_the_output_folder_is_refused(ck, tmp_path, capsys):
+    out = tmp_path / "r1"
+    book = out / "book.xlsx"
+    assert quick_run(ck, out, "--excel", book) == 2
+    assert one_line_error(capsys) == (f"error: {book}: is inside {out}, the --out folder of this command, which a "
+                                      "re-run replaces; choose another --excel")
+    assert not out.exists()
+
+
+def test_an_output_lost_between_the_two_renames_of_a_swap_is_put_back(ck, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert quick_run(ck, out) == 0
+    before = (out / "paths.csv").read_bytes()
+    old = tmp_path / f".out.old-{_dead_pid()}-{output.HOST_TAG}-0a1b2c3d"
+    os.rename(out, old)  # a crash after the first rename of _swap: the old folder is the only copy
+    other = tmp_path / "other.toml"
+    shutil.copy(ck, other)
+    assert quick_run(other, out) == 2  # put back first, so the guard sees it: another scenario's output
+    assert "for another scenario" in one_line_error(capsys)
+    assert (out / "paths.csv").read_bytes() == before and not old.exists()
+
+
+def test_old_folders_are_kept_while_the_output_is_missing(tmp_path):
+    out = tmp_path / "out"
+    dead, host = _dead_pid(), output.HOST_TAG
+    olds = [tmp_path / f".out.old-{dead}-{host}-0a", tmp_path / f".out.old-{dead}-{host}-0b"]
+    for old in olds:
+        old.mkdir()
+        (old / "run.json").write_text("{}")
+    partial = tmp_path / f".out.partial-{dead}-{host}-abc"
+    partial.mkdir()
+    assert output.remove_stale(out) == [partial]  # which old folder is the newest cannot be told: keep both
+    assert all(old.exists() for old in olds) and not out.exists()
+    olds[1].rename(out)
+    assert output.remove_stale(out) == [olds[0]]  # with the output there, an old folder is stale
