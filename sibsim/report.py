@@ -1410,12 +1410,12 @@ def load_run(run_dir: Path, workers=None):
 
     from .errors import OutputError
     from .output import MANIFEST
-    from .scenario import load_scenario
+    from .scenario import load_scenario, read_scenario_bytes
     from .simulation import simulate
 
     run_dir = Path(run_dir)
     try:
-        manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+        manifest = json.loads(read_scenario_bytes(run_dir / MANIFEST).decode("utf-8"))  # regular, bounded
         scenario = Path(manifest["scenario_path"])
         sha, n_paths, seed = manifest["scenario_sha256"], manifest["n_paths"], manifest["seed_entropy"]
         seed = int(seed) if isinstance(seed, str) and seed.isdigit() else seed  # written as text: 128-bit
@@ -1428,7 +1428,8 @@ def load_run(run_dir: Path, workers=None):
     except FileNotFoundError:
         raise OutputError(f"{run_dir}: no {MANIFEST}: not a directory written by `sibsim run`") from None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+        reason = (f"missing {exc}" if isinstance(exc, KeyError)
+                  else exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0])
         raise OutputError(f"{run_dir}/{MANIFEST}: not the manifest of a `sibsim run` ({reason})") from None
     if manifest.get("command", "run") != "run":
         raise OutputError(f"{run_dir}: holds the outputs of `sibsim {manifest['command']}`, not of `sibsim run`")
@@ -1485,13 +1486,14 @@ def cmd_report(args) -> int:
                               "drop --paths and --seed (or give the scenario file instead)")
         run_dir = target
         from .output import MANIFEST
+        from .scenario import read_scenario_bytes
 
         if not (target / MANIFEST).is_file():
             raise OutputError(f"{target}: no {MANIFEST}: not a directory written by `sibsim run`")
         import json
 
         try:
-            scenario = Path(json.loads((target / MANIFEST).read_text(encoding="utf-8"))["scenario_path"])
+            scenario = Path(json.loads(read_scenario_bytes(target / MANIFEST).decode("utf-8"))["scenario_path"])
         except (OSError, ValueError, KeyError, TypeError):
             scenario = target  # load_run names the problem
         check_report_path(out, scenario, getattr(args, "force", False))

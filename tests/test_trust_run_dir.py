@@ -61,3 +61,20 @@ def test_a_damaged_run_directory_is_one_line(run_dir, tmp_path, capsys, manifest
 def test_an_intact_copy_of_the_run_directory_renders(run_dir, tmp_path, capsys):
     copy = damaged(run_dir, tmp_path)
     assert cli.main(["report", str(copy), "--out", str(tmp_path / "memo.html"), "--workers", "1"]) == 0
+
+
+def test_a_fifo_as_run_json_is_one_line_not_a_hang(run_dir, tmp_path, capsys):
+    import os
+
+    from sibsim.report import load_run
+    from sibsim.errors import OutputError
+
+    copy = damaged(run_dir, tmp_path)
+    (copy / "run.json").unlink()
+    os.mkfifo(copy / "run.json")
+    with pytest.raises(OutputError) as info:  # would block in open() without the regular-file check
+        load_run(copy, workers=1)
+    assert "not the manifest of a `sibsim run` (not a regular file" in str(info.value), info.value
+    capsys.readouterr()
+    assert cli.main(["report", str(copy), "--out", str(tmp_path / "memo.html")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
