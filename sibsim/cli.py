@@ -264,7 +264,7 @@ def cmd_settle(args) -> int:
         out = dest.path
         manifest = {"sibsim_version": __version__, "scenario_path": str(scenario.resolve()),
                     "observed_path": str(Path(args.observed).resolve()), "title": contract.title,
-                    "currency": currency}
+                    "currency": currency, **contract.files_record()}
         write_outputs(out, {
             "schedule.csv": lambda p: csv_safe(_without_negative_zero(result.schedule, 2)).to_csv(p, float_format="%.2f"),
             "investors.csv": lambda p: csv_safe(_without_negative_zero(result.investors)).to_csv(p),  # names stay text
