@@ -150,18 +150,25 @@ def test_noise_does_not_replace_a_run_output_without_force(ck, tmp_path, capsys)
     assert json.loads((out / "run.json").read_text())["command"] == "noise"
 
 
-def test_every_manifest_records_command_and_scenarios(ck, tmp_path, capsys):
+def outputs_of_every_command(ck, tmp_path, *run_options) -> dict:
+    """Run every command that writes an output folder on Colour Kitchen; command -> its folder."""
     observed = SCENARIOS / "observed" / "utrecht_colour_kitchen_example.toml"
     commands = {
-        "run": ["run", ck, "--paths", 20, "--no-plots", "--quiet", "--workers", 1],
+        "run": ["run", ck, "--paths", 20, *run_options, "--quiet", "--workers", 1],
         "settle": ["settle", ck, observed],
         "compare": ["compare", ck, tmp_path / GUARANTEE.name, "--paths", 20, "--workers", 1],
         "noise": ["noise", ck, "--paths", 20, "--workers", 1],
         "sensitivity": ["sensitivity", ck, "--paths", 20, "--sobol-base", 8],
     }
+    folders = {}
     for command, argv in commands.items():
-        out = tmp_path / f"out_{command}"
+        folders[command] = out = tmp_path / f"out_{command}"
         assert run(*argv, "--out", out) == 0, command
+    return folders
+
+
+def test_every_manifest_records_command_and_scenarios(ck, tmp_path, capsys):
+    for command, out in outputs_of_every_command(ck, tmp_path, "--no-plots").items():
         manifest = json.loads((out / "run.json").read_text())
         assert manifest["command"] == command
         assert str(ck.resolve()) in manifest["scenarios"]
@@ -728,17 +735,7 @@ def test_a_manifest_without_a_file_list_accepts_only_what_that_command_writes(ck
 
 def test_every_command_writes_only_names_its_legacy_file_set_knows(ck, tmp_path):
     """What a manifest without a file list accepts covers everything each command writes today."""
-    observed = SCENARIOS / "observed" / "utrecht_colour_kitchen_example.toml"
-    commands = {
-        "run": ["run", ck, "--paths", 20, "--quiet", "--workers", 1],
-        "settle": ["settle", ck, observed],
-        "compare": ["compare", ck, tmp_path / GUARANTEE.name, "--paths", 20, "--workers", 1],
-        "noise": ["noise", ck, "--paths", 20, "--workers", 1],
-        "sensitivity": ["sensitivity", ck, "--paths", 20, "--sobol-base", 8],
-    }
-    for command, argv in commands.items():
-        out = tmp_path / f"out_{command}"
-        assert run(*argv, "--out", out) == 0, command
+    for command, out in outputs_of_every_command(ck, tmp_path).items():  # run with its plots
         found = output.owner(out, "dir")
         assert all(output._legacy_name(command, p.name) for p in out.iterdir()), command
         assert found.files == tuple(sorted(p.name for p in out.iterdir()))
