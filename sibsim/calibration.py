@@ -41,6 +41,7 @@ import pandas as pd
 
 from .contracts import JOURNEY_PROBABILITIES, Contract, Prior
 from .errors import OutputError, ScenarioError
+from .observed import meta_problems
 from .scenario import (MAX_MONTH, MAX_PARTICIPANTS, _join, _merge, _read_document, _show, contract_from_dict, parse_toml,
                        read_scenario_bytes)
 
@@ -80,12 +81,7 @@ def load_evidence(path: str | Path) -> list[Evidence]:
     problems, out = [], []
     for key in sorted(set(doc) - {"evidence", "meta"}):
         problems.append(f"{name}: {_join('', key)}: unknown key (allowed: evidence, meta)")
-    meta = doc.get("meta", {})
-    if not isinstance(meta, dict):
-        problems.append(f"{name}: meta: must be a table, got {meta!r}")
-    elif "scenario" in meta and not (isinstance(meta["scenario"], str)
-                                                              and meta["scenario"].endswith(".toml")):
-        problems.append(f"{name}: meta.scenario: must be the file name of a scenario (.toml), got {meta['scenario']!r}")
+    problems += meta_problems(doc, name)  # the same [meta] as observed outcomes
     items = doc.get("evidence")
     if not isinstance(items, list) or not items:
         raise ScenarioError(problems + [f"{name}: evidence: must be a non-empty array of tables"])

@@ -17,20 +17,19 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InsufficientMemoryError, OutputError, ScenarioError
+from .metrics import PERCENT_UNITS
 from .safetext import csv_safe
 from .scenario import load_scenario
 from .simulation import DEFAULT_SEED  # the seed of every command unless --seed is given
 
 EXIT_INPUT = 2
-#: Units of Results.summary() that are not money (money rows carry the scenario's currency).
-NON_MONEY_UNITS = ("x", "per year", "probability", "share")
 
 
 def _format_value(value: float, unit: str) -> str:
-    """A summary value as text; money (any unit not in NON_MONEY_UNITS is a currency) as ``GBP 1,234``."""
+    """A summary value as text; money (any unit not in metrics.NON_MONEY_UNITS is a currency) as ``GBP 1,234``."""
     if value != value:  # NaN
         return "n/a"
-    if unit in ("per year", "probability", "share"):
+    if unit in PERCENT_UNITS:
         return f"{value:.2%}"
     if unit == "x":
         return f"{value:.3f}"
@@ -151,7 +150,7 @@ def _writers(results, plots: bool):
 
 def cmd_run(args) -> int:
     from .output import check_distinct, destination, write_outputs
-    from .simulation import check_memory, simulate
+    from .simulation import simulate  # it refuses a run that does not fit in memory, before allocating
 
     scenario = Path(args.scenario)
     contract = load_scenario(scenario)
@@ -162,7 +161,6 @@ def cmd_run(args) -> int:
         _need_openpyxl()
         excel = destination(args.excel, "excel", "run", [scenario], force=args.force, flag="--excel")
         check_distinct(dest, excel)
-    check_memory(contract, args.paths, args.workers)
     started = time.perf_counter()
     results = simulate(contract, n_paths=args.paths, seed=args.seed, workers=args.workers, progress=_progress(args))
     seconds = time.perf_counter() - started

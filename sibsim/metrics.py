@@ -166,6 +166,12 @@ def path_metric_arrays(contract: Contract, cash: Cashflows, outcomes: Outcomes,
     }
 
 
+#: Units of :func:`summarise` shown as percentages; with ``x`` (a multiple) the units that are not money
+#: (every other unit is a currency).
+PERCENT_UNITS = ("per year", "probability", "share")
+NON_MONEY_UNITS = ("x",) + PERCENT_UNITS
+
+
 def ranked_irr(paths: pd.DataFrame) -> np.ndarray:
     """Per-path IRR for quantiles and histograms: defined IRRs, total losses at -100 %, and paths that
     received money but lost it in every month (``net_outflows_only``) at -100 % as well: their NPV is
@@ -262,9 +268,9 @@ def summary_notes(contract: Contract | None) -> dict[str, str]:
                                     "probability_pays_more_than_saves")}
     notes.update({m: within for m in ("expected_gross_savings_within_term", "expected_net_savings_within_term",
                                       "probability_pays_more_than_saves_within_term")})
-    notes["expected_npv"] = _rate_note(contract.investor_discount_rate, "analysis.investor_discount_rate")
-    notes["expected_npv_net_savings"] = (_rate_note(contract.public_discount_rate, "analysis.public_discount_rate")
-                                         + "; " + with_tail)
+    npv = npv_notes(contract)
+    notes["expected_npv"] = npv["investor_npv"]
+    notes["expected_npv_net_savings"] = npv["payer_npv"] + "; " + with_tail
     if primary_direction(contract) < 0:
         notes["cost_per_net_primary_outcome"] = (f"per {contract.outcome_label(contract.primary_outcome)} avoided "
                                                  "(counterfactual minus treated): the contract pays for it to fall")

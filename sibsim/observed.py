@@ -194,12 +194,7 @@ def load_observed(path: str | Path) -> Observed:
         doc = parse_toml(text, name)  # every TOML failure (deep nesting included) as one line
         for key in sorted(set(doc) - {"measurement", "meta"}):
             problems.append(_problem(name, _join("", key), "unknown key (allowed: measurement, meta)"))
-        meta = doc.get("meta", {})
-        if not isinstance(meta, dict):
-            problems.append(_problem(name, "meta", f"must be a table, got {meta!r}"))
-        elif "scenario" in meta and not (isinstance(meta["scenario"], str) and meta["scenario"].endswith(".toml")):
-            problems.append(_problem(name, "meta.scenario", f"must be the file name of a scenario (.toml), "
-                                                            f"got {meta['scenario']!r}"))
+        problems += meta_problems(doc, name)
         items = doc.get("measurement")
         if not isinstance(items, list) or not items:
             raise ScenarioError(problems + [_problem(name, "measurement", "must be a non-empty array of tables")])
@@ -246,6 +241,17 @@ def load_observed(path: str | Path) -> Observed:
     if problems:
         raise ScenarioError(problems)
     return Observed(counts, name, where)
+
+
+def meta_problems(doc: dict, name: str) -> list[str]:
+    """Problems of the ``[meta]`` table of an observed-outcomes or evidence file: a table, whose
+    ``scenario`` (optional) names a ``.toml`` file (read by :func:`declared_scenario`)."""
+    meta = doc.get("meta", {})
+    if not isinstance(meta, dict):
+        return [_problem(name, "meta", f"must be a table, got {meta!r}")]
+    if "scenario" in meta and not (isinstance(meta["scenario"], str) and meta["scenario"].endswith(".toml")):
+        return [_problem(name, "meta.scenario", f"must be the file name of a scenario (.toml), got {meta['scenario']!r}")]
+    return []
 
 
 def declared_scenario(path: str | Path) -> Path | None:

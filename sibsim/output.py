@@ -180,44 +180,18 @@ def _legacy_command(manifest: dict, path: Path) -> str:
 OWNER_READ_BYTES = 64 * 1024
 
 
-def _open_regular(path: Path):
-    """``path`` opened for binary reading, only if it is a regular file: a FIFO would block ``open``
-    and a device never ends.  Checked with :func:`os.stat` first, then on the descriptor (opened
-    non-blocking) should the name be swapped in between; OSError otherwise."""
-    from .scenario import UnreadableFile, _not_regular
-
-    why = _not_regular(os.stat(path).st_mode)
-    if why:
-        raise UnreadableFile(why)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    why = _not_regular(os.fstat(fd).st_mode)
-    if why:
-        os.close(fd)
-        raise UnreadableFile(why)
-    return os.fdopen(fd, "rb")
-
-
-def _read_prefix(path: Path, limit: int) -> bytes:
-    """At most ``limit`` bytes from the start of the regular file ``path``."""
-    with _open_regular(path) as fh:
-        chunks, size = [], 0
-        while size < limit:
-            chunk = os.read(fh.fileno(), limit - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    return b"".join(chunks)
-
-
 def _memo_owner(path: Path) -> Owner | None:
-    head = _read_prefix(path, OWNER_READ_BYTES).decode("utf-8", errors="replace")
+    from .scenario import read_regular  # a regular file only, a bounded prefix
+
+    head = read_regular(path, OWNER_READ_BYTES).decode("utf-8", errors="replace")
     m = re.search(rf'<meta name="{MEMO_META}" content="([^"]*)">', head)
     return Owner("report", (html.unescape(m.group(1)),)) if m else None
 
 
 def _excel_owner(path: Path) -> Owner | None:
-    with _open_regular(path) as fh, zipfile.ZipFile(fh) as book:
+    from .scenario import open_regular  # a FIFO would block open()
+
+    with open_regular(path) as fh, zipfile.ZipFile(fh) as book:
         if book.getinfo("docProps/core.xml").file_size > OWNER_READ_BYTES:  # a few hundred bytes in sibsim's
             return None
         core = ElementTree.fromstring(book.read("docProps/core.xml"))

@@ -35,12 +35,13 @@ import re
 import sys
 from datetime import date, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from .contracts import JOURNEY_PROBABILITIES, Contract
-from .metrics import primary_direction
+from .metrics import NON_MONEY_UNITS, PERCENT_UNITS, primary_direction
 
 #: Columns a sensitivity frame must have (see ``sibsim.sensitivity.tornado``).
 SENSITIVITY_COLUMNS = ("assumption", "measure", "low", "base", "high")
@@ -194,7 +195,7 @@ def format_estimate(value: float, se: float, unit: str, currency: str = "EUR") -
     known = _finite(se) and se > 0
     if _is_money(unit, currency):
         unit = "EUR"  # below: "EUR" stands for money in ``currency``
-    if unit in ("probability", "share", "per year"):
+    if unit in PERCENT_UNITS:
         scale, lo, hi, what = 100.0, 0.01, 0.1, " percentage points"
     elif unit == "EUR":
         scale, lo, hi, what = 1.0, 1.0, math.inf, ""
@@ -1101,7 +1102,7 @@ class _Memo:
                 at = f'<br><span class="note">at {e(setting)}</span>' if setting is not None else ""
                 if not _finite(v):
                     return "n/a" + at
-                if (_is_money(unit, self.cur) or unit in ("probability", "share", "per year", "x")) \
+                if (_is_money(unit, self.cur) or unit in NON_MONEY_UNITS) \
                         and se is not None and _finite(se):
                     shown, err = format_estimate(v, se, unit, self.cur)
                     err = err.replace(" percentage points", " pp")
@@ -1111,7 +1112,7 @@ class _Memo:
             def fmt_plain(v):
                 if _is_money(unit, self.cur):
                     return e(_money(v, self.cur))
-                if unit in ("probability", "share", "per year"):
+                if unit in PERCENT_UNITS:
                     return e(_pct(v, 1))
                 if unit == "x":
                     return e(f"{float(v):.3f}x")
@@ -1386,8 +1387,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+class _RunRecord(NamedTuple):
+    """What :func:`read_run` found in a run directory's ``run.json``, checked."""
+
+    run_dir: Path
+    manifest: dict
+    scenario: Path
+    sha256: str
+    n_paths: int
+    seed: int
+    recorded: dict  # resolved path -> SHA-256 of every scenario file the run read
+
+
 def load_run(run_dir: Path, workers=None):
-    """Re-create the Results of a ``sibsim run`` directory, bit for bit.
+    """Re-create the Results of a ``sibsim run`` directory, bit for bit (:func:`read_run`, then
+    :func:`rerun`).
 
     Reads ``run.json`` (scenario path and SHA-256, ``seed_entropy``, ``n_paths``), checks the
     scenario file is unchanged, re-simulates with that seed and number of paths (the engine
@@ -1406,12 +1420,16 @@ def load_run(run_dir: Path, workers=None):
         re-simulation does not reproduce ``summary.csv`` (a file the scenario ``extends``
         changed, or another sibsim version).
     """
+    return rerun(read_run(run_dir), workers)
+
+
+def read_run(run_dir: Path) -> _RunRecord:
+    """Read and check a run directory's ``run.json`` (one-line :class:`OutputError` otherwise)."""
     import json
 
     from .errors import OutputError
     from .output import MANIFEST
-    from .scenario import load_scenario, read_scenario_bytes
-    from .simulation import simulate
+    from .scenario import read_scenario_bytes
 
     run_dir = Path(run_dir)
     try:
@@ -1435,6 +1453,18 @@ def load_run(run_dir: Path, workers=None):
         raise OutputError(f"{run_dir}: holds the outputs of `sibsim {manifest['command']}`, not of `sibsim run`")
     if not scenario.is_file():
         raise OutputError(f"{run_dir}: its scenario {scenario} no longer exists; cannot re-create the run")
+    return _RunRecord(run_dir, manifest, scenario, sha, n_paths, seed, recorded)
+
+
+def rerun(run: _RunRecord, workers=None):
+    """Re-simulate the run :func:`read_run` read, after checking that no scenario file changed, and
+    check the result against its ``summary.csv``; returns ``(Results, scenario path)``."""
+    from .errors import OutputError
+    from .output import MANIFEST
+    from .scenario import load_scenario
+    from .simulation import simulate
+
+    run_dir, manifest, scenario, sha, recorded = run.run_dir, run.manifest, run.scenario, run.sha256, run.recorded
     contract = load_scenario(scenario)
     if contract.files_sha256 != sha:  # over every file read: the scenario and each base it extends
         changed = [path for path, digest in contract.files if digest != recorded.get(str(Path(path).resolve()))]
@@ -1452,7 +1482,7 @@ def load_run(run_dir: Path, workers=None):
     except (OSError, ValueError, KeyError, pd.errors.ParserError) as exc:
         raise OutputError(f"{run_dir}/summary.csv: not the summary of a `sibsim run` "
                           f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    results = simulate(contract, n_paths=n_paths, seed=seed, workers=workers)
+    results = simulate(contract, n_paths=run.n_paths, seed=run.seed, workers=workers)
     now = results.summary()
     common = [m for m in saved["estimate"] if m in now.index]
     for column in ("estimate", "std_error"):
@@ -1485,19 +1515,9 @@ def cmd_report(args) -> int:
             raise OutputError(f"{target}: is a run directory; it is re-created with its own paths and seed, so "
                               "drop --paths and --seed (or give the scenario file instead)")
         run_dir = target
-        from .output import MANIFEST
-        from .scenario import read_scenario_bytes
-
-        if not (target / MANIFEST).is_file():
-            raise OutputError(f"{target}: no {MANIFEST}: not a directory written by `sibsim run`")
-        import json
-
-        try:
-            scenario = Path(json.loads(read_scenario_bytes(target / MANIFEST).decode("utf-8"))["scenario_path"])
-        except (OSError, ValueError, KeyError, TypeError):
-            scenario = target  # load_run names the problem
-        check_report_path(out, scenario, getattr(args, "force", False))
-        results, scenario = load_run(target, workers=workers)
+        run = read_run(target)
+        check_report_path(out, run.scenario, getattr(args, "force", False))
+        results, scenario = rerun(run, workers=workers)
         contract = results.contract
     else:
         scenario = target

@@ -945,19 +945,18 @@ class UnreadableFile(OSError):
         return self.strerror
 
 
-def read_scenario_bytes(path: Path) -> bytes:
-    """The bytes of a scenario file: a regular file of at most :data:`MAX_FILE_BYTES`.
+def open_regular(path: Path):
+    """``path`` opened for binary reading, only if it is a regular file.
 
     The type is checked with :func:`os.stat` before opening (a FIFO would block ``open``; a device
     such as ``/dev/zero`` never ends), the file is opened non-blocking (should it be swapped for a
-    FIFO in between) and checked again on the open descriptor, and read with a bounded read.
+    FIFO in between) and checked again on the open descriptor.
 
     Raises
     ------
     OSError
         ``FileNotFoundError`` or another ``OSError`` whose ``strerror`` says why; an
-        :class:`UnreadableFile` for a name holding a NUL byte, a file that is not regular, or one
-        too large.
+        :class:`UnreadableFile` for a name holding a NUL byte or a file that is not regular.
     """
     try:
         why = _not_regular(os.stat(path).st_mode)
@@ -965,24 +964,40 @@ def read_scenario_bytes(path: Path) -> bytes:
         raise UnreadableFile("the name contains a NUL byte") from None
     if why:
         raise UnreadableFile(why)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags)
-    try:
-        why = _not_regular(os.fstat(fd).st_mode)
-        if why:
-            raise UnreadableFile(why)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    why = _not_regular(os.fstat(fd).st_mode)
+    if why:
+        os.close(fd)
+        raise UnreadableFile(why)
+    return os.fdopen(fd, "rb")
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """At most ``limit`` bytes from the start of the regular file ``path`` (see :func:`open_regular`)."""
+    with open_regular(path) as fh:
         chunks, size = [], 0
-        while size <= MAX_FILE_BYTES:
-            chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
+        while size < limit:
+            chunk = os.read(fh.fileno(), limit - size)
             if not chunk:
                 break
             chunks.append(chunk)
             size += len(chunk)
-    finally:
-        os.close(fd)
-    if size > MAX_FILE_BYTES:
-        raise UnreadableFile(f"larger than {MAX_FILE_BYTES:,} bytes: a scenario is a few kB of text")
     return b"".join(chunks)
+
+
+def read_scenario_bytes(path: Path) -> bytes:
+    """The bytes of a scenario file: a regular file (:func:`open_regular`) of at most
+    :data:`MAX_FILE_BYTES`, read with a bounded read.
+
+    Raises
+    ------
+    OSError
+        As :func:`open_regular`, and an :class:`UnreadableFile` for a file too large.
+    """
+    raw = read_regular(path, MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise UnreadableFile(f"larger than {MAX_FILE_BYTES:,} bytes: a scenario is a few kB of text")
+    return raw
 
 
 def _extends_name(base) -> str | None:
