@@ -1,17 +1,16 @@
 """Contract terms of a Social Impact Bond, as frozen dataclasses.
 
 Everything here is *data*: who invests how much, what the outcome payer pays
-for, what a month off benefits saves, who takes part and how their journey is
-believed to go.  Nothing here draws random numbers or settles cash; that is
+for, what the payer spends per month in each state of the journey, who takes part
+and how their journey is believed to go (:mod:`sibsim.journey`).  Nothing here draws random numbers or settles cash; that is
 :mod:`sibsim.montecarlo` and :mod:`sibsim.cashflows`.
 
 Conventions
 -----------
 * Money in EUR (or the scenario's ``meta.currency``), nominal.
 * Time in whole months; month 0 is the first month of the contract.
-* Journey probabilities are *per-month* probabilities, except
-  ``long_term_contract`` which is the probability that a job reaching the
-  sustained mark (``sustained_job_months``) comes with a long-term contract.
+* Journey probabilities are *per-month* probabilities (a branch's: per participant
+  reaching its duration); event rates are expected events per participant-month.
 * Annual rates (return caps, discount rates, indexation) are effective annual
   rates, e.g. ``0.10`` for 10 % a year.
 """
@@ -24,97 +23,19 @@ from pathlib import Path
 
 import numpy as np
 
-#: Outcome types a rate card can price, in the order the engine stores them.
-OUTCOMES = ("diploma", "job_start", "job_sustained", "long_term_contract")
-
-#: Journey parameters (keys of ``[journey]`` and ``[comparison.journey]``).
-JOURNEY_PROBABILITIES = (
-    "diploma",
-    "dropout",
-    "job_with_diploma",
-    "job_without_diploma",
-    "relapse",
-    "relapse_long_term",
-    "long_term_contract",
-)
-
-
-@dataclass(frozen=True)
-class Prior:
-    """Uncertain probability: Beta(alpha, beta), or a fixed value.
-
-    Each Monte Carlo path draws one value (parameter uncertainty); all
-    participants of that path then share it (individual randomness comes on top).
-
-    Parameters
-    ----------
-    mean : float
-        Expected probability, in [0, 1].
-    sd : float
-        Standard deviation of the prior; 0 means the value is known (fixed).
-    """
-
-    mean: float
-    sd: float = 0.0
-
-    @property
-    def is_fixed(self) -> bool:
-        return self.sd == 0.0
-
-    @property
-    def alpha_beta(self) -> tuple[float, float]:
-        """Beta parameters matching ``mean`` and ``sd`` (method of moments)."""
-        m, v = self.mean, self.sd**2
-        k = m * (1.0 - m) / v - 1.0
-        return m * k, (1.0 - m) * k
-
-    @classmethod
-    def from_alpha_beta(cls, alpha: float, beta: float) -> "Prior":
-        n = alpha + beta
-        return cls(mean=alpha / n, sd=float(np.sqrt(alpha * beta / (n * n * (n + 1.0)))))
-
-    def draw(self, rng: np.random.Generator, n_paths: int) -> np.ndarray:
-        """One probability per path, shape ``(n_paths,)``."""
-        if self.is_fixed:
-            return np.full(n_paths, self.mean)
-        a, b = self.alpha_beta
-        return rng.beta(a, b, n_paths)
-
-
-@dataclass(frozen=True)
-class Journey:
-    """Monthly multi-state journey of one participant (see docs/model.md).
-
-    In training (up to ``max_training_months``) each month brings the diploma
-    with probability ``diploma``, otherwise dropout with probability
-    ``dropout``.  After training the participant looks for work, with monthly
-    job-start probability ``job_with_diploma`` or ``job_without_diploma``.  A
-    job ends (relapse to benefits) with monthly probability ``relapse``; a job
-    that lasts ``sustained_job_months`` is *sustained* and then turns into a
-    long-term contract with probability ``long_term_contract``, after which the
-    monthly relapse probability is ``relapse_long_term``.  After a relapse the
-    participant looks for work again.
-    """
-
-    max_training_months: int
-    diploma: Prior
-    dropout: Prior
-    job_with_diploma: Prior
-    job_without_diploma: Prior
-    relapse: Prior
-    relapse_long_term: Prior
-    long_term_contract: Prior
-
-    def priors(self) -> dict[str, Prior]:
-        return {name: getattr(self, name) for name in JOURNEY_PROBABILITIES}
+from .journey import CostBand, CostItem, Journey, Outcome, Prior  # noqa: F401  (Prior: re-exported)
 
 
 @dataclass(frozen=True)
 class Cohort:
-    """Participants entering the programme in the same month."""
+    """Participants entering the programme in the same month.
+
+    ``start``: the cohort's own start distribution ``((state, share), ...)``; empty: the journey's.
+    """
 
     intake_month: int
     size: int
+    start: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -191,8 +112,6 @@ class Fee:
 
 #: Improvement measures: how treated counts ``t`` compare with counterfactual counts ``c`` in a group of ``n``.
 MEASURES = ("difference", "relative_increase", "relative_reduction")
-#: What tier tables, triggers and reviews can measure: an outcome, or months off benefits.
-MEASURABLE = OUTCOMES + ("benefit_months",)
 
 
 @dataclass(frozen=True)
@@ -282,9 +201,9 @@ class OutcomePayer:
     Parameters
     ----------
     rate_card : tuple of (outcome, EUR)
-        Price per net outcome (treated minus counterfactual, scaled to the treated
-        group's size), for outcomes in :data:`OUTCOMES`, plus ``benefit_month_saved``
-        (EUR per net month off benefits).
+        Price per net unit of an outcome (treated minus counterfactual, scaled to the treated
+        group's size; for an ``occupancy`` outcome per unit of its ``scale``, e.g. per day),
+        by the outcome's name (:attr:`Contract.outcomes`).
     savings_share : SavingsShare
         Share of *measured* savings (benefit months avoided x benefit) paid.
     tiers : tuple of TierTable
@@ -318,57 +237,27 @@ class OutcomePayer:
     def price(self, outcome: str) -> float:
         return dict(self.rate_card).get(outcome, 0.0)
 
-    @property
-    def prices(self) -> np.ndarray:
-        """EUR per net outcome, in :data:`OUTCOMES` order, shape ``(4,)``."""
-        return np.array([self.price(o) for o in OUTCOMES])
-
-
-@dataclass(frozen=True)
-class BenefitBand:
-    """Monthly bijstand amount for an age band, and the share of participants in it."""
-
-    age_band: str
-    amount_per_month: float
-    share: float
-
-
-@dataclass(frozen=True)
-class Savings:
-    """What a month off benefits saves the payer.
-
-    ``share_saved_when_employed`` covers partial outflow: a part-time job may
-    leave a top-up benefit, so only part of the benefit is saved.
-    """
-
-    bands: tuple[BenefitBand, ...]
-    share_saved_when_employed: float = 1.0
-    annual_indexation: float = 0.0
-
-    def per_month(self, n_months: int) -> np.ndarray:
-        """EUR saved per participant-month off benefits, shape ``(n_months,)``.
-
-        Indexation steps up every 12 months from the contract start.
-        """
-        base = sum(b.amount_per_month * b.share for b in self.bands) * self.share_saved_when_employed
-        years = np.arange(n_months) // 12
-        return base * (1.0 + self.annual_indexation) ** years
-
 
 @dataclass(frozen=True)
 class ComparisonGroup:
     """The counterfactual: what would have happened to the participants without the programme.
 
+    It shares the treated group's state machine; ``journey`` is that machine with the
+    parameters the scenario overrides (``overrides``, by name) replaced.
     ``method = "comparison_group"``: the evaluator follows ``size_ratio`` comparison
     members per treated participant, per cohort, simulated alongside (a small group
     adds measurement noise).  ``method = "expected"``: a modelled counterfactual,
     e.g. an expected benefit duration model: the exact expectation of ``journey``
-    for the treated group's size, without sampling noise.
+    for the treated group's size, computed by propagating the chain, without sampling noise.
     """
 
     size_ratio: float
     journey: Journey
     method: str = "comparison_group"
+    overrides: tuple[str, ...] = ()
+    #: Parameters whose per-path draw the comparison group shares with the treated group (one
+    #: labour market); every other parameter is drawn for each group on its own.
+    shared: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -378,19 +267,19 @@ class Contract:
     title: str
     term_months: int
     tail_months: int
-    sustained_job_months: int
     investors: tuple[Investor, ...]
     provider_name: str
     provider_budget: Schedule
     fees: tuple[Fee, ...]
     payer: OutcomePayer
-    savings: Savings
+    costs: tuple[CostItem, ...]
     cohorts: tuple[Cohort, ...]
     journey: Journey
+    outcomes: tuple[Outcome, ...]
     comparison: ComparisonGroup
     investor_discount_rate: float = 0.0
     public_discount_rate: float = 0.0
-    primary_outcome: str = "job_sustained"
+    primary_outcome: str = ""
     guarantees: tuple[Guarantee, ...] = ()
     recycling: bool = False
     meta: tuple[tuple[str, object], ...] = field(default=(), compare=False)
@@ -416,9 +305,45 @@ class Contract:
         )
 
     def outcome_label(self, outcome: str) -> str:
-        """What an outcome stands for in this deal (``meta.outcome_labels``), e.g. a first reconviction."""
-        labels = dict(dict(self.meta).get("outcome_labels", ()))
-        return labels.get(outcome, outcome.replace("_", " "))
+        """What an outcome stands for in this deal (its ``label``), e.g. "reconviction event"."""
+        for o in self.outcomes:
+            if o.name == outcome:
+                return o.title
+        return outcome.replace("_", " ")
+
+    # --- what the engine counts -------------------------------------------------
+    @property
+    def outcome_names(self) -> tuple[str, ...]:
+        """The outcomes the contract defines, in the order every outcome array stores them."""
+        return tuple(o.name for o in self.outcomes)
+
+    def outcome_index(self, name: str) -> int:
+        return self.outcome_names.index(name)
+
+    @property
+    def measures(self) -> tuple[Outcome, ...]:
+        """Everything the engine counts: the outcomes, then one count per cost item (its units)."""
+        return self.outcomes + tuple(c.as_outcome() for c in self.costs)
+
+    @property
+    def prices(self) -> np.ndarray:
+        """EUR per net unit of each outcome (:attr:`outcome_names` order), shape ``(outcomes,)``."""
+        return np.array([self.payer.price(o) for o in self.outcome_names])
+
+    @property
+    def outcome_scales(self) -> np.ndarray:
+        """Units per count of each outcome (e.g. days per person-month), shape ``(outcomes,)``."""
+        return np.array([o.scale for o in self.outcomes])
+
+    def cost_per_unit(self, n_months: int | None = None) -> np.ndarray:
+        """EUR per unit of each cost item (participant-month or event) in each month, shape ``(costs, months)``.
+
+        Indexation steps up every 12 months from the contract start.
+        """
+        T = self.horizon_months if n_months is None else n_months
+        years = np.arange(T) // 12
+        return np.array([c.base_amount * (1.0 + c.annual_indexation) ** years for c in self.costs]).reshape(
+            len(self.costs), T)
 
     def files_record(self) -> dict:
         """What a manifest records of the files read: ``scenario_sha256`` (:attr:`files_sha256`) and
