@@ -326,6 +326,9 @@ class CostBand:
 class CostItem:
     """What the payer spends per participant-month in ``states``, or per ``event``.
 
+    Its ``name`` is unique among outcomes and cost items: an observed file counts its units
+    (participant-months or events) under that name.
+
     The payer's savings are the counterfactual's cost less the treated group's, from these same
     definitions. The amount is the share-weighted average of ``bands`` (EUR per month or per event)
     times ``fraction`` (e.g. the part of the benefit still paid as a top-up in part-time work),
@@ -338,6 +341,11 @@ class CostItem:
     event: str | None = None
     fraction: float = 1.0
     annual_indexation: float = 0.0
+    label: str = ""
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.replace("_", " ")
 
     @property
     def base_amount(self) -> float:
@@ -347,5 +355,5 @@ class CostItem:
     def as_outcome(self) -> Outcome:
         """The count this cost is priced on: person-months in its states, or every event."""
         if self.event is not None:
-            return Outcome(name=f"cost:{self.name}", kind="event", event=self.event, count="every", unit="events")
-        return Outcome(name=f"cost:{self.name}", kind="occupancy", states=self.states, unit="months")
+            return Outcome(name=self.name, kind="event", event=self.event, count="every", unit="events")
+        return Outcome(name=self.name, kind="occupancy", states=self.states, unit="months")
