@@ -258,6 +258,23 @@ class Journey:
                 names.append(b.event)
         return tuple(names)
 
+    def describe_parameter(self, name: str) -> str:
+        """Where a parameter is used, in words: "training to job search with diploma, per month"."""
+        words = lambda n: n.replace("_", " ")  # noqa: E731
+        uses = []
+        for s in self.states:
+            for e in s.exits:
+                if e.probability == name:
+                    uses.append(f"{words(s.name)} to {words(e.to)}, per month")
+            for r in s.events:
+                if r.rate == name:
+                    uses.append(f"{words(r.event)} events per month in {words(s.name)}")
+        for b in self.branches:
+            if b.probability == name:
+                uses.append(f"to {words(b.to)} on reaching {b.at_month} months in "
+                            f"{', '.join(words(x) for x in b.states)}, per participant")
+        return "; ".join(dict.fromkeys(uses)) or "not used"
+
     def with_parameters(self, overrides: dict[str, Prior]) -> "Journey":
         """The same machine with some parameters' priors replaced (a comparison group)."""
         unknown = set(overrides) - set(self.parameter_names)
