@@ -475,7 +475,7 @@ class JourneyReader:
         raw = c.table(comp["parameters"], "comparison.parameters",
                       optional=tuple(comp["parameters"]) if isinstance(comp["parameters"], dict) else ()) \
             if "parameters" in comp else {}
-        for name, value in (raw or {}).items():
+        for name, value in (raw or {}).items() if self.journey is not None else ():  # else reported there
             f = _join("comparison.parameters", name)
             p = self.params.get(name)
             if p is None:
@@ -503,7 +503,7 @@ class JourneyReader:
                 c.problem("comparison.shared", f"must be an array of parameter names, got {_describe(value)}")
                 ok = False
                 value = []
-            for j, name in enumerate(value):
+            for j, name in enumerate(value if self.journey is not None else ()):
                 f = f"comparison.shared[{j}]"
                 if name not in self.params:
                     c.problem(f, f"unknown parameter {name!r} (parameters: {_names(self.params)})")
