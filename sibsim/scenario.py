@@ -307,13 +307,6 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     tail_months = c.number(term, "tail_months", "term", default=0, integer=True, ge=0, le=MAX_MONTH)
     last_month = term_months if term_months is not None else MAX_MONTH
 
-    # [journey], [outcomes], [[costs]]: read before the payer, whose terms name outcomes
-    reader = JourneyReader(c)
-    journey = reader.read(g("journey"))
-    outcomes = reader.outcomes(g("outcomes"))
-    outcome_names = None if outcomes is None else tuple(o.name for o in outcomes)
-    costs = reader.costs(doc["costs"]) if "costs" in doc else ()
-
     # [[investors]]
     investors = []
     names: dict[str, tuple[str, str]] = {}  # name_key -> (field, name) of the first investor so named
@@ -369,6 +362,13 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
         if None not in (name, paid_by, schedule):
             fees.append(Fee(name, paid_by, schedule))
     fees_ok = fees_ok and len(fees) == len(fee_items)
+
+    # [journey], [outcomes], [[costs]]: read before the payer, whose terms name outcomes
+    reader = JourneyReader(c)
+    journey = reader.read(g("journey"))
+    outcomes = reader.outcomes(g("outcomes"))
+    outcome_names = None if outcomes is None else tuple(o.name for o in outcomes)
+    costs = reader.costs(doc["costs"]) if "costs" in doc else ()
 
     # [payer]
     payer_given = isinstance(doc.get("payer"), dict)

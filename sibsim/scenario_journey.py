@@ -537,13 +537,14 @@ class JourneyReader:
                 if s != b.to:
                     edges[s].add(b.to)
         seen = [name for start, _ in self.starts for name, share in start if share > 0]
+        known = all(name in edges for name in seen)  # an unknown start state is reported on its own
         reached = set(seen)
-        while seen:
+        while seen and known:
             for nxt in edges[seen.pop()]:
                 if nxt not in reached:
                     reached.add(nxt)
                     seen.append(nxt)
-        for s in j.states:
+        for s in j.states if known else ():
             if s.name not in reached:
                 c.problem(_join(fields[s.name], "name"), f"unreachable from every start state (the journey's, "
                           f"the cohorts' and the comparison group's), got state {s.name!r}")
