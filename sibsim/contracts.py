@@ -293,6 +293,9 @@ class Contract:
     #: Fields the scenario left out that took their documented default (e.g.
     #: ``analysis.investor_discount_rate``, 0), so a report can say a value was assumed, not given.
     defaulted: tuple[str, ...] = field(default=(), compare=False)
+    #: Lines ``file: field: warning: ...`` the loader found worth saying but not refusing (e.g. an
+    #: outcome no contract term uses); ``sibsim validate`` prints them.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     # --- derived quantities -------------------------------------------------
     @property
