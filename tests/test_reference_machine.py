@@ -381,6 +381,16 @@ def test_colour_kitchen_deterministic_journeys():
 # ---------------------------------------------------------------------------------------
 # 2. closed-form expectations
 # ---------------------------------------------------------------------------------------
+def test_colour_kitchen_diploma_share_closed_form():
+    # diploma first, then dropout among the rest, for at most 12 months:
+    # P(diploma) = d * sum_{k<12} ((1-d)(1-dropout))^k, about 0.70 (the published target)
+    p = dict(diploma=0.105, dropout=0.012, job_with_diploma=0.04, job_without_diploma=0.025, relapse=0.035,
+             relapse_long_term=0.01, long_term_contract=0.49)
+    totals = per_participant(colour_kitchen(**p), *CK_MEASURES[:2], n=3000, n_months=13, seed=10)
+    q = (1 - p["diploma"]) * (1 - p["dropout"])
+    assert_mean(totals[:, 0], p["diploma"] * (1 - q**12) / (1 - q), "diploma")
+
+
 @pytest.mark.parametrize("timing", ["end", "start"])
 def test_expected_months_in_a_state_before_absorption_is_geometric(timing):
     p, horizon, n = 0.2, 80, 4000
