@@ -183,8 +183,7 @@ def live_participant(journey: Journey, p: dict[str, float], start: str, intake: 
                 state = arrive(journey, record, state, ex.to, p, rng)
 
         # Rule 2: occupying this month (months_in_state restarts at 1 in the month of arrival).
-        months_before = months_in_state
-        months_in_state = 1 if record.arrivals else months_before + 1
+        months_in_state = 1 if record.arrivals else months_in_state + 1
         occupy(record, state, sets, runs, cumulative)
 
         # Rule 3: branches in declared order; the first that fires moves the participant for this month.
