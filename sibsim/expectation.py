@@ -1,29 +1,46 @@
-"""Exact expected outcomes of the participant journey: no sampling, no noise.
+"""Exact expected counts of any journey (:mod:`sibsim.journey`): no sampling, no noise.
 
-The monthly journey of :class:`sibsim.contracts.Journey` (specified step by step
-in :mod:`sibsim.reference`) is a finite Markov chain once a few counters join
-the state.  Propagating the state distribution of *one* participant month by
-month gives, exactly, the expected first-time outcomes and the probability of
-being in work in each month since intake; shifting those curves by each
-cohort's intake month and scaling by its size gives ``E[...]`` of what
-:func:`sibsim.montecarlo.simulate_group` returns.  Uses: a *modelled*
-counterfactual (an "expected benefit duration" model, as in the Rotterdam
-Buzinezzclub SIB, where no comparison group adds measurement noise) and tests.
+A journey is a finite Markov chain once a few counters join the state.  This module builds that
+*augmented* chain once from the structure of the journey and the measures counted on it (only the
+states reachable from the start states), then propagates the distribution of one participant month
+by month, vectorised over Monte Carlo paths: the structure is fixed, only the edge probabilities
+differ per path (each one a product of factors such as ``p``, ``1 - p``, ``1 - sum(p)`` or
+``exp(-rate)`` of the path's parameter columns).  Shifting the per-participant curves by each
+cohort's intake month and scaling them by its size gives ``E[counts]`` of what the Monte Carlo
+engine returns.  Uses: a modelled counterfactual (``comparison.method = "expected"``: an expected
+benefit-duration model, no comparison-group noise) and tests.
 
-States (at the end of a month)
-------------------------------
-``("train", k)``
-    In training, ``k`` months done (``k < L``; the intake state when L > 0).
-``("search", D, h)``
-    On benefits, looking for work; ``D`` = 1 with a diploma.
-``("job", d, D, c, h)``
-    In work, in month ``d`` of the job (1 .. S; S means "sustained mark
-    reached"); ``c`` = 1 on a long-term contract (only at ``d == S``).
+The augmented state
+-------------------
+Between two months a participant is described by the state it occupies at the start of the next
+month (before that month's ``"start"``-timing draws), together with
 
-``h`` is the history needed because each outcome counts only the first time:
-0 no job yet, 1 a job started, 2 a job sustained, 3 a long-term contract.
-Only states reachable from the intake state are built (with L = 0 nobody has
-a diploma), e.g. 56 states for L = 12, S = 6 and 22 for L = 0, S = 6.
+* months already spent in that state, kept only for states with a time limit (0 .. limit - 1);
+* for every set used by a branch or a consecutive milestone: the current run of months in the set,
+  capped at the largest duration asked of it (beyond it the exact value no longer matters);
+* for every set of a cumulative milestone: the months spent in it so far, capped likewise;
+* one flag per ``"first"`` count (entries into a set, an event, a consecutive milestone): already
+  counted or not.
+
+Months since intake are not part of the state: windows, lags and census months are functions of
+them, applied to the per-participant curves before the shift by the intake month.  Recurrent events
+counted ``"every"`` need no counter: their expectation is the rate times the probability of being in
+the state that month; a ``"first"`` count of an event splits the month on the Poisson probability of
+at least one event, ``1 - exp(-rate)``.
+
+Readings of the rules (module notes of :mod:`sibsim.journey`) made precise here
+-------------------------------------------------------------------------------
+* A *set's run* is the number of months since the participant last entered the set: any state
+  outside the set on the way, even one passed through without a month in it, ends the run; entering
+  the set again starts a new run (and is an entry into the set).  After a branch the month belongs to
+  the state it ends in: runs of sets holding both states continue, runs of sets holding only the new
+  state start at 1 and runs of sets without it end.  Cumulative months count months only.
+* Branches are tried in declared order among those whose condition holds in the month; each one
+  fires with its probability, and the first that fires ends the search (so a later branch fires with
+  its probability times the complements of the earlier eligible ones).
+* A ``"start"``-timing state draws its exits at most once a month: a journey in which one month could
+  pass through the same ``"start"`` state twice is refused (``ValueError``).
+* Competing exits summing above 1 on a path raise ``ValueError`` (beyond 1e-12 of rounding).
 """
 
 from __future__ import annotations
@@ -32,202 +49,574 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .contracts import OUTCOMES
+from .journey import Journey, Outcome
 
-DIPLOMA, JOB_START, JOB_SUSTAINED, LONG_TERM_CONTRACT = range(len(OUTCOMES))
-TRAIN, SEARCH, JOB = "train", "search", "job"
-
-#: Names of the per-path probabilities an edge probability is a product of (see `edge_probabilities`).
-FACTORS = ("one", "diploma", "dropout", "stay", "job0", "no_job0", "job1", "no_job1",
-           "relapse", "keep", "relapse_lt", "keep_lt", "contract", "no_contract")
+#: Largest augmented chain built (reachable states); a larger one is refused with the counters to blame.
+MAX_STATES = 20_000
+#: Flows of one block of paths held at once: (paths in a block) x (edges) at most this many numbers.
+BLOCK_CELLS = 2_000_000
+#: Rounding allowed when competing exits sum to 1 (a sum above 1 + this is an error).
+EXIT_SUM_TOLERANCE = 1e-12
 
 
 @dataclass(frozen=True)
 class Chain:
-    """Transition structure of the monthly journey (reachable states only), independent of the probabilities.
+    """The augmented chain of one journey and measure list, independent of the parameter values.
 
     Attributes
     ----------
-    states : tuple
-        State labels (see the module docstring); ``states[0]`` is the intake state.
-    src, dst : ndarray (edges,) int
-        Source and destination state of each edge, sorted by destination.
-    factors : ndarray (edges, 2) int
-        Indices into :data:`FACTORS`: the edge probability is the product of the two.
-    events : ndarray (edges, 4) float
-        1 where taking the edge reaches an outcome (:data:`OUTCOMES` order) for the first time.
-    working : ndarray (states,) bool
-        The in-work (off-benefit) states.
+    n_nodes : int
+        Reachable augmented states.
+    src, dst : ndarray (edges,) int64
+        Source and destination node of each edge (one month), sorted by destination.
+    factors : ndarray (edges, K) int64
+        Indices into ``factor_keys``: an edge's probability is the product of its K factors.
+    factor_keys : tuple
+        What each factor is, per path: ``("one",)``, ``("p", i)``, ``("q", i)`` (``1 - p_i``),
+        ``("stay", (i, ...), state)`` (``1 - sum p``), ``("none", (i, ...))`` (``exp(-sum rate)``),
+        ``("some", (i, ...))`` (``1 - exp(-sum rate)``), ``i`` a parameter column.
+    now, later : ndarray (edges, measures)
+        Occurrences of each measure on the edge dated in the month of the edge, and in the next
+        month (entries into the state the month's end leads to).
+    occupied : ndarray (edges,) int64
+        State occupied in the month of the edge (what occupancy, status and events see).
+    rates : tuple of (measure, state, (parameter, ...))
+        Recurrent events counted ``"every"``: expected ``sum(rates)`` per month in ``state``.
+    start_node : dict of int -> int
+        Node of a participant arriving in each start state at intake.
+    start_counts : dict of int -> ndarray (measures,)
+        Entries dated in the intake month by that arrival.
     """
 
-    states: tuple
+    n_nodes: int
     src: np.ndarray
     dst: np.ndarray
     factors: np.ndarray
-    events: np.ndarray
-    working: np.ndarray
-
-    @property
-    def n_states(self) -> int:
-        return len(self.states)
-
-
-def _reach_job_month(d: int, D: int, h: int, S: int) -> list:
-    """Edges (dst, factors, events) of ending a month in month ``d`` of a job, not yet sustained before."""
-    if d < S:
-        return [((JOB, d, D, 0, h), (), ())]
-    sustained = (JOB_SUSTAINED,) if h < 2 else ()
-    contract = (LONG_TERM_CONTRACT,) if h < 3 else ()
-    return [((JOB, S, D, 1, 3), ("contract",), sustained + contract),
-            ((JOB, S, D, 0, max(h, 2)), ("no_contract",), sustained)]
+    factor_keys: tuple
+    now: np.ndarray
+    later: np.ndarray
+    occupied: np.ndarray
+    rates: tuple
+    start_node: dict
+    start_counts: dict
 
 
-def _successors(state: tuple, L: int, S: int) -> list:
-    """Edges (dst, factor names, outcome indices) out of ``state``: one month of the reference chain."""
-    if state[0] == TRAIN:
-        k = state[1]
-        after = (SEARCH, 0, 0) if k + 1 == L else (TRAIN, k + 1)
-        return [((SEARCH, 1, 0), ("diploma",), (DIPLOMA,)),
-                ((SEARCH, 0, 0), ("dropout",), ()),
-                (after, ("stay",), ())]
-    if state[0] == SEARCH:
-        _, D, h = state
-        first = (JOB_START,) if h == 0 else ()
-        found = [(dst, (f"job{D}",) + f, first + ev) for dst, f, ev in _reach_job_month(1, D, max(h, 1), S)]
-        return found + [(state, (f"no_job{D}",), ())]
-    _, d, D, c, h = state
-    relapse, keep = ("relapse_lt", "keep_lt") if c else ("relapse", "keep")
-    stay = [(state, (), ())] if d == S else _reach_job_month(d + 1, D, h, S)
-    return [((SEARCH, D, h), (relapse,), ())] + [(dst, (keep,) + f, ev) for dst, f, ev in stay]
+class _Plan:
+    """What must be tracked for a journey and its measures (sets as frozensets of state indices)."""
+
+    def __init__(self, journey: Journey, measures: tuple[Outcome, ...]):
+        self.journey = journey
+        self.names = journey.state_names
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.param = {n: i for i, n in enumerate(journey.parameter_names)}
+        self.states = journey.states
+        self.measures = measures
+        runs: dict[frozenset, int] = {}  # set -> cap (largest duration asked)
+        cums: dict[frozenset, int] = {}
+        flags: list = []
+        for b in journey.branches:
+            x = self.set_of(b.states)
+            runs[x] = max(runs.get(x, 0), b.at_month)
+        for o in measures:
+            if o.kind not in ("entry", "event", "milestone", "occupancy", "status"):
+                raise ValueError(f"measure {o.name!r}: unknown kind {o.kind!r}")
+            if o.kind in ("entry", "event") and o.count not in ("first", "every"):
+                raise ValueError(f"measure {o.name!r}: count must be 'first' or 'every', got {o.count!r}")
+            if o.kind == "milestone":
+                if o.months < 1:
+                    raise ValueError(f"measure {o.name!r}: a milestone needs months >= 1")
+                x = self.set_of(o.states)
+                table = runs if o.consecutive else cums
+                table[x] = max(table.get(x, 0), o.months)
+            key = self.flag_key(o)
+            if key is not None and key not in flags:
+                flags.append(key)
+        self.run_sets = tuple(runs)
+        self.run_caps = tuple(runs.values())
+        self.cum_sets = tuple(cums)
+        self.cum_caps = tuple(cums.values())
+        self.flags = tuple(flags)
+        self.flag_index = {k: i for i, k in enumerate(flags)}
+        #: the set of states of each measure (empty for events)
+        self.sets = tuple(self.set_of(o.states) for o in measures)
+
+    def set_of(self, states) -> frozenset:
+        try:
+            return frozenset(self.index[s] for s in states)
+        except KeyError as err:
+            raise ValueError(f"unknown state {err.args[0]!r}") from None
+
+    def param_of(self, name: str) -> int:
+        try:
+            return self.param[name]
+        except KeyError:
+            raise ValueError(f"unknown parameter {name!r}") from None
+
+    def flag_key(self, o: Outcome):
+        """The flag a measure's ``"first"`` count needs, or None."""
+        if o.kind == "entry" and o.count == "first":
+            return ("entry", self.set_of(o.states))
+        if o.kind == "event" and o.count == "first":
+            return ("event", o.event)
+        if o.kind == "milestone" and o.consecutive and o.count == "first":
+            return ("milestone", self.set_of(o.states), o.months)
+        return None
 
 
-def journey_chain(max_training_months: int, sustained_job_months: int) -> Chain:
-    """Build the reachable states and edges of the journey, breadth first from the intake state.
+@dataclass
+class _Walk:
+    """One way a month can go so far: the current state, counters, and what the way has counted."""
 
-    Parameters
-    ----------
-    max_training_months : int
-        L, months of training at most (0: straight to job search).
-    sustained_job_months : int
-        S >= 1, months in one job that make it sustained.
+    state: int
+    months: int  # months in `state` before this month (0 after a move)
+    runs: list
+    cums: list
+    flags: list
+    factors: list
+    now: np.ndarray
+    later: np.ndarray
+    drawn: frozenset  # "start" states whose exits were drawn this month
+
+    def copy(self) -> "_Walk":
+        return _Walk(self.state, self.months, list(self.runs), list(self.cums), list(self.flags),
+                     list(self.factors), self.now.copy(), self.later.copy(), self.drawn)
+
+
+class _Builder:
+    def __init__(self, plan: _Plan):
+        self.plan = plan
+        self.n_measures = len(plan.measures)
+        self.keys: dict = {("one",): 0}
+
+    # --- counting -----------------------------------------------------------------------------
+
+    def _flag_count(self, w: _Walk, key, counts: np.ndarray, measure: int) -> None:
+        """Count a "first" occurrence: only if its flag is down (the flag goes up after every measure's look)."""
+        if not w.flags[self.plan.flag_index[key]]:
+            counts[measure] += 1.0
+
+    def _raise(self, w: _Walk, key) -> None:
+        w.flags[self.plan.flag_index[key]] = True
+
+    def event(self, w: _Walk, name: str | None) -> None:
+        """A transition event in this month."""
+        if name is None:
+            return
+        first = False
+        for j, o in enumerate(self.plan.measures):
+            if o.kind == "event" and o.event == name:
+                if o.count == "every":
+                    w.now[j] += 1.0
+                else:
+                    self._flag_count(w, ("event", name), w.now, j)
+                    first = True
+        if first:
+            self._raise(w, ("event", name))
+
+    def move(self, w: _Walk, to: int, later: bool) -> None:
+        """Arrive in state ``to``: entries into sets (dated now or next month), runs of sets left end."""
+        plan, came = self.plan, w.state
+        counts = w.later if later else w.now
+        raised = []
+        for j, o in enumerate(plan.measures):
+            if o.kind != "entry":
+                continue
+            x = plan.sets[j]
+            if to in x and (came is None or came not in x):
+                if o.count == "every":
+                    counts[j] += 1.0
+                else:
+                    self._flag_count(w, ("entry", x), counts, j)
+                    raised.append(("entry", x))
+        for key in raised:
+            self._raise(w, key)
+        for i, x in enumerate(plan.run_sets):
+            if to not in x:
+                w.runs[i] = 0
+        w.state, w.months = to, 0
+
+    # --- the month, step by step -----------------------------------------------------------------
+
+    def exits(self, s: int) -> list:
+        """(factor keys, exit) of each exit of state ``s``, then (factor keys, None) for the stay."""
+        state = self.plan.states[s]
+        cols = [self.plan.param_of(e.probability) for e in state.exits]
+        if state.exits_in_order:
+            out = [([("q", c) for c in cols[:k]] + [("p", cols[k])], e) for k, e in enumerate(state.exits)]
+            return out + [([("q", c) for c in cols], None)]
+        return [([("p", c)], e) for c, e in zip(cols, state.exits)] + [([("stay", tuple(cols), state.name)], None)]
+
+    def draw_start(self, w: _Walk) -> list:
+        """Step 1: a "start" state's exits, drawn at once (passing through, possibly into another)."""
+        state = self.plan.states[w.state]
+        if state.timing != "start" or not state.exits:
+            return [w]
+        if w.state in w.drawn:
+            raise ValueError(f"state {state.name!r} ('start' timing) can be passed through twice in one month")
+        out = []
+        for keys, e in self.exits(w.state):
+            v = w.copy()
+            v.drawn = w.drawn | {w.state}
+            v.factors += keys
+            if e is None:
+                out.append(v)
+                continue
+            self.event(v, e.event)
+            self.move(v, self.plan.index[e.to], later=False)
+            out += self.draw_start(v)
+        return out
+
+    def branches(self, w: _Walk) -> list:
+        """Step 3: the branches whose run is reached this month, tried in order; at most one fires."""
+        plan, out, passed = self.plan, [], []
+        for b in plan.journey.branches:
+            x, to = plan.set_of(b.states), plan.index[b.to]
+            i = plan.run_sets.index(x)
+            if w.state not in x or w.state == to or w.runs[i] + 1 != b.at_month:
+                continue
+            col = plan.param_of(b.probability)
+            v = w.copy()
+            v.factors += passed + [("p", col)]
+            # the month so far counts for the sets the participant stays in: run + 1 before moving on
+            self.event(v, b.event)
+            self.move(v, to, later=False)  # runs of sets left end; step 4 counts the month where it ends
+            out += self.draw_start(v)
+            passed.append(("q", col))
+        w = w.copy()
+        w.factors += passed
+        return out + [w]
+
+    def count(self, w: _Walk) -> list:
+        """Step 4: the month's runs, cumulative months, milestones and "first" recurrent events."""
+        plan, s = self.plan, w.state
+        raised = []
+        for i, (x, cap) in enumerate(zip(plan.run_sets, plan.run_caps)):
+            run = w.runs[i] + 1 if s in x else 0
+            for j, o in enumerate(plan.measures):
+                if o.kind == "milestone" and o.consecutive and plan.sets[j] == x and run == o.months:
+                    if o.count == "every":
+                        w.now[j] += 1.0
+                    else:
+                        key = ("milestone", x, o.months)
+                        self._flag_count(w, key, w.now, j)
+                        raised.append(key)
+            w.runs[i] = min(run, cap)
+        for i, (x, cap) in enumerate(zip(plan.cum_sets, plan.cum_caps)):
+            if s in x:
+                total = w.cums[i] + 1
+                for j, o in enumerate(plan.measures):
+                    if o.kind == "milestone" and not o.consecutive and plan.sets[j] == x and total == o.months:
+                        w.now[j] += 1.0
+                w.cums[i] = min(total, cap)
+        for key in raised:
+            self._raise(w, key)
+        for j, o in enumerate(plan.measures):
+            if o.kind in ("occupancy", "status") and s in plan.sets[j]:
+                w.now[j] += 1.0
+        out = [w]
+        for key in plan.flags:
+            if key[0] != "event":
+                continue
+            cols = tuple(plan.param_of(r.rate) for r in plan.states[s].events if r.event == key[1])
+            if not cols:
+                continue
+            split = []
+            for v in out:
+                if v.flags[plan.flag_index[key]]:
+                    split.append(v)
+                    continue
+                none, some = v.copy(), v.copy()
+                none.factors.append(("none", cols))
+                some.factors.append(("some", cols))
+                for j, o in enumerate(plan.measures):
+                    if o.kind == "event" and o.event == key[1] and o.count == "first":
+                        some.now[j] += 1.0
+                self._raise(some, key)
+                split += [none, some]
+            out = split
+        return out
+
+    def end(self, w: _Walk) -> list:
+        """Steps 5 and 6: "end" exits at the end of the month, then the time limit."""
+        state = self.plan.states[w.state]
+        months = w.months + 1
+        out = []
+        ways = self.exits(w.state) if state.timing == "end" and state.exits else [([], None)]
+        for keys, e in ways:
+            v = w.copy()
+            v.factors += keys
+            v.months = months
+            if e is not None:
+                self.event(v, e.event)
+                self.move(v, self.plan.index[e.to], later=True)
+            elif state.time_limit is not None and months >= state.time_limit:
+                self.move(v, self.plan.index[state.after_limit], later=True)
+            out.append(v)
+        return out
+
+    def month(self, w: _Walk) -> list:
+        """Every way one month can go from augmented state ``w`` (its counts zeroed)."""
+        ways = []
+        for a in self.draw_start(w):
+            for b in self.branches(a):
+                occupied = b.state  # where the month is spent: what step 4 counts
+                for c in self.count(b):
+                    ways += [(occupied, d) for d in self.end(c)]
+        return ways
+
+    def node_key(self, w: _Walk) -> tuple:
+        state = self.plan.states[w.state]
+        months = w.months if state.time_limit is not None else 0
+        return (w.state, months, tuple(w.runs), tuple(w.cums), tuple(w.flags))
+
+    def factor_index(self, key) -> int:
+        return self.keys.setdefault(key, len(self.keys))
+
+
+def _too_large(plan: _Plan, keys: list, limit: int) -> ValueError:
+    """One line naming the counters that make the augmented chain too large."""
+    parts = []
+    for i, x in enumerate(plan.run_sets):
+        n = len({k[2][i] for k in keys})
+        parts.append((n, f"run in {{{', '.join(plan.names[s] for s in sorted(x))}}}: {n} values"))
+    for i, x in enumerate(plan.cum_sets):
+        n = len({k[3][i] for k in keys})
+        parts.append((n, f"cumulative months in {{{', '.join(plan.names[s] for s in sorted(x))}}}: {n} values"))
+    for s, st in enumerate(plan.states):
+        if st.time_limit is not None:
+            parts.append((st.time_limit, f"time limit of {st.name!r}: {st.time_limit} months"))
+    if plan.flags:
+        parts.append((2 ** len(plan.flags), f"{len(plan.flags)} 'first' flags"))
+    parts.sort(key=lambda p: -p[0])
+    return ValueError(f"the exact expectation of this journey needs more than {limit} augmented states "
+                      f"({'; '.join(p[1] for p in parts)}): shorten the largest counters "
+                      "(cumulative milestones, long runs) or simulate the group instead")
+
+
+def build_chain(journey: Journey, measures: tuple[Outcome, ...], start_states, limit: int = MAX_STATES) -> Chain:
+    """The augmented chain of ``journey`` for ``measures``, reachable from ``start_states`` (indices).
+
+    Raises
+    ------
+    ValueError
+        If more than ``limit`` augmented states are reachable (the message names the counters),
+        or the journey is malformed (unknown names, a "start" state passed through twice a month).
     """
-    L, S = max_training_months, sustained_job_months
-    if L < 0 or S < 1:
-        raise ValueError(f"need max_training_months >= 0 and sustained_job_months >= 1, got {L}, {S}")
-    states = [(TRAIN, 0) if L > 0 else (SEARCH, 0, 0)]
-    index = {states[0]: 0}
+    plan = _Plan(journey, tuple(measures))
+    builder = _Builder(plan)
+    m = len(plan.measures)
+    blank = dict(runs=[0] * len(plan.run_sets), cums=[0] * len(plan.cum_sets), flags=[False] * len(plan.flags))
+    nodes: list = []
+    index: dict = {}
+
+    def node(w: _Walk) -> int:
+        key = builder.node_key(w)
+        if key not in index:
+            if len(nodes) >= limit:
+                raise _too_large(plan, nodes, limit)
+            index[key] = len(nodes)
+            nodes.append(key)
+        return index[key]
+
+    start_node, start_counts = {}, {}
+    for s in start_states:
+        w = _Walk(None, 0, list(blank["runs"]), list(blank["cums"]), list(blank["flags"]), [],
+                  np.zeros(m), np.zeros(m), frozenset())
+        builder.move(w, int(s), later=True)  # the intake month is "the next month" of nothing
+        start_node[int(s)] = node(w)
+        start_counts[int(s)] = w.later
     edges = []
-    for state in states:  # grows while we iterate: breadth-first search
-        for dst, names, outcomes in _successors(state, L, S):
-            if dst not in index:
-                index[dst] = len(states)
-                states.append(dst)
-            names = (names + ("one", "one"))[:2]
-            edges.append((index[state], index[dst], [FACTORS.index(n) for n in names], outcomes))
+    done = 0
+    while done < len(nodes):  # breadth first: `nodes` grows while we go
+        s, months, runs, cums, flags = nodes[done]
+        w = _Walk(s, months, list(runs), list(cums), list(flags), [], np.zeros(m), np.zeros(m), frozenset())
+        for occupied, v in builder.month(w):
+            fac = tuple(sorted(builder.factor_index(k) for k in v.factors))
+            edges.append((done, node(v), fac, v.now, v.later, occupied))
+        done += 1
     edges.sort(key=lambda e: e[1])  # by destination, for the scatter-add
-    events = np.zeros((len(edges), len(OUTCOMES)))
-    for e, (*_, outcomes) in enumerate(edges):
-        events[e, list(outcomes)] = 1.0
+    width = max([len(e[2]) for e in edges] + [1])
+    factors = np.zeros((len(edges), width), dtype=np.int64)  # padded with factor 0, "one"
+    for i, e in enumerate(edges):
+        factors[i, : len(e[2])] = e[2]
+    rates = []
+    for j, o in enumerate(plan.measures):
+        if o.kind == "event" and o.count == "every":
+            for s, st in enumerate(plan.states):
+                cols = tuple(plan.param_of(r.rate) for r in st.events if r.event == o.event)
+                if cols:
+                    rates.append((j, s, cols))
     return Chain(
-        states=tuple(states),
+        n_nodes=len(nodes),
         src=np.array([e[0] for e in edges], dtype=np.int64),
         dst=np.array([e[1] for e in edges], dtype=np.int64),
-        factors=np.array([e[2] for e in edges], dtype=np.int64).reshape(-1, 2),
-        events=events,
-        working=np.array([s[0] == JOB for s in states]),
+        factors=factors,
+        factor_keys=tuple(builder.keys),
+        now=np.array([e[3] for e in edges]).reshape(len(edges), m),
+        later=np.array([e[4] for e in edges]).reshape(len(edges), m),
+        occupied=np.array([e[5] for e in edges], dtype=np.int64),
+        rates=tuple(rates),
+        start_node=start_node,
+        start_counts=start_counts,
     )
 
 
-def edge_probabilities(chain: Chain, journey_parameters: dict[str, np.ndarray]) -> np.ndarray:
-    """Probability of each edge given its source state, per path: shape ``(paths, edges)``."""
-    p = {k: np.asarray(v, dtype=float) for k, v in journey_parameters.items()}
-    d, x = p["diploma"], p["dropout"]
-    j0, j1 = p["job_without_diploma"], p["job_with_diploma"]
-    r, r_lt, c = p["relapse"], p["relapse_long_term"], p["long_term_contract"]
-    with np.errstate(under="ignore"):  # products of tiny probabilities may flush to 0: harmless
-        columns = (np.ones_like(d), d, (1 - d) * x, (1 - d) * (1 - x), j0, 1 - j0, j1, 1 - j1,
-                   r, 1 - r, r_lt, 1 - r_lt, c, 1 - c)
-        factors = np.stack(columns, axis=1)  # (paths, FACTORS)
-        return factors[:, chain.factors[:, 0]] * factors[:, chain.factors[:, 1]]
+def factor_columns(chain: Chain, params: np.ndarray) -> np.ndarray:
+    """Each factor of ``chain.factor_keys`` per path, shape ``(paths, factors)``.
+
+    Raises
+    ------
+    ValueError
+        If a state's competing exits sum above 1 on some path.
+    """
+    params = np.asarray(params, dtype=float)
+    out = np.empty((params.shape[0], len(chain.factor_keys)))
+    for f, key in enumerate(chain.factor_keys):
+        kind = key[0]
+        if kind == "one":
+            out[:, f] = 1.0
+        elif kind == "p":
+            out[:, f] = params[:, key[1]]
+        elif kind == "q":
+            out[:, f] = 1.0 - params[:, key[1]]
+        elif kind == "stay":
+            total = params[:, list(key[1])].sum(axis=1)
+            if np.any(total > 1.0 + EXIT_SUM_TOLERANCE):
+                path = int(np.argmax(total))
+                raise ValueError(f"the exits of state {key[2]!r} sum to {total[path]:.6g} > 1 on path {path}")
+            out[:, f] = np.maximum(1.0 - total, 0.0)  # only rounding below 0 is cut
+        elif kind == "none":
+            out[:, f] = np.exp(-params[:, list(key[1])].sum(axis=1))
+        else:  # "some": at least one Poisson event
+            out[:, f] = -np.expm1(-params[:, list(key[1])].sum(axis=1))
+    return out
 
 
-def expected_journey(journey_parameters: dict[str, np.ndarray], max_training_months: int,
-                     sustained_job_months: int, n_months: int) -> tuple[np.ndarray, np.ndarray]:
-    """Expected outcomes of ONE participant, by month since intake.
+def expected_curves(chain: Chain, params: np.ndarray, start: np.ndarray, n_months: int) -> np.ndarray:
+    """Expected occurrences of each measure for ONE participant, by month since intake.
 
     Parameters
     ----------
-    journey_parameters : dict of str -> ndarray (paths,)
-        Per-month probabilities (``long_term_contract``: per sustained job), as
-        for :func:`sibsim.montecarlo.simulate_group`.
-    max_training_months, sustained_job_months : int
-        L >= 0 and S >= 1.
+    chain : Chain
+    params : ndarray (paths, P)
+        Parameter values of each path (columns in ``Journey.parameters`` order).
+    start : ndarray (states,)
+        Start distribution (only states in ``chain.start_node`` may carry weight).
     n_months : int
         Months since intake to follow (month 0 is the intake month).
 
     Returns
     -------
-    events : ndarray (paths, 4, n_months) float64
-        Probability of reaching each outcome for the first time in that month.
-    employed : ndarray (paths, n_months) float64
-        Probability of being in work (off benefits) in that month.
+    ndarray (paths, measures, n_months) float64
+        Before windows and lags: occurrences dated in each month since intake.
     """
-    chain = journey_chain(max_training_months, sustained_job_months)
-    weight = edge_probabilities(chain, journey_parameters)
-    n_paths = weight.shape[0]
-    targets, starts = np.unique(chain.dst, return_index=True)  # edges are sorted by destination
-    events = np.zeros((n_paths, len(OUTCOMES), n_months))
-    employed = np.zeros((n_paths, n_months))
-    prob = np.zeros((n_paths, chain.n_states))
-    prob[:, 0] = 1.0
+    n_paths = params.shape[0]
+    m = chain.now.shape[1]
+    curves = np.zeros((n_paths, m, n_months))
+    if n_months <= 0:
+        return curves
+    targets, first = np.unique(chain.dst, return_index=True)  # edges are sorted by destination
+    init = np.zeros(chain.n_nodes)
+    counts0 = np.zeros(m)
+    for s, node in chain.start_node.items():
+        init[node] += start[s]
+        counts0 += start[s] * chain.start_counts[s]
+    curves[:, :, 0] += counts0
+    rate_states = sorted({s for _, s, _ in chain.rates})
+    occupancy = (chain.occupied[:, None] == np.array(rate_states, dtype=np.int64)[None, :]).astype(float)
+    block = max(1, BLOCK_CELLS // max(len(chain.src), 1))
     # Probabilities of long-lived states decay geometrically: flushing them to 0 is harmless.
     with np.errstate(under="ignore"):
-        for m in range(n_months):
-            flow = prob[:, chain.src] * weight  # probability of taking each edge this month
-            events[:, :, m] = flow @ chain.events
-            prob = np.zeros_like(prob)
-            prob[:, targets] = np.add.reduceat(flow, starts, axis=1)  # scatter-add by destination
-            employed[:, m] = prob[:, chain.working].sum(axis=1)
-    return events, employed
+        for lo in range(0, n_paths, block):
+            hi = min(lo + block, n_paths)
+            columns = factor_columns(chain, params[lo:hi])
+            weight = columns[:, chain.factors[:, 0]]
+            for k in range(1, chain.factors.shape[1]):
+                weight *= columns[:, chain.factors[:, k]]
+            rate = np.zeros((hi - lo, len(rate_states), m))
+            for j, s, cols in chain.rates:
+                rate[:, rate_states.index(s), j] += params[lo:hi, list(cols)].sum(axis=1)
+            prob = np.tile(init, (hi - lo, 1))
+            for k in range(n_months):
+                flow = prob[:, chain.src] * weight  # probability of taking each edge this month
+                curves[lo:hi, :, k] += flow @ chain.now
+                if k + 1 < n_months:
+                    curves[lo:hi, :, k + 1] += flow @ chain.later
+                if rate_states:
+                    curves[lo:hi, :, k] += np.einsum("ps,psj->pj", flow @ occupancy, rate)
+                prob = np.zeros_like(prob)
+                prob[:, targets] = np.add.reduceat(flow, first, axis=1)  # scatter-add by destination
+    return curves
 
 
-def expected_group(journey_parameters: dict[str, np.ndarray], max_training_months: int,
-                   intake_months: np.ndarray, sizes: np.ndarray, n_months: int,
-                   sustained_job_months: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact expectation of :func:`sibsim.montecarlo.simulate_group` for the same per-path probabilities.
+def _dated(curves: np.ndarray, measures: tuple[Outcome, ...]) -> np.ndarray:
+    """Windows, census months and lags applied: occurrences by the month since intake they are dated in."""
+    out = np.zeros_like(curves)
+    n = curves.shape[2]
+    for j, o in enumerate(measures):
+        keep = np.ones(n, dtype=bool)
+        if o.window is not None:
+            keep[o.window:] = False
+        if o.kind == "status":
+            census = np.zeros(n, dtype=bool)
+            census[[k for k in o.at_months if 0 <= k < n]] = True
+            keep &= census
+        if o.lag < n:
+            out[:, j, o.lag:] = (curves[:, j] * keep)[:, : n - o.lag]
+    return out
+
+
+def expected_group(journey: Journey, measures: tuple[Outcome, ...], params: np.ndarray,
+                   intake_months: np.ndarray, sizes: np.ndarray, starts: np.ndarray,
+                   n_months: int) -> np.ndarray:
+    """Exact expectation of the Monte Carlo engine's counts for the same per-path parameters.
 
     Parameters
     ----------
-    journey_parameters : dict of str -> ndarray (paths,)
-        Per-month probabilities of each path (``long_term_contract``: per sustained job).
-    max_training_months : int
-        Months of training at most (0: straight to job search).
-    intake_months, sizes : ndarray (cohorts,)
-        Intake month and number of participants of each cohort.
+    journey : Journey
+        The state machine (its parameters give the column order of ``params``).
+    measures : tuple of Outcome
+        What is counted (``Contract.measures``).
+    params : ndarray (paths, P)
+        Parameter values of each path: probabilities per month, rates in events per month.
+    intake_months : ndarray (cohorts,) int
+        Intake month of each cohort.
+    sizes : ndarray (cohorts,) int
+        Participants of each cohort.
+    starts : ndarray (cohorts, states)
+        Start distribution of each cohort (rows sum to 1), states in ``Journey.states`` order.
     n_months : int
-        Months in the ledger (the horizon); later events are not observed.
-    sustained_job_months : int
-        Months in one job that make it sustained.
+        Months in the ledger (the horizon); later occurrences are not observed.
 
     Returns
     -------
-    events : ndarray (paths, cohorts, 4, months) float64
-        Expected participants reaching each outcome (:data:`~sibsim.contracts.OUTCOMES`
-        order) for the first time in each month.
-    employed : ndarray (paths, cohorts, months) float64
-        Expected participants in work (off benefits) in each month.
+    ndarray (paths, cohorts, measures, months) float64
+        Expected occurrences of each measure dated in each month, before ``Outcome.scale``.
+
+    Raises
+    ------
+    ValueError
+        If the augmented chain is too large (:data:`MAX_STATES`; the message names the counters),
+        the journey is malformed, or a path's competing exits sum above 1.
     """
-    intake_months = np.asarray(intake_months, dtype=np.int64)
-    sizes = np.asarray(sizes, dtype=float)
-    n_paths = len(journey_parameters["diploma"])
-    since_first = n_months - int(intake_months.min()) if intake_months.size else 0  # months to follow
-    per_events, per_employed = expected_journey(journey_parameters, max_training_months, sustained_job_months,
-                                                max(since_first, 0))
-    events = np.zeros((n_paths, sizes.size, len(OUTCOMES), n_months))
-    employed = np.zeros((n_paths, sizes.size, n_months))
+    measures = tuple(measures)
+    params = np.atleast_2d(np.asarray(params, dtype=float))
+    intake_months = np.asarray(intake_months, dtype=np.int64).reshape(-1)
+    sizes = np.asarray(sizes, dtype=float).reshape(-1)
+    starts = np.asarray(starts, dtype=float).reshape(intake_months.size, len(journey.states))
+    if params.shape[1] != len(journey.parameters):
+        raise ValueError(f"params has {params.shape[1]} columns, the journey {len(journey.parameters)} parameters")
+    n_paths = params.shape[0]
+    out = np.zeros((n_paths, intake_months.size, len(measures), n_months))
+    live = intake_months < n_months
+    if not live.any():
+        return out
+    follow = n_months - int(intake_months[live].min())  # months since intake to follow
+    chain = build_chain(journey, measures, np.flatnonzero(starts[live].sum(axis=0) > 0))
+    rows, which = np.unique(starts[live], axis=0, return_inverse=True)
+    curves = [_dated(expected_curves(chain, params, row, follow), measures) for row in rows]
     with np.errstate(under="ignore"):
-        for c, (intake, size) in enumerate(zip(intake_months, sizes)):
-            if intake < n_months:
-                events[:, c, :, intake:] = size * per_events[:, :, : n_months - intake]
-                employed[:, c, intake:] = size * per_employed[:, : n_months - intake]
-    return events, employed
+        for c, r in zip(np.flatnonzero(live), np.asarray(which).reshape(-1)):
+            intake = intake_months[c]
+            out[:, c, :, intake:] = sizes[c] * curves[r][:, :, : n_months - intake]
+    return out
