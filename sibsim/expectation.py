@@ -48,6 +48,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
 
 from .journey import Journey, Outcome
 
@@ -55,6 +56,8 @@ from .journey import Journey, Outcome
 MAX_STATES = 20_000
 #: Flows of one block of paths held at once: (paths in a block) x (edges) at most this many numbers.
 BLOCK_CELLS = 2_000_000
+#: Paths in a block at most (small blocks keep one month's flows in cache).
+BLOCK_PATHS = 2048
 #: Rounding allowed when competing exits sum to 1 (a sum above 1 + this is an error).
 EXIT_SUM_TOLERANCE = 1e-12
 
@@ -515,7 +518,8 @@ def expected_curves(chain: Chain, params: np.ndarray, start: np.ndarray, n_month
     curves = np.zeros((n_paths, m, n_months))
     if n_months <= 0:
         return curves
-    targets, first = np.unique(chain.dst, return_index=True)  # edges are sorted by destination
+    n_edges = len(chain.src)
+    into = sparse.csr_matrix((np.ones(n_edges), (chain.dst, np.arange(n_edges))), shape=(chain.n_nodes, n_edges))
     init = np.zeros(chain.n_nodes)
     counts0 = np.zeros(m)
     for s, node in chain.start_node.items():
@@ -524,28 +528,32 @@ def expected_curves(chain: Chain, params: np.ndarray, start: np.ndarray, n_month
     curves[:, :, 0] += counts0
     rate_states = sorted({s for _, s, _ in chain.rates})
     occupancy = (chain.occupied[:, None] == np.array(rate_states, dtype=np.int64)[None, :]).astype(float)
-    block = max(1, BLOCK_CELLS // max(len(chain.src), 1))
+    block = max(1, min(BLOCK_PATHS, BLOCK_CELLS // max(len(chain.src), 1)))
+    counted = np.concatenate([chain.now, chain.later], axis=1).T.copy()  # (2 measures, edges)
+    seen = occupancy.T.copy()
+    # Edges-major layout (edges, paths): the gathers and the scatter-add move whole rows.
     # Probabilities of long-lived states decay geometrically: flushing them to 0 is harmless.
     with np.errstate(under="ignore"):
         for lo in range(0, n_paths, block):
             hi = min(lo + block, n_paths)
-            columns = factor_columns(chain, params[lo:hi])
-            weight = columns[:, chain.factors[:, 0]]
+            columns = factor_columns(chain, params[lo:hi]).T.copy()  # (factors, paths)
+            weight = columns[chain.factors[:, 0]]
             for k in range(1, chain.factors.shape[1]):
-                weight *= columns[:, chain.factors[:, k]]
-            rate = np.zeros((hi - lo, len(rate_states), m))
+                weight *= columns[chain.factors[:, k]]
+            rate = np.zeros((len(rate_states), m, hi - lo))
             for j, s, cols in chain.rates:
-                rate[:, rate_states.index(s), j] += params[lo:hi, list(cols)].sum(axis=1)
-            prob = np.tile(init, (hi - lo, 1))
+                rate[rate_states.index(s), j] += params[lo:hi, list(cols)].sum(axis=1)
+            out = np.zeros((n_months + 1, m, hi - lo))
+            prob = np.repeat(init[:, None], hi - lo, axis=1)
             for k in range(n_months):
-                flow = prob[:, chain.src] * weight  # probability of taking each edge this month
-                curves[lo:hi, :, k] += flow @ chain.now
-                if k + 1 < n_months:
-                    curves[lo:hi, :, k + 1] += flow @ chain.later
+                flow = prob[chain.src] * weight  # probability of taking each edge this month
+                both = counted @ flow
+                out[k] += both[:m]
+                out[k + 1] += both[m:]  # dated next month (the row past the end is dropped)
                 if rate_states:
-                    curves[lo:hi, :, k] += np.einsum("ps,psj->pj", flow @ occupancy, rate)
-                prob = np.zeros_like(prob)
-                prob[:, targets] = np.add.reduceat(flow, first, axis=1)  # scatter-add by destination
+                    out[k] += np.einsum("sb,sjb->jb", seen @ flow, rate)
+                prob = into @ flow  # scatter-add by destination
+            curves[lo:hi] += out[:n_months].transpose(2, 1, 0)
     return curves
 
 
