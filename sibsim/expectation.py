@@ -283,6 +283,7 @@ class _Builder:
             # the month so far counts for the sets the participant stays in: run + 1 before moving on
             self.event(v, b.event)
             self.move(v, to, later=False)  # runs of sets left end; step 4 counts the month where it ends
+            v.drawn = frozenset()  # a new arrival: its pass-through chain is drawn afresh
             out += self.draw_start(v)
             passed.append(("q", col))
         w = w.copy()
