@@ -1,0 +1,656 @@
+"""The compiled Monte Carlo engine: any :class:`~sibsim.journey.Journey`, one kernel.
+
+:func:`simulate_group` follows each participant of each path through the monthly rules of
+:mod:`sibsim.journey` (the specification; :mod:`sibsim.reference` steps them month by month) and
+counts every measure (:class:`~sibsim.journey.Outcome`) per path, cohort and month.
+
+Sojourns, not months
+--------------------
+Every monthly exit probability is constant while a participant stays in a state, so the number of
+months spent in it is geometric: the kernel draws it from one uniform by inverting the geometric
+CDF and *jumps* to the next state. Cost follows transitions, not months. What happens during the
+sojourn is then placed in closed form: occupancy as one interval (a +1/-1 difference array summed
+per month at the end of the path), status censuses and milestones at the month they fall in,
+duration branches at the month the run in their set reaches ``at_month``. A branch that does not
+fire leaves the sojourn draw valid (the geometric law is memoryless and the branch draw is
+independent of it); one that fires cuts the sojourn at the branch month and the participant
+arrives in the branch target in that month.
+
+Recurrent events are a Poisson process in continuous time over the months spent in the state:
+exponential gaps ``-log(1 - u) / rate`` (one uniform each), each event dated in the month its
+arrival time falls in. The counts per month are then independent Poisson(rate) variables, as the
+rules require, and the cost is one uniform per event plus one.
+
+Draw order
+----------
+Every uniform is ``rng.random()`` on the generator passed in (the block's generator), consumed in
+this fixed order, which reproducibility rests on:
+
+for each path (in order), for each cohort (in order; a cohort whose intake is at or beyond the
+horizon draws nothing), for each participant:
+
+1. the start state: one uniform, only if the cohort's start distribution gives a positive share
+   to more than one state;
+2. then for each sojourn (an arrival in state ``s`` in a month before the horizon), in this order:
+
+   a. its length: one uniform if ``s`` has exits (whatever their probabilities on the path);
+   b. duration branches of ``s`` whose month falls within the sojourn: one uniform each, in
+      chronological order (declared order on ties), until one fires;
+   c. which exit: one uniform if ``s`` has more than one exit, an exit fires before the horizon
+      and no branch fired;
+   d. recurrent events of ``s`` (declared order) with a positive rate on the path, when at least
+      one month is spent in ``s``: one uniform per event plus the one whose gap passes the end of
+      the sojourn.
+
+Parameters (:func:`draw_parameters`) are drawn before, with :meth:`Prior.draw` in declared order.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from .journey import OUTCOME_KINDS, Journey, Outcome
+
+ENTRY, EVENT, MILESTONE, OCCUPANCY, STATUS = (OUTCOME_KINDS.index(k) for k in
+                                              ("entry", "event", "milestone", "occupancy", "status"))
+END, START = 0, 1
+
+
+def _jit(fn=None, **options):
+    """``numba.njit(cache=True)``; without a cache when numba finds no writable cache directory.
+
+    Numba looks next to the source first, then in the user's cache directory (or
+    ``NUMBA_CACHE_DIR`` when set) and fails at decoration time only when none is writable:
+    compiling on every run is then slower, never wrong.
+    """
+    if fn is None:
+        return lambda f: _jit(f, **options)
+    try:
+        return numba.njit(cache=True, **options)(fn)
+    except RuntimeError:
+        return numba.njit(**options)(fn)
+
+
+# --- parameters ----------------------------------------------------------------------------------
+
+def draw_parameters(journey: Journey, rng: np.random.Generator, n_paths: int,
+                    given: dict[str, np.ndarray] | None = None) -> np.ndarray:
+    """One value per path and parameter, shape ``(n_paths, P)`` in :attr:`Journey.parameters` order.
+
+    Parameters
+    ----------
+    journey : Journey
+    rng : numpy.random.Generator
+        Each parameter is drawn with :meth:`Prior.draw` in declared order (a fixed prior draws
+        nothing).
+    n_paths : int
+    given : dict of str -> ndarray (n_paths,), optional
+        Columns used as they are instead of drawing (nothing is drawn for them): the comparison
+        group sharing the treated group's draw of a parameter.
+    """
+    given = given or {}
+    unknown = set(given) - set(journey.parameter_names)
+    if unknown:
+        raise KeyError(f"given parameters not in the journey: {', '.join(sorted(unknown))}")
+    out = np.empty((n_paths, len(journey.parameters)))
+    for j, (name, prior) in enumerate(journey.parameters):
+        if name in given:
+            column = np.asarray(given[name], dtype=float)
+            if column.shape != (n_paths,):
+                raise ValueError(f"given parameter {name}: shape {column.shape}, expected ({n_paths},)")
+            out[:, j] = column
+        else:
+            out[:, j] = prior.draw(rng, n_paths)
+    return out
+
+
+def check_exit_sums(journey: Journey, params: np.ndarray) -> None:
+    """Raise ``ValueError`` if a state's simultaneous exits sum above 1 on some path (never clipped).
+
+    Exits in order (``exits_in_order = True``) are decrements and cannot exceed 1. The sum is taken
+    in declared exit order; exactly 1 is accepted.
+    """
+    index = {n: j for j, n in enumerate(journey.parameter_names)}
+    params = np.asarray(params, dtype=float)
+    for i, s in enumerate(journey.states):
+        if s.exits_in_order or len(s.exits) < 2:
+            continue
+        total = np.zeros(params.shape[0])
+        for e in s.exits:
+            total = total + params[:, index[e.probability]]
+        bad = np.flatnonzero(total > 1.0)
+        if bad.size:
+            p = int(bad[0])
+            raise ValueError(f"journey.states[{i}] ({s.name}): exits sum above 1 on path {p}: "
+                             f"{format(float(total[p]), '.15g')}")
+
+
+# --- the machine as arrays -----------------------------------------------------------------------
+
+class Machine(NamedTuple):
+    """A journey and its measures as plain arrays (int64 unless said): all the kernel sees.
+
+    States are numbered in declared order, events in :attr:`Journey.event_names` order, parameters
+    in declared order; ``*_ptr`` arrays delimit per-state (or per-measure, per-event) slices of the
+    array that follows them (compressed rows).
+    """
+
+    n_months: int
+    timing: np.ndarray          # (S,) END or START
+    in_order: np.ndarray        # (S,) 1 if exits are decrements in order
+    limit: np.ndarray           # (S,) time limit in months; n_months + 1 when none
+    after: np.ndarray           # (S,) state after the time limit, -1 when none
+    exit_ptr: np.ndarray        # (S+1,)
+    exit_to: np.ndarray
+    exit_param: np.ndarray
+    exit_event: np.ndarray      # -1: no event
+    rec_ptr: np.ndarray         # (S+1,) recurrent events per state
+    rec_event: np.ndarray
+    rec_param: np.ndarray
+    sb_ptr: np.ndarray          # (S+1,) branches that can fire in each state, declared order
+    sb_branch: np.ndarray
+    br_slot: np.ndarray         # (B,) set slot whose run the branch watches
+    br_at: np.ndarray
+    br_to: np.ndarray
+    br_param: np.ndarray
+    br_event: np.ndarray
+    slot_mask: np.ndarray       # (K, S) uint8: sets whose runs/cumulative months are kept
+    kind: np.ndarray            # (M,) ENTRY, EVENT, MILESTONE, OCCUPANCY, STATUS
+    mask: np.ndarray            # (M, S) uint8: the measure's states
+    slot: np.ndarray            # (M,) set slot of a milestone, -1 otherwise
+    every: np.ndarray           # (M,) 1: every occurrence, 0: the participant's first
+    months: np.ndarray          # (M,) milestone months
+    consecutive: np.ndarray     # (M,) 1: a run, 0: cumulative months
+    window: np.ndarray          # (M,) months after intake counted; n_months when none
+    lag: np.ndarray             # (M,)
+    at_ptr: np.ndarray          # (M+1,) status census months after intake
+    at_months: np.ndarray
+    entry_ptr: np.ndarray       # (S+1,) entry measures holding each state
+    entry_idx: np.ndarray
+    occ_ptr: np.ndarray         # (S+1,) occupancy measures holding each state
+    occ_idx: np.ndarray
+    status_ptr: np.ndarray      # (S+1,) status measures holding each state
+    status_idx: np.ndarray
+    mile_ptr: np.ndarray        # (S+1,) milestone measures holding each state
+    mile_idx: np.ndarray
+    ev_ptr: np.ndarray          # (E+1,) event measures per event
+    ev_idx: np.ndarray
+
+
+def _rows(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Compressed rows: (ptr (n+1,), flat values) for a list of int lists."""
+    ptr = np.zeros(len(lists) + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum([len(v) for v in lists])
+    flat = np.array([x for v in lists for x in v], dtype=np.int64)
+    return ptr, flat
+
+
+def _start_cycle(journey: Journey) -> list[str] | None:
+    """A cycle of exits among "start"-timing states (a participant could pass through forever), if any."""
+    start = {s.name for s in journey.states if s.timing == "start"}
+    graph = {s.name: [e.to for e in s.exits if e.to in start] for s in journey.states if s.name in start}
+    colour: dict[str, int] = {}
+
+    def visit(n: str, trail: list[str]) -> list[str] | None:
+        colour[n] = 1
+        for t in graph[n]:
+            if colour.get(t) == 1:
+                return trail[trail.index(t):] + [n, t] if t in trail else [n, t]
+            if t not in colour:
+                found = visit(t, trail + [n])
+                if found:
+                    return found
+        colour[n] = 2
+        return None
+
+    for n in graph:
+        if n not in colour:
+            found = visit(n, [])
+            if found:
+                return found
+    return None
+
+
+def compile_machine(journey: Journey, measures: tuple[Outcome, ...], n_months: int) -> Machine:
+    """Journey and measures as the kernel's arrays (see :class:`Machine`).
+
+    Parameters
+    ----------
+    journey : Journey
+    measures : tuple of Outcome
+        Counted in this order (the third axis of :func:`simulate_group`'s result).
+    n_months : int
+        Horizon: months ``0 .. n_months - 1`` are simulated.
+
+    Raises
+    ------
+    ValueError
+        Unknown state, event or parameter names, a time limit below 1, a milestone below 1 month,
+        an unknown timing or outcome kind, or a cycle of exits among "start"-timing states.
+    """
+    return _compile(journey, tuple(measures), int(n_months))
+
+
+@lru_cache(maxsize=64)
+def _compile(journey: Journey, measures: tuple[Outcome, ...], T: int) -> Machine:
+    names = journey.state_names
+    S = len(names)
+    sidx = {n: i for i, n in enumerate(names)}
+    pidx = {n: i for i, n in enumerate(journey.parameter_names)}
+    events = journey.event_names
+    eidx = {n: i for i, n in enumerate(events)}
+
+    def state(name: str, where: str) -> int:
+        if name not in sidx:
+            raise ValueError(f"{where}: unknown state {name!r}")
+        return sidx[name]
+
+    def param(name: str, where: str) -> int:
+        if name not in pidx:
+            raise ValueError(f"{where}: unknown parameter {name!r}")
+        return pidx[name]
+
+    cycle = _start_cycle(journey)
+    if cycle:
+        raise ValueError(f"journey.states: \"start\"-timing states exit into each other in a cycle: "
+                         f"{' -> '.join(cycle)}")
+
+    timing, in_order, limit, after = [], [], [], []
+    exits: list[list[int]] = []
+    ex_to, ex_param, ex_event = [], [], []
+    recs: list[list[int]] = []
+    rec_event, rec_param = [], []
+    for i, s in enumerate(journey.states):
+        where = f"journey.states[{i}] ({s.name})"
+        if s.timing not in ("end", "start"):
+            raise ValueError(f"{where}: timing must be \"end\" or \"start\", not {s.timing!r}")
+        timing.append(END if s.timing == "end" else START)
+        in_order.append(int(bool(s.exits_in_order)))
+        if s.time_limit is None:
+            limit.append(T + 1)
+            after.append(-1)
+        else:
+            if int(s.time_limit) < 1:
+                raise ValueError(f"{where}: time_limit must be at least 1 month, not {s.time_limit}")
+            limit.append(int(s.time_limit))
+            after.append(state(s.after_limit, f"{where}.after_limit"))
+        row = []
+        for k, e in enumerate(s.exits):
+            row.append(len(ex_to))
+            ex_to.append(state(e.to, f"{where}.exits[{k}].to"))
+            ex_param.append(param(e.probability, f"{where}.exits[{k}].probability"))
+            ex_event.append(eidx[e.event] if e.event else -1)
+        exits.append(row)
+        row = []
+        for k, r in enumerate(s.events):
+            row.append(len(rec_event))
+            rec_event.append(eidx[r.event])
+            rec_param.append(param(r.rate, f"{where}.events[{k}].rate"))
+        recs.append(row)
+
+    slots: list[tuple[int, ...]] = []  # distinct state sets whose runs are kept (branches, milestones)
+
+    def slot_of(mask: tuple[int, ...]) -> int:
+        if mask not in slots:
+            slots.append(mask)
+        return slots.index(mask)
+
+    def mask_of(states: tuple[str, ...], where: str) -> tuple[int, ...]:
+        m = [0] * S
+        for n in states:
+            m[state(n, where)] = 1
+        return tuple(m)
+
+    br_slot, br_at, br_to, br_param, br_event = [], [], [], [], []
+    by_state: list[list[int]] = [[] for _ in range(S)]
+    for b_i, b in enumerate(journey.branches):
+        where = f"journey.branches[{b_i}]"
+        mask = mask_of(tuple(b.states), f"{where}.states")
+        br_slot.append(slot_of(mask))
+        br_at.append(int(b.at_month))
+        br_to.append(state(b.to, f"{where}.to"))
+        br_param.append(param(b.probability, f"{where}.probability"))
+        br_event.append(eidx[b.event] if b.event else -1)
+        for s in range(S):
+            if mask[s] and s != br_to[-1]:
+                by_state[s].append(b_i)
+
+    M = len(measures)
+    kind, mmask, mslot, every, months, consec, window, lag = ([] for _ in range(8))
+    at: list[list[int]] = []
+    per_state = {k: [[] for _ in range(S)] for k in (ENTRY, OCCUPANCY, STATUS, MILESTONE)}
+    per_event: list[list[int]] = [[] for _ in events]
+    for j, o in enumerate(measures):
+        where = f"measures[{j}] ({o.name})"
+        if o.kind not in OUTCOME_KINDS:
+            raise ValueError(f"{where}: unknown kind {o.kind!r}")
+        if o.count not in ("first", "every"):
+            raise ValueError(f"{where}: count must be \"first\" or \"every\", not {o.count!r}")
+        k = OUTCOME_KINDS.index(o.kind)
+        kind.append(k)
+        mask = mask_of(tuple(o.states), f"{where}.states") if k != EVENT else (0,) * S
+        mmask.append(mask)
+        every.append(int(o.count == "every"))
+        months.append(int(o.months))
+        consec.append(int(bool(o.consecutive)))
+        window.append(T if o.window is None else min(int(o.window), T))
+        lag.append(int(o.lag))
+        at.append([int(a) for a in o.at_months] if k == STATUS else [])
+        mslot.append(-1)
+        if k == EVENT:
+            if o.event not in eidx:
+                raise ValueError(f"{where}: unknown event {o.event!r}")
+            per_event[eidx[o.event]].append(j)
+        else:
+            if k == MILESTONE:
+                if int(o.months) < 1:
+                    raise ValueError(f"{where}: a milestone needs at least 1 month, not {o.months}")
+                mslot[-1] = slot_of(mask)
+            for s in range(S):
+                if mask[s]:
+                    per_state[k][s].append(j)
+
+    i64 = lambda v: np.asarray(v, dtype=np.int64).reshape(-1)  # noqa: E731
+    u8 = lambda v, shape: np.asarray(v, dtype=np.uint8).reshape(shape)  # noqa: E731
+    exit_ptr, _ = _rows(exits)
+    rec_ptr, _ = _rows(recs)
+    sb_ptr, sb_branch = _rows(by_state)
+    at_ptr, at_months = _rows(at)
+    ent = _rows(per_state[ENTRY])
+    occ = _rows(per_state[OCCUPANCY])
+    sta = _rows(per_state[STATUS])
+    mil = _rows(per_state[MILESTONE])
+    evm = _rows(per_event) if events else (np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    return Machine(
+        T, i64(timing), i64(in_order), i64(limit), i64(after),
+        exit_ptr, i64(ex_to), i64(ex_param), i64(ex_event),
+        rec_ptr, i64(rec_event), i64(rec_param),
+        sb_ptr, sb_branch, i64(br_slot), i64(br_at), i64(br_to), i64(br_param), i64(br_event),
+        u8(slots, (len(slots), S)),
+        i64(kind), u8(mmask, (M, S)), i64(mslot), i64(every), i64(months), i64(consec), i64(window),
+        i64(lag), at_ptr, at_months, *ent, *occ, *sta, *mil, *evm,
+    )
+
+
+# --- the kernel ----------------------------------------------------------------------------------
+
+@_jit(inline="always")
+def _record(counts, window, lag, p, c, e, month, intake):
+    """One occurrence of measure ``e`` in ``month``: counted if within its window, dated ``lag`` later."""
+    if month - intake < window[e]:
+        d = month + lag[e]
+        if d < counts.shape[3]:
+            counts[p, c, e, d] += 1
+
+
+@_jit(inline="always")
+def _event(counts, window, lag, ev_ptr, ev_idx, every, done, p, c, ev, month, intake):
+    """Event ``ev`` in ``month``: every event measure on it (first ones once per participant)."""
+    for q in range(ev_ptr[ev], ev_ptr[ev + 1]):
+        e = ev_idx[q]
+        if every[e] == 1 or not done[e]:
+            done[e] = True
+            _record(counts, window, lag, p, c, e, month, intake)
+
+
+@_jit
+def _kernel(rng, params, intake_months, sizes, start_single, start_cdf, counts,
+            n_months, timing, in_order, limit, after, exit_ptr, exit_to, exit_param, exit_event, rec_ptr, rec_event, rec_param, sb_ptr, sb_branch, br_slot, br_at, br_to, br_param, br_event, slot_mask, kind, mask, slot, every, months, consecutive, window, lag, at_ptr, at_months, entry_ptr, entry_idx, occ_ptr, occ_idx, status_ptr, status_idx, mile_ptr, mile_idx, ev_ptr, ev_idx):
+    """The simulation loop (module notes); ``Machine`` fields passed one by one: numba keeps arrays
+    read from a tuple inside the loops reference-counted, which costs more than the draws."""
+    T = n_months
+    S = timing.size
+    M = kind.size
+    K = slot_mask.shape[0]
+    n_paths, C = params.shape[0], sizes.size
+    log_stay = np.zeros(S)
+    exit_cum = np.zeros(exit_to.size)
+    total = np.zeros(S)
+    done = np.zeros(M, dtype=np.bool_)
+    run = np.zeros(max(K, 1), dtype=np.int64)
+    cum = np.zeros(max(K, 1), dtype=np.int64)
+    diff = np.zeros((C, M, T + 1), dtype=np.int32)  # occupancy as +1/-1 at interval ends
+    guard = 2 * S + 2  # arrivals in one month: a start chain, a branch, a start chain
+    for p in range(n_paths):
+        # Per-path exit law of each state: log of the monthly stay probability, cumulative exit shares.
+        for s in range(S):
+            a, b = exit_ptr[s], exit_ptr[s + 1]
+            acc, ls, surv = 0.0, 0.0, 1.0
+            for k in range(a, b):
+                q = params[p, exit_param[k]]
+                if in_order[s] == 1:
+                    acc += q * surv
+                    surv *= 1.0 - q
+                    ls += math.log1p(-q)
+                else:
+                    acc += q
+                exit_cum[k] = acc
+            if in_order[s] == 0 and b > a:
+                ls = math.log1p(-acc) if acc < 1.0 else -np.inf
+            log_stay[s] = ls
+            total[s] = acc
+        for e in range(M):
+            if kind[e] == OCCUPANCY:
+                for c in range(C):
+                    for t in range(T + 1):
+                        diff[c, e, t] = 0
+        for c in range(C):
+            intake = intake_months[c]
+            if intake >= T:
+                continue
+            for _ in range(sizes[c]):
+                if start_single[c] >= 0:
+                    s = start_single[c]
+                else:
+                    u = rng.random()
+                    s = S - 1
+                    for t in range(S):
+                        if u < start_cdf[c, t]:
+                            s = t
+                            break
+                for e in range(M):
+                    done[e] = False
+                for k in range(K):
+                    run[k] = 0
+                    cum[k] = 0
+                prev = -1
+                m = intake
+                branched_at = -1
+                arrivals, arrival_month = 0, -1
+                while True:
+                    # --- arrival in s at the start of month m (m < T) ---
+                    if m == arrival_month:
+                        arrivals += 1
+                        if arrivals > guard:
+                            raise ValueError("journey: a participant passes through states forever "
+                                             "in one month (a cycle among \"start\"-timing states)")
+                    else:
+                        arrival_month, arrivals = m, 1
+                    for q in range(entry_ptr[s], entry_ptr[s + 1]):
+                        e = entry_idx[q]
+                        if prev < 0 or mask[e, prev] == 0:
+                            if every[e] == 1 or not done[e]:
+                                done[e] = True
+                                _record(counts, window, lag, p, c, e, m, intake)
+                    for k in range(K):
+                        if slot_mask[k, s] == 0:
+                            run[k] = 0
+                    # --- the sojourn: D months spent in s (months m .. m + D - 1) ---
+                    rem = T - m
+                    L = limit[s]
+                    lim = min(L, rem)
+                    exited = False
+                    D = 0
+                    if exit_ptr[s + 1] > exit_ptr[s]:
+                        u = rng.random()
+                        ls = log_stay[s]
+                        if ls < 0.0:
+                            x = math.log1p(-u) / ls  # failures before the first exit, >= 0
+                            if x < lim:
+                                exited = True
+                                D = int(x) + (1 if timing[s] == END else 0)
+                    nxt = -1
+                    if not exited:
+                        if L <= rem:
+                            D = L
+                            nxt = after[s]
+                        else:
+                            D = rem  # still there at the horizon
+                    # Duration branches within the sojourn: chronological, declared order on ties.
+                    fired = -1
+                    last_i, last_b = 0, -1
+                    while True:
+                        best, best_i = -1, 0
+                        for q in range(sb_ptr[s], sb_ptr[s + 1]):
+                            bb = sb_branch[q]
+                            i = br_at[bb] - run[br_slot[bb]]  # month of the sojourn it fires in
+                            if i < 1 or i > D or (i == 1 and branched_at == m):
+                                continue
+                            if i < last_i or (i == last_i and bb <= last_b):
+                                continue  # already drawn
+                            if best < 0 or i < best_i:
+                                best, best_i = bb, i
+                        if best < 0:
+                            break
+                        last_i, last_b = best_i, best
+                        if rng.random() < params[p, br_param[best]]:
+                            fired = best
+                            break
+                    event, event_month = -1, -1
+                    if fired >= 0:
+                        D = last_i - 1  # the branch month belongs to the target
+                        nxt = br_to[fired]
+                        event, event_month = br_event[fired], m + D
+                    elif exited:
+                        a, b = exit_ptr[s], exit_ptr[s + 1]
+                        k = b - 1
+                        if b - a > 1:
+                            u = rng.random() * total[s]
+                            for kk in range(a, b):
+                                if u < exit_cum[kk]:
+                                    k = kk
+                                    break
+                        nxt = exit_to[k]
+                        event = exit_event[k]
+                        event_month = m + D - 1 if timing[s] == END else m + D
+                    # --- what the D months in s count ---
+                    if D > 0:
+                        for q in range(occ_ptr[s], occ_ptr[s + 1]):
+                            e = occ_idx[q]
+                            hi = min(m + D, intake + window[e])
+                            if m < hi:
+                                lo2, hi2 = m + lag[e], min(hi + lag[e], T)
+                                if lo2 < T:
+                                    diff[c, e, lo2] += 1
+                                    diff[c, e, hi2] -= 1
+                        for q in range(status_ptr[s], status_ptr[s + 1]):
+                            e = status_idx[q]
+                            for r in range(at_ptr[e], at_ptr[e + 1]):
+                                t = intake + at_months[r]
+                                if m <= t < m + D:
+                                    _record(counts, window, lag, p, c, e, t, intake)
+                        for q in range(mile_ptr[s], mile_ptr[s + 1]):
+                            e = mile_idx[q]
+                            k = slot[e]
+                            if consecutive[e] == 1:
+                                i = months[e] - run[k]
+                                if 1 <= i <= D and (every[e] == 1 or not done[e]):
+                                    done[e] = True
+                                    _record(counts, window, lag, p, c, e, m + i - 1, intake)
+                            else:
+                                i = months[e] - cum[k]
+                                if 1 <= i <= D and not done[e]:
+                                    done[e] = True
+                                    _record(counts, window, lag, p, c, e, m + i - 1, intake)
+                        for q in range(rec_ptr[s], rec_ptr[s + 1]):
+                            rate = params[p, rec_param[q]]
+                            if rate > 0.0:
+                                t_arr = 0.0
+                                while True:
+                                    t_arr -= math.log1p(-rng.random()) / rate
+                                    if t_arr >= D:
+                                        break
+                                    _event(counts, window, lag, ev_ptr, ev_idx, every, done, p, c, rec_event[q], m + int(t_arr), intake)
+                        for k in range(K):
+                            if slot_mask[k, s] == 1:
+                                run[k] += D
+                                cum[k] += D
+                    if event >= 0 and event_month < T:
+                        _event(counts, window, lag, ev_ptr, ev_idx, every, done, p, c, event, event_month, intake)
+                    arrive = m + D
+                    if nxt < 0 or arrive >= T:
+                        break
+                    if fired >= 0:
+                        branched_at = arrive
+                    prev, s, m = s, nxt, arrive
+        for e in range(M):
+            if kind[e] == OCCUPANCY:
+                for c in range(C):
+                    acc_i = 0
+                    for t in range(T):
+                        acc_i += diff[c, e, t]
+                        counts[p, c, e, t] = acc_i
+
+
+def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.ndarray,
+                   intake_months: np.ndarray, sizes: np.ndarray, starts: np.ndarray, n_months: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """One group's journeys on a block of paths, counted per measure and month.
+
+    Parameters
+    ----------
+    journey : Journey
+    measures : tuple of Outcome
+        What is counted (outcomes, then one count per cost item).
+    params : ndarray (n_paths, P)
+        Parameter values per path (:func:`draw_parameters`), probabilities per month and rates
+        in events per participant-month.
+    intake_months : ndarray (C,) int
+        Intake month of each cohort.
+    sizes : ndarray (C,) int
+        Participants per cohort.
+    starts : ndarray (C, n_states)
+        Start distribution per cohort over the journey's states (rows sum to 1).
+    n_months : int
+        Horizon: months ``0 .. n_months - 1`` are simulated.
+    rng : numpy.random.Generator
+        The block's generator; consumed in the order of the module notes ("Draw order").
+
+    Returns
+    -------
+    ndarray (n_paths, C, n_measures, n_months) int32
+        Occurrences of each measure dated in each month, before :attr:`Outcome.scale`.
+
+    Raises
+    ------
+    ValueError
+        Simultaneous exits summing above 1 on a path (:func:`check_exit_sums`), bad shapes, or a
+        machine :func:`compile_machine` refuses.
+    """
+    mc = compile_machine(journey, measures, n_months)
+    params = np.ascontiguousarray(params, dtype=np.float64)
+    S = len(journey.states)
+    if params.ndim != 2 or params.shape[1] != len(journey.parameters):
+        raise ValueError(f"params: shape {params.shape}, expected (n_paths, {len(journey.parameters)})")
+    check_exit_sums(journey, params)
+    intake = np.asarray(intake_months, dtype=np.int64).reshape(-1)
+    sizes = np.asarray(sizes, dtype=np.int64).reshape(-1)
+    starts = np.asarray(starts, dtype=np.float64)
+    if starts.shape != (intake.size, S) or sizes.size != intake.size:
+        raise ValueError(f"starts {starts.shape} / sizes {sizes.shape}: expected ({intake.size}, {S}) "
+                         f"and ({intake.size},)")
+    # A cohort with one start state draws nothing for it; others invert their cumulative shares.
+    positive = starts > 0
+    single = np.where(positive.sum(axis=1) == 1, positive.argmax(axis=1), -1).astype(np.int64)
+    cdf = np.cumsum(starts, axis=1)
+    cdf[~positive] = -np.inf  # a state with no share is never drawn
+    last = S - 1 - positive[:, ::-1].argmax(axis=1)
+    cdf[np.arange(intake.size), last] = np.inf  # rounding in the shares never leaves one without a state
+    counts = np.zeros((params.shape[0], intake.size, len(mc.kind), int(n_months)), dtype=np.int32)
+    _kernel(rng, params, intake, sizes, single, np.ascontiguousarray(cdf), counts, *mc)
+    return counts
