@@ -354,6 +354,7 @@ class JourneyReader:
             c.problem(field, "must define at least one outcome, got none")
             return None
         out, keys, ok = [], {}, True
+        self.outcome_keys = keys  # cost items may not take an outcome's name (observed files count both)
         for name, item in t.items():
             f = _join(field, name)
             if c.check_name(name, f) is None or not c.unique_name(name, f, keys):
@@ -417,7 +418,7 @@ class JourneyReader:
     def costs(self, data, field: str = "costs") -> tuple[CostItem, ...] | None:
         c = self.c
         items = c.array_of_tables(data, field, min_len=0)
-        out, keys = [], {}
+        out, keys = [], dict(getattr(self, "outcome_keys", {}))
         for i, item in enumerate(items):
             out.append(self._cost(item, f"{field}[{i}]", keys))
         self.check_state_refs()
@@ -426,7 +427,7 @@ class JourneyReader:
     def _cost(self, item, field: str, keys: dict) -> CostItem | None:
         c = self.c
         t = c.table(item, field, required=("name", "bands"),
-                    optional=("states", "event", "fraction", "annual_indexation"))
+                    optional=("states", "event", "fraction", "annual_indexation", "label"))
         if t is None:
             return None
         name = c.name(t, "name", field)
@@ -459,10 +460,13 @@ class JourneyReader:
             return None
         fraction = c.number(t, "fraction", field, ge=0, le=1) if "fraction" in t else 1.0
         indexation = c.annual_rate(t, "annual_indexation", field, default=0.0, gt=-1)
-        if None in (name, states, fraction, indexation) or len(bands) != len(raw) or not bands \
+        label = c.string(t, "label", field) if "label" in t else ""
+        if label and not c.plain_text(label, _join(field, "label")):
+            label = None
+        if None in (name, states, fraction, indexation, label) or len(bands) != len(raw) or not bands \
                 or ("event" in t and event is None):
             return None
-        return CostItem(name, tuple(bands), states, event, float(fraction), float(indexation))
+        return CostItem(name, tuple(bands), states, event, float(fraction), float(indexation), label)
 
     # -- the comparison group ----------------------------------------------------------------
     def comparison(self, comp: dict, ratio: float | None, method: str | None) -> ComparisonGroup | None:
