@@ -11,13 +11,13 @@ Data flows one way::
 >>> res.summary()                                                       # doctest: +SKIP
 """
 
-from .contracts import OUTCOMES, Contract
+from .contracts import Contract
 from .errors import InsufficientMemoryError, OutputError, ScenarioError
 from .observed import load_observed
 from .scenario import load_scenario
 from .settlement import Settlement, settle
 from .simulation import simulate
 
-__all__ = ["OUTCOMES", "Contract", "InsufficientMemoryError", "OutputError", "ScenarioError", "Settlement",
+__all__ = ["Contract", "InsufficientMemoryError", "OutputError", "ScenarioError", "Settlement",
            "load_observed", "load_scenario", "settle", "simulate"]
 __version__ = "0.1.0"

@@ -1,14 +1,16 @@
 """Mid-term calibration: update the journey priors with observed counts, then re-forecast.
 
-Each journey probability has a Beta prior.  Part-way through a contract the provider's
-records show, for a probability, how many participant-months were exposed to it and
+Each journey parameter has a prior.  Part-way through a contract the provider's
+records show, for a parameter, how many participant-months were exposed to it and
 how many events happened (e.g. 820 months looking for work with a diploma, 38 job
-starts).  Monthly trials are Bernoulli, so the Beta prior is conjugate:
+starts).  Monthly trials are Bernoulli, so a probability's Beta prior is conjugate:
 
     posterior = Beta(alpha + events, beta + at_risk - events)
 
-(``long_term_contract`` is a per-job probability: its "months at risk" are the number
-of jobs that reached the sustained mark.)  A known value (sd = 0) is not updated.
+(a branch probability is per participant reaching the branch: its "at risk" is the number
+that reached it).  A rate's Gamma prior (shape k, rate r per month) is conjugate to Poisson
+counts over ``at_risk`` participant-months: posterior Gamma(k + events, r + at_risk).
+A known value (sd = 0) is not updated.
 
 Evidence file (TOML)::
 
@@ -16,14 +18,15 @@ Evidence file (TOML)::
     scenario = "../x.toml"           # optional: the scenario it updates (for sibsim validate)
 
     [[evidence]]
-    parameter = "job_with_diploma"   # a journey probability
+    parameter = "job_with_diploma"   # a parameter of [journey.parameters]
     group = "treated"                # or "comparison"
     events = 38
     at_risk = 820                    # participant-months exposed (trials)
 
-``events`` and ``at_risk`` are whole numbers, ``events <= at_risk``; checked against the scenario
-(:func:`check_evidence`), ``at_risk`` is at most the group's participants x the scenario's months
-(for ``long_term_contract``: x the jobs of ``sustained_job_months`` that fit in them).
+``events`` and ``at_risk`` are whole numbers, ``events <= at_risk`` for a probability; checked against
+the scenario (:func:`check_evidence`), ``at_risk`` is at most the group's participants x the
+scenario's months (for a probability used only by branches at ``d`` months: x the spells of ``d``
+months that fit in them).
 
 ``sibsim update`` writes the posterior as a variant scenario holding only the changed
 priors (``extends`` the original), so ``sibsim run`` on it is the re-forecast.  The variant's
@@ -35,17 +38,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 
-from .contracts import JOURNEY_PROBABILITIES, Contract, Prior
+from .contracts import Contract, Prior
 from .errors import OutputError, ScenarioError
 from .observed import meta_problems
 from .scenario import (MAX_MONTH, MAX_PARTICIPANTS, _join, _merge, _read_document, _show, contract_from_dict, parse_toml,
                        read_scenario_bytes)
 
-GROUPS = {"treated": "journey", "comparison": "comparison.journey"}
+GROUPS = {"treated": "journey.parameters", "comparison": "comparison.parameters"}
 
 
 #: Most trials any evidence can hold before the scenario is known: the most participants a scenario
@@ -96,8 +100,8 @@ def load_evidence(path: str | Path) -> list[Evidence]:
         parameter, group = item.get("parameter"), item.get("group", "treated")
         events, at_risk = item.get("events"), item.get("at_risk")
         ok = True
-        if parameter not in JOURNEY_PROBABILITIES:
-            problems.append(f"{f}.parameter: must be one of {', '.join(JOURNEY_PROBABILITIES)}, got {parameter!r}")
+        if not isinstance(parameter, str) or not parameter:
+            problems.append(f"{f}.parameter: must be the name of a journey parameter, got {parameter!r}")
             ok = False
         if group not in GROUPS:
             problems.append(f"{f}.group: must be treated or comparison, got {group!r}")
@@ -113,9 +117,6 @@ def load_evidence(path: str | Path) -> list[Evidence]:
                 problems.append(f"{f}.{key}: must be <= {MAX_AT_RISK} ({MAX_PARTICIPANTS:,} participants x "
                                 f"{MAX_MONTH} months), got {_show(value)}")
                 ok = False
-        if ok and events > at_risk:
-            problems.append(f"{f}.events: must be <= at_risk ({at_risk}), got {events}")
-            ok = False
         if ok:
             out.append(Evidence(parameter, group, events, at_risk, entry))
     if problems:
@@ -126,17 +127,38 @@ def load_evidence(path: str | Path) -> list[Evidence]:
 def max_at_risk(contract: Contract, group: str, parameter: str) -> tuple[int, str]:
     """Most trials ``parameter`` of ``group`` can have in the scenario, and how that bound is made up.
 
-    A monthly probability: each participant is exposed at most once a month of the horizon.
-    ``long_term_contract`` (per sustained job): at most one job of ``sustained_job_months`` after
-    another, so horizon // sustained_job_months jobs each.
+    A monthly probability or rate: each participant is exposed at most once a month of the horizon.
+    A probability used only by branches (per participant reaching ``d`` months in a set): at most
+    one spell of ``d`` months after another, so horizon // d spells each.
     """
     members = contract.n_participants if group == "treated" else int(contract.comparison_sizes.sum())
     T = contract.horizon_months
-    if parameter == "long_term_contract":
-        jobs = max(T // contract.sustained_job_months, 1)
-        return members * jobs, (f"{members} {group} participants x {jobs} jobs of "
-                                f"{contract.sustained_job_months} months in {T} months")
+    journey = contract.journey
+    monthly = any(e.probability == parameter for st in journey.states for e in st.exits) or any(
+        r.rate == parameter for st in journey.states for r in st.events)
+    durations = [b.at_month for b in journey.branches if b.probability == parameter]
+    if durations and not monthly:
+        d = min(durations)
+        spells = max(T // d, 1)
+        return members * spells, f"{members} {group} participants x {spells} spells of {d} months in {T} months"
     return members * T, f"{members} {group} participants x {T} months"
+
+
+def _journey_of(contract: Contract, group: str):
+    return contract.journey if group == "treated" else contract.comparison.journey
+
+
+def _entry_problem(contract: Contract, e: Evidence) -> str | None:
+    """Why evidence ``e`` cannot update the scenario (unknown parameter or group, a shared draw), or None."""
+    if e.group not in GROUPS:
+        return f"group must be treated or comparison, got {e.group!r}"
+    names = _journey_of(contract, e.group).parameter_names
+    if e.parameter not in names:
+        return f"parameter must be one of the journey's parameters ({', '.join(names)}), got {e.parameter!r}"
+    if e.group == "comparison" and e.parameter in contract.comparison.shared:
+        return (f"parameter {e.parameter!r} is drawn once for both groups (comparison.shared): give its evidence "
+                "for the treated group")
+    return None
 
 
 def check_evidence(contract: Contract, evidence: list[Evidence], source: str) -> list[str]:
@@ -145,9 +167,8 @@ def check_evidence(contract: Contract, evidence: list[Evidence], source: str) ->
     for i, e in enumerate(evidence):
         entry = e.where or f"evidence[{i}]"
         # Evidence built in code has not been through load_evidence's rules.
-        if e.parameter not in JOURNEY_PROBABILITIES or e.group not in GROUPS:
-            problems.append(f"{source}: {entry}: must name a journey probability and treated or comparison, "
-                            f"got {e.parameter!r} of {e.group!r}")
+        if (why := _entry_problem(contract, e)) is not None:
+            problems.append(f"{source}: {entry}.parameter: {why}")
             continue
         counts = [(key, v) for key, v in (("events", e.events), ("at_risk", e.at_risk))
                   if isinstance(v, bool) or not isinstance(v, int) or v < 0]
@@ -155,7 +176,8 @@ def check_evidence(contract: Contract, evidence: list[Evidence], source: str) ->
             problems.append(f"{source}: {entry}.{key}: must be an integer >= 0, got {v!r}")
         if counts:
             continue
-        if e.events > e.at_risk:
+        kind = _journey_of(contract, e.group).prior(e.parameter).kind
+        if kind == "probability" and e.events > e.at_risk:  # a rate's events can outnumber its months
             problems.append(f"{source}: {entry}.events: must be <= at_risk ({e.at_risk}), got {e.events}")
         bound, why = max_at_risk(contract, e.group, e.parameter)
         if e.at_risk > bound:
@@ -166,7 +188,7 @@ def check_evidence(contract: Contract, evidence: list[Evidence], source: str) ->
         if isinstance(e.at_risk, int) and not isinstance(e.at_risk, bool):
             pooled[e.group, e.parameter] = pooled.get((e.group, e.parameter), 0) + e.at_risk
     for (group, parameter), total in pooled.items():
-        if parameter not in JOURNEY_PROBABILITIES or group not in GROUPS:
+        if group not in GROUPS or parameter not in _journey_of(contract, group).parameter_names:
             continue
         bound, why = max_at_risk(contract, group, parameter)
         entries = [e for e in evidence if (e.group, e.parameter) == (group, parameter)]
@@ -177,14 +199,20 @@ def check_evidence(contract: Contract, evidence: list[Evidence], source: str) ->
 
 
 def posterior(prior: Prior, events: int, at_risk: int) -> Prior:
-    """Beta-binomial update of one prior (a known value stays as it is)."""
+    """Conjugate update of one prior: Beta-binomial, or Gamma-Poisson for a rate (a known value stays)."""
     if prior.is_fixed:
         return prior
-    return Prior.from_alpha_beta(*a_b(prior, events, at_risk))
+    a, b = a_b(prior, events, at_risk)
+    if prior.kind == "rate":  # Gamma(shape a, rate b): mean a / b, sd sqrt(a) / b
+        return Prior(a / b, math.sqrt(a) / b, kind="rate")
+    return Prior.from_alpha_beta(a, b)
 
 
 def a_b(prior: Prior, events: int, at_risk: int) -> tuple[float, float]:
-    """Posterior Beta parameters."""
+    """Posterior parameters: Beta (alpha, beta), or Gamma (shape, rate per month) for a rate."""
+    if prior.kind == "rate":
+        shape, rate = (prior.mean / prior.sd) ** 2, prior.mean / prior.sd**2
+        return shape + events, rate + at_risk
     a, b = prior.alpha_beta
     return a + events, b + at_risk - events
 
@@ -207,7 +235,7 @@ def update(contract: Contract, evidence: list[Evidence], source: str = "<evidenc
     journeys = {"treated": contract.journey, "comparison": contract.comparison.journey}
     rows, changes = [], {"treated": {}, "comparison": {}}
     for (group, parameter), (events, at_risk) in sorted(pooled.items()):
-        prior = journeys[group].priors()[parameter]
+        prior = journeys[group].prior(parameter)
         post = posterior(prior, events, at_risk)
         changes[group][parameter] = post
         rows.append({"group": group, "parameter": parameter, "events": events, "at_risk": at_risk,
@@ -216,13 +244,15 @@ def update(contract: Contract, evidence: list[Evidence], source: str = "<evidenc
                      "posterior_mean": post.mean, "posterior_sd": post.sd,
                      "posterior_alpha": math.nan if post.is_fixed else a_b(prior, events, at_risk)[0],
                      "posterior_beta": math.nan if post.is_fixed else a_b(prior, events, at_risk)[1],
+                     "kind": prior.kind,
                      "note": "known value: not updated" if prior.is_fixed else ""})
+    comparison = contract.comparison
     updated = dataclasses.replace(
         contract,
-        journey=dataclasses.replace(contract.journey, **changes["treated"]),
-        comparison=dataclasses.replace(contract.comparison,
-                                       journey=dataclasses.replace(contract.comparison.journey,
-                                                                   **changes["comparison"])),
+        journey=contract.journey.with_parameters(changes["treated"]),
+        comparison=dataclasses.replace(
+            comparison, journey=comparison.journey.with_parameters(changes["comparison"]),
+            overrides=tuple(dict.fromkeys(comparison.overrides + tuple(changes["comparison"])))),
     )
     return updated, pd.DataFrame(rows)
 
@@ -256,8 +286,13 @@ def variant_toml(base_file: Path, target: Path, table: pd.DataFrame, title: str)
         lines.append(f"[{section}]")
         for _, row in part.iterrows():
             a, b = float(row["posterior_alpha"]), float(row["posterior_beta"])
-            lines.append(f"{row['parameter']} = {{ alpha = {a!r}, beta = {b!r} }}  "
-                         f"# {row['events']} events in {row['at_risk']} at risk")
+            if row.get("kind", "probability") == "rate":
+                mean, sd = a / b, math.sqrt(a) / b
+                lines.append(f"{_toml_key(row['parameter'])} = {{ mean = {mean!r}, sd = {sd!r}, kind = \"rate\" }}  "
+                             f"# {row['events']} events in {row['at_risk']} participant-months")
+            else:
+                lines.append(f"{_toml_key(row['parameter'])} = {{ alpha = {a!r}, beta = {b!r} }}  "
+                             f"# {row['events']} events in {row['at_risk']} at risk")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -273,6 +308,11 @@ def load_variant_text(text: str, target: Path) -> Contract:
     # Lexically: the target's directory may not exist yet (it is made when the file is written).
     base_doc = _read_document(Path(os.path.normpath(target.resolve().parent / base)), (target,))
     return contract_from_dict(_merge(base_doc, doc), str(target))
+
+
+def _toml_key(name: str) -> str:
+    """A parameter name as a TOML key: bare when it can be, else quoted."""
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else _toml_string(name)
 
 
 def _toml_string(text: str) -> str:

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .contracts import MEASURABLE, OUTCOMES, Contract
+from .contracts import Contract
 from .montecarlo import Outcomes
 
 
@@ -139,11 +139,12 @@ class Cashflows:
 # --- 1. measurement ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Counts:
-    """Cumulative counts of every measurable before selected months, per cohort.
+    """Cumulative counts of every outcome before selected months, per cohort.
 
-    ``treated`` and ``counterfactual`` are (P, C, 5, len(months)): ``[..., k, i]`` is measurable ``k``
-    (:data:`~sibsim.contracts.MEASURABLE` order; the last is months off benefits) achieved before
-    ``months[i]``; counterfactual counts are scaled to the treated cohort sizes.
+    ``treated`` and ``counterfactual`` are (P, C, K, len(months)): ``[..., k, i]`` is outcome ``k``
+    (:attr:`~sibsim.contracts.Contract.outcome_names` order, in its priced unit: the count times
+    the outcome's ``scale``) dated before ``months[i]``; counterfactual counts are scaled to the
+    treated cohort sizes.
     """
 
     months: tuple[int, ...]
@@ -151,7 +152,7 @@ class Counts:
     counterfactual: np.ndarray
 
     def at(self, month: int) -> tuple[np.ndarray, np.ndarray]:
-        """Treated and counterfactual counts before ``month``, (P, C, 5) each."""
+        """Treated and counterfactual counts before ``month``, (P, C, K) each."""
         i = self.months.index(month)
         return self.treated[..., i], self.counterfactual[..., i]
 
@@ -165,25 +166,25 @@ def cumulative_counts(contract: Contract, outcomes: Outcomes, months) -> Counts:
     """Cumulative counts before each of ``months`` (0..T).
 
     A running sum over months, read at the selected months.  Integer counts (the engine's) are
-    summed in an integer type wide enough for every total, so the counts are exact; the
-    counterfactual is scaled per cohort afterwards (scaling is linear).
+    summed in an integer type wide enough for every total, so the counts are exact; the scale
+    (units per count) and the counterfactual's cohort scaling are applied afterwards (both linear).
     """
     T = contract.horizon_months
     months = tuple(sorted({int(m) for m in months}))
     # Column m - 1 of the running sum holds the total before month m; month 0 has nothing before it.
     read = [m - 1 for m in months if m > 0]
+    units = contract.outcome_scales[None, None, :, None]
 
     def reduce(group):
-        out = np.zeros(group.events.shape[:2] + (len(MEASURABLE), len(months)))
+        part = group.events
+        out = np.zeros(part.shape[:3] + (len(months),))
         first = len(months) - len(read)  # leading month-0 columns stay 0
-        for part, rows in ((group.events, slice(0, len(OUTCOMES))), (group.employed[:, :, None, :], slice(-1, None))):
-            dtype = None
-            if np.issubdtype(part.dtype, np.integer):
-                # At most one event of a kind per member, at most T months off benefits each.
-                bound = int(np.max(group.sizes, initial=0)) * max(T, 1)
-                dtype = np.int32 if bound < 2**31 - 1 else np.int64
-            out[:, :, rows, first:] = np.cumsum(part, axis=-1, dtype=dtype)[..., read]
-        return out
+        dtype = None
+        if np.issubdtype(part.dtype, np.integer):
+            dtype = np.int64  # recurrent events and person-months can exceed one per member
+        if read:
+            out[:, :, :, first:] = np.cumsum(part, axis=-1, dtype=dtype)[..., read]
+        return out * units
 
     scale = outcomes.comparison_scale[None, :, None, None]
     return Counts(months, reduce(outcomes.treated), reduce(outcomes.comparison) * scale)
@@ -214,37 +215,43 @@ def measure(contract: Contract, outcomes: Outcomes) -> tuple[np.ndarray, np.ndar
 
     Returns
     -------
-    net_outcomes : ndarray (paths, 4, M)
-        Outcomes achieved before each measurement month, treated minus counterfactual.
+    net_outcomes : ndarray (paths, outcomes, M)
+        Outcomes (in their priced units) dated before each measurement month, treated minus counterfactual.
     net_savings_measured : ndarray (paths, M)
-        EUR of benefits avoided before each measurement month, treated minus counterfactual.
+        EUR the payer saved before each measurement month (counterfactual minus treated costs).
     """
     counts = cumulative_counts(contract, outcomes, contract.payer.measurement_months)
     treated, cf = _pooled(counts, contract.payer.measurement_months)
-    return (treated - cf)[:, : len(OUTCOMES)], _measured_savings(contract, _monthly_net_saved(contract, outcomes))
+    return treated - cf, _measured_savings(contract, _monthly_net_saved(contract, outcomes))
 
 
 def _pooled(counts: Counts, months) -> tuple[np.ndarray, np.ndarray]:
-    """Treated and counterfactual counts summed over cohorts at ``months``, (P, 5, len(months)) each."""
+    """Treated and counterfactual counts summed over cohorts at ``months``, (P, K, len(months)) each."""
     index = [counts.months.index(m) for m in months]
     if index == list(range(len(counts.months))):  # every month counted: no copy of the counts
         return counts.treated.sum(axis=1), counts.counterfactual.sum(axis=1)
     return counts.treated[..., index].sum(axis=1), counts.counterfactual[..., index].sum(axis=1)
 
 
-def _monthly_net_saved(contract: Contract, outcomes: Outcomes, enrolled=None) -> np.ndarray:
-    """EUR of benefits avoided each month (treated minus counterfactual months off benefits), (P, T).
+def monthly_costs(contract: Contract, group_costs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """EUR the payer spends on a group each month, (P, T): cost units x EUR per unit, cohorts weighted.
 
-    Each group's months off benefits are summed over cohorts with their weights (enrolment, and the
-    comparison scale for the counterfactual) in one pass, without a (P, C, T) difference array.
+    ``weights`` is (C,) or (P, C): enrolment, times the comparison scale for the counterfactual.
     """
-    treated, comparison = outcomes.treated.employed, outcomes.comparison.employed
+    if not contract.costs:
+        return np.zeros((group_costs.shape[0], contract.horizon_months))
+    price = contract.cost_per_unit()  # (Q, T)
+    w = np.broadcast_to(weights, (group_costs.shape[0], group_costs.shape[1]))
+    return np.einsum("pcqt,pc,qt->pt", group_costs, w, price, optimize=True)
+
+
+def _monthly_net_saved(contract: Contract, outcomes: Outcomes, enrolled=None) -> np.ndarray:
+    """EUR the payer saves each month: the counterfactual's costs less the treated group's, (P, T)."""
     scale = outcomes.comparison_scale
-    if enrolled is None:
-        net = treated.sum(axis=1) - np.einsum("pct,c->pt", comparison, scale)
-    else:
-        net = np.einsum("pct,pc->pt", treated, enrolled) - np.einsum("pct,pc->pt", comparison, enrolled * scale)
-    return net * contract.savings.per_month(contract.horizon_months)[None, :]
+    P, C = outcomes.n_paths, len(scale)
+    enrolled = np.ones((P, C)) if enrolled is None else enrolled
+    return (monthly_costs(contract, outcomes.comparison.costs, enrolled * scale[None, :])
+            - monthly_costs(contract, outcomes.treated.costs, enrolled))
 
 
 def _savings_followed(contract: Contract, monthly_saved: np.ndarray) -> np.ndarray:
@@ -284,7 +291,7 @@ def review_outcome(contract: Contract, counts: Counts) -> tuple[np.ndarray, np.n
     review = contract.payer.review
     if review is None:
         return np.zeros(P, dtype=bool), np.ones((P, C))
-    k = MEASURABLE.index(review.outcome)
+    k = contract.outcome_index(review.outcome)
     treated, cf = counts.at(review.month)
     t, c = treated[:, :, k].sum(axis=1), cf[:, :, k].sum(axis=1)
     started = np.array([co.intake_month < review.month for co in contract.cohorts])
@@ -299,16 +306,15 @@ def entitlement(contract: Contract, treated_pooled: np.ndarray, cf_pooled: np.nd
                 measured_savings: np.ndarray, n_enrolled: np.ndarray) -> np.ndarray:
     """Cumulative EUR earned at each measurement month, before high-water mark and cap, (P, M).
 
-    ``treated_pooled`` and ``cf_pooled`` are (P, 5, M) counts at the measurement months.
+    ``treated_pooled`` and ``cf_pooled`` are (P, K, M) counts at the measurement months.
     """
     payer = contract.payer
     net = treated_pooled - cf_pooled
-    earned = np.einsum("pkm,k->pm", np.maximum(net[:, : len(OUTCOMES)], 0.0), payer.prices)
-    earned += payer.price("benefit_month_saved") * np.maximum(net[:, -1], 0.0)
+    earned = np.einsum("pkm,k->pm", np.maximum(net, 0.0), contract.prices)
     planned_capital = contract.capital_calls().sum()
     earned += payer.savings_share.entitlement(measured_savings, planned_capital)
     for table in payer.tiers:
-        k = MEASURABLE.index(table.outcome)
+        k = contract.outcome_index(table.outcome)
         imp = improvement(treated_pooled[:, k], cf_pooled[:, k], n_enrolled[:, None], table.measure)
         earned += table.amount(imp)
     return earned
@@ -324,7 +330,7 @@ def payments_due(contract: Contract, net_outcomes: np.ndarray, measured_savings:
     """
     payer = contract.payer
     if earned is None:
-        earned = np.einsum("pkm,k->pm", np.maximum(net_outcomes, 0.0), payer.prices)
+        earned = np.einsum("pkm,k->pm", np.maximum(net_outcomes, 0.0), contract.prices)
         earned = earned + payer.savings_share.entitlement(measured_savings, contract.capital_calls().sum())
     if measured is not None:
         earned = np.where(measured, earned, -np.inf)
@@ -347,7 +353,7 @@ def trigger_payments(contract: Contract, counts: Counts, enrolled: np.ndarray,
     trigger = contract.payer.trigger
     if trigger is None:
         return due
-    k = MEASURABLE.index(trigger.outcome)
+    k = contract.outcome_index(trigger.outcome)
     lag = contract.payer.payment_lag_months
     cohort_months, final = contract.trigger_months
     sizes = np.array([c.size for c in contract.cohorts], dtype=float)
@@ -582,7 +588,7 @@ def settle(contract: Contract, outcomes: Outcomes) -> Cashflows:
 
     monthly_saved = _monthly_net_saved(contract, outcomes, enrolled)
     treated_pooled, cf_pooled = _pooled(counts, payer.measurement_months)
-    net_outcomes = (treated_pooled - cf_pooled)[:, : len(OUTCOMES)]
+    net_outcomes = treated_pooled - cf_pooled
     measured_savings = _measured_savings(contract, monthly_saved)
     sizes = np.array([c.size for c in contract.cohorts], dtype=float)
     # Tiers divide by the planned group: a measurement up to the review must not depend on its result

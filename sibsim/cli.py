@@ -474,6 +474,8 @@ def cmd_validate(args) -> int:
                 print(line)
             status = 1
             continue
+        for line in contract.warnings:  # worth saying, not refusing: the scenario is still valid
+            print(line)
         # Amounts in the scenario's own currency; the term apart from the months followed after it.
         print(f"{name}: ok: {contract.title}; {contract.n_participants} participants in "
               f"{len(contract.cohorts)} cohorts; {contract.currency} {contract.total_commitment:,.0f} committed by "

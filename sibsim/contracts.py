@@ -280,6 +280,9 @@ class Contract:
     investor_discount_rate: float = 0.0
     public_discount_rate: float = 0.0
     primary_outcome: str = ""
+    #: Parameters a "more successful programme" scales (break-even analysis; ``analysis.success_parameters``).
+    #: Empty: those of the exits and branches into the primary outcome's states, or producing its event.
+    success_parameters: tuple[str, ...] = ()
     guarantees: tuple[Guarantee, ...] = ()
     recycling: bool = False
     meta: tuple[tuple[str, object], ...] = field(default=(), compare=False)
@@ -290,6 +293,9 @@ class Contract:
     #: Fields the scenario left out that took their documented default (e.g.
     #: ``analysis.investor_discount_rate``, 0), so a report can say a value was assumed, not given.
     defaulted: tuple[str, ...] = field(default=(), compare=False)
+    #: Lines ``file: field: warning: ...`` the loader found worth saying but not refusing (e.g. an
+    #: outcome no contract term uses); ``sibsim validate`` prints them.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     # --- derived quantities -------------------------------------------------
     @property
@@ -310,6 +316,30 @@ class Contract:
             if o.name == outcome:
                 return o.title
         return outcome.replace("_", " ")
+
+    @property
+    def success_parameter_names(self) -> tuple[str, ...]:
+        """The treated parameters that a factor on the programme's success scales (see :attr:`success_parameters`)."""
+        if self.success_parameters:
+            return self.success_parameters
+        target = next((o for o in self.outcomes if o.name == self.primary_outcome), None)
+        if target is None:
+            return ()
+        names: list[str] = []
+        def add(name):
+            if name not in names:
+                names.append(name)
+        for state in self.journey.states:
+            for e in state.exits:
+                if (e.to in target.states and state.name not in target.states) or (target.event and e.event == target.event):
+                    add(e.probability)
+            for r in state.events:
+                if target.event and r.event == target.event:
+                    add(r.rate)
+        for b in self.journey.branches:
+            if b.to in target.states or (target.event and b.event == target.event):
+                add(b.probability)
+        return tuple(names)
 
     # --- what the engine counts -------------------------------------------------
     @property

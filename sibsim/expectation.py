@@ -1,233 +1,198 @@
-"""Exact expected outcomes of the participant journey: no sampling, no noise.
+"""Exact expected counts of any journey (:mod:`sibsim.journey`): no sampling, no noise.
 
-The monthly journey of :class:`sibsim.contracts.Journey` (specified step by step
-in :mod:`sibsim.reference`) is a finite Markov chain once a few counters join
-the state.  Propagating the state distribution of *one* participant month by
-month gives, exactly, the expected first-time outcomes and the probability of
-being in work in each month since intake; shifting those curves by each
-cohort's intake month and scaling by its size gives ``E[...]`` of what
-:func:`sibsim.montecarlo.simulate_group` returns.  Uses: a *modelled*
-counterfactual (an "expected benefit duration" model, as in the Rotterdam
-Buzinezzclub SIB, where no comparison group adds measurement noise) and tests.
+A journey is a finite Markov chain once a few counters join the state.  This module builds that
+*augmented* chain once from the structure of the journey and the measures counted on it (only the
+states reachable from the start states), then propagates the distribution of one participant month
+by month, vectorised over Monte Carlo paths: the structure is fixed, only the edge probabilities
+differ per path (each one a product of factors such as ``p``, ``1 - p``, ``1 - sum(p)`` or
+``exp(-rate)`` of the path's parameter columns).  Shifting the per-participant curves by each
+cohort's intake month and scaling them by its size gives ``E[counts]`` of what the Monte Carlo
+engine returns.  Uses: a modelled counterfactual (``comparison.method = "expected"``: an expected
+benefit-duration model, no comparison-group noise) and tests.
 
-States (at the end of a month)
-------------------------------
-``("train", k)``
-    In training, ``k`` months done (``k < L``; the intake state when L > 0).
-``("search", D, h)``
-    On benefits, looking for work; ``D`` = 1 with a diploma.
-``("job", d, D, c, h)``
-    In work, in month ``d`` of the job (1 .. S; S means "sustained mark
-    reached"); ``c`` = 1 on a long-term contract (only at ``d == S``).
-
-``h`` is the history needed because each outcome counts only the first time:
-0 no job yet, 1 a job started, 2 a job sustained, 3 a long-term contract.
-Only states reachable from the intake state are built (with L = 0 nobody has
-a diploma), e.g. 56 states for L = 12, S = 6 and 22 for L = 0, S = 6.
+The augmented chain, its counters and the readings of the rules it makes precise are described in
+:mod:`sibsim.augmented`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+from scipy import sparse
 
-from .contracts import OUTCOMES
+from .augmented import MAX_STATES, Chain, build_chain
+from .journey import Journey, Outcome
 
-DIPLOMA, JOB_START, JOB_SUSTAINED, LONG_TERM_CONTRACT = range(len(OUTCOMES))
-TRAIN, SEARCH, JOB = "train", "search", "job"
+__all__ = ["MAX_STATES", "Chain", "build_chain", "expected_curves", "expected_group", "factor_columns"]
 
-#: Names of the per-path probabilities an edge probability is a product of (see `edge_probabilities`).
-FACTORS = ("one", "diploma", "dropout", "stay", "job0", "no_job0", "job1", "no_job1",
-           "relapse", "keep", "relapse_lt", "keep_lt", "contract", "no_contract")
+#: Flows of one block of paths held at once: (paths in a block) x (edges) at most this many numbers.
+BLOCK_CELLS = 2_000_000
+#: Paths in a block at most (small blocks keep one month's flows in cache).
+BLOCK_PATHS = 2048
+#: Rounding allowed when competing exits sum to 1 (a sum above 1 + this is an error).
+EXIT_SUM_TOLERANCE = 1e-12
 
 
-@dataclass(frozen=True)
-class Chain:
-    """Transition structure of the monthly journey (reachable states only), independent of the probabilities.
+def factor_columns(chain: Chain, params: np.ndarray) -> np.ndarray:
+    """Each factor of ``chain.factor_keys`` per path, shape ``(paths, factors)``.
 
-    Attributes
-    ----------
-    states : tuple
-        State labels (see the module docstring); ``states[0]`` is the intake state.
-    src, dst : ndarray (edges,) int
-        Source and destination state of each edge, sorted by destination.
-    factors : ndarray (edges, 2) int
-        Indices into :data:`FACTORS`: the edge probability is the product of the two.
-    events : ndarray (edges, 4) float
-        1 where taking the edge reaches an outcome (:data:`OUTCOMES` order) for the first time.
-    working : ndarray (states,) bool
-        The in-work (off-benefit) states.
+    Raises
+    ------
+    ValueError
+        If a state's competing exits sum above 1 on some path.
     """
-
-    states: tuple
-    src: np.ndarray
-    dst: np.ndarray
-    factors: np.ndarray
-    events: np.ndarray
-    working: np.ndarray
-
-    @property
-    def n_states(self) -> int:
-        return len(self.states)
-
-
-def _reach_job_month(d: int, D: int, h: int, S: int) -> list:
-    """Edges (dst, factors, events) of ending a month in month ``d`` of a job, not yet sustained before."""
-    if d < S:
-        return [((JOB, d, D, 0, h), (), ())]
-    sustained = (JOB_SUSTAINED,) if h < 2 else ()
-    contract = (LONG_TERM_CONTRACT,) if h < 3 else ()
-    return [((JOB, S, D, 1, 3), ("contract",), sustained + contract),
-            ((JOB, S, D, 0, max(h, 2)), ("no_contract",), sustained)]
-
-
-def _successors(state: tuple, L: int, S: int) -> list:
-    """Edges (dst, factor names, outcome indices) out of ``state``: one month of the reference chain."""
-    if state[0] == TRAIN:
-        k = state[1]
-        after = (SEARCH, 0, 0) if k + 1 == L else (TRAIN, k + 1)
-        return [((SEARCH, 1, 0), ("diploma",), (DIPLOMA,)),
-                ((SEARCH, 0, 0), ("dropout",), ()),
-                (after, ("stay",), ())]
-    if state[0] == SEARCH:
-        _, D, h = state
-        first = (JOB_START,) if h == 0 else ()
-        found = [(dst, (f"job{D}",) + f, first + ev) for dst, f, ev in _reach_job_month(1, D, max(h, 1), S)]
-        return found + [(state, (f"no_job{D}",), ())]
-    _, d, D, c, h = state
-    relapse, keep = ("relapse_lt", "keep_lt") if c else ("relapse", "keep")
-    stay = [(state, (), ())] if d == S else _reach_job_month(d + 1, D, h, S)
-    return [((SEARCH, D, h), (relapse,), ())] + [(dst, (keep,) + f, ev) for dst, f, ev in stay]
+    params = np.asarray(params, dtype=float)
+    out = np.empty((params.shape[0], len(chain.factor_keys)))
+    for f, key in enumerate(chain.factor_keys):
+        kind = key[0]
+        if kind == "one":
+            out[:, f] = 1.0
+        elif kind == "p":
+            out[:, f] = params[:, key[1]]
+        elif kind == "q":
+            out[:, f] = 1.0 - params[:, key[1]]
+        elif kind == "stay":
+            total = params[:, list(key[1])].sum(axis=1)
+            if np.any(total > 1.0 + EXIT_SUM_TOLERANCE):
+                path = int(np.argmax(total))
+                raise ValueError(f"the exits of state {key[2]!r} sum to {total[path]:.6g} > 1 on path {path}")
+            out[:, f] = np.maximum(1.0 - total, 0.0)  # only rounding below 0 is cut
+        elif kind == "none":
+            out[:, f] = np.exp(-params[:, list(key[1])].sum(axis=1))
+        else:  # "some": at least one Poisson event
+            out[:, f] = -np.expm1(-params[:, list(key[1])].sum(axis=1))
+    return out
 
 
-def journey_chain(max_training_months: int, sustained_job_months: int) -> Chain:
-    """Build the reachable states and edges of the journey, breadth first from the intake state.
+def expected_curves(chain: Chain, params: np.ndarray, start: np.ndarray, n_months: int) -> np.ndarray:
+    """Expected occurrences of each measure for ONE participant, by month since intake.
 
     Parameters
     ----------
-    max_training_months : int
-        L, months of training at most (0: straight to job search).
-    sustained_job_months : int
-        S >= 1, months in one job that make it sustained.
-    """
-    L, S = max_training_months, sustained_job_months
-    if L < 0 or S < 1:
-        raise ValueError(f"need max_training_months >= 0 and sustained_job_months >= 1, got {L}, {S}")
-    states = [(TRAIN, 0) if L > 0 else (SEARCH, 0, 0)]
-    index = {states[0]: 0}
-    edges = []
-    for state in states:  # grows while we iterate: breadth-first search
-        for dst, names, outcomes in _successors(state, L, S):
-            if dst not in index:
-                index[dst] = len(states)
-                states.append(dst)
-            names = (names + ("one", "one"))[:2]
-            edges.append((index[state], index[dst], [FACTORS.index(n) for n in names], outcomes))
-    edges.sort(key=lambda e: e[1])  # by destination, for the scatter-add
-    events = np.zeros((len(edges), len(OUTCOMES)))
-    for e, (*_, outcomes) in enumerate(edges):
-        events[e, list(outcomes)] = 1.0
-    return Chain(
-        states=tuple(states),
-        src=np.array([e[0] for e in edges], dtype=np.int64),
-        dst=np.array([e[1] for e in edges], dtype=np.int64),
-        factors=np.array([e[2] for e in edges], dtype=np.int64).reshape(-1, 2),
-        events=events,
-        working=np.array([s[0] == JOB for s in states]),
-    )
-
-
-def edge_probabilities(chain: Chain, journey_parameters: dict[str, np.ndarray]) -> np.ndarray:
-    """Probability of each edge given its source state, per path: shape ``(paths, edges)``."""
-    p = {k: np.asarray(v, dtype=float) for k, v in journey_parameters.items()}
-    d, x = p["diploma"], p["dropout"]
-    j0, j1 = p["job_without_diploma"], p["job_with_diploma"]
-    r, r_lt, c = p["relapse"], p["relapse_long_term"], p["long_term_contract"]
-    with np.errstate(under="ignore"):  # products of tiny probabilities may flush to 0: harmless
-        columns = (np.ones_like(d), d, (1 - d) * x, (1 - d) * (1 - x), j0, 1 - j0, j1, 1 - j1,
-                   r, 1 - r, r_lt, 1 - r_lt, c, 1 - c)
-        factors = np.stack(columns, axis=1)  # (paths, FACTORS)
-        return factors[:, chain.factors[:, 0]] * factors[:, chain.factors[:, 1]]
-
-
-def expected_journey(journey_parameters: dict[str, np.ndarray], max_training_months: int,
-                     sustained_job_months: int, n_months: int) -> tuple[np.ndarray, np.ndarray]:
-    """Expected outcomes of ONE participant, by month since intake.
-
-    Parameters
-    ----------
-    journey_parameters : dict of str -> ndarray (paths,)
-        Per-month probabilities (``long_term_contract``: per sustained job), as
-        for :func:`sibsim.montecarlo.simulate_group`.
-    max_training_months, sustained_job_months : int
-        L >= 0 and S >= 1.
+    chain : Chain
+    params : ndarray (paths, P)
+        Parameter values of each path (columns in ``Journey.parameters`` order).
+    start : ndarray (states,)
+        Start distribution (only states in ``chain.start_node`` may carry weight).
     n_months : int
         Months since intake to follow (month 0 is the intake month).
 
     Returns
     -------
-    events : ndarray (paths, 4, n_months) float64
-        Probability of reaching each outcome for the first time in that month.
-    employed : ndarray (paths, n_months) float64
-        Probability of being in work (off benefits) in that month.
+    ndarray (paths, measures, n_months) float64
+        Before windows and lags: occurrences dated in each month since intake.
     """
-    chain = journey_chain(max_training_months, sustained_job_months)
-    weight = edge_probabilities(chain, journey_parameters)
-    n_paths = weight.shape[0]
-    targets, starts = np.unique(chain.dst, return_index=True)  # edges are sorted by destination
-    events = np.zeros((n_paths, len(OUTCOMES), n_months))
-    employed = np.zeros((n_paths, n_months))
-    prob = np.zeros((n_paths, chain.n_states))
-    prob[:, 0] = 1.0
+    n_paths = params.shape[0]
+    m = chain.now.shape[1]
+    curves = np.zeros((n_paths, m, n_months))
+    if n_months <= 0:
+        return curves
+    n_edges = len(chain.src)
+    into = sparse.csr_matrix((np.ones(n_edges), (chain.dst, np.arange(n_edges))), shape=(chain.n_nodes, n_edges))
+    init = np.zeros(chain.n_nodes)
+    counts0 = np.zeros(m)
+    for s, node in chain.start_node.items():
+        init[node] += start[s]
+        counts0 += start[s] * chain.start_counts[s]
+    curves[:, :, 0] += counts0
+    rate_states = sorted({s for _, s, _ in chain.rates})
+    occupancy = (chain.occupied[:, None] == np.array(rate_states, dtype=np.int64)[None, :]).astype(float)
+    block = max(1, min(BLOCK_PATHS, BLOCK_CELLS // max(len(chain.src), 1)))
+    counted = np.concatenate([chain.now, chain.later], axis=1).T.copy()  # (2 measures, edges)
+    seen = occupancy.T.copy()
+    # Edges-major layout (edges, paths): the gathers and the scatter-add move whole rows.
     # Probabilities of long-lived states decay geometrically: flushing them to 0 is harmless.
     with np.errstate(under="ignore"):
-        for m in range(n_months):
-            flow = prob[:, chain.src] * weight  # probability of taking each edge this month
-            events[:, :, m] = flow @ chain.events
-            prob = np.zeros_like(prob)
-            prob[:, targets] = np.add.reduceat(flow, starts, axis=1)  # scatter-add by destination
-            employed[:, m] = prob[:, chain.working].sum(axis=1)
-    return events, employed
+        for lo in range(0, n_paths, block):
+            hi = min(lo + block, n_paths)
+            columns = factor_columns(chain, params[lo:hi]).T.copy()  # (factors, paths)
+            weight = columns[chain.factors[:, 0]]
+            for k in range(1, chain.factors.shape[1]):
+                weight *= columns[chain.factors[:, k]]
+            rate = np.zeros((len(rate_states), m, hi - lo))
+            for j, s, cols in chain.rates:
+                rate[rate_states.index(s), j] += params[lo:hi, list(cols)].sum(axis=1)
+            out = np.zeros((n_months + 1, m, hi - lo))
+            prob = np.repeat(init[:, None], hi - lo, axis=1)
+            for k in range(n_months):
+                flow = prob[chain.src] * weight  # probability of taking each edge this month
+                both = counted @ flow
+                out[k] += both[:m]
+                out[k + 1] += both[m:]  # dated next month (the row past the end is dropped)
+                if rate_states:
+                    out[k] += np.einsum("sb,sjb->jb", seen @ flow, rate)
+                prob = into @ flow  # scatter-add by destination
+            curves[lo:hi] += out[:n_months].transpose(2, 1, 0)
+    return curves
 
 
-def expected_group(journey_parameters: dict[str, np.ndarray], max_training_months: int,
-                   intake_months: np.ndarray, sizes: np.ndarray, n_months: int,
-                   sustained_job_months: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact expectation of :func:`sibsim.montecarlo.simulate_group` for the same per-path probabilities.
+def _dated(curves: np.ndarray, measures: tuple[Outcome, ...]) -> np.ndarray:
+    """Windows, census months and lags applied: occurrences by the month since intake they are dated in."""
+    out = np.zeros_like(curves)
+    n = curves.shape[2]
+    for j, o in enumerate(measures):
+        keep = np.ones(n, dtype=bool)
+        if o.window is not None:
+            keep[o.window:] = False
+        if o.kind == "status":
+            census = np.zeros(n, dtype=bool)
+            census[[k for k in o.at_months if 0 <= k < n]] = True
+            keep &= census
+        if o.lag < n:
+            out[:, j, o.lag:] = (curves[:, j] * keep)[:, : n - o.lag]
+    return out
+
+
+def expected_group(journey: Journey, measures: tuple[Outcome, ...], params: np.ndarray,
+                   intake_months: np.ndarray, sizes: np.ndarray, starts: np.ndarray,
+                   n_months: int) -> np.ndarray:
+    """Exact expectation of the Monte Carlo engine's counts for the same per-path parameters.
 
     Parameters
     ----------
-    journey_parameters : dict of str -> ndarray (paths,)
-        Per-month probabilities of each path (``long_term_contract``: per sustained job).
-    max_training_months : int
-        Months of training at most (0: straight to job search).
-    intake_months, sizes : ndarray (cohorts,)
-        Intake month and number of participants of each cohort.
+    journey : Journey
+        The state machine (its parameters give the column order of ``params``).
+    measures : tuple of Outcome
+        What is counted (``Contract.measures``).
+    params : ndarray (paths, P)
+        Parameter values of each path: probabilities per month, rates in events per month.
+    intake_months : ndarray (cohorts,) int
+        Intake month of each cohort.
+    sizes : ndarray (cohorts,) int
+        Participants of each cohort.
+    starts : ndarray (cohorts, states)
+        Start distribution of each cohort (rows sum to 1), states in ``Journey.states`` order.
     n_months : int
-        Months in the ledger (the horizon); later events are not observed.
-    sustained_job_months : int
-        Months in one job that make it sustained.
+        Months in the ledger (the horizon); later occurrences are not observed.
 
     Returns
     -------
-    events : ndarray (paths, cohorts, 4, months) float64
-        Expected participants reaching each outcome (:data:`~sibsim.contracts.OUTCOMES`
-        order) for the first time in each month.
-    employed : ndarray (paths, cohorts, months) float64
-        Expected participants in work (off benefits) in each month.
+    ndarray (paths, cohorts, measures, months) float64
+        Expected occurrences of each measure dated in each month, before ``Outcome.scale``.
+
+    Raises
+    ------
+    ValueError
+        If the augmented chain is too large (:data:`MAX_STATES`; the message names the counters),
+        the journey is malformed, or a path's competing exits sum above 1.
     """
-    intake_months = np.asarray(intake_months, dtype=np.int64)
-    sizes = np.asarray(sizes, dtype=float)
-    n_paths = len(journey_parameters["diploma"])
-    since_first = n_months - int(intake_months.min()) if intake_months.size else 0  # months to follow
-    per_events, per_employed = expected_journey(journey_parameters, max_training_months, sustained_job_months,
-                                                max(since_first, 0))
-    events = np.zeros((n_paths, sizes.size, len(OUTCOMES), n_months))
-    employed = np.zeros((n_paths, sizes.size, n_months))
+    measures = tuple(measures)
+    params = np.atleast_2d(np.asarray(params, dtype=float))
+    intake_months = np.asarray(intake_months, dtype=np.int64).reshape(-1)
+    sizes = np.asarray(sizes, dtype=float).reshape(-1)
+    starts = np.asarray(starts, dtype=float).reshape(intake_months.size, len(journey.states))
+    if params.shape[1] != len(journey.parameters):
+        raise ValueError(f"params has {params.shape[1]} columns, the journey {len(journey.parameters)} parameters")
+    n_paths = params.shape[0]
+    out = np.zeros((n_paths, intake_months.size, len(measures), n_months))
+    live = intake_months < n_months
+    if not live.any():
+        return out
+    follow = n_months - int(intake_months[live].min())  # months since intake to follow
+    chain = build_chain(journey, measures, np.flatnonzero(starts[live].sum(axis=0) > 0))
+    rows, which = np.unique(starts[live], axis=0, return_inverse=True)
+    curves = [_dated(expected_curves(chain, params, row, follow), measures) for row in rows]
     with np.errstate(under="ignore"):
-        for c, (intake, size) in enumerate(zip(intake_months, sizes)):
-            if intake < n_months:
-                events[:, c, :, intake:] = size * per_events[:, :, : n_months - intake]
-                employed[:, c, intake:] = size * per_employed[:, : n_months - intake]
-    return events, employed
+        for c, r in zip(np.flatnonzero(live), np.asarray(which).reshape(-1)):
+            intake = intake_months[c]
+            out[:, c, :, intake:] = sizes[c] * curves[r][:, :, : n_months - intake]
+    return out

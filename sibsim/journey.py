@@ -19,13 +19,19 @@ from then on. For a participant in state ``s`` the rules apply in this order:
 2. **Occupying month m.** ``months_in_state`` counts months in ``s`` including ``m`` (1 in the
    arrival month); for every *set* of states used by a branch or a milestone the participant keeps
    the run of consecutive months in the set (reset to 0 on leaving it) and the cumulative months in
-   it, both including ``m``.
+   it, both including ``m``. The run restarts at 1 in a month in which the set is entered from
+   outside it, also when the participant left it only by passing through a ``"start"`` state
+   outside the set; otherwise it continues.
 3. **Branches** (:class:`Branch`, in the order declared). A branch whose set holds ``s`` (and
    whose target is not ``s``) fires when the run in its set reaches ``at_month`` in month ``m``:
    with the branch probability the participant moves to ``branch.to`` *for month m itself* (an
    entry into ``to`` dated ``m``; ``months_in_state`` restarts at 1, runs of sets holding both
    continue). At most one branch fires per month (the first that does); if the target has
-   ``"start"`` timing its exits are drawn at once, as in step 1.
+   ``"start"`` timing its exits are drawn at once, as in step 1. Eligible branches draw in declared
+   order: one whose draw fails does not stop the next; once one fires no other is tried that month
+   (not even one the target qualifies for). The month then belongs to the target: a set holding the
+   old state but not the target loses the month (run 0, not in the cumulative months), a set holding
+   the target but not the old state is entered (run 1).
 4. **Counting month m.** Occupancy, status and milestone outcomes see the state the participant
    ends step 3 in; recurrent events of that state (:class:`RecurrentEvent`) happen in month ``m``:
    a Poisson number with the event's monthly rate.
@@ -53,6 +59,10 @@ Dating
 * An *entry* into a state or a set (entering the set from outside it) is dated in the first month
   spent in it (the intake month for the start state). A participant who passes through a
   ``"start"`` state without spending a month in it still *enters* it (dated in that month).
+  Entries are counted on arrival, also when the month ends elsewhere (a pass-through, a branch in
+  the arrival month). An entry into a set is an arrival in one of its states from a state outside
+  it along the month's chain of arrivals: passing through one state of a set into another is one
+  entry.
 * A *transition event* (``Exit.event``, ``Branch.event``) is dated in the month of the draw: the
   last month in the old state for ``"end"`` timing; the month of arrival in the new state for
   ``"start"`` timing and branches.
@@ -62,6 +72,9 @@ Dating
 * An outcome occurrence counts only if it falls within ``window`` months after intake
   (months ``intake .. intake + window - 1``) and is then dated ``lag`` months later (data maturing,
   e.g. six months for court outcomes). Occurrences dated at or beyond the horizon are not counted.
+  ``count = "first"`` keeps a participant's first occurrence, counted if it falls within the window
+  (windows start at intake, so it is also the first within the window); a status census month
+  ``intake + k`` counts only within the window, and is dated ``lag`` months later like the rest.
 
 Parameters
 ----------
@@ -266,6 +279,23 @@ class Journey:
                 names.append(b.event)
         return tuple(names)
 
+    def describe_parameter(self, name: str) -> str:
+        """Where a parameter is used, in words: "training to job search with diploma, per month"."""
+        words = lambda n: n.replace("_", " ")  # noqa: E731
+        uses = []
+        for s in self.states:
+            for e in s.exits:
+                if e.probability == name:
+                    uses.append(f"{words(s.name)} to {words(e.to)}, per month")
+            for r in s.events:
+                if r.rate == name:
+                    uses.append(f"{words(r.event)} events per month in {words(s.name)}")
+        for b in self.branches:
+            if b.probability == name:
+                uses.append(f"to {words(b.to)} on reaching {b.at_month} months in "
+                            f"{', '.join(words(x) for x in b.states)}, per participant")
+        return "; ".join(dict.fromkeys(uses)) or "not used"
+
     def with_parameters(self, overrides: dict[str, Prior]) -> "Journey":
         """The same machine with some parameters' priors replaced (a comparison group)."""
         unknown = set(overrides) - set(self.parameter_names)
@@ -334,6 +364,9 @@ class CostBand:
 class CostItem:
     """What the payer spends per participant-month in ``states``, or per ``event``.
 
+    Its ``name`` is unique among outcomes and cost items: an observed file counts its units
+    (participant-months or events) under that name.
+
     The payer's savings are the counterfactual's cost less the treated group's, from these same
     definitions. The amount is the share-weighted average of ``bands`` (EUR per month or per event)
     times ``fraction`` (e.g. the part of the benefit still paid as a top-up in part-time work),
@@ -346,6 +379,11 @@ class CostItem:
     event: str | None = None
     fraction: float = 1.0
     annual_indexation: float = 0.0
+    label: str = ""
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.replace("_", " ")
 
     @property
     def base_amount(self) -> float:
@@ -355,5 +393,5 @@ class CostItem:
     def as_outcome(self) -> Outcome:
         """The count this cost is priced on: person-months in its states, or every event."""
         if self.event is not None:
-            return Outcome(name=f"cost:{self.name}", kind="event", event=self.event, count="every", unit="events")
-        return Outcome(name=f"cost:{self.name}", kind="occupancy", states=self.states, unit="months")
+            return Outcome(name=self.name, kind="event", event=self.event, count="every", unit="events")
+        return Outcome(name=self.name, kind="occupancy", states=self.states, unit="months")

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .cashflows import Cashflows
-from .contracts import OUTCOMES, Contract
+from .contracts import Contract
 from .irr import STATUS_LABELS, irr, npv
 from .montecarlo import Outcomes
 
@@ -81,16 +81,19 @@ def path_frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
     return frame
 
 
-def within_term(group, term: int) -> np.ndarray:
-    """Events of each outcome within the term per path and cohort, (P, C, 4): int64 counts (or float expectations).
+def within_term(group, term: int, scales: np.ndarray | None = None) -> np.ndarray:
+    """Occurrences of each outcome within the term per path and cohort, (P, C, K), in the outcome's
+    unit (counts times its ``scale``).
 
-    Integer counts are summed in their own type (int32 cannot overflow here: at most one event of a
-    kind per participant), which is exact and avoids a cast inside the reduction.
+    Integer counts are summed exactly in int64 (recurrent events and person-months can exceed one
+    per participant) before the scale is applied.
     """
     events = group.events[..., :term]
     if np.issubdtype(events.dtype, np.integer):
-        return events.sum(axis=-1, dtype=events.dtype).astype(np.int64)
-    return events.sum(axis=-1)
+        total = events.sum(axis=-1, dtype=np.int64)
+    else:
+        total = events.sum(axis=-1)
+    return total if scales is None else total * np.asarray(scales)[None, None, :]
 
 
 def primary_direction(contract: Contract) -> int:
@@ -126,10 +129,11 @@ def path_metric_arrays(contract: Contract, cash: Cashflows, outcomes: Outcomes,
     negative = cum_net < -1e-6
     last_negative = np.where(negative.any(axis=1), negative.shape[1] - 1 - negative[:, ::-1].argmax(axis=1), -1)
     payer_payback = np.where(negative[:, -1], np.nan, last_negative + 1.0)
-    k = OUTCOMES.index(contract.primary_outcome)
+    k = contract.outcome_index(contract.primary_outcome)
     term = contract.term_months
     if within is None:
-        within = within_term(outcomes.treated, term), within_term(outcomes.comparison, term)
+        scales = contract.outcome_scales
+        within = within_term(outcomes.treated, term, scales), within_term(outcomes.comparison, term, scales)
     primary = within[0][:, :, k].sum(axis=1)
     # Counterfactual: comparison counts scaled per cohort (integer sums first, then one product per cohort).
     counterfactual = (within[1][:, :, k] * outcomes.comparison_scale[None, :]).sum(axis=1)

@@ -1,20 +1,22 @@
-"""Vectorised Monte Carlo of participant journeys: Contract -> Outcomes.
+"""Monte Carlo of participant journeys: Contract -> Outcomes.
 
-Each path draws its own journey probabilities from the priors (parameter
-uncertainty); every participant of that path then follows the monthly journey
-described in :class:`~sibsim.contracts.Journey` (individual randomness).
-
-The engine samples *event times* rather than stepping month by month: every
-sojourn in the journey is geometric (constant monthly probability), so its
-length is drawn by inverting the geometric CDF from one uniform.  A Python
-loop runs over job *spells* (a participant may find and lose several jobs),
-never over paths or participants; events and months off benefits are
-aggregated per (path, cohort, month) with :func:`numpy.bincount`.
+Each path draws its own journey parameters from the priors (parameter uncertainty);
+every participant of that path then follows the monthly state machine of
+:class:`~sibsim.journey.Journey` (individual randomness), simulated by the compiled
+engine (:mod:`sibsim.engine`). What the engine counts is the contract's outcomes
+(:attr:`~sibsim.contracts.Contract.outcomes`) and one count per cost item (the units the
+payer's costs are priced on), per (path, cohort, month).
 
 Paths are simulated in fixed blocks, each with its own child of the run's
-:class:`numpy.random.SeedSequence`, so a run is bit-identical whatever the
-number of worker processes.  ``sibsim.reference`` steps the same journey
-month by month in plain Python; the test suite checks both agree.
+:class:`numpy.random.SeedSequence`, so a run is bit-identical whatever the number of
+worker processes. ``sibsim.reference`` steps the same state machine month by month in
+plain Python; the test suite checks that both agree.
+
+Draw order within a block (part of reproducibility; golden outputs pin it): treated
+parameters (in declared order), comparison parameters (declared order; shared ones are
+not drawn again), treated journeys (:mod:`sibsim.engine` documents the order within),
+comparison journeys in slices of paths (only for a comparison group: a modelled
+counterfactual is an exact expectation), payer defaults (only when the payer can default).
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .contracts import JOURNEY_PROBABILITIES, OUTCOMES, Contract, Journey
+from . import engine
+from .contracts import Contract
 
-DIPLOMA, JOB_START, JOB_SUSTAINED, LONG_TERM_CONTRACT = range(len(OUTCOMES))
 #: Participant-paths held in memory at once (treated + comparison), which sets the block size.
 PARTICIPANT_PATHS_PER_BLOCK = 600_000
-#: Cap on the per-block outcome arrays (paths x cohorts x outcomes x months counts).
-CELLS_PER_BLOCK = 4_000_000
+#: Cap on the per-block count arrays (paths x cohorts x measures x months counts).
+CELLS_PER_BLOCK = 6_000_000
 
 
 @dataclass(frozen=True)
@@ -38,19 +40,19 @@ class GroupOutcomes:
 
     Attributes
     ----------
-    events : ndarray, shape (paths, cohorts, 4, months), int32
-        Participants reaching each outcome (in :data:`~sibsim.contracts.OUTCOMES`
-        order) for the *first* time in that month.
-    employed : ndarray, shape (paths, cohorts, months), int32
-        Participants off benefits (in work) during the month.
+    events : ndarray, shape (paths, cohorts, outcomes, months)
+        Occurrences of each outcome (:attr:`Contract.outcome_names` order) dated in each month,
+        before the outcome's ``scale`` (int32 counts from the engine, float64 expectations).
+    costs : ndarray, shape (paths, cohorts, cost items, months)
+        Units (participant-months in the item's states, or events) of each cost item per month.
     sizes : ndarray, shape (cohorts,)
         Group members per cohort.
     parameters : dict of str -> ndarray (paths,)
-        The journey probabilities drawn for each path.
+        The journey parameters drawn for each path.
     """
 
     events: np.ndarray
-    employed: np.ndarray
+    costs: np.ndarray
     sizes: np.ndarray
     parameters: dict
 
@@ -78,8 +80,9 @@ class Outcomes:
         """Expected events of the treated group had it not taken part, as measured by the comparison group."""
         return self.comparison.events * self.comparison_scale[None, :, None, None]
 
-    def counterfactual_employed(self) -> np.ndarray:
-        return self.comparison.employed * self.comparison_scale[None, :, None]
+    def counterfactual_costs(self) -> np.ndarray:
+        """Cost units of the treated group had it not taken part, as measured by the comparison group."""
+        return self.comparison.costs * self.comparison_scale[None, :, None, None]
 
 
 def block_size(contract: Contract) -> int:
@@ -90,240 +93,79 @@ def block_size(contract: Contract) -> int:
     (common random numbers); a larger comparison group is simulated in slices of paths instead.
     """
     participants = 2 * contract.n_participants
-    cells = len(contract.cohorts) * len(OUTCOMES) * contract.horizon_months
+    cells = len(contract.cohorts) * max(len(contract.measures), 1) * contract.horizon_months
     size = min(PARTICIPANT_PATHS_PER_BLOCK // participants, CELLS_PER_BLOCK // cells, 2048)
     return int(max(size, 1))
 
 
-def draw_parameters(journey: Journey, rng: np.random.Generator, n_paths: int) -> dict[str, np.ndarray]:
-    """Journey probabilities for each path, from the priors: name -> ``(n_paths,)``."""
-    return {name: journey.priors()[name].draw(rng, n_paths) for name in JOURNEY_PROBABILITIES}
+def start_distributions(contract: Contract, comparison: bool = False) -> np.ndarray:
+    """Start distribution of each cohort over the journey's states, shape ``(cohorts, states)``.
 
-
-def _geometric_months(log_q: np.ndarray, u: np.ndarray, cap: int) -> np.ndarray:
-    """Geometric months (int32) from uniforms ``u`` (consumed: overwritten in place).
-
-    ``log_q`` must come from :func:`_log_stay`.  Same values as
-    ``min(1 + floor(log(1-u) / log_q), cap)``: the ratio is >= 0 (or NaN, or +inf
-    when p == 0), so capping it at ``cap - 1`` first (``fmin`` maps NaN to the cap)
-    and truncating to an integer is the floor.
+    A cohort's own ``start`` wins; otherwise the comparison group's (for ``comparison``), else
+    the journey's.
     """
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        np.negative(u, out=u)
-        np.log1p(u, out=u)
-        np.divide(u, log_q, out=u)
-        np.fmin(u, cap - 1, out=u)
-    g = u.astype(np.int32)
-    g += 1
-    return g
+    journey = contract.comparison.journey if comparison else contract.journey
+    names = journey.state_names
+    out = np.zeros((len(contract.cohorts), len(names)))
+    for i, cohort in enumerate(contract.cohorts):
+        for state, share in (cohort.start or journey.start):
+            out[i, names.index(state)] += share
+    return out
 
 
-def _log_stay(p: np.ndarray) -> np.ndarray:
-    """``log(1 - p)`` per path: -inf where p == 1 (the event happens at once), and ``-0.0``
-    (never +0.0, even for ``p = -0.0``) where p == 0, so that ``log(1-u) / log_q`` is +inf or NaN
-    there, which :func:`_geometric_months` maps to its cap (never)."""
-    with np.errstate(divide="ignore"):
-        log_q = np.log1p(-np.asarray(p, dtype=float))
-    return np.where(log_q < 0, log_q, -0.0)
+def parameter_dict(journey, params: np.ndarray) -> dict[str, np.ndarray]:
+    """Name -> per-path column of a ``(paths, parameters)`` array."""
+    return {name: params[:, j] for j, name in enumerate(journey.parameter_names)}
 
 
-def simulate_group(
-    journey_parameters: dict[str, np.ndarray],
-    max_training_months: int,
-    intake_months: np.ndarray,
-    sizes: np.ndarray,
-    n_months: int,
-    sustained_job_months: int,
-    rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Simulate one group's journeys on a block of paths.
+def draw_group_parameters(contract: Contract, rng: np.random.Generator, n_paths: int) -> tuple[np.ndarray, np.ndarray]:
+    """Treated then comparison parameters per path (see the module's draw order)."""
+    treated = engine.draw_parameters(contract.journey, rng, n_paths)
+    names = contract.journey.parameter_names
+    given = {n: treated[:, names.index(n)] for n in contract.comparison.shared}
+    comparison = engine.draw_parameters(contract.comparison.journey, rng, n_paths, given=given)
+    engine.check_exit_sums(contract.journey, treated)
+    engine.check_exit_sums(contract.comparison.journey, comparison)
+    return treated, comparison
 
-    Parameters
-    ----------
-    journey_parameters : dict of str -> ndarray (paths,)
-        Per-month probabilities (``long_term_contract``: per sustained job).
-    max_training_months : int
-        Months of training at most (0: straight to job search).
-    intake_months, sizes : ndarray (cohorts,)
-        Intake month and number of participants of each cohort.
-    n_months : int
-        Months simulated (the ledger horizon); later events are not observed.
-    sustained_job_months : int
-        Months in one job that make it *sustained*.
-    rng : numpy.random.Generator
 
-    Returns
-    -------
-    events : ndarray (paths, cohorts, 4, months) int32
-    employed : ndarray (paths, cohorts, months) int32
-
-    Notes
-    -----
-    Only the participants still active are carried from one job spell to the next, each
-    with its (path, cohort) key, path and job-finding rate, compressed together with one
-    mask; keys are int32 whenever the cells fit.  Draws are made in a fixed order (one
-    uniform per active participant and sojourn, in participant order), which the
-    reproducibility tests and golden outputs pin down.
-    """
-    T, S, K = n_months, sustained_job_months, len(OUTCOMES)
-    sizes = np.asarray(sizes, dtype=np.int64)
-    n_paths = len(journey_parameters["diploma"])
-    n_cohorts = len(sizes)
-    n_groups = n_paths * n_cohorts
-    n_cells = n_groups * K * T
-    itype = np.int32 if max(n_cells, n_groups * 2 * (T + 1)) < 2**31 - 1 else np.int64
-    per_path = int(sizes.sum())
-    cohort_of = np.repeat(np.arange(n_cohorts, dtype=itype), sizes)  # participant -> cohort, one path
-    path = np.repeat(np.arange(n_paths, dtype=itype), per_path)
-    group = (path * n_cohorts).reshape(n_paths, per_path)
-    group += cohort_of
-    group = group.reshape(-1)  # (path, cohort) index of every participant
-    start = np.tile(np.asarray(intake_months)[cohort_of].astype(itype), n_paths)
-    q = journey_parameters  # per path; gathered per participant only where needed
-    log_job = (_log_stay(q["job_without_diploma"]), _log_stay(q["job_with_diploma"]))
-    log_relapse = _log_stay(q["relapse"])
-    log_relapse_long = _log_stay(q["relapse_long_term"])
-    p_contract = np.asarray(q["long_term_contract"], dtype=float)
-    event_keys: list[list[np.ndarray]] = [[] for _ in range(K)]  # per outcome: keys group * T + month
-    job_keys: list[np.ndarray] = []  # +1 cells (first month of a job) and, offset by cells, -1 cells
-    cells = n_groups * (T + 1)
-
-    def record(mask, base, outcome, month):
-        """Events of ``outcome`` at ``month`` for participants in ``mask`` (keys ``base = group * T``)."""
-        idx = np.flatnonzero(mask)
-        keys = base.take(idx)
-        keys += month.take(idx)
-        event_keys[outcome].append(keys)
-
-    # Training: diploma with p_d each month, else dropout with p_x, for at most L months.
-    L = max_training_months
-    if L > 0:
-        p_d, p_x = np.asarray(q["diploma"], dtype=float), np.asarray(q["dropout"], dtype=float)
-        hazard = 1.0 - (1.0 - p_d) * (1.0 - p_x)  # per path
-        g = _geometric_months(_log_stay(hazard).take(path), rng.random(path.size), L + 1)
-        u_type = rng.random(path.size)
-        u_type *= hazard.take(path)
-        diploma = (g <= L) & (u_type < p_d.take(path))
-        del u_type
-        month = start + g - 1
-        record(diploma & (month < T), group * T, DIPLOMA, month)
-        del month
-        np.minimum(g, L, out=g)
-        search_from = start + g
-        del g
-    else:
-        diploma = None
-        search_from = start
-
-    # Job spells: look for work, hold the job until relapse, look again.
-    active = search_from < T
-    if active.all():
-        b, grp, pw = search_from, group, path
-        dip = diploma
-    else:
-        idx = np.flatnonzero(active)
-        b, grp, pw = search_from.take(idx), group.take(idx), path.take(idx)
-        dip = None if diploma is None else diploma.take(idx)
-    del search_from, start, active
-    lqj = log_job[0].take(pw) if dip is None else np.where(dip, log_job[1].take(pw), log_job[0].take(pw))
-    history = np.zeros(b.size, dtype=np.int8)  # 0 none, 1 job started, 2 sustained, 3 long-term contract
-    while b.size:
-        job = _geometric_months(lqj, rng.random(b.size), T + 1)
-        job += b
-        job -= 1  # cap: never before T
-        found = job < T
-        if not found.all():
-            idx = np.flatnonzero(found)
-            job, grp, pw, lqj, history = (a.take(idx) for a in (job, grp, pw, lqj, history))
-            if not job.size:
-                break
-        base = grp * T
-        record(history == 0, base, JOB_START, job)
-        # Relapse clock; a job surviving S - 1 further months is sustained.
-        end = _geometric_months(log_relapse.take(pw), rng.random(job.size), T + 1)
-        end += job
-        sustained_at = job + (S - 1)
-        sustained = end > sustained_at
-        observed = sustained & (sustained_at < T)
-        record(sustained & (history < 2) & (sustained_at < T), base, JOB_SUSTAINED, sustained_at)
-        idx = np.flatnonzero(observed)
-        contract = np.zeros(job.size, dtype=bool)
-        contract[idx] = rng.random(idx.size) < p_contract.take(pw.take(idx))
-        record(contract & (history < 3), base, LONG_TERM_CONTRACT, sustained_at)
-        # Long-term contracts restart the (memoryless) relapse clock at their own rate.
-        idx = np.flatnonzero(contract)
-        if idx.size:
-            end[idx] = sustained_at.take(idx) + _geometric_months(log_relapse_long.take(pw.take(idx)),
-                                                                rng.random(idx.size), T + 1)
-        key = grp * (T + 1)
-        job_keys.append(key + job)
-        np.minimum(end, T, out=sustained_at)
-        key += sustained_at
-        key += cells
-        job_keys.append(key)
-        # 0 none, 1 job started, 2 sustained, 3 long-term contract (a contract implies sustained).
-        np.maximum(history, 1 + sustained.view(np.int8) + contract.view(np.int8), out=history)
-        # The relapse month is spent on benefits; the search resumes the month after.
-        end += 1
-        again = end < T
-        if again.all():
-            b = end
-        else:
-            idx = np.flatnonzero(again)
-            b, grp, pw, lqj, history = (a.take(idx) for a in (end, grp, pw, lqj, history))
-
-    # One outcome at a time: a smaller count array (n_groups * T) stays in cache while it is filled.
-    events = np.empty((n_groups, K, T), dtype=np.int32)
-    for k in range(K):
-        keys = np.concatenate(event_keys[k]) if event_keys[k] else np.zeros(0, dtype=itype)
-        events[:, k, :] = np.bincount(keys, minlength=n_groups * T).reshape(n_groups, T)
-    events = events.reshape(n_paths, n_cohorts, K, T)
-    if job_keys:  # +1 in the month a job starts, -1 in the month it ends: a running sum counts jobs held
-        both = np.bincount(np.concatenate(job_keys), minlength=2 * cells)
-        delta = both[:cells]
-        delta -= both[cells:]
-    else:
-        delta = np.zeros(cells, dtype=np.int64)
-    employed = np.cumsum(delta.reshape(n_groups, T + 1)[:, :T], axis=1, dtype=np.int32)
-    return events, employed.reshape(n_paths, n_cohorts, T)
+def split_counts(contract: Contract, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Engine counts (paths, cohorts, measures, months) -> outcome events and cost units."""
+    k = len(contract.outcomes)
+    return counts[:, :, :k], counts[:, :, k:]
 
 
 def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator) -> Outcomes:
-    """Draw parameters and journeys for the treated group and the counterfactual.
-
-    Draw order (fixed, part of reproducibility): treated parameters, comparison
-    parameters, treated journeys, comparison journeys (only for a comparison
-    group; a modelled counterfactual is an exact expectation), payer defaults
-    (only when the payer can default).
-    """
-    intake = np.array([c.intake_month for c in contract.cohorts])
+    """Draw parameters and journeys for the treated group and the counterfactual (draw order: module notes)."""
+    intake = np.array([c.intake_month for c in contract.cohorts], dtype=np.int64)
     treated_sizes = np.array([c.size for c in contract.cohorts], dtype=np.int64)
-    treated_params = draw_parameters(contract.journey, rng, n_paths)
-    comparison_params = draw_parameters(contract.comparison.journey, rng, n_paths)
-    common = dict(n_months=contract.horizon_months, sustained_job_months=contract.sustained_job_months)
-    t_events, t_employed = simulate_group(treated_params, contract.journey.max_training_months,
-                                          intake, treated_sizes, rng=rng, **common)
+    T = contract.horizon_months
+    measures = contract.measures
+    treated_params, comparison_params = draw_group_parameters(contract, rng, n_paths)
+    treated = engine.simulate_group(contract.journey, measures, treated_params, intake, treated_sizes,
+                                    start_distributions(contract), T, rng)
+    c_starts = start_distributions(contract, comparison=True)
+    journey = contract.comparison.journey
     if contract.comparison.method == "expected":
         from .expectation import expected_group
 
         comparison_sizes = treated_sizes
-        c_events, c_employed = expected_group(comparison_params, contract.comparison.journey.max_training_months,
-                                              intake, comparison_sizes, **common)
+        comparison = expected_group(journey, measures, comparison_params, intake, comparison_sizes, c_starts, T)
     else:
         comparison_sizes = contract.comparison_sizes
         # Slices of paths keep memory bounded for large comparison groups (a fixed split: reproducible).
         per_slice = max(1, (PARTICIPANT_PATHS_PER_BLOCK // 2) // int(comparison_sizes.sum()))
-        parts = [simulate_group({k: v[a:a + per_slice] for k, v in comparison_params.items()},
-                                contract.comparison.journey.max_training_months, intake, comparison_sizes,
-                                rng=rng, **common)
+        parts = [engine.simulate_group(journey, measures, comparison_params[a:a + per_slice], intake,
+                                       comparison_sizes, c_starts, T, rng)
                  for a in range(0, n_paths, per_slice)]
-        c_events = np.concatenate([p[0] for p in parts])
-        c_employed = np.concatenate([p[1] for p in parts])
+        comparison = parts[0] if len(parts) == 1 else np.concatenate(parts)
     default = None
     if contract.payer.default_probability > 0:
         default = rng.random((n_paths, len(contract.payment_months))) < contract.payer.default_probability
     return Outcomes(
-        treated=GroupOutcomes(t_events, t_employed, treated_sizes, treated_params),
-        comparison=GroupOutcomes(c_events, c_employed, comparison_sizes, comparison_params),
+        treated=GroupOutcomes(*split_counts(contract, treated), treated_sizes,
+                              parameter_dict(contract.journey, treated_params)),
+        comparison=GroupOutcomes(*split_counts(contract, comparison), comparison_sizes,
+                                 parameter_dict(journey, comparison_params)),
         payer_default=default,
     )

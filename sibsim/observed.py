@@ -11,22 +11,31 @@ Format (TOML)::
     [[measurement]]
     month = 24                 # counts of outcomes achieved before this month
     cohort = 0                 # 0-based index into the scenario's [[cohorts]]
-    treated = { job_start = 40, job_sustained = 20, diploma = 15, benefit_months = 300 }
-    comparison = { job_start = 20, job_sustained = 9, benefit_months = 150 }   # raw counts in the comparison group
+    treated = { job_start = 40, job_sustained = 20, diploma = 15, bijstand = 300 }
+    comparison = { job_start = 20, job_sustained = 9, bijstand = 350 }   # raw counts in the comparison group
     # or: counterfactual = { ... }  counts already scaled to the treated cohort's size
+
+Counts are given by the names of the scenario's outcomes (``[outcomes.<name>]``, in the outcome's
+unit: participants, events, months or, with a ``scale``, e.g. days) and of its cost items
+(``[[costs]]``, in participant-months in the item's states or events): the payer's measured
+savings come from the cost items' counts.
 
 or CSV with columns ``month,cohort,group,outcome,count`` (group: treated, comparison
 or counterfactual), separated by ``,`` or ``;`` (as a Dutch Excel writes it; the
 separator is read from the header line).  Every count is checked against the
 scenario (:func:`check_observed`), all problems listed at once:
 
-* treated and comparison counts are whole numbers (people; ``benefit_months`` whole
-  person-months); counterfactual counts may have a fraction (they are scaled estimates);
-* an outcome counts once per participant, so it is at most the group's size (the cohort's
-  size; the comparison group's size for comparison counts); months off benefits are at
-  most size x months since the cohort's intake;
-* an outcome is never above the outcome it requires (``job_sustained <= job_start``,
-  ``long_term_contract <= job_sustained``, same group, cohort and month);
+* treated and comparison counts are whole numbers (in the outcome's unit); counterfactual
+  counts may have a fraction (they are scaled estimates);
+* an outcome counted once per participant (``count = "first"``, a cumulative milestone) is at
+  most the group's size (the cohort's size; the comparison group's size for comparison
+  counts); a census (``status``) at most size x census months passed; person-months
+  (``occupancy``, cost items in states) at most size x months since the cohort's intake (times
+  the outcome's scale); recurrent events and every-entry counts have no upper bound;
+* an outcome is never above an outcome it requires, as the journey implies (entering a set
+  implies entering every set holding it; a milestone in a set implies entering it; a state
+  entered only by a branch at ``d`` months implies the milestone of ``d`` months in the
+  branch's set), same group, cohort and month;
 * counts are cumulative and never fall;
 * both groups are counted at each measurement: a treated count at a month needs the comparison
   (or counterfactual) count of that cohort and month, and the other way round, unless that
@@ -37,7 +46,7 @@ scenario (:func:`check_observed`), all problems listed at once:
 
 A count not given at a month the contract reads is unchanged since the previous count
 (nothing new was counted): its increase is placed after the previous month read, for
-events and months off benefits alike, so no payment falls due before it was measured.
+events and person-months alike, so no payment falls due before it was measured.
 With a modelled counterfactual (``comparison.method = "expected"``) missing counterfactual
 counts are the model's expectation at the prior means.
 """
@@ -53,9 +62,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .contracts import MEASURABLE, OUTCOMES, Contract
+from .contracts import Contract
+from .journey import Outcome
 from .errors import ScenarioError
-from .montecarlo import GroupOutcomes, Outcomes
+from .montecarlo import GroupOutcomes, Outcomes, split_counts
 from .scenario import _join, _show, parse_toml, read_scenario_bytes
 
 #: Largest count accepted (a comparison group of 1e8 members over 1,800 months is 1.8e11 months):
@@ -64,9 +74,55 @@ MAX_COUNT = 1e12
 
 GROUPS = ("treated", "comparison", "counterfactual")
 
-#: The outcome each outcome requires (docs/model.md): a job is sustained only after it started, a
-#: long-term contract comes with a sustained job.  A diploma is not required for a job.
-REQUIRES = {"job_sustained": "job_start", "long_term_contract": "job_sustained"}
+#: Outcome kinds counted at most once per participant (with ``count = "first"``).
+_ONCE = ("entry", "event", "milestone")
+
+
+def measurables(contract: Contract) -> dict[str, Outcome]:
+    """What an observed file can count: the contract's outcomes, then its cost items, by name."""
+    return {m.name: m for m in contract.measures}
+
+
+def _once(m: Outcome) -> bool:
+    return m.kind in _ONCE and (m.count == "first" or (m.kind == "milestone" and not m.consecutive))
+
+
+def requirements(contract: Contract) -> dict[str, list[str]]:
+    """For each once-per-participant outcome, the once-per-participant outcomes it implies were reached
+    no later (so its count is never above theirs), from the structure of the journey alone.
+
+    * an entry into a set ``A`` implies the entry into every set ``B`` holding ``A``;
+    * a milestone in a set ``S`` implies the entry into every set holding ``S``, and a milestone of
+      fewer consecutive months in a set holding ``S``;
+    * an entry into states reached only by branches at ``d`` months in sets within ``S`` (not a start
+      state, no exit or time limit into them from outside) implies the consecutive milestone of at
+      most ``d`` months in ``S``.
+    """
+    journey = contract.journey
+    once = [o for o in contract.outcomes if _once(o) and o.kind in ("entry", "milestone")]
+    starts = {s for s, _ in journey.start} | {s for c in contract.cohorts for s, _ in c.start} \
+        | {s for s, _ in contract.comparison.journey.start}
+    out: dict[str, list[str]] = {}
+    for a in once:
+        A = set(a.states)
+        for b in once:
+            if a is b or not a.window == b.window or a.lag != b.lag:
+                continue
+            B = set(b.states)
+            implied = False
+            if b.kind == "entry" and A <= B:
+                implied = a.kind == "entry" or a.kind == "milestone"
+            elif a.kind == "milestone" and b.kind == "milestone" and A <= B and b.consecutive and a.consecutive:
+                implied = b.months <= a.months
+            elif a.kind == "entry" and b.kind == "milestone" and b.consecutive:
+                outside = [(st.name, t) for st in journey.states if st.name not in A
+                           for t in [e.to for e in st.exits] + ([st.after_limit] if st.after_limit else [])]
+                branches = [br for br in journey.branches if br.to in A]
+                implied = (A.isdisjoint(starts) and not any(t in A for _, t in outside) and branches
+                           and all(set(br.states) <= B and br.at_month >= b.months for br in branches))
+            if implied and b.name not in out.get(a.name, []):
+                out.setdefault(a.name, []).append(b.name)
+    return out
 
 CSV_COLUMNS = ("month", "cohort", "group", "outcome", "count")
 
@@ -125,8 +181,7 @@ def _count_problem(group: str, outcome: str, count) -> str | None:
     # People are counted whole, and so are the months off benefits of monthly benefit records; only
     # a counterfactual (comparison counts already scaled to the treated size) is an estimate.
     if group != "counterfactual" and isinstance(count, float) and not count.is_integer():
-        what = "months" if outcome == "benefit_months" else "participants"
-        return f"count must be a whole number of {what}, got {_show(count)}"
+        return f"count must be a whole number, got {_show(count)}"
     return None
 
 
@@ -224,8 +279,8 @@ def load_observed(path: str | Path) -> Observed:
     for entry, field, month, cohort, group, outcome, count in rows:
         if group not in GROUPS:
             problems.append(_problem(name, field, f"group must be one of {', '.join(GROUPS)}, got {group!r}"))
-        elif outcome not in MEASURABLE:
-            problems.append(_problem(name, field, f"outcome must be one of {', '.join(MEASURABLE)}, got {outcome!r}"))
+        elif not isinstance(outcome, str) or not outcome:
+            problems.append(_problem(name, field, f"outcome must be the name of an outcome or cost item, got {outcome!r}"))
         elif (why := _count_problem(group, outcome, count)) is not None:
             problems.append(_problem(name, field, why))
         elif isinstance(month, int) and not isinstance(month, bool) and isinstance(cohort, int) \
@@ -318,9 +373,16 @@ def check_observed(contract: Contract, observed: Observed) -> list[str]:
             return f"{field}: "
         return f"{entry}: {part} " if entry.startswith("line ") else f"{entry}.{part}: "
 
+    known = measurables(contract)
+    requires = requirements(contract)
     for key, series in observed.counts.items():
         group, cohort, outcome = key
         first = min(series)
+        if outcome not in known:
+            problems.append(f"{src}: {at(key, first, None)}outcome must be one of the scenario's outcomes or cost "
+                            f"items ({', '.join(known)}), got {outcome!r}")
+            continue
+        definition = known[outcome]
         if not 0 <= cohort < C:
             problems.append(f"{src}: {at(key, first, 'cohort')}must be 0..{C - 1}, got {cohort}")
             continue
@@ -346,15 +408,23 @@ def check_observed(contract: Contract, observed: Observed) -> list[str]:
             if month <= intake and count > 0:
                 problems.append(f"{src}: {at(key, month)}count must be 0 up to cohort {cohort}'s intake "
                                 f"(month {intake}), got {_num(count)} at month {month}")
-            elif outcome == "benefit_months":
+            elif definition.kind == "occupancy":
                 elapsed = max(month - intake, 0)
-                if count > size * elapsed:
-                    problems.append(f"{src}: {at(key, month)}must be <= {whose} x months since its intake "
-                                    f"({size} x {elapsed} = {size * elapsed}{note}), got {_num(count)}")
-            elif count > size:  # each outcome counts once per participant
+                if definition.window is not None:
+                    elapsed = min(elapsed, definition.window)
+                bound = size * elapsed * definition.scale
+                if count > bound + 1e-9 * bound:
+                    unit = "" if definition.scale == 1 else f" x {_show(definition.scale)} {definition.unit} a month"
+                    problems.append(f"{src}: {at(key, month)}must be <= {whose} x months since its intake{unit} "
+                                    f"({size} x {elapsed}{unit} = {_num(bound)}{note}), got {_num(count)}")
+            elif definition.kind == "status":
+                censuses = sum(1 for k in definition.at_months if intake + k + definition.lag < month)
+                if count > size * censuses:
+                    problems.append(f"{src}: {at(key, month)}must be <= {whose} x census months passed "
+                                    f"({size} x {censuses} = {size * censuses}{note}), got {_num(count)}")
+            elif _once(definition) and count > size:  # counted once per participant
                 problems.append(f"{src}: {at(key, month)}must be <= {whose} ({size}{note}), got {_num(count)}")
-            if outcome in REQUIRES:
-                needed = REQUIRES[outcome]
+            for needed in requires.get(outcome, ()):
                 base = observed.counts.get((group, cohort, needed), {})
                 before = [m for m in base if m <= month]  # a count not given at a month is unchanged since
                 if before:
@@ -373,10 +443,11 @@ def check_observed(contract: Contract, observed: Observed) -> list[str]:
                                 f"month {m0}, then {_num(series[m1])} at month {m1}")
                 break
             elapsed = m1 - m0
-            if outcome == "benefit_months" and intake < m0 and m1 <= T and series[m1] - series[m0] > size * elapsed:
+            if definition.kind == "occupancy" and intake < m0 and m1 <= T \
+                    and series[m1] - series[m0] > size * elapsed * definition.scale * (1 + 1e-9):
                 # Each member is off benefits at most once a month between two counts as well.
                 problems.append(f"{src}: {at(key, m1)}must rise by at most {whose} x months since the count at "
-                                f"month {m0} ({size} x {elapsed} = {size * elapsed}{note}), got "
+                                f"month {m0} ({size} x {elapsed} = {_num(size * elapsed * definition.scale)}{note}), got "
                                 f"{_num(series[m1] - series[m0])} more ({_num(series[m0])} at month {m0}, "
                                 f"{_num(series[m1])} at month {m1})")
     groups_given = {g for g, _, _ in observed.counts}
@@ -389,19 +460,25 @@ def check_observed(contract: Contract, observed: Observed) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
-def _possible(contract: Contract, group: str) -> set[str]:
-    """Measurables ``group``'s journey can produce at its prior means (a fixed 0, or no training for a
-    diploma, cannot): only those need a count to be read."""
+def _expected_at_means(contract: Contract, group: str, sizes: np.ndarray) -> np.ndarray:
+    """Expected counts (1, C, measures, T) of ``group``'s journey at its prior means."""
     from .expectation import expected_group
+    from .montecarlo import start_distributions
 
     journey = contract.journey if group == "treated" else contract.comparison.journey
-    means = {k: np.array([p.mean]) for k, p in journey.priors().items()}
-    events, employed = expected_group(means, journey.max_training_months,
-                                      np.array([c.intake_month for c in contract.cohorts]),
-                                      np.array([c.size for c in contract.cohorts]), contract.horizon_months,
-                                      contract.sustained_job_months)
-    totals = list(events.sum(axis=(0, 1, 3))) + [employed.sum()]
-    return {m for m, total in zip(MEASURABLE, totals) if total > 0}
+    means = np.array([[p.mean for _, p in journey.parameters]])
+    return expected_group(journey, contract.measures, means,
+                          np.array([c.intake_month for c in contract.cohorts], dtype=np.int64),
+                          np.asarray(sizes, dtype=np.int64),
+                          start_distributions(contract, comparison=group != "treated"), contract.horizon_months)
+
+
+def _possible(contract: Contract, group: str) -> set[str]:
+    """Outcomes and cost items ``group``'s journey can produce at its prior means (a fixed 0, or an
+    unreachable state, cannot): only those need a count to be read."""
+    sizes = np.array([c.size for c in contract.cohorts], dtype=np.int64)
+    totals = _expected_at_means(contract, group, sizes).sum(axis=(0, 1, 3))
+    return {m.name for m, total in zip(contract.measures, totals) if total > 0}
 
 
 def _unpaired(contract: Contract, observed: Observed, other: str, at) -> list[str]:
@@ -449,51 +526,50 @@ def outcomes_from_observed(contract: Contract, observed: Observed) -> Outcomes:
     src = observed.source
     groups_given = {g for g, _, _ in observed.counts}
 
+    known = measurables(contract)
+    names = list(known)
+    scales = np.array([m.scale for m in contract.measures])
+
     def build(group: str):
-        events = np.zeros((1, C, len(OUTCOMES), T))
-        employed = np.zeros((1, C, T))
+        counts = np.zeros((1, C, len(names), T))
         for (g, cohort, outcome), series in observed.counts.items():
             if g != group:
                 continue
-            k = MEASURABLE.index(outcome)
+            k = names.index(outcome)
+            spread = known[outcome].kind == "occupancy"
             intake = contract.cohorts[cohort].intake_month
             read = list(months_read(contract, cohort))
             previous = 0.0
             for month in sorted(series):
-                increment = series[month] - previous
+                increment = (series[month] - previous) / scales[k]  # engine counts are before the scale
                 previous = series[month]
                 if increment == 0:  # flat (or zero up to the intake): nothing happened since the last month read
                     continue
-                if outcome == "benefit_months":
+                if spread:
                     # Spread since the previous month the contract read (or the intake), not since the
                     # previous count: a rise after a flat stretch, or after a month with no count, must
                     # not reach back into a measurement it was not counted at.
                     start = max([intake] + [m for m in read if m < month])
-                    employed[0, cohort, start:month] += increment / (month - start)
+                    counts[0, cohort, k, start:month] += increment / (month - start)
                 else:
-                    events[0, cohort, k, month - 1] += increment
-        return events, employed
+                    counts[0, cohort, k, month - 1] += increment
+        return split_counts(contract, counts)
 
     sizes = np.array([c.size for c in contract.cohorts], dtype=np.int64)
-    t_events, t_employed = build("treated")
+    t_events, t_costs = build("treated")
     if "comparison" in groups_given:
         c_sizes = contract.comparison_sizes
-        c_events, c_employed = build("comparison")
+        c_events, c_costs = build("comparison")
     elif "counterfactual" in groups_given:
         c_sizes = sizes
-        c_events, c_employed = build("counterfactual")
+        c_events, c_costs = build("counterfactual")
     elif contract.comparison.method != "expected":
         raise ScenarioError(_problem(src, "measurement", "no comparison or counterfactual counts: the payments "
                                      "depend on treated minus counterfactual"))
     else:  # modelled counterfactual at the prior means
-        from .expectation import expected_group
-
-        means = {k: np.array([p.mean]) for k, p in contract.comparison.journey.priors().items()}
         c_sizes = sizes
-        c_events, c_employed = expected_group(means, contract.comparison.journey.max_training_months,
-                                              np.array([c.intake_month for c in contract.cohorts]), sizes, T,
-                                              contract.sustained_job_months)
+        c_events, c_costs = split_counts(contract, _expected_at_means(contract, "comparison", sizes))
     return Outcomes(
-        treated=GroupOutcomes(t_events, t_employed, sizes, {}),
-        comparison=GroupOutcomes(c_events, c_employed, np.asarray(c_sizes), {}),
+        treated=GroupOutcomes(t_events, t_costs, sizes, {}),
+        comparison=GroupOutcomes(c_events, c_costs, np.asarray(c_sizes), {}),
     )

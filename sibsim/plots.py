@@ -89,25 +89,22 @@ def plot_cash_fan(results, ax=None, party: str = "investors"):
 
 
 def plot_outflow(results, ax=None):
-    """Share of participants off benefits each month: treated vs counterfactual (median and 5-95 % band)."""
-    from matplotlib.ticker import PercentFormatter
-
+    """What the payer spends on the participants each month (the cost items of the scenario):
+    treated vs counterfactual, median and 5-95 % band. The gap is the payer's gross saving."""
     fig, ax = _axes(ax)
     contract = results.contract
     months = np.arange(contract.horizon_months)
-    enrolled = sum(np.where(months >= c.intake_month, c.size, 0) for c in contract.cohorts).astype(float)
-    enrolled[enrolled == 0] = np.nan
-    for key, label, color in (("treated_off_benefits", "treated", "#2e86c1"),
-                              ("counterfactual_off_benefits", "counterfactual (comparison group)", "#7f8c8d")):
-        with np.errstate(invalid="ignore"):
-            share = results.monthly[key] / enrolled
-        lo, mid, hi = np.nanquantile(share, [0.05, 0.5, 0.95], axis=0) if np.isfinite(share).any() else (share[0],) * 3
+    for key, label, color in (("treated_costs", "treated", "#2e86c1"),
+                              ("counterfactual_costs", "counterfactual", "#7f8c8d")):
+        series = results.monthly[key]
+        lo, mid, hi = np.quantile(series, [0.05, 0.5, 0.95], axis=0) if len(series) else (np.zeros(len(months)),) * 3
         ax.fill_between(months, lo, hi, color=color, alpha=0.2)
         ax.plot(months, mid, color=color, lw=2, label=label)
     ax.axvline(contract.term_months, color="grey", ls=":", lw=1)
-    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    ax.set(xlabel="month", ylabel="share of enrolled participants in work",
-           title="Outflow from benefits (median, 5-95 %)")
+    _money_axis(ax.yaxis, contract.currency)
+    items = ", ".join(c.name for c in contract.costs) or "no cost items in the scenario"
+    ax.set(xlabel="month", ylabel=f"{contract.currency} per month",
+           title=f"{contract.payer.name}: spending on participants ({items}; median, 5-95 %)")
     ax.legend(frameon=False, loc="upper left")
     return fig
 

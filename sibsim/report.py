@@ -40,7 +40,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .contracts import JOURNEY_PROBABILITIES, Contract
+from .contracts import Contract
 from .metrics import NON_MONEY_UNITS, PERCENT_UNITS, primary_direction
 
 #: Columns a sensitivity frame must have (see ``sibsim.sensitivity.tornado``).
@@ -62,25 +62,6 @@ GLOSSARY = {  # term: (short gloss, shown in the text; longer explanation, shown
     "MBO": ("vocational education", "secondary vocational education; MBO-2 is the basic vocational level"),
     "CBS": ("Statistics Netherlands", "the national statistics office (Centraal Bureau voor de Statistiek)"),
     "UWV": ("employee insurance agency", "the national agency for unemployment and disability insurance"),
-}
-
-OUTCOME_LABELS = {
-    "diploma": "diploma",
-    "job_start": "job start",
-    "job_sustained": "job lasting {S} months",
-    "long_term_contract": "long-term contract",
-    "benefit_months": "month off benefits",
-    "benefit_month_saved": "month off benefits",
-}
-
-JOURNEY_LABELS = {
-    "diploma": "diploma, per month in training",
-    "dropout": "dropout, per month in training",
-    "job_with_diploma": "job start per month, with diploma",
-    "job_without_diploma": "job start per month, without diploma",
-    "relapse": "job lost per month (back on benefits)",
-    "relapse_long_term": "job lost per month, with a long-term contract",
-    "long_term_contract": "long-term contract, per job lasting {S} months",
 }
 
 MEASURE_LABELS = {
@@ -294,9 +275,8 @@ def _gloss(escaped: str, terms: list[str], done: set) -> str:
 
 
 def _outcome_label(name: str, contract: Contract) -> str:
-    if name in dict(dict(contract.meta).get("outcome_labels", ())):  # the deal's own words first
-        return contract.outcome_label(name)
-    return OUTCOME_LABELS.get(name, name.replace("_", " ")).format(S=contract.sustained_job_months)
+    """The deal's own words for an outcome (its ``label``), else its name in words."""
+    return contract.outcome_label(name)
 
 
 def _join_words(items: list[str]) -> str:
@@ -316,18 +296,17 @@ def _months_list(months, cal: _Calendar) -> str:
 
 
 def _saves_benefits(contract: Contract) -> bool:
-    return any(b.amount_per_month * b.share > 0 for b in contract.savings.bands) and \
-        contract.savings.share_saved_when_employed > 0
+    """Whether the scenario models what the payer spends on participants (so that it can save)."""
+    return any(c.base_amount > 0 for c in contract.costs)
 
 
 def _price_text(key: str, price: float, contract: Contract) -> str:
-    """``EUR 5,500 per additional job lasting 6 months``; a price per benefit day stays per day."""
+    """``EUR 5,500 per additional job held 6 months``; person-months are priced per unit (a day, a month)."""
     cur = contract.currency
-    if key == "benefit_month_saved":
-        per_day = price / DAYS_PER_MONTH  # the scenario may have priced a day (converted on loading)
-        if abs(per_day * 100 - round(per_day * 100)) < 1e-6 and abs(price * 100 - round(price * 100)) > 1e-6:
-            return (f"{_amount(round(per_day, 2), cur)} per additional day off benefits "
-                    f"({_money(price, cur, 2)} a month)")
+    outcome = next((o for o in contract.outcomes if o.name == key), None)
+    if outcome is not None and outcome.kind == "occupancy":
+        unit = "participant-month" if outcome.scale == 1 else outcome.unit.rstrip("s") or "unit"
+        return f"{_amount(price, cur)} per additional {unit} of {_outcome_label(key, contract)}"
     return f"{_amount(price, cur)} per additional {_outcome_label(key, contract)}"
 
 
@@ -372,8 +351,7 @@ MEASURE_NAMES = {
 }
 
 ASSUMPTION_NAMES = {
-    "comparison.job": "Without the programme: job start per month",
-    "benefit_amount": "Benefit per month (average over age groups)",
+    "cost_amounts": "The payer's costs per participant (every cost item)",
     "prices": "All outcome prices",
     "provider_budget": "Provider's delivery budget",
     "tail_months": "Months after the term in which savings are counted (tail)",
@@ -385,14 +363,16 @@ def _measure_label(measure) -> str:
     return MEASURE_NAMES.get(name) or METRIC_LABELS.get(name) or name.replace("_", " ").capitalize()
 
 
-def _assumption_label(name, sustained_months: int) -> str:
+def _assumption_label(name, contract: Contract) -> str:
     """HTML: a plain label for a tornado assumption, with its technical name below."""
     name = str(name)
     label = ASSUMPTION_NAMES.get(name)
-    if label is None and name.startswith("treated."):
-        key = name.split(".", 1)[1]
-        if key in JOURNEY_LABELS:
-            label = "Programme: " + JOURNEY_LABELS[key].format(S=sustained_months)
+    group, _, key = name.partition(".")
+    if label is None and group in ("treated", "comparison"):
+        journey = contract.journey if group == "treated" else contract.comparison.journey
+        if key in journey.parameter_names:
+            label = ("Programme: " if group == "treated" else "Without the programme: ") + \
+                journey.describe_parameter(key)
     code = "<wbr>".join(e(part) for part in re.split(r"(?<=[._])", name))  # may break after . and _
     if label is None:
         return f"<code>{code}</code>"
@@ -1002,16 +982,17 @@ class _Memo:
             members = "member" if comp.size_ratio == 1 else "members"
             add("Counterfactual", e(f"a comparison group of {comp.size_ratio:g} {members} per participant, "
                                     "followed alongside"))
-        add("Sustained job", e(f"a job lasting {c.sustained_job_months} months"))
         if _saves_benefits(c):
-            sv = c.savings
-            bands = "; ".join(f"{b.age_band}: {_amount(b.amount_per_month, cur)} a month ({_pct(b.share)} of "
-                              "participants)" for b in sv.bands)
-            add("Benefit saved per month in work", self.text(
-                f"{bands}; {_pct(sv.share_saved_when_employed)} of it is saved when in work; indexed "
-                f"{_pct(sv.annual_indexation)} a year"))
+            for item in c.costs:
+                bands = "; ".join(f"{b.group}: {_amount(b.amount, cur)} ({_pct(b.share)} of participants)"
+                                  for b in item.bands)
+                per = f"per event ({item.event.replace('_', ' ')})" if item.event else \
+                    "a month in " + _join_words([s.replace("_", " ") for s in item.states])
+                share = f", {_pct(item.fraction)} of it" if item.fraction != 1 else ""
+                add(f"Payer's cost: {item.title}", self.text(
+                    f"{bands}{share}, {per}; indexed {_pct(item.annual_indexation)} a year"))
         else:
-            add("Benefit saved", e("not modelled (no savings)"))
+            add("Payer's costs", e("not modelled (no savings)"))
         if c.recycling:
             add("Recycling", e("outcome payments received during delivery fund it before new capital is called"))
         for g in c.guarantees:
@@ -1047,16 +1028,23 @@ class _Memo:
         c = self.c
 
         def prior(pr) -> str:
+            if pr.kind == "rate":  # events per participant-month, not a probability
+                return f"{pr.mean:.3g} a month" + ("" if pr.is_fixed else f" (± {pr.sd:.2g})")
             if pr.is_fixed:
                 return _pct(pr.mean)
             return f"{_pct(pr.mean)} (± {_pct(pr.sd)})"
 
-        rows = [["Training: at most", e(f"{c.journey.max_training_months} months"),
-                 e(f"{c.comparison.journey.max_training_months} months")]]
-        for k in JOURNEY_PROBABILITIES:
-            label = JOURNEY_LABELS[k].format(S=c.sustained_job_months)
-            rows.append([e(label[:1].upper() + label[1:]),
-                         e(prior(getattr(c.journey, k))), e(prior(getattr(c.comparison.journey, k)))])
+        rows = []
+        comparison = c.comparison
+        for name, pr in c.journey.parameters:
+            if "->" in name and pr.is_fixed and pr.mean == 0:
+                continue
+            label = c.journey.describe_parameter(name)
+            if name in comparison.shared:
+                other = "the same draw"
+            else:
+                other = prior(comparison.journey.prior(name))
+            rows.append([e(label[:1].upper() + label[1:]), e(prior(pr)), e(other)])
         return (self.table(["Assumed probability", "Programme participants", "Without the programme"], rows,
                            num_cols=(1, 2), caption="Assumed success rates (average, ± uncertainty)")
                 + "<p class=\"note\">The ± value is the uncertainty about each rate: every simulated future "
@@ -1121,7 +1109,7 @@ class _Memo:
             rows = []
             for _, row in group.iterrows():
                 ses = [row.get(k) if has_se else None for k in ("low_se", "base_se", "high_se")]
-                cells = [_assumption_label(row["assumption"], self.c.sustained_job_months)]
+                cells = [_assumption_label(row["assumption"], self.c)]
                 cells += [e(row[col]) for col in extra]
                 settings = ([_setting(row[k], row.get("setting_unit", ""), self.cur)
                              for k in ("low_setting", "base_setting", "high_setting")] if has_settings

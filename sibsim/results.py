@@ -14,8 +14,8 @@ from .metrics import path_frame, summarise
 MONTHLY_SERIES = (
     "investor_cumulative_net",
     "payer_cumulative_net",
-    "treated_off_benefits",
-    "counterfactual_off_benefits",
+    "treated_costs",
+    "counterfactual_costs",
 )
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 

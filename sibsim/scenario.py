@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
-import math
 import os
 import re
 import stat
@@ -19,417 +17,68 @@ import tomllib
 import unicodedata
 from pathlib import Path
 
+from .checking import (  # noqa: F401  (re-exported: the loaders of observed and evidence files use them)
+    _HIDDEN_CATEGORIES,
+    _MISSING,
+    MAX_AMOUNT,
+    MAX_ANNUAL_RATE,
+    MAX_COMPARISON_MEMBERS,
+    MAX_FILE_BYTES,
+    MAX_KEY_PARTS,
+    MAX_MONTH,
+    MAX_PARTICIPANTS,
+    MAX_SIZE_RATIO,
+    MIN_AMOUNT,
+    MIN_BETA_PARAMETER,
+    MIN_CAPITAL,
+    MIN_PRIOR_SD,
+    _Checker,
+    _describe,
+    _is_number,
+    _join,
+    _show,
+    name_key,
+)
 from .contracts import (
-    JOURNEY_PROBABILITIES,
-    MEASURABLE,
     MEASURES,
-    OUTCOMES,
-    BenefitBand,
     Cohort,
     CohortTrigger,
-    ComparisonGroup,
     Contract,
     Fee,
     Guarantee,
     Investor,
-    Journey,
     OutcomePayer,
-    Prior,
     Review,
-    Savings,
     SavingsShare,
     Schedule,
     TierTable,
 )
 from .errors import ScenarioError
-
-_MISSING = object()
-#: Longest month index accepted anywhere (50 years): keeps ledgers bounded.
-MAX_MONTH = 600
-#: Largest amount accepted (1e12 in the scenario's currency): beyond it float64 cents are no longer exact.
-MAX_AMOUNT = 1e12
-#: Smallest positive amount accepted (one cent): a smaller one is a unit mistake or noise, and a
-#: capital call of 1e-300 gives a multiple of 1e304 (an overflow), not a result.
-MIN_AMOUNT = 0.01
-#: Smallest total capital call (budget + investor fees), one unit of the currency: multiples and IRRs
-#: are ratios to it, so it must not be vanishingly small.
-MIN_CAPITAL = 1.0
-MAX_PARTICIPANTS = 1_000_000
-#: Largest comparison group per treated participant, and comparison-group members in all: the
-#: comparison group is simulated member by member like the treated group, so memory per worker
-#: grows with it (a group 100 x the treated one needed 3.7 GB a worker), while the precision gained
-#: beyond a few times the treated group is negligible.
-MAX_SIZE_RATIO = 10
-MAX_COMPARISON_MEMBERS = 1_000_000
-#: Largest annual rate (return cap, discount rate, indexation): 1 is 100 % a year.  A rate written as
-#: a percentage (10 for 10 %) would otherwise be read as 1,000 % a year.
-MAX_ANNUAL_RATE = 1
-#: Largest scenario file read (1 MB; a scenario is a few kB): read with a bounded read, so a huge
-#: file or a device such as /dev/zero cannot exhaust memory.
-MAX_FILE_BYTES = 1_000_000
-#: Smallest non-zero prior standard deviation (Beta parameters stay below ~1e12).
-MIN_PRIOR_SD = 1e-6
-#: Smallest Beta parameter accepted: below it alpha + beta, or the smaller one against the larger,
-#: is lost in float64 when the prior is held as mean and sd (the engine would get alpha or beta <= 0).
-MIN_BETA_PARAMETER = 1e-3
-#: Most parts in one dotted key (the schema needs 4): tomllib's time grows ~ cubically with them.
-MAX_KEY_PARTS = 100
-
-
-def _describe(value: object) -> str:
-    """A value as the user wrote it in TOML terms (never a Python repr such as ``datetime.date(...)``)."""
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, str):
-        return f"string {value!r}"
-    if isinstance(value, datetime.datetime):  # before date: a datetime is a date too
-        return f"date-time {value.isoformat()}"
-    if isinstance(value, datetime.date):
-        return f"date {value.isoformat()}"
-    if isinstance(value, datetime.time):
-        return f"time {value.isoformat()}"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return repr(value)
-
-
-def _show(value: int | float) -> str:
-    """A number as ``:g`` text where that is exact, else in full (``1.0000001``, not ``1``, next to a
-    bound of 1); an integer too large for a float is described, not converted."""
-    try:
-        text = f"{value:g}"
-    except OverflowError:
-        return f"{'a negative' if value < 0 else 'an'} integer of more than 308 digits"
-    if float(text) == value or (isinstance(value, int) and abs(value) >= 10**20):
-        return text  # exact, or an integer far beyond every bound
-    return str(value) if isinstance(value, int) else repr(float(value))
-
-
-class _Checker:
-    """Collects problems while reading a parsed TOML document."""
-
-    def __init__(self, file: str, currency: str = "EUR"):
-        self.file = file
-        self.currency = currency  # every amount in a message is written in it
-        self.problems: list[str] = []
-        #: Fields left out that took their documented default (e.g. a discount rate of 0), so a
-        #: report can say that a value was assumed, not given.
-        self.defaulted: list[str] = []
-
-    def problem(self, field: str, rule: str) -> None:
-        self.problems.append(f"{self.file}: {field}: {rule}")
-
-    # -- structure ------------------------------------------------------------
-    def table(self, data, field: str, required=(), optional=()) -> dict | None:
-        if data is _MISSING:
-            return None  # already reported by the parent table()
-        if not isinstance(data, dict):
-            self.problem(field, f"must be a table, got {_describe(data)}")
-            return None
-        allowed = set(required) | set(optional)
-        for key in data:
-            if key not in allowed:
-                self.problem(_join(field, key), f"unknown key (allowed: {', '.join(sorted(allowed))})")
-        for key in required:
-            if key not in data:
-                self.problem(_join(field, key), "missing required field")
-        return data
-
-    def array_of_tables(self, data, field: str, min_len: int = 1) -> list:
-        if data is _MISSING:
-            return []  # already reported by the parent table()
-        if not isinstance(data, list):
-            self.problem(field, f"must be an array of tables, got {_describe(data)}")
-            return []
-        if len(data) < min_len:
-            self.problem(field, f"must have at least {min_len} entr{'y' if min_len == 1 else 'ies'}")
-        return data
-
-    # -- scalars --------------------------------------------------------------
-    def _note_default(self, data, key: str, field: str, default) -> None:
-        if isinstance(data, dict) and key not in data and default is not _MISSING and default is not None:
-            self.defaulted.append(_join(field, key))
-
-    def string(self, data: dict, key: str, field: str, default=_MISSING):
-        value = data.get(key, default)
-        if value is _MISSING:
-            return None  # already reported by table()
-        self._note_default(data, key, field, default)
-        if not isinstance(value, str) or not value.strip():
-            self.problem(_join(field, key), f"must be a non-empty string, got {_describe(value)}")
-            return None
-        return value
-
-    def plain_text(self, value: str, field: str) -> bool:
-        """Free text without control characters (tabs and line breaks aside): a bell or a NUL character
-        cannot be written to a workbook (openpyxl refuses it, after the run) nor shown in a memo."""
-        for i, ch in enumerate(value):
-            if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r":
-                self.problem(field, f"must not contain control characters, got U+{ord(ch):04X} at position {i + 1}")
-                return False
-        return True
-
-    def number(self, data: dict, key: str, field: str, *, default=_MISSING, integer=False,
-               gt=None, ge=None, le=None, lt=None):
-        value = data.get(key, default)
-        if value is _MISSING:
-            return None
-        self._note_default(data, key, field, default)
-        return self.check_number(value, _join(field, key), integer=integer, gt=gt, ge=ge, le=le, lt=lt)
-
-    def amount(self, data: dict, key: str, field: str, *, default=_MISSING, gt=None, ge=None, le=MAX_AMOUNT):
-        """A number of money: within its bounds, and 0 or at least a cent (:data:`MIN_AMOUNT`)."""
-        value = self.number(data, key, field, default=default, gt=gt, ge=ge, le=le)
-        return self.check_cents(value, _join(field, key), zero_allowed=gt is None)
-
-    def check_cents(self, value, field: str, zero_allowed: bool = True):
-        if value is not None and 0 < value < MIN_AMOUNT:
-            rule = f"must be 0 or >= {MIN_AMOUNT:g}" if zero_allowed else f"must be >= {MIN_AMOUNT:g}"
-            self.problem(field, f"{rule} (one cent: a smaller amount is a unit mistake), "
-                         f"got {_show(value)}")
-            return None
-        return value
-
-    def annual_rate(self, data: dict, key: str, field: str, *, default=_MISSING, ge=None, gt=None):
-        """An effective annual rate, at most :data:`MAX_ANNUAL_RATE` (1 = 100 % a year).
-
-        A rate written as a percentage (``10`` meant as 10 %) is refused with the fraction it
-        probably means, rather than read as 1,000 % a year.
-        """
-        value = data.get(key, default) if isinstance(data, dict) else _MISSING
-        if value is _MISSING or value is None:
-            return None
-        self._note_default(data, key, field, default)
-        f = _join(field, key)
-        low = ge if ge is not None else gt
-        # Beyond 100 % a year, or at or below -100 %: the number reads as a percentage.
-        if _is_number(value) and abs(value) < 1e300 and (value > MAX_ANNUAL_RATE or (low is not None and value <= -1 and value < low)):
-            hint = value / 100
-            in_range = hint <= MAX_ANNUAL_RATE and (low is None or (hint >= low if ge is not None else hint > low))
-            rule = (f"must be <= {MAX_ANNUAL_RATE:g} (an annual rate: 0.10 is 10 %)" if value > MAX_ANNUAL_RATE
-                    else f"must be {'>=' if ge is not None else '>'} {low:g} (an annual rate: -0.05 is -5 %)")
-            hint = float(f"{hint:.12g}")  # 12.5 / 100 is 0.125, not 0.12500000000000001
-            self.problem(f, f"{rule}, got {_show(value)}" + (f"; did you mean {_show(hint)}?" if in_range else ""))
-            return None
-        return self.check_number(value, f, ge=ge, gt=gt, le=MAX_ANNUAL_RATE)
-
-    def name(self, data: dict, key: str, field: str, default=_MISSING):
-        """A name: a non-empty string that reads as it prints.
-
-        Names identify parties (an investor named by a guarantee, the payer as a guarantor), so two
-        names that look the same must be the same: no leading or trailing white space, and no
-        control, format (zero-width, byte-order mark, direction marks) or line-separator characters.
-        """
-        value = self.string(data, key, field, default)
-        return None if value is None else self.check_name(value, _join(field, key))
-
-    def check_name(self, value: str, field: str):
-        if value != value.strip():
-            self.problem(field, f"must not begin or end with white space, got {_describe(value)}")
-            return None
-        hidden = sorted({ch for ch in value if unicodedata.category(ch) in _HIDDEN_CATEGORIES})
-        if hidden:
-            codes = ", ".join(f"U+{ord(ch):04X}" for ch in hidden)
-            self.problem(field, f"must not contain control or invisible characters ({codes}), got {_describe(value)}")
-            return None
-        return value
-
-    def unique_name(self, value, field: str, seen: dict) -> bool:
-        """Report a name equal to an earlier one (``seen``: key -> (field, name)) once normalised."""
-        if value is None:
-            return True
-        key = name_key(value)
-        if key in seen:
-            first_field, first = seen[key]
-            if first == value:
-                self.problem(field, f"must be unique, {value!r} appears twice (duplicate of {first_field})")
-            else:
-                self.problem(field, f"must be unique, {value!r} is a duplicate of {first_field} {first!r} "
-                             f"(the same name but for case, spacing or Unicode form)")
-            return False
-        seen[key] = (field, value)
-        return True
-
-    def check_number(self, value, field: str, *, integer=False, gt=None, ge=None, le=None, lt=None):
-        if value is None:
-            return None
-        kind = "an integer" if integer else "a number"
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.problem(field, f"must be {kind}, got {_describe(value)}")
-            return None
-        if integer and not isinstance(value, int):
-            self.problem(field, f"must be {kind}, got {value!r}")
-            return None
-        if isinstance(value, float) and not math.isfinite(value):
-            self.problem(field, f"must be a finite number, got {value!r}")
-            return None
-        for bound, ok, text in (
-            (gt, lambda v, b: v > b, ">"),
-            (ge, lambda v, b: v >= b, ">="),
-            (lt, lambda v, b: v < b, "<"),
-            (le, lambda v, b: v <= b, "<="),
-        ):
-            if bound is not None and not ok(value, bound):
-                self.problem(field, f"must be {text} {bound:g}, got {_show(value)}")
-                return None
-        return value
-
-    def boolean(self, data: dict, key: str, field: str, default: bool):
-        value = data.get(key, default)
-        self._note_default(data, key, field, default)
-        if not isinstance(value, bool):
-            self.problem(_join(field, key), f"must be true or false, got {_describe(value)}")
-            return None
-        return value
-
-    def choice(self, data: dict, key: str, field: str, options, default=_MISSING):
-        value = data.get(key, default)
-        if value is _MISSING:
-            return None
-        self._note_default(data, key, field, default)
-        if value not in options:
-            self.problem(_join(field, key), f"must be one of {', '.join(options)}, got {_describe(value)}")
-            return None
-        return value
-
-    def probability(self, value, field: str):
-        return self.check_number(value, field, ge=0, le=1)
-
-    def prior(self, value, field: str) -> Prior | None:
-        """A probability: a number (fixed), ``{mean, sd}`` or ``{alpha, beta}``."""
-        if isinstance(value, dict):
-            keys = set(value)
-            if keys <= {"alpha", "beta"} and keys:
-                self.table(value, field, required=("alpha", "beta"))
-                a = self.number(value, "alpha", field, gt=0, lt=1e9)
-                b = self.number(value, "beta", field, gt=0, lt=1e9)
-                for key, v in (("alpha", a), ("beta", b)):
-                    if v is not None and v < MIN_BETA_PARAMETER:
-                        self.problem(_join(field, key), f"must be >= {MIN_BETA_PARAMETER:g} (a smaller Beta parameter "
-                                     f"is lost in float64 arithmetic), got {_show(v)}")
-                        a = b = None
-                return Prior.from_alpha_beta(a, b) if a is not None and b is not None else None
-            # sd is required: a table without it used to mean sd = 0, so a variant writing only a new
-            # mean silently turned an uncertain prior into a known value. A known value is a number.
-            self.table(value, field, optional=("mean", "sd"))
-            for key in ("mean", "sd"):
-                if key not in value:
-                    why = ("" if key == "mean" else
-                           f" (a prior needs its sd; a known rate is written as a number, e.g. "
-                           f"{field.rsplit('.', 1)[-1]} = {_show(value['mean']) if _is_number(value.get('mean')) else '0.03'})")
-                    self.problem(_join(field, key), f"missing required field{why}")
-            mean = self.probability(value.get("mean"), _join(field, "mean")) if "mean" in value else None
-            sd = self.number(value, "sd", field, ge=0, le=1)
-            if mean is None or sd is None:
-                return None
-            if 0 < sd < MIN_PRIOR_SD:
-                # Beta parameters ~ 1/sd^2 would overflow; such a prior is a known value.
-                self.problem(_join(field, "sd"), f"must be 0 (known value) or >= {MIN_PRIOR_SD:g}, got {_show(sd)}")
-                return None
-            if sd > 0 and sd**2 >= mean * (1 - mean):
-                self.problem(
-                    _join(field, "sd"),
-                    f"must be < sqrt(mean*(1-mean)) = {math.sqrt(mean * (1 - mean)):.4g} "
-                    f"for a Beta prior with mean {_show(mean)}, got {_show(sd)}",
-                )
-                return None
-            return Prior(mean=float(mean), sd=float(sd))
-        p = self.probability(value, field)
-        return None if p is None else Prior(mean=float(p))
-
-    def month_list(self, data: dict, key: str, field: str, *, lo: int, hi: int):
-        value = data.get(key, _MISSING)
-        if value is _MISSING:
-            return None
-        f = _join(field, key)
-        if not isinstance(value, list) or not value:
-            self.problem(f, f"must be a non-empty array of months, got {_describe(value)}")
-            return None
-        months = [self.check_number(v, f"{f}[{i}]", integer=True, ge=lo, le=hi) for i, v in enumerate(value)]
-        if any(m is None for m in months):
-            return None
-        if any(b <= a for a, b in zip(months, months[1:])):
-            self.problem(f, f"must be strictly increasing, got {months}")
-            return None
-        return tuple(months)
-
-    def schedule(self, data: dict, key: str, field: str) -> Schedule | None:
-        """``[{month, amount}, {from_month, to_month, per_month}, ...]``."""
-        value = data.get(key, _MISSING)
-        if value is _MISSING:
-            return None
-        f = _join(field, key)
-        entries: list[tuple[int, float]] = []
-        items = self.array_of_tables(value, f)
-        ok = isinstance(value, list) and len(value) >= 1
-        for i, item in enumerate(items):
-            fi = f"{f}[{i}]"
-            if isinstance(item, dict) and ("month" in item or "amount" in item):
-                if self.table(item, fi, required=("month", "amount")) is None:
-                    ok = False
-                    continue
-                m = self.number(item, "month", fi, integer=True, ge=0, le=MAX_MONTH)
-                a = self.amount(item, "amount", fi, ge=0)
-                if m is None or a is None:
-                    ok = False
-                    continue
-                entries.append((m, float(a)))
-            else:
-                if self.table(item, fi, required=("from_month", "to_month", "per_month")) is None:
-                    ok = False
-                    continue
-                m0 = self.number(item, "from_month", fi, integer=True, ge=0, le=MAX_MONTH)
-                m1 = self.number(item, "to_month", fi, integer=True, ge=0, le=MAX_MONTH)
-                a = self.amount(item, "per_month", fi, ge=0)
-                if m0 is None or m1 is None or a is None:
-                    ok = False
-                    continue
-                if m1 < m0:
-                    self.problem(_join(fi, "to_month"), f"must be >= from_month ({m0}), got {m1}")
-                    ok = False
-                    continue
-                entries.extend((m, float(a)) for m in range(m0, m1 + 1))
-        return Schedule(tuple(entries)) if ok else None
-
-
-def _is_number(value) -> bool:
-    """A TOML integer or finite float (an integer of any size: ``math.isfinite`` would overflow on it)."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and (isinstance(value, int) or math.isfinite(value)))
-
-
-#: Unicode categories refused in names: control (Cc), format (Cf: zero-width space and joiners,
-#: byte-order mark, direction marks), line and paragraph separators (Zl, Zp), unassigned (Cn),
-#: surrogates (Cs) and private use (Co): none prints as itself.
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cn", "Cs", "Co"})
-
-
-def name_key(name: str) -> str:
-    """What makes two names the same name: NFKC form, case folded, runs of white space as one space.
-
-    ``Alpha Fund``, ``alpha  fund`` and ``Alpha\u00a0Fund`` (a no-break space) share one key, as do
-    an ``é`` written as one character (NFC) and as ``e`` plus a combining accent (NFD).
-    """
-    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
-    return " ".join(folded.split())
-
-
-def _join(field: str, key: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", key):
-        key = json.dumps(key)  # quoted as TOML would: keeps the line single and the key visible
-    return f"{field}.{key}" if field else key
+from .scenario_journey import JourneyReader, old_format_problem, outcome_problems
 
 
 # --- the document ---------------------------------------------------------------
 _TOP = {
     "meta": True, "term": True, "investors": True, "provider": True, "fees": False, "payer": True,
-    "savings": True, "cohorts": True, "journey": True, "comparison": True, "analysis": False,
+    "cohorts": True, "journey": True, "outcomes": True, "costs": False, "comparison": True, "analysis": False,
     "guarantees": False,
 }
-RATE_CARD_KEYS = OUTCOMES + ("benefit_month_saved", "benefit_day_saved")
-DAYS_PER_MONTH = 365.25 / 12
+#: Keys of the scenario format before the journey was a state machine, and where they went.
+_OLD_KEYS = {
+    ("savings",): "[savings] is now [[costs]]: what the payer spends per participant-month in states or per "
+                  "event (the savings are the comparison group's costs less the treated group's); see docs/scenario.md",
+    ("term", "sustained_job_months"): "a sustained job is now a milestone outcome ([outcomes.<name>] with kind = "
+                                      "\"milestone\" and months); see docs/scenario.md",
+    ("meta", "outcome_labels"): "an outcome's label is now given in its own table ([outcomes.<name>] label); "
+                                "see docs/scenario.md",
+    ("comparison", "journey"): "the comparison group now shares the journey and overrides its parameters "
+                               "([comparison.parameters], comparison.start); see docs/scenario.md",
+    ("payer", "rate_card", "benefit_month_saved"): "months off benefits are now an occupancy outcome priced by "
+                                                   "its name ([outcomes.<name>] kind = \"occupancy\"); see "
+                                                   "docs/scenario.md",
+    ("payer", "rate_card", "benefit_day_saved"): "benefit days are now an occupancy outcome with scale = 30.4375 "
+                                                 "days a month, priced per day by its name; see docs/scenario.md",
+}
 COUNTERFACTUAL_METHODS = ("comparison_group", "expected")
 
 
@@ -477,11 +126,11 @@ def _start_date(c: _Checker, value, field: str) -> str | None:
     return None
 
 
-def _tier(c: _Checker, item, field: str) -> TierTable | None:
+def _tier(c: _Checker, item, field: str, outcomes: tuple[str, ...]) -> TierTable | None:
     t = c.table(item, field, required=("outcome", "measure", "points"), optional=("interpolation", "minimum"))
     if t is None:
         return None
-    outcome = c.choice(t, "outcome", field, MEASURABLE)
+    outcome = _outcome_name(c, t, field, outcomes)
     measure = c.choice(t, "measure", field, MEASURES)
     interpolation = c.choice(t, "interpolation", field, ("step", "linear"), default="step")
     points = []
@@ -516,12 +165,12 @@ def _tier(c: _Checker, item, field: str) -> TierTable | None:
     return TierTable(outcome, measure, tuple(points), interpolation, float(minimum))
 
 
-def _trigger(c: _Checker, item, field: str) -> CohortTrigger | None:
+def _trigger(c: _Checker, item, field: str, outcomes: tuple[str, ...]) -> CohortTrigger | None:
     t = c.table(item, field, required=("outcome", "measure", "follow_up_months", "cohort_threshold",
                                        "pooled_threshold", "price"))
     if t is None:
         return None
-    outcome = c.choice(t, "outcome", field, MEASURABLE)
+    outcome = _outcome_name(c, t, field, outcomes)
     measure = c.choice(t, "measure", field, MEASURES)
     follow_up = c.number(t, "follow_up_months", field, integer=True, ge=1, le=MAX_MONTH)
     cohort = c.number(t, "cohort_threshold", field, ge=-1e6, le=1e6)
@@ -536,12 +185,12 @@ def _trigger(c: _Checker, item, field: str) -> CohortTrigger | None:
     return CohortTrigger(outcome, measure, follow_up, float(cohort), float(pooled), float(price))
 
 
-def _review(c: _Checker, item, field: str, last_month: int) -> Review | None:
+def _review(c: _Checker, item, field: str, last_month: int, outcomes: tuple[str, ...]) -> Review | None:
     t = c.table(item, field, required=("month", "outcome", "measure", "floor"))
     if t is None:
         return None
     month = c.number(t, "month", field, integer=True, ge=1, le=last_month)
-    outcome = c.choice(t, "outcome", field, MEASURABLE)
+    outcome = _outcome_name(c, t, field, outcomes)
     measure = c.choice(t, "measure", field, MEASURES)
     floor = c.number(t, "floor", field, ge=-1e6, le=1e6)
     if None in (month, outcome, measure, floor):
@@ -592,15 +241,23 @@ def _guarantee(c: _Checker, item, field: str, investors: list, complete: bool = 
     return Guarantee(guarantor, tuple(covered), float(share), None if cap is None else float(cap))
 
 
-def _journey(c: _Checker, data, field: str) -> Journey | None:
-    t = c.table(data, field, required=("max_training_months",) + JOURNEY_PROBABILITIES)
-    if t is None:
+def _outcome_name(c: _Checker, t: dict, field: str, outcomes: tuple[str, ...] | None) -> str | None:
+    """The name of an outcome of ``[outcomes]`` (``None`` while they are unread: reported there)."""
+    if outcomes is None or "outcome" not in t:
         return None
-    training = c.number(t, "max_training_months", field, integer=True, ge=0, le=MAX_MONTH)
-    priors = {k: c.prior(t[k], _join(field, k)) for k in JOURNEY_PROBABILITIES if k in t}
-    if training is None or len(priors) < len(JOURNEY_PROBABILITIES) or None in priors.values():
-        return None
-    return Journey(max_training_months=training, **priors)
+    return c.choice(t, "outcome", field, outcomes)
+
+
+def _old_keys(doc: dict) -> list[tuple[str, str]]:
+    """``(field, hint)`` for each key of the format before the state machine found in ``doc``."""
+    out = []
+    for path, hint in _OLD_KEYS.items():
+        node = doc
+        for key in path:
+            node = node.get(key, _MISSING) if isinstance(node, dict) else _MISSING
+        if node is not _MISSING:
+            out.append((".".join(path), hint))
+    return out
 
 
 def contract_from_dict(doc: dict, file: str = "<scenario>",
@@ -610,6 +267,11 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     ``files`` is recorded as :attr:`Contract.files`: ``(path, sha256)`` of every file read.
     """
     c = _Checker(file)
+    old = old_format_problem(doc) if isinstance(doc, dict) else None
+    if old:  # a whole scenario in the old format: one line pointing to the new one, not dozens of unknown keys
+        raise ScenarioError([f"{file}: {old}"])
+    if isinstance(doc, dict):
+        doc = _without_old_keys(c, doc)
     top = c.table(doc, "", required=[k for k, req in _TOP.items() if req], optional=list(_TOP))
     if top is None:
         raise ScenarioError(c.problems)
@@ -617,8 +279,7 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
 
     # [meta]
     meta = c.table(g("meta"), "meta", required=("title",),
-                   optional=("description", "currency", "start", "sources", "assumptions", "notes",
-                             "outcome_labels")) or {}
+                   optional=("description", "currency", "start", "sources", "assumptions", "notes")) or {}
     title = c.string(meta, "title", "meta")
     if title is not None and not c.plain_text(title, "meta.title"):
         title = None
@@ -639,18 +300,11 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     else:
         c.currency = currency
     start = _start_date(c, meta["start"], "meta.start") if "start" in meta else None
-    if "outcome_labels" in meta:  # what the journey's outcomes stand for in this deal, for reports
-        labels = c.table(meta["outcome_labels"], "meta.outcome_labels", optional=OUTCOMES)
-        for key in OUTCOMES:
-            if labels is not None and key in labels and c.string(labels, key, "meta.outcome_labels") is not None:
-                c.plain_text(labels[key], f"meta.outcome_labels.{key}")
 
     # [term]
-    term = c.table(g("term"), "term", required=("term_months",),
-                   optional=("tail_months", "sustained_job_months")) or {}
+    term = c.table(g("term"), "term", required=("term_months",), optional=("tail_months",)) or {}
     term_months = c.number(term, "term_months", "term", integer=True, gt=0, le=MAX_MONTH)
     tail_months = c.number(term, "tail_months", "term", default=0, integer=True, ge=0, le=MAX_MONTH)
-    sustained = c.number(term, "sustained_job_months", "term", default=6, integer=True, ge=1, le=120)
     last_month = term_months if term_months is not None else MAX_MONTH
 
     # [[investors]]
@@ -709,6 +363,13 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
             fees.append(Fee(name, paid_by, schedule))
     fees_ok = fees_ok and len(fees) == len(fee_items)
 
+    # [journey], [outcomes], [[costs]]: read before the payer, whose terms name outcomes
+    reader = JourneyReader(c)
+    journey = reader.read(g("journey"))
+    outcomes = reader.outcomes(g("outcomes"))
+    outcome_names = None if outcomes is None else tuple(o.name for o in outcomes)
+    costs = reader.costs(doc["costs"]) if "costs" in doc else ()
+
     # [payer]
     payer_given = isinstance(doc.get("payer"), dict)
     p = c.table(g("payer"), "payer", required=("name",), optional=(
@@ -723,23 +384,28 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     rate_card: list[tuple[str, float]] = []
     rate_card_ok = True  # False once a problem in it is reported
     if "rate_card" in p:
-        rc = c.table(p["rate_card"], "payer.rate_card", optional=RATE_CARD_KEYS)
-        rate_card_ok = rc is not None and set(rc) <= set(RATE_CARD_KEYS)
-        for key in RATE_CARD_KEYS:
-            if rc is not None and key in rc:
-                price = c.amount(rc, key, "payer.rate_card", ge=0)
-                if price is None:
-                    rate_card_ok = False
-                elif key == "benefit_day_saved":  # a month holds 365.25 / 12 days on average
-                    rate_card.append(("benefit_month_saved", float(price) * DAYS_PER_MONTH))
-                else:
-                    rate_card.append((key, float(price)))
-        if len([k for k, _ in rate_card if k == "benefit_month_saved"]) > 1:
-            c.problem("payer.rate_card", "must price benefit_month_saved or benefit_day_saved, not both, got both")
-    tiers = tuple(_tier(c, item, f"payer.tiers[{i}]")
+        # Keyed by outcome name: a price per net unit of the outcome (per unit of its scale, e.g. per day).
+        rc = c.table(p["rate_card"], "payer.rate_card", optional=tuple(p["rate_card"]) if isinstance(
+            p["rate_card"], dict) else ())
+        rate_card_ok = rc is not None and outcome_names is not None
+        for key in rc or {}:
+            if outcome_names is not None and key not in outcome_names:
+                c.problem(_join("payer.rate_card", key), f"unknown outcome {key!r} (outcomes: "
+                          f"{', '.join(outcome_names)})")
+                rate_card_ok = False
+                continue
+            price = c.amount(rc, key, "payer.rate_card", ge=0)
+            if price is None:
+                rate_card_ok = False
+            else:
+                rate_card.append((key, float(price)))
+    tiers = tuple(_tier(c, item, f"payer.tiers[{i}]", outcome_names)
                   for i, item in enumerate(c.array_of_tables(p["tiers"], "payer.tiers") if "tiers" in p else []))
-    trigger = _trigger(c, p["trigger"], "payer.trigger") if "trigger" in p else None
-    review = _review(c, p["review"], "payer.review", last_month) if "review" in p else None
+    trigger = _trigger(c, p["trigger"], "payer.trigger", outcome_names) if "trigger" in p else None
+    review = _review(c, p["review"], "payer.review", last_month, outcome_names) if "review" in p else None
+    if share is not None and share.rate > 0 and costs == ():
+        c.problem("payer.savings_share", f"must come with [[costs]] (the savings it shares are the comparison "
+                  f"group's costs less the treated group's), got savings_share {_show(share.rate)} and no costs")
     if payer_given and not measurement and "measurement_months" not in p and "trigger" not in p:
         c.problem("payer.measurement_months", "missing required field (needed unless a trigger sets the dates)")
     pays = (any(price > 0 for _, price in rate_card) or (share is not None and share.rate > 0)
@@ -752,45 +418,25 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
         c.problem("payer.measurement_months", "missing required field (the rate card, tiers and savings share "
                   "are paid at measurement months)")
 
-    # [savings]
-    s = c.table(g("savings"), "savings", required=("benefit",),
-                optional=("share_saved_when_employed", "annual_indexation")) or {}
-    bands = []
-    band_names: dict[str, tuple[str, str]] = {}
-    for i, item in enumerate(c.array_of_tables(s.get("benefit", []), "savings.benefit") if "benefit" in s else []):
-        f = f"savings.benefit[{i}]"
-        t = c.table(item, f, required=("age_band", "amount_per_month", "share"))
-        if t is None:
-            continue
-        band = c.name(t, "age_band", f)
-        if not c.unique_name(band, _join(f, "age_band"), band_names):
-            band = None
-        amount = c.amount(t, "amount_per_month", f, ge=0, le=1e7)
-        bshare = c.number(t, "share", f, ge=0, le=1)
-        if None not in (band, amount, bshare):
-            bands.append(BenefitBand(band, float(amount), float(bshare)))
-    if bands and len(bands) == len(s.get("benefit", [])) and abs(sum(b.share for b in bands) - 1) > 1e-9:
-        c.problem("savings.benefit", f"shares must add up to 1, got {sum(b.share for b in bands):.12g}")
-    saved = c.number(s, "share_saved_when_employed", "savings", default=1.0, ge=0, le=1)
-    indexation = c.annual_rate(s, "annual_indexation", "savings", default=0.0, gt=-1)
-
     # [[cohorts]]
     cohorts = []
     for i, item in enumerate(c.array_of_tables(g("cohorts"), "cohorts")):
         f = f"cohorts[{i}]"
-        t = c.table(item, f, required=("intake_month", "size"))
+        t = c.table(item, f, required=("intake_month", "size"), optional=("start",))
         if t is None:
             continue
         intake = c.number(t, "intake_month", f, integer=True, ge=0, lt=last_month)
         size = c.number(t, "size", f, integer=True, ge=1, le=MAX_PARTICIPANTS)
-        if intake is not None and size is not None:
-            cohorts.append(Cohort(intake, size))
+        cohort_start = reader.start(t["start"], _join(f, "start")) if "start" in t else ()
+        if intake is not None and size is not None and cohort_start is not None:
+            cohorts.append(Cohort(intake, size, cohort_start))
+    reader.check_state_refs()
     if sum(co.size for co in cohorts) > MAX_PARTICIPANTS:
         c.problem("cohorts", f"at most {MAX_PARTICIPANTS} participants in all, got {sum(co.size for co in cohorts)}")
 
-    # [journey], [comparison]
-    journey = _journey(c, g("journey"), "journey")
-    comp = c.table(g("comparison"), "comparison", required=("journey",), optional=("size_ratio", "method")) or {}
+    # [comparison]: the treated journey with some parameters overridden, and its own start
+    comp = c.table(g("comparison"), "comparison",
+                   optional=("size_ratio", "method", "start", "shared", "parameters")) or {}
     method = c.choice(comp, "method", "comparison", COUNTERFACTUAL_METHODS, default="comparison_group")
     ratio = c.number(comp, "size_ratio", "comparison", default=1.0 if method == "expected" else _MISSING, gt=0)
     if ratio is not None and ratio > MAX_SIZE_RATIO:
@@ -807,7 +453,8 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
             ratio = None
     if method == "comparison_group" and "size_ratio" not in comp and isinstance(doc.get("comparison"), dict):
         c.problem("comparison.size_ratio", "missing required field (with method = 'comparison_group')")
-    comp_journey = _journey(c, comp["journey"], "comparison.journey") if "journey" in comp else None
+    comparison = reader.comparison(comp, ratio, method)
+    reader.check_machine(None if comparison is None else comparison.journey)
 
     # [analysis]
     a = c.table(doc.get("analysis", {}), "analysis",
@@ -817,10 +464,12 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     # The default of 0 is recorded in Contract.defaulted, so reports can say the rate was assumed.
     inv_rate = c.annual_rate(a, "investor_discount_rate", "analysis", default=0.0, ge=-0.9)
     pub_rate = c.annual_rate(a, "public_discount_rate", "analysis", default=0.0, ge=-0.9)
-    primary = a.get("primary_outcome", "job_sustained")
-    c._note_default(a, "primary_outcome", "analysis", "job_sustained")
-    if primary not in OUTCOMES:
-        c.problem("analysis.primary_outcome", f"must be one of {', '.join(OUTCOMES)}, got {_describe(primary)}")
+    # The primary outcome (what reports lead with) defaults to the first outcome defined.
+    first = outcome_names[0] if outcome_names else ""
+    primary = a.get("primary_outcome", first)
+    c._note_default(a, "primary_outcome", "analysis", first or None)
+    if outcome_names is not None and primary not in outcome_names:
+        c.problem("analysis.primary_outcome", f"must be one of {', '.join(outcome_names)}, got {_describe(primary)}")
 
     # [[guarantees]] and capital protection (a guarantee by the payer)
     guarantees = []
@@ -865,11 +514,10 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
 
     if c.problems:
         raise ScenarioError(c.problems)
-    return Contract(
+    contract = Contract(
         title=title,
         term_months=term_months,
         tail_months=tail_months,
-        sustained_job_months=sustained,
         investors=tuple(investors),
         provider_name=provider_name,
         provider_budget=budget,
@@ -877,10 +525,11 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
         payer=OutcomePayer(payer_name, tuple(rate_card), share, None if cap is None else float(cap),
                            tuple(measurement or ()), lag, tiers=tiers, trigger=trigger,
                            default_probability=float(default_p), review=review),
-        savings=Savings(tuple(bands), float(saved), float(indexation)),
+        costs=costs,
         cohorts=tuple(cohorts),
         journey=journey,
-        comparison=ComparisonGroup(float(ratio), comp_journey, method),
+        outcomes=outcomes,
+        comparison=comparison,
         guarantees=tuple(g for g, _ in guarantees),
         recycling=bool(recycling),
         investor_discount_rate=float(inv_rate),
@@ -892,7 +541,37 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
         source=file,
         files=tuple(files),
         defaulted=tuple(c.defaulted),
+        warnings=_unused_outcomes(file, outcomes, rate_card, tiers, trigger, review),
     )
+    # Windows need the horizon, which every part of the contract sets: checked on the whole contract.
+    outcome_problems(c, outcomes, contract.horizon_months)
+    if c.problems:
+        raise ScenarioError(c.problems)
+    return contract
+
+
+def _unused_outcomes(file: str, outcomes, rate_card, tiers, trigger, review) -> tuple[str, ...]:
+    """One warning line per outcome no payment term uses (it is counted and reported, never paid)."""
+    used = {k for k, _ in rate_card} | {t.outcome for t in tiers} | {x.outcome for x in (trigger, review) if x}
+    return tuple(f"{file}: outcomes.{o.name}: warning: no contract term uses it (rate card, tiers, trigger, "
+                 f"review): it is counted and reported, never paid for" for o in outcomes if o.name not in used)
+
+
+def _without_old_keys(c: _Checker, doc: dict) -> dict:
+    """``doc`` without the keys of the old format, each reported once with where it went."""
+    found = _old_keys(doc)
+    if not found:
+        return doc
+    doc = dict(doc)
+    for field, hint in found:
+        c.problem(field, hint)
+        *parents, last = field.split(".")
+        node = doc
+        for key in parents:  # copy the tables on the way: the caller's document is left as it was
+            node[key] = dict(node[key])
+            node = node[key]
+        del node[last]
+    return doc
 
 
 def load_scenario(path: str | Path) -> Contract:

@@ -44,9 +44,12 @@ import pandas as pd
 from scipy import optimize, special, stats
 
 from .cashflows import settle
-from .contracts import JOURNEY_PROBABILITIES, Contract, Journey, Prior
+from . import engine
+from .contracts import Contract, Prior
+from .journey import Journey
 from .metrics import N_BATCHES, path_metrics, ranked_irr
-from .montecarlo import GroupOutcomes, Outcomes, block_size, draw_parameters, simulate_group
+from .montecarlo import (GroupOutcomes, Outcomes, block_size, draw_group_parameters, parameter_dict,
+                         split_counts, start_distributions)
 from .simulation import DEFAULT_SEED
 
 #: Smallest non-zero prior sd the scenario loader accepts (smaller: a known value).
@@ -60,9 +63,9 @@ _UNITS = {"investor_moic": "x", "investor_irr": "per year", "primary_outcomes": 
 
 
 # --- engine pieces with common random numbers --------------------------------------------------
-def _outcomes(contract: Contract, treated: dict, comparison: dict, rng: np.random.Generator,
+def _outcomes(contract: Contract, treated: np.ndarray, comparison: np.ndarray, rng: np.random.Generator,
               marks: list) -> Outcomes:
-    """:func:`sibsim.montecarlo.simulate_outcomes` with the per-path probabilities given.
+    """:func:`sibsim.montecarlo.simulate_outcomes` with the per-path parameters given, (paths, P) each.
 
     ``marks`` holds the generator state before the treated journeys, the comparison
     journeys and the payer defaults.  An empty list is filled in (the base run); a
@@ -74,30 +77,33 @@ def _outcomes(contract: Contract, treated: dict, comparison: dict, rng: np.rando
         else:
             marks.append(rng.bit_generator.state)
 
-    intake = np.array([c.intake_month for c in contract.cohorts])
+    intake = np.array([c.intake_month for c in contract.cohorts], dtype=np.int64)
     treated_sizes = np.array([c.size for c in contract.cohorts], dtype=np.int64)
-    common = dict(n_months=contract.horizon_months, sustained_job_months=contract.sustained_job_months)
+    T, measures = contract.horizon_months, contract.measures
+    journey = contract.comparison.journey
+    engine.check_exit_sums(contract.journey, treated)
+    engine.check_exit_sums(journey, comparison)
     stage(0)
-    t_events, t_employed = simulate_group(treated, contract.journey.max_training_months, intake,
-                                          treated_sizes, rng=rng, **common)
+    t_counts = engine.simulate_group(contract.journey, measures, treated, intake, treated_sizes,
+                                     start_distributions(contract), T, rng)
     stage(1)
+    c_starts = start_distributions(contract, comparison=True)
     if contract.comparison.method == "expected":
         from .expectation import expected_group
 
         comparison_sizes = treated_sizes
-        c_events, c_employed = expected_group(comparison, contract.comparison.journey.max_training_months,
-                                              intake, comparison_sizes, **common)
+        c_counts = expected_group(journey, measures, comparison, intake, comparison_sizes, c_starts, T)
     else:
         comparison_sizes = contract.comparison_sizes
-        c_events, c_employed = simulate_group(comparison, contract.comparison.journey.max_training_months,
-                                              intake, comparison_sizes, rng=rng, **common)
+        c_counts = engine.simulate_group(journey, measures, comparison, intake, comparison_sizes, c_starts, T, rng)
     stage(2)
     default = None
     if contract.payer.default_probability > 0:
-        n_paths = len(treated["diploma"])
-        default = rng.random((n_paths, len(contract.payment_months))) < contract.payer.default_probability
-    return Outcomes(GroupOutcomes(t_events, t_employed, treated_sizes, treated),
-                    GroupOutcomes(c_events, c_employed, comparison_sizes, comparison), default)
+        default = rng.random((len(treated), len(contract.payment_months))) < contract.payer.default_probability
+    return Outcomes(GroupOutcomes(*split_counts(contract, t_counts), treated_sizes,
+                                  parameter_dict(contract.journey, treated)),
+                    GroupOutcomes(*split_counts(contract, c_counts), comparison_sizes,
+                                  parameter_dict(journey, comparison)), default)
 
 
 def _paths(contract: Contract, outcomes: Outcomes) -> pd.DataFrame:
@@ -112,11 +118,27 @@ def _remap(values: np.ndarray, old: Prior, new: Prior) -> np.ndarray:
         return np.full_like(values, new.mean)
     if old.is_fixed:
         raise ValueError("cannot couple a fixed probability to an uncertain one")
-    return special.betaincinv(*new.alpha_beta, special.betainc(*old.alpha_beta, values))
+    return _quantile(new, _cdf(old, values))
 
 
-def _remap_journey(params: dict, old: Journey, new: Journey) -> dict:
-    return {k: _remap(v, getattr(old, k), getattr(new, k)) for k, v in params.items()}
+def _cdf(prior: Prior, values: np.ndarray) -> np.ndarray:
+    if prior.kind == "rate":  # Gamma: shape (m/sd)^2, scale sd^2/m
+        return special.gammainc((prior.mean / prior.sd) ** 2, values * prior.mean / prior.sd**2)
+    return special.betainc(*prior.alpha_beta, values)
+
+
+def _quantile(prior: Prior, q: np.ndarray) -> np.ndarray:
+    if prior.kind == "rate":
+        return special.gammaincinv((prior.mean / prior.sd) ** 2, q) * prior.sd**2 / prior.mean
+    return special.betaincinv(*prior.alpha_beta, q)
+
+
+def _remap_journey(params: np.ndarray, old: Journey, new: Journey) -> np.ndarray:
+    """Per-path parameters (paths, P) of ``old`` mapped to ``new``'s priors, column by column (same ranks)."""
+    out = params.copy()
+    for j, ((_, p_old), (_, p_new)) in enumerate(zip(old.parameters, new.parameters)):
+        out[:, j] = _remap(params[:, j], p_old, p_new)
+    return out
 
 
 def _seed_sequence(seed) -> np.random.SeedSequence:
@@ -138,8 +160,7 @@ class _Paired:
         for b, child in enumerate(seq.spawn(n_blocks)):
             rng = np.random.Generator(np.random.PCG64(child))
             n = min(self.size, n_paths - b * self.size)
-            treated = draw_parameters(contract.journey, rng, n)
-            comparison = draw_parameters(contract.comparison.journey, rng, n)
+            treated, comparison = draw_group_parameters(contract, rng, n)
             marks: list = []
             frames.append(_paths(contract, _outcomes(contract, treated, comparison, rng, marks)))
             self.blocks.append((treated, comparison, marks))
@@ -200,11 +221,16 @@ def _paired_se(values: np.ndarray, base: np.ndarray, measure: str) -> float:
 
 # --- variants -------------------------------------------------------------------------------------
 def _scaled_prior(prior: Prior, factor: float, scale_sd: bool) -> Prior:
-    """``prior`` with its mean times ``factor`` (clipped to [0, 1]); sd kept or scaled, always a valid Beta.
+    """``prior`` with its mean times ``factor``; sd kept or scaled, always a valid prior.
 
-    At a mean of 0 or 1 the probability is known (sd 0).  An sd the new mean cannot
-    carry (``sd >= sqrt(mean (1 - mean))``) is halved to ``0.5 sqrt(mean (1 - mean))``.
+    A probability's mean is clipped to [0, 1]; at a mean of 0 or 1 it is known (sd 0), and an
+    sd the new mean cannot carry (``sd >= sqrt(mean (1 - mean))``) is halved to
+    ``0.5 sqrt(mean (1 - mean))``.  A rate (Gamma) keeps any sd while its mean is positive.
     """
+    if prior.kind == "rate":
+        mean = max(prior.mean * factor, 0.0)
+        sd = prior.sd * factor if scale_sd else prior.sd
+        return Prior(mean, float(sd) if sd >= MIN_PRIOR_SD and mean > 0 else 0.0, kind="rate")
     mean = float(np.clip(prior.mean * factor, 0.0, 1.0))
     sd = prior.sd * factor if scale_sd else prior.sd
     limit = np.sqrt(mean * (1.0 - mean))
@@ -213,22 +239,30 @@ def _scaled_prior(prior: Prior, factor: float, scale_sd: bool) -> Prior:
     return Prior(mean, float(sd) if sd >= MIN_PRIOR_SD else 0.0)
 
 
+def _scaled_journey(journey: Journey, factors: dict[str, float], scale_sd: bool) -> Journey:
+    return journey.with_parameters({k: _scaled_prior(journey.prior(k), f, scale_sd) for k, f in factors.items()})
+
+
 def _treated(contract: Contract, factors: dict[str, float], scale_sd: bool = False) -> Contract:
-    journey = replace(contract.journey, **{k: _scaled_prior(getattr(contract.journey, k), f, scale_sd)
-                                           for k, f in factors.items()})
-    return replace(contract, journey=journey)
+    """The contract with treated parameters scaled (the comparison group draws its own: unchanged)."""
+    return replace(contract, journey=_scaled_journey(contract.journey, factors, scale_sd))
 
 
-def _comparison_job(contract: Contract, factor: float) -> Contract:
-    cj = contract.comparison.journey
-    journey = replace(cj, job_with_diploma=_scaled_prior(cj.job_with_diploma, factor, False),
-                      job_without_diploma=_scaled_prior(cj.job_without_diploma, factor, False))
-    return replace(contract, comparison=replace(contract.comparison, journey=journey))
+def _comparison(contract: Contract, name: str, factor: float) -> Contract:
+    cj = _scaled_journey(contract.comparison.journey, {name: factor}, False)
+    return replace(contract, comparison=replace(contract.comparison, journey=cj))
 
 
-def _benefit(contract: Contract, factor: float) -> Contract:
-    bands = tuple(replace(b, amount_per_month=b.amount_per_month * factor) for b in contract.savings.bands)
-    return replace(contract, savings=replace(contract.savings, bands=bands))
+def _costs(contract: Contract, factor: float) -> Contract:
+    costs = tuple(replace(c, bands=tuple(replace(b, amount=b.amount * factor) for b in c.bands))
+                  for c in contract.costs)
+    return replace(contract, costs=costs)
+
+
+def _matters(journey: Journey, name: str) -> bool:
+    """Whether moving a parameter can change anything: it is uncertain or not zero."""
+    prior = journey.prior(name)
+    return prior.mean > 0 or not prior.is_fixed
 
 
 def _prices(contract: Contract, factor: float) -> Contract:
@@ -262,19 +296,23 @@ def assumptions(contract: Contract, shift: float = DEFAULT_SHIFT) -> list[tuple]
         raise ValueError(f"shift: must be in (0, 1), got {shift!r}")
     lo, hi = 1.0 - shift, 1.0 + shift
     rows = []
-    for name in JOURNEY_PROBABILITIES:
-        if name in ("diploma", "dropout") and contract.journey.max_training_months == 0:
+    journey = contract.journey
+    for name in journey.parameter_names:
+        if not _matters(journey, name) or "->" in name:  # inline (unnamed) parameters are not assumptions of their own
             continue
         low, high = (_treated(contract, {name: f}) for f in (lo, hi))
-        rows.append((f"treated.{name}", "probability", tuple(c.journey.priors()[name].mean
-                                                              for c in (low, contract, high)), (low, high)))
-    low, high = _comparison_job(contract, lo), _comparison_job(contract, hi)
-    rows.append(("comparison.job", "probability",
-                 tuple(c.comparison.journey.job_without_diploma.mean for c in (low, contract, high)), (low, high)))
+        rows.append((f"treated.{name}", journey.prior(name).kind,
+                     tuple(c.journey.prior(name).mean for c in (low, contract, high)), (low, high)))
+    cj = contract.comparison.journey
+    for name in contract.comparison.overrides:
+        if not _matters(cj, name):
+            continue
+        low, high = _comparison(contract, name, lo), _comparison(contract, name, hi)
+        rows.append((f"comparison.{name}", cj.prior(name).kind,
+                     tuple(c.comparison.journey.prior(name).mean for c in (low, contract, high)), (low, high)))
     cur = contract.currency
-    benefit = sum(b.amount_per_month * b.share for b in contract.savings.bands)
-    rows.append(("benefit_amount", f"{cur}/month", (benefit * lo, benefit, benefit * hi),
-                 (_benefit(contract, lo), _benefit(contract, hi))))
+    if any(c.base_amount > 0 for c in contract.costs):
+        rows.append(("cost_amounts", "x costs", (lo, 1.0, hi), (_costs(contract, lo), _costs(contract, hi))))
     rows.append(("prices", "x prices", (lo, 1.0, hi), (_prices(contract, lo), _prices(contract, hi))))
     budget = contract.provider_budget.total
     rows.append(("provider_budget", cur, (budget * lo, budget, budget * hi),
@@ -359,9 +397,7 @@ def tail_settings(contract: Contract) -> tuple[int, int, int] | None:
 
     None when the contract models no savings (then the tail changes nothing).
     """
-    saves = contract.savings.share_saved_when_employed > 0 and any(
-        b.amount_per_month * b.share > 0 for b in contract.savings.bands)
-    if not saves:
+    if not any(c.base_amount > 0 for c in contract.costs):
         return None
     tail = contract.tail_months
     return 0, tail, 2 * tail if tail else 12
@@ -371,7 +407,7 @@ def _truncated(outcomes: Outcomes, months: int) -> Outcomes:
     """The outcomes of the first ``months`` months (what a shorter horizon would have observed)."""
     def cut(g: GroupOutcomes) -> GroupOutcomes:
         return GroupOutcomes(np.ascontiguousarray(g.events[..., :months]),
-                             np.ascontiguousarray(g.employed[..., :months]), g.sizes, g.parameters)
+                             np.ascontiguousarray(g.costs[..., :months]), g.sizes, g.parameters)
     return Outcomes(cut(outcomes.treated), cut(outcomes.comparison), outcomes.payer_default)
 
 
@@ -447,7 +483,8 @@ def uncertain_parameters(contract: Contract) -> list[tuple[str, str, Prior]]:
     """
     return [(group, name, prior) for group, journey in (("treated", contract.journey),
                                                         ("comparison", contract.comparison.journey))
-            for name, prior in journey.priors().items() if not prior.is_fixed]
+            for name, prior in journey.parameters if not prior.is_fixed
+            and (group == "treated" or name not in contract.comparison.shared)]
 
 
 def _evaluate(contract: Contract, params: list, x: np.ndarray, rng: np.random.Generator,
@@ -458,10 +495,15 @@ def _evaluate(contract: Contract, params: list, x: np.ndarray, rng: np.random.Ge
     for start in range(0, x.shape[1], size):
         cols = slice(start, start + size)
         m = x[:, cols].shape[1]
-        groups = {g: {k: np.full(m, p.mean) for k, p in j.priors().items()}
+        groups = {g: np.tile([p.mean for _, p in j.parameters], (m, 1))
                   for g, j in (("treated", contract.journey), ("comparison", contract.comparison.journey))}
-        for row, (group, name, _) in enumerate(params):
-            groups[group][name] = np.clip(x[row, cols], 0.0, 1.0)
+        names = {"treated": contract.journey.parameter_names, "comparison": contract.comparison.journey.parameter_names}
+        for row, (group, name, prior) in enumerate(params):
+            values = x[row, cols]
+            values = np.maximum(values, 0.0) if prior.kind == "rate" else np.clip(values, 0.0, 1.0)
+            groups[group][:, names[group].index(name)] = values
+            if group == "treated" and name in contract.comparison.shared:  # one draw for both groups
+                groups["comparison"][:, names["comparison"].index(name)] = values
         paths = _paths(contract, _outcomes(contract, groups["treated"], groups["comparison"], rng, []))
         out[:, cols] = [_per_path(paths, k) for k in measures]
     if not np.isfinite(out).all():
@@ -574,7 +616,6 @@ def sobol(contract: Contract, n_base: int = 1024, seed=DEFAULT_SEED,
 
 
 # --- 4. break-even ----------------------------------------------------------------------------------
-SUCCESS_PROBABILITIES = ("diploma", "job_with_diploma", "job_without_diploma")
 _TARGETS = {
     "investor": ("E[distributions - capital called] = 0: the IRR of the investors' expected cash flows is 0 "
                  "(expected MOIC = 1 when the same capital is called on every path)",
@@ -587,22 +628,24 @@ _TARGETS = {
 def success_variant(contract: Contract, factor: float) -> Contract:
     """The contract with the programme ``factor`` times as successful.
 
-    The treated journey's ``diploma``, ``job_with_diploma`` and ``job_without_diploma``
-    prior means and sds are multiplied by ``factor`` (means clipped to [0, 1], sd kept a
-    valid Beta sd).  Factor 1 is the contract itself.
+    The treated journey's success parameters (:attr:`Contract.success_parameter_names`,
+    ``analysis.success_parameters``: e.g. the diploma and job-finding probabilities) have their
+    prior means and sds multiplied by ``factor`` (probabilities clipped to [0, 1], sd kept a
+    valid Beta sd); the comparison group is left as it is. Factor 1 is the contract itself.
     """
     if factor < 0:
         raise ValueError(f"factor: must be >= 0, got {factor!r}")
     if factor == 1:
         return contract
-    return _treated(contract, {k: factor for k in SUCCESS_PROBABILITIES}, scale_sd=True)
+    journey = _scaled_journey(contract.journey, {k: factor for k in contract.success_parameter_names}, True)
+    return replace(contract, journey=journey)
 
 
 def break_even(contract: Contract, target: str = "investor", n_paths: int = 2000, seed=DEFAULT_SEED,
                bracket: tuple[float, float] = (0.0, 2.0), xtol: float = 1e-3) -> dict:
     """How successful must the programme be for ``target`` to break even?
 
-    Success is a factor on the treated programme's diploma and job probabilities
+    Success is a factor on the treated programme's success parameters (e.g. diploma and job probabilities)
     (:func:`success_variant`); the expected balance is evaluated on common random
     numbers (one base run reused for every factor) and its root found with
     :func:`scipy.optimize.brentq` in ``bracket``.
@@ -763,7 +806,8 @@ def cmd_sensitivity(args) -> int:
             top = rows.loc[rows["first_order"].idxmax()]
             print(f"  {measure:<14} explained {rows['explained_by_parameters'].iloc[0]:6.1%}, noise "
                   f"{rows['noise_share'].iloc[0]:6.1%}; largest: {top['parameter']} ({top['first_order']:.2f})")
-    print("\nBreak-even (factor on the programme's diploma and job probabilities):")
+    print("\nBreak-even (factor on the programme's success parameters: "
+          + ", ".join(contract.success_parameter_names) + "):")
     for _, r in even.iterrows():
         if r["status"] == "ok":
             print(f"  {r['target']:<9} factor {r['factor']:.3f} +/- {r['factor_se']:.3f}; "

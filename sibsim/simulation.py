@@ -22,7 +22,8 @@ from contextlib import contextmanager
 import numpy as np
 
 from .cashflows import settle
-from .contracts import OUTCOMES, Contract
+from .cashflows import monthly_costs
+from .contracts import Contract
 from .errors import InsufficientMemoryError
 from .metrics import path_metric_arrays, within_term
 from .montecarlo import block_size, simulate_outcomes
@@ -174,7 +175,7 @@ def block_working_set(contract: Contract, n_paths: int | None = None) -> float:
     n = block_size(contract) if n_paths is None else n_paths
     months = contract.horizon_months
     comparison = 0 if contract.comparison.method == "expected" else int(contract.comparison_sizes.sum())
-    cells = len(contract.cohorts) * len(OUTCOMES) * months
+    cells = len(contract.cohorts) * len(contract.measures) * months
     const, per_path_month, per_treated, per_comparison, per_cell = BLOCK_FIT
     fit = (const + per_path_month * n * months + per_treated * n * contract.n_participants * months
            + per_comparison * n * comparison * months + per_cell * n * cells)
@@ -270,13 +271,14 @@ def _run_block(contract: Contract, seed: np.random.SeedSequence, n_paths: int, k
     outcomes = simulate_outcomes(contract, n_paths, rng)
     cash = settle(contract, outcomes)
     term = contract.term_months
-    within = within_term(outcomes.treated, term), within_term(outcomes.comparison, term)  # (P, C, 4) each
+    scales = contract.outcome_scales
+    within = within_term(outcomes.treated, term, scales), within_term(outcomes.comparison, term, scales)  # (P, C, K)
     paths = path_metric_arrays(contract, cash, outcomes, within)
     shares = {}
     for group_name, group, total in (("treated", outcomes.treated, within[0]),
                                      ("comparison", outcomes.comparison, within[1])):
         reached = total.sum(axis=1) / group.sizes.sum()
-        for k, outcome in enumerate(OUTCOMES):
+        for k, outcome in enumerate(contract.outcome_names):
             shares[f"{group_name}_{outcome}"] = reached[:, k]
     T = contract.horizon_months
     ledger_sums = {
@@ -297,8 +299,8 @@ def _run_block(contract: Contract, seed: np.random.SeedSequence, n_paths: int, k
         monthly = {
             "investor_cumulative_net": np.cumsum(cash.investor_net, axis=1),
             "payer_cumulative_net": np.cumsum(cash.net_savings, axis=1),
-            "treated_off_benefits": outcomes.treated.employed.sum(axis=1),
-            "counterfactual_off_benefits": outcomes.counterfactual_employed().sum(axis=1),
+            "treated_costs": monthly_costs(contract, outcomes.treated.costs, np.ones(len(contract.cohorts))),
+            "counterfactual_costs": monthly_costs(contract, outcomes.comparison.costs, outcomes.comparison_scale),
         }
         monthly = {k: v.astype(np.float32) for k, v in monthly.items()}
         assert set(monthly) == set(MONTHLY_SERIES)

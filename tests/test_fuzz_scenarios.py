@@ -54,7 +54,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sibsim import settle, simulate
-from sibsim.contracts import JOURNEY_PROBABILITIES, MEASURABLE, MEASURES, OUTCOMES, Contract
+from sibsim.contracts import MEASURES, Contract
+from sibsim.journey import OUTCOME_KINDS, TIMINGS
 from sibsim.errors import ScenarioError
 from sibsim.observed import Observed, load_observed
 from sibsim.scenario import (
@@ -258,7 +259,6 @@ def check_contract(c: Contract) -> None:
     assert isinstance(c.title, str) and c.title.strip()
     assert isinstance(c.term_months, int) and 1 <= c.term_months <= MAX_MONTH
     assert isinstance(c.tail_months, int) and 0 <= c.tail_months <= MAX_MONTH
-    assert isinstance(c.sustained_job_months, int) and 1 <= c.sustained_job_months <= 120
     term, payer = c.term_months, c.payer
     # Investors.
     assert c.investors and len({i.name for i in c.investors}) == len(c.investors)
@@ -288,48 +288,68 @@ def check_contract(c: Contract) -> None:
     assert isinstance(payer.payment_lag_months, int) and 0 <= payer.payment_lag_months <= MAX_MONTH
     assert payer.payment_cap is None or (finite(payer.payment_cap, 0, MAX_AMOUNT) and payer.payment_cap > 0)
     assert finite(payer.default_probability, 0, 1) and payer.default_probability < 1
+    outcomes = c.outcome_names
     for outcome, price in payer.rate_card:
-        assert outcome in OUTCOMES + ("benefit_month_saved",) and finite(price, 0)
+        assert outcome in outcomes and finite(price, 0)
     assert len({o for o, _ in payer.rate_card}) == len(payer.rate_card)
     share = payer.savings_share
     assert finite(share.rate, 0, 1) and finite(share.rate_after, 0, share.rate)
     assert share.switch_multiple is None or (finite(share.switch_multiple, 0, 100) and share.switch_multiple > 0)
     assert (any(p > 0 for _, p in payer.rate_card) or share.rate > 0 or payer.tiers or payer.trigger is not None)
     for tier in payer.tiers:
-        assert tier.outcome in MEASURABLE and tier.measure in MEASURES and tier.interpolation in ("step", "linear")
+        assert tier.outcome in outcomes and tier.measure in MEASURES and tier.interpolation in ("step", "linear")
         assert tier.points and all(finite(x) and finite(y, 0, MAX_AMOUNT) for x, y in tier.points)
         assert all(b[0] > a[0] and b[1] >= a[1] for a, b in zip(tier.points, tier.points[1:]))
         assert finite(tier.minimum)
     if payer.trigger is not None:
         t = payer.trigger
-        assert t.outcome in MEASURABLE and t.measure in MEASURES
+        assert t.outcome in outcomes and t.measure in MEASURES
         assert isinstance(t.follow_up_months, int) and 1 <= t.follow_up_months <= MAX_MONTH
         assert finite(t.cohort_threshold) and finite(t.pooled_threshold) and t.cohort_threshold >= t.pooled_threshold
         assert finite(t.price, 0, MAX_AMOUNT)
     if payer.review is not None:
         r = payer.review
         assert isinstance(r.month, int) and 1 <= r.month <= term
-        assert r.outcome in MEASURABLE and r.measure in MEASURES and finite(r.floor)
-    # Savings.
-    assert c.savings.bands and abs(sum(b.share for b in c.savings.bands) - 1) <= 1e-9
-    assert all(finite(b.amount_per_month, 0) and finite(b.share, 0, 1) for b in c.savings.bands)
-    assert finite(c.savings.share_saved_when_employed, 0, 1)
-    assert finite(c.savings.annual_indexation, -1, 1) and c.savings.annual_indexation > -1
+        assert r.outcome in outcomes and r.measure in MEASURES and finite(r.floor)
+    # Costs: shares adding up to 1, amounts finite, in known states or on known events.
+    for cost in c.costs:
+        assert cost.bands and abs(sum(b.share for b in cost.bands) - 1) <= 1e-9
+        assert all(finite(b.amount, 0) and finite(b.share, 0, 1) for b in cost.bands)
+        assert finite(cost.fraction, 0, 1) and finite(cost.annual_indexation, -1, 1) and cost.annual_indexation > -1
+        assert (set(cost.states) <= set(c.journey.state_names) if cost.event is None
+                else not cost.states and cost.event in c.journey.event_names)
+    # Outcomes: a known kind over known states or events, windows within the horizon.
+    assert outcomes and len(set(outcomes)) == len(outcomes)
+    for o in c.outcomes:
+        assert o.kind in OUTCOME_KINDS and set(o.states) <= set(c.journey.state_names)
+        assert o.event is None or o.event in c.journey.event_names
+        assert o.window is None or 1 <= o.window <= c.horizon_months
+        assert all(0 <= k < c.horizon_months for k in o.at_months) and finite(o.scale) and o.scale > 0
     # Cohorts.
     assert c.cohorts and 1 <= c.n_participants <= MAX_PARTICIPANTS
     assert all(isinstance(co.intake_month, int) and 0 <= co.intake_month < term for co in c.cohorts)
     assert all(isinstance(co.size, int) and co.size >= 1 for co in c.cohorts)
-    # Journeys: probabilities in [0, 1], priors the engine can draw from.
+    # Journeys: known states everywhere, probabilities in [0, 1], priors the engine can draw from.
     for journey in (c.journey, c.comparison.journey):
-        assert isinstance(journey.max_training_months, int) and 0 <= journey.max_training_months <= MAX_MONTH
-        for name in JOURNEY_PROBABILITIES:
-            prior = getattr(journey, name)
-            assert finite(prior.mean, 0, 1) and finite(prior.sd, 0, 1), (name, prior)
+        names = set(journey.state_names)
+        assert len(names) == len(journey.states) and abs(sum(x for _, x in journey.start) - 1) <= 1e-9
+        assert {s for s, _ in journey.start} <= names
+        for st_ in journey.states:
+            assert st_.timing in TIMINGS and {e.to for e in st_.exits} <= names - {st_.name}
+            assert (st_.time_limit is None) == (st_.after_limit is None) and st_.after_limit in names | {None}
+            assert all(e.probability in journey.parameter_names for e in st_.exits)
+            assert all(r.rate in journey.parameter_names for r in st_.events)
+        for b in journey.branches:
+            assert set(b.states) <= names and b.to in names and b.at_month >= 1
+        for name, prior in journey.parameters:
+            hi = 1 if prior.kind == "probability" else 100
+            assert finite(prior.mean, 0, hi) and finite(prior.sd, 0, hi), (name, prior)
             if not prior.is_fixed:
-                a, b = prior.alpha_beta
-                assert finite(a) and finite(b) and a > 0 and b > 0, (name, prior, a, b)
+                if prior.kind == "probability":
+                    a, b = prior.alpha_beta
+                    assert finite(a) and finite(b) and a > 0 and b > 0, (name, prior, a, b)
                 draws = prior.draw(np.random.default_rng(0), 64)
-                assert np.isfinite(draws).all() and ((draws >= 0) & (draws <= 1)).all(), (name, prior)
+                assert np.isfinite(draws).all() and (draws >= 0).all() and (draws <= hi).all(), (name, prior)
     assert c.comparison.method in COUNTERFACTUAL_METHODS
     assert finite(c.comparison.size_ratio, 0, MAX_SIZE_RATIO) and c.comparison.size_ratio > 0
     assert (c.comparison_sizes >= 1).all()
@@ -346,7 +366,7 @@ def check_contract(c: Contract) -> None:
     assert all(v <= 1 + 1e-9 for v in cover.values())
     # Analysis.
     assert finite(c.investor_discount_rate, -0.9, 1) and finite(c.public_discount_rate, -0.9, 1)
-    assert c.primary_outcome in OUTCOMES
+    assert c.primary_outcome in outcomes
     # A bounded horizon: term + tail, or the last payment (measurement or trigger date + lag).
     lag = payer.payment_lag_months
     last_trigger = (max(co.intake_month for co in c.cohorts) + payer.trigger.follow_up_months
@@ -453,7 +473,7 @@ NON_FINITE = [float("nan"), float("inf"), float("-inf")]
 unicode_text = st.text(max_size=12) | st.sampled_from(
     ["", " ", "\n", "a\nb", "\r", "\u2028", "\x85", "\t", "é", "ключ", "名前", "🙂", "\u200b", "\ufeff",
      "Alpha Fund", "Beta Foundation", "senior", "junior", "grant", "investors", "payer",
-     "job_sustained", "benefit_months", "difference", "relative_reduction", "step", "linear", "expected",
+     "job_sustained", "days_in_work", "training", "job_search", "event", "milestone", "occupancy", "difference", "relative_reduction", "step", "linear", "expected",
      "comparison_group", "x" * 2000])
 scalars = st.one_of(
     st.sampled_from(BOUNDARY_NUMBERS + NON_FINITE),
@@ -550,7 +570,9 @@ def _tweak_number(v, op: str, k: int):
 MUTATIONS = ("replace", "replace", "delete", "delete", "add_key", "number", "number", "number", "boundary",
              "boundary", "non_finite", "wrap", "empty", "duplicate", "reverse", "probability", "prior",
              "zero_participants", "extends", "rename", "string", "string")
-JOURNEY_PATHS = [(j, p) for j in (("journey",), ("comparison", "journey")) for p in JOURNEY_PROBABILITIES]
+#: Parameters of valid_minimal.toml, in the journey and overridden for the comparison group.
+PARAMETERS = ("diploma", "dropout", "job_with_diploma", "job_without_diploma", "relapse", "long_term_contract")
+JOURNEY_PATHS = [(j, p) for j in (("journey", "parameters"), ("comparison", "parameters")) for p in PARAMETERS]
 
 
 @st.composite
@@ -783,7 +805,7 @@ def check_observed_file(path: Path, base: Path, test: str) -> str:
             observed = load_observed(file)
             assert isinstance(observed, Observed)
             for (group, cohort, outcome), series in observed.counts.items():
-                assert group in ("treated", "comparison", "counterfactual") and outcome in MEASURABLE
+                assert group in ("treated", "comparison", "counterfactual") and outcome in contract.outcome_names
                 assert all(isinstance(m, int) and finite(v, 0, 1e12) for m, v in series.items())
             with np.errstate(under="ignore"):  # gradual underflow to 0 is right (e.g. a count of 5e-324)
                 result = settle(contract, observed)

@@ -140,12 +140,12 @@ def test_several_problems_are_all_reported(tmp_path):
     problems = problems_of(path)
     assert problems == [
         f"{path}: investors[0].commitment: must be > 0, got -5",
+        f"{path}: journey.parameters.dropout: must be <= 1, got 1.5",
+        f"{path}: costs[0].bands: shares must add up to 1, got 0.9",
         f"{path}: payer.payment_delay: unknown key (allowed: default_probability, measurement_months, name, "
         "payment_cap, payment_lag_months, rate_card, review, savings_share, tiers, trigger)",
         f"{path}: payer.measurement_months: must be strictly increasing, got [24, 12]",
-        f"{path}: savings.benefit: shares must add up to 1, got 0.9",
         f"{path}: cohorts[0].size: must be >= 1, got 0",
-        f"{path}: journey.dropout: must be <= 1, got 1.5",
     ]
     for line in problems:
         assert_line_form(line, path)
@@ -221,13 +221,17 @@ def test_valid_all_terms_loads_every_term():
     contract = load_scenario(VALID_ALL_TERMS)
     payer = contract.payer
     assert [(t.outcome, t.measure, t.interpolation, t.minimum) for t in payer.tiers] == [
-        ("job_sustained", "difference", "step", 0.05), ("benefit_months", "relative_increase", "linear", 0.1)]
+        ("job_sustained", "difference", "step", 0.05), ("days_in_work", "relative_increase", "linear", 0.1)]
     assert payer.tiers[0].points == ((0.05, 5_000.0), (0.10, 12_000.0))
     assert (payer.trigger.follow_up_months, payer.trigger.cohort_threshold, payer.trigger.price) == (12, 0.10, 2_000)
     assert (payer.review.month, payer.review.outcome, payer.review.floor) == (12, "job_start", 0.0)
     assert payer.default_probability == 0.05 and payer.payment_cap == 80_000
     assert (payer.savings_share.rate, payer.savings_share.switch_multiple, payer.savings_share.rate_after) == (0.3, 1.2, 0.1)
-    assert payer.price("benefit_month_saved") == pytest.approx(10 * 365.25 / 12)  # benefit_day_saved, per month
+    # Days in work: an occupancy outcome counted in months, scaled to days, priced per day.
+    assert payer.price("days_in_work") == 10 and contract.outcomes[contract.outcome_index("days_in_work")].scale == 30.4375
+    assert [c.name for c in contract.costs] == ["benefit", "top-up in work", "interview travel"]
+    assert contract.cohorts[1].start == (("training", 0.5), ("job_search", 0.5))
+    assert contract.comparison.shared == ("relapse",) and contract.comparison.journey.start == (("job_search", 1.0),)
     assert [i.repayable for i in contract.investors] == [True, False]
     assert contract.recycling is True
     # The explicit guarantee, then Alpha Fund's capital protection as a guarantee by the payer.
@@ -286,15 +290,15 @@ def test_extends_chain_merges_tables_and_replaces_arrays(tmp_path):
                                        '[[cohorts]]\nintake_month = 3\nsize = 7\n')
     base, contract = load_scenario(VALID), load_scenario(top)
     assert dict(contract.payer.rate_card) == {"diploma": 1_500.0, "job_sustained": 4_000.0}  # table: merged
-    assert (contract.term_months, contract.tail_months, contract.sustained_job_months) == (24, 2, 6)
+    assert (contract.term_months, contract.tail_months) == (24, 2)
     assert [(c.intake_month, c.size) for c in contract.cohorts] == [(3, 7)]  # array: replaced
     assert contract.investors == base.investors and contract.journey == base.journey
 
 
 def test_extends_problems_of_the_merged_scenario_name_the_variant(tmp_path):
     _write(tmp_path, "base.toml", VALID.read_text(encoding="utf-8"))
-    variant = _write(tmp_path, "variant.toml", 'extends = "base.toml"\n[journey]\ndropout = 1.5\n')
-    assert problems_of(str(variant)) == [f"{variant}: journey.dropout: must be <= 1, got 1.5"]
+    variant = _write(tmp_path, "variant.toml", 'extends = "base.toml"\n[journey.parameters]\ndropout = 1.5\n')
+    assert problems_of(str(variant)) == [f"{variant}: journey.parameters.dropout: must be <= 1, got 1.5"]
 
 
 def test_extends_missing_base_deeper_in_a_chain_names_the_file_extending_it(tmp_path):
