@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Colour Kitchen, treated group, {args.paths} paths in blocks of {BLOCK}, best of {args.repeat}")
     print(f"  first call (compile or cache load): {first:.2f} s")
     print(f"  compiled engine (sibsim.engine):   {rate['new']:>10,.0f} paths/s  ({1e6 / rate['new']:.1f} us/path)")
-    print(f"  numpy engine (benchmarks/numpy_engine.py): {rate['old']:>10,.0f} paths/s  ({1e6 / rate['old']:.1f} us/path)")
+    print(f"  numpy engine (numpy_engine.py):    {rate['old']:>10,.0f} paths/s  ({1e6 / rate['old']:.1f} us/path)")
     print(f"  ratio new / old: {rate['new'] / rate['old']:.2f}x")
 
 

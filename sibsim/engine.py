@@ -160,6 +160,10 @@ class Machine(NamedTuple):
     br_param: np.ndarray
     br_event: np.ndarray
     slot_mask: np.ndarray       # (K, S) uint8: sets whose runs/cumulative months are kept
+    in_ptr: np.ndarray          # (S+1,) slots holding each state
+    in_slot: np.ndarray
+    out_ptr: np.ndarray         # (S+1,) slots not holding each state
+    out_slot: np.ndarray
     kind: np.ndarray            # (M,) ENTRY, EVENT, MILESTONE, OCCUPANCY, STATUS
     mask: np.ndarray            # (M, S) uint8: the measure's states
     slot: np.ndarray            # (M,) set slot of a milestone, -1 otherwise
@@ -372,6 +376,8 @@ def _compile(journey: Journey, measures: tuple[Outcome, ...], T: int) -> Machine
         rec_ptr, i64(rec_event), i64(rec_param),
         sb_ptr, sb_branch, i64(br_slot), i64(br_at), i64(br_to), i64(br_param), i64(br_event),
         u8(slots, (len(slots), S)),
+        *_rows([[k for k, m in enumerate(slots) if m[s]] for s in range(S)]),
+        *_rows([[k for k, m in enumerate(slots) if not m[s]] for s in range(S)]),
         i64(kind), u8(mmask, (M, S)), i64(mslot), i64(every), i64(months), i64(consec), i64(window),
         i64(lag), at_ptr, at_months, *ent, *occ, *sta, *mil, *evm,
     )
@@ -398,11 +404,14 @@ def _event(counts, window, lag, ev_ptr, ev_idx, every, done, p, c, ev, month, in
             _record(counts, window, lag, p, c, e, month, intake)
 
 
-@_jit
+@_jit(error_model="numpy")  # divisions are guarded: no zero checks in the loop
 def _kernel(rng, params, intake_months, sizes, start_single, start_cdf, counts,
-            n_months, timing, in_order, limit, after, exit_ptr, exit_to, exit_param, exit_event, rec_ptr, rec_event, rec_param, sb_ptr, sb_branch, br_slot, br_at, br_to, br_param, br_event, slot_mask, kind, mask, slot, every, months, consecutive, window, lag, at_ptr, at_months, entry_ptr, entry_idx, occ_ptr, occ_idx, status_ptr, status_idx, mile_ptr, mile_idx, ev_ptr, ev_idx):
-    """The simulation loop (module notes); ``Machine`` fields passed one by one: numba keeps arrays
-    read from a tuple inside the loops reference-counted, which costs more than the draws."""
+            n_months, timing, in_order, limit, after, exit_ptr, exit_to, exit_param, exit_event, rec_ptr,
+            rec_event, rec_param, sb_ptr, sb_branch, br_slot, br_at, br_to, br_param, br_event, slot_mask,
+            in_ptr, in_slot, out_ptr, out_slot, kind, mask, slot, every, months, consecutive, window, lag,
+            at_ptr, at_months, entry_ptr, entry_idx, occ_ptr, occ_idx, status_ptr, status_idx, mile_ptr,
+            mile_idx, ev_ptr, ev_idx):
+    """The simulation loop (module notes), filling ``counts`` in place; ``Machine``'s fields one by one."""
     T = n_months
     S = timing.size
     M = kind.size
@@ -477,9 +486,8 @@ def _kernel(rng, params, intake_months, sizes, start_single, start_cdf, counts,
                             if every[e] == 1 or not done[e]:
                                 done[e] = True
                                 _record(counts, window, lag, p, c, e, m, intake)
-                    for k in range(K):
-                        if slot_mask[k, s] == 0:
-                            run[k] = 0
+                    for q in range(out_ptr[s], out_ptr[s + 1]):
+                        run[out_slot[q]] = 0
                     # --- the sojourn: D months spent in s (months m .. m + D - 1) ---
                     rem = T - m
                     L = limit[s]
@@ -490,7 +498,9 @@ def _kernel(rng, params, intake_months, sizes, start_single, start_cdf, counts,
                         u = rng.random()
                         ls = log_stay[s]
                         if ls < 0.0:
-                            x = math.log1p(-u) / ls  # failures before the first exit, >= 0
+                            # failures before the first exit, >= 0 (1 - u is exact for numpy's uniforms,
+                            # multiples of 2**-53, and log is cheaper than log1p)
+                            x = math.log(1.0 - u) / ls
                             if x < lim:
                                 exited = True
                                 D = int(x) + (1 if timing[s] == END else 0)
@@ -572,14 +582,14 @@ def _kernel(rng, params, intake_months, sizes, start_single, start_cdf, counts,
                             if rate > 0.0:
                                 t_arr = 0.0
                                 while True:
-                                    t_arr -= math.log1p(-rng.random()) / rate
+                                    t_arr -= math.log(1.0 - rng.random()) / rate
                                     if t_arr >= D:
                                         break
-                                    _event(counts, window, lag, ev_ptr, ev_idx, every, done, p, c, rec_event[q], m + int(t_arr), intake)
-                        for k in range(K):
-                            if slot_mask[k, s] == 1:
-                                run[k] += D
-                                cum[k] += D
+                                    _event(counts, window, lag, ev_ptr, ev_idx, every, done, p, c, rec_event[q],
+                                           m + int(t_arr), intake)
+                        for q in range(in_ptr[s], in_ptr[s + 1]):
+                            run[in_slot[q]] += D
+                            cum[in_slot[q]] += D
                     if event >= 0 and event_month < T:
                         _event(counts, window, lag, ev_ptr, ev_idx, every, done, p, c, event, event_month, intake)
                     arrive = m + D

@@ -45,6 +45,12 @@ from then on. For a participant in state ``s`` the rules apply in this order:
 6. **Time limit.** If no exit fired and ``months_in_state == time_limit`` at the end of month
    ``m``, the participant moves to ``after_limit`` from ``m + 1``.
 
+Two readings the engine and the reference share: a run in a set restarts when the participant
+arrives in a state outside the set, even one it passes through without spending a month in it
+(coming back is then an entry into the set, step 1); and of the branches due in a month, in
+declared order, each draws in turn until one fires (a branch that does not fire leaves the next
+its chance that month).
+
 A state with no exits and no time limit is absorbing. Months from the horizon on are not
 simulated: what would happen then is not observed.
 
@@ -61,6 +67,8 @@ Dating
   last month in the old state for ``"end"`` timing; the month of arrival in the new state for
   ``"start"`` timing and branches.
 * A recurrent event is dated in the month it happens in.
+* A ``"first"`` count takes the participant's first occurrence, wherever it falls; it is counted
+  only if it passes the window and the horizon below (later ones never replace it).
 * An outcome occurrence counts only if it falls within ``window`` months after intake
   (months ``intake .. intake + window - 1``) and is then dated ``lag`` months later (data maturing,
   e.g. six months for court outcomes). Occurrences dated at or beyond the horizon are not counted.
