@@ -246,13 +246,21 @@ def update(contract: Contract, evidence: list[Evidence], source: str = "<evidenc
                      "posterior_beta": math.nan if post.is_fixed else a_b(prior, events, at_risk)[1],
                      "kind": prior.kind,
                      "note": "known value: not updated" if prior.is_fixed else ""})
+    # The comparison group lists only what differs from the treated group: a parameter it does not
+    # override follows the treated posterior (as the written variant reads), one it overrides keeps
+    # its own prior unless evidence on the comparison group updates it.
     comparison = contract.comparison
+    treated = contract.journey.with_parameters(changes["treated"])
+    overrides = tuple(dict.fromkeys(comparison.overrides + tuple(changes["comparison"])))
+    own = {n: changes["comparison"].get(n, comparison.journey.prior(n)) for n in overrides}
+    follows = {n: treated.prior(n) for n in treated.parameter_names if n not in own}
+    for row in rows:
+        if row["group"] == "treated" and row["parameter"] not in own and row["note"] == "":
+            row["note"] = "the comparison group's prior too (it does not override it)"
     updated = dataclasses.replace(
-        contract,
-        journey=contract.journey.with_parameters(changes["treated"]),
-        comparison=dataclasses.replace(
-            comparison, journey=comparison.journey.with_parameters(changes["comparison"]),
-            overrides=tuple(dict.fromkeys(comparison.overrides + tuple(changes["comparison"])))),
+        contract, journey=treated,
+        comparison=dataclasses.replace(comparison, journey=comparison.journey.with_parameters({**follows, **own}),
+                                       overrides=overrides),
     )
     return updated, pd.DataFrame(rows)
 
@@ -280,7 +288,7 @@ def variant_toml(base_file: Path, target: Path, table: pd.DataFrame, title: str)
         f"extends = {_toml_string(base.name)}", "", "[meta]", f"title = {_toml_string(title)}", "",
     ]
     for group, section in GROUPS.items():
-        part = table[(table["group"] == group) & (table["note"] == "")]
+        part = table[(table["group"] == group) & ~table["note"].str.startswith("known value")]
         if part.empty:
             continue
         lines.append(f"[{section}]")

@@ -293,6 +293,7 @@ def cmd_compare(args) -> int:
     for metric in table.index:
         cells = [f"{_format_value(table.loc[metric, (label, 'estimate')], u[metric]):>16} "
                  f"{_format_value(table.loc[metric, (label, 'std_error')], u[metric]):>14}"
+                 if metric in u.index else f"{'-':>16} {'':>14}"  # an outcome this deal does not define
                  for label, u in zip(labels, units)]
         print(f"{metric:<44} " + " | ".join(cells))
     if args.out:

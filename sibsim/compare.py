@@ -51,10 +51,13 @@ def compare(contracts: list[Contract], n_paths: int = 10_000, seed: int | None =
         labels = [f"{i + 1}. {label}" for i, label in enumerate(labels)]
     results = [simulate(c, n_paths=n_paths, seed=seed, workers=workers) for c in contracts]
     parts = {label: r.summary()[["estimate", "std_error"]] for label, r in zip(labels, results)}
-    table = pd.concat(parts, axis=1)
+    # Deals define their own outcomes: every metric of any scenario has a row (empty where a deal
+    # has no such outcome), in the order they first appear.
+    order = list(dict.fromkeys(m for part in parts.values() for m in part.index))
+    table = pd.concat(parts, axis=1).reindex(order)
     units = [r.summary()["unit"] for r in results]
     # One unit per metric; money of scenarios in different currencies shows both (EUR/GBP).
-    unit = pd.Series(["/".join(dict.fromkeys(u[m] for u in units)) for m in units[0].index], index=units[0].index)
+    unit = pd.Series(["/".join(dict.fromkeys(u[m] for u in units if m in u.index)) for m in order], index=order)
     table.insert(0, ("unit", ""), unit)
     return table, results
 

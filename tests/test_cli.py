@@ -98,7 +98,7 @@ def test_validate_ok_and_problems(tmp_path, capsys):
     assert run("validate", bad) == 1
     lines = capsys.readouterr().out.strip().splitlines()
     assert f"{bad}: investors[0].commitment: must be > 0, got -5" in lines
-    assert f"{bad}: journey.relapse: must be <= 1, got 1.3" in lines
+    assert f"{bad}: journey.parameters.relapse: must be <= 1, got 1.3" in lines
 
 
 def test_run_with_bad_scenario_is_one_line_per_problem_no_traceback(tmp_path):

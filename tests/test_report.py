@@ -136,7 +136,7 @@ def test_memo_has_every_section(memo):
     assert "welfare benefits (bijstand)" in text and "basic qualification" in text  # Dutch terms glossed
     assert text.count("Figure ") >= 5 and len([t for t, _ in p.tags if t == "figcaption"]) == 5
     # Contract terms come from the Contract: prices, cap, dates, lag, cohorts.
-    for phrase in ("EUR 5,500 per additional job lasting 6 months", "EUR 1,000,000 in all",
+    for phrase in ("EUR 5,500 per additional job held 6 months", "EUR 1,000,000 in all",
                    "month 12 (Apr 2016)", "3 months after each measurement", "12 cohorts (21 each), 252",
                    "Start Foundation", "10 % a year"):
         assert phrase in text, phrase
@@ -261,7 +261,7 @@ def test_memo_with_the_tornado_of_sibsim_sensitivity(tmp_path):
                     "Payer: expected net savings"):
         assert f"<caption>{caption}" in section, caption
     # Plain labels, the technical name, the settings tried and paired errors.
-    assert "Programme: job start per month, with diploma" in section
+    assert "Programme: job search with diploma to job with diploma, per month" in section
     assert "treated.<wbr>job_<wbr>with_<wbr>diploma" in section
     assert "at 3.2 %" in section and "at 4 %" in section and "at 4.8 %" in section
     assert "at 0.8x" in section and "± " in section

@@ -362,15 +362,15 @@ def test_cost_per_net_outcome_is_positive_for_an_outcome_paid_to_fall():
     s = simulate(pb, n_paths=400, seed=1, workers=1).summary()
     assert s.loc["cost_per_net_primary_outcome", "estimate"] > 0
     assert "avoided" in s.loc["cost_per_net_primary_outcome", "note"]
-    # A better programme (fewer first reconvictions) avoids more: more net outcomes, not fewer.
+    # A better programme (fewer reconviction events) avoids more: more net outcomes, not fewer.
     journey = pb.journey
-    better = replace(pb, journey=replace(journey, job_without_diploma=replace(
-        journey.job_without_diploma, mean=journey.job_without_diploma.mean * 0.9)))
+    rate = journey.prior("reconviction")
+    better = replace(pb, journey=journey.with_parameters({"reconviction": replace(rate, mean=rate.mean * 0.9)}))
     worse_net = simulate(pb, n_paths=400, seed=1, workers=1).paths["net_primary_outcomes"].mean()
     better_net = simulate(better, n_paths=400, seed=1, workers=1).paths["net_primary_outcomes"].mean()
     assert better_net > worse_net > 0
     memo = report.render_report(simulate(pb, n_paths=100, seed=1, workers=1))
-    assert "cost per first reconviction avoided" in _section(memo, "all-estimates")
+    assert "cost per reconviction event avoided" in _section(memo, "all-estimates")
     # Outcomes paid to rise keep treated minus counterfactual.
     ck = simulate(load_scenario(CK), n_paths=200, seed=1, workers=1).summary()
     assert ck.loc["cost_per_net_primary_outcome", "estimate"] > 0 and ck.loc["cost_per_net_primary_outcome",
