@@ -157,15 +157,17 @@ def _keep_freed_memory() -> None:
 BYTES_PER_PATH = 300
 #: Monthly series kept per path (float32, :data:`sibsim.results.MONTHLY_SERIES`), twice: their quantiles copy them.
 MONTHLY_COPIES = 2
-#: A block's working set (bytes): peak traced by tracemalloc over the shipped scenarios with cohort
-#: sizes 5-3,000, comparison groups 0-3x and tails 0-48 months (19-67 MB), fitted as
-#: ``constant + per path-month + per treated person-month + per comparison person-month + per cell-path``
-#: (non-negative least squares, within -28 %/+27 % of every measurement) and scaled up by
-#: :data:`BLOCK_MARGIN` so that no measured block exceeds it (the closest is 7 % below).
-BLOCK_FIT = (12.1e6, 80.0, 0.222, 0.0141, 9.5)
+#: A block's working set (bytes): peak traced by tracemalloc over the shipped scenarios and variants
+#: (cohorts 3x and 1/3 their size, 36 more tail months, comparison groups 3x), fitted as
+#: ``constant + per path-month + per count cell-path + per expected cell-path + per expected edge-path-month``
+#: (non-negative least squares on relative errors, within -24 %/+23 % of every measurement) and scaled up
+#: by :data:`BLOCK_MARGIN` so that no measured block exceeds it. The compiled engine is path-local: its
+#: memory follows the count arrays (paths x cohorts x measures x months), not the participants.
+BLOCK_FIT = (0.45e6, 116.0, 15.9, 3.04, 0.435)
 BLOCK_MARGIN = 1.5
-#: Private memory of a worker process besides its block (interpreter heap touched after the fork).
-WORKER_BYTES = 40e6
+#: Private memory of a worker process besides its block (interpreter heap touched after the fork, and
+#: the compiled journey kernel loaded from numba's cache or compiled: about 20 MB traced on first use).
+WORKER_BYTES = 60e6
 #: What a command still allocates after the check whatever the paths: plotting, CSV writers, imports.
 COMMAND_BYTES = 100e6
 
@@ -174,12 +176,22 @@ def block_working_set(contract: Contract, n_paths: int | None = None) -> float:
     """Estimated peak memory (bytes) of simulating one block of ``n_paths`` (default: the contract's block size)."""
     n = block_size(contract) if n_paths is None else n_paths
     months = contract.horizon_months
-    comparison = 0 if contract.comparison.method == "expected" else int(contract.comparison_sizes.sum())
+    expected = contract.comparison.method == "expected"
     cells = len(contract.cohorts) * len(contract.measures) * months
-    const, per_path_month, per_treated, per_comparison, per_cell = BLOCK_FIT
-    fit = (const + per_path_month * n * months + per_treated * n * contract.n_participants * months
-           + per_comparison * n * comparison * months + per_cell * n * cells)
+    const, per_path_month, per_cell, per_expected_cell, per_edge = BLOCK_FIT
+    fit = (const + per_path_month * n * months + per_cell * n * cells
+           + (per_expected_cell * n * cells + per_edge * n * _expected_edges(contract) * months if expected else 0.0))
     return BLOCK_MARGIN * fit
+
+
+def _expected_edges(contract: Contract) -> int:
+    """Edges of the augmented chain a modelled counterfactual propagates (its memory grows with them)."""
+    from .augmented import build_chain
+    from .montecarlo import start_distributions
+
+    starts = start_distributions(contract, comparison=True)
+    return len(build_chain(contract.comparison.journey, contract.measures,
+                           np.flatnonzero(starts.sum(axis=0) > 0)).src)
 
 
 def estimate_memory(contract: Contract, n_paths: int, workers: int | None = None) -> dict:
