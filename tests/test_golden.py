@@ -46,3 +46,45 @@ def test_golden_settlement(name):
         numeric = actual.select_dtypes("number").columns
         np.testing.assert_allclose(actual[numeric].to_numpy(float), expected[numeric].to_numpy(float),
                                    rtol=1e-9, atol=1e-6, equal_nan=True, err_msg=f"{name}: {part}")
+
+
+#: Scenarios whose journey did not change when the hard-coded chain became a state machine: their
+#: summaries before (tests/golden/before_journey/, old engine) and now must agree within Monte Carlo error.
+SAME_JOURNEY = ("utrecht_colour_kitchen", "utrecht_colour_kitchen_guarantee", "rotterdam_buzinezzclub")
+Z_COMBINED = 4.0
+
+
+def agreement(before: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
+    """Each headline estimate now against before: the difference in combined standard errors.
+
+    Both runs have Monte Carlo error; an exact figure (SE 0, e.g. the capital called) must agree to
+    rounding (1e-9 relative)."""
+    both = before[["estimate", "std_error"]].join(now[["estimate", "std_error"]], how="inner",
+                                                  lsuffix="_before", rsuffix="_now")
+    diff = (both["estimate_now"] - both["estimate_before"]).abs()
+    se = np.hypot(both["std_error_before"], both["std_error_now"])
+    rounding = 1e-9 * np.maximum(1.0, both[["estimate_before", "estimate_now"]].abs().max(axis=1))
+    both["ok"] = (diff <= Z_COMBINED * se + rounding) | (both["estimate_now"].isna() & both["estimate_before"].isna())
+    return both
+
+
+@pytest.mark.parametrize("name", SAME_JOURNEY)
+def test_the_journey_as_data_reproduces_the_hard_coded_chain(name):
+    before = pd.read_csv(HERE / "golden" / "before_journey" / f"{name}_summary.csv", index_col="metric")
+    now = pd.read_csv(HERE / "golden" / f"{name}_summary.csv", index_col="metric")
+    both = agreement(before, now)
+    assert set(before.index) <= set(now.index), set(before.index) - set(now.index)
+    assert both["ok"].all(), both[~both["ok"]].to_string()
+
+
+def test_the_agreement_check_has_power():
+    """A model that is off by a little (every expected payment and outcome share 3 % higher) fails it."""
+    before = pd.read_csv(HERE / "golden" / "before_journey" / "utrecht_colour_kitchen_summary.csv",
+                         index_col="metric")
+    biased = before.copy()
+    for metric in ("expected_outcome_payments", "treated_job_sustained", "expected_gross_savings"):
+        biased.loc[metric, "estimate"] *= 1.03
+    both = agreement(before, biased)
+    assert not both.loc[["expected_outcome_payments", "treated_job_sustained", "expected_gross_savings"], "ok"].any()
+    assert both.drop(index=["expected_outcome_payments", "treated_job_sustained",
+                            "expected_gross_savings"])["ok"].all()

@@ -17,6 +17,10 @@ GOLDEN = {
     "utrecht_colour_kitchen_guarantee": (2000, 2015),
     "rotterdam_buzinezzclub": (2000, 2013),
     "peterborough": (2000, 2010),
+    "werk_na_detentie": (2000, 2016),
+    "dwp_innovation_fund": (2000, 2012),
+    "custody_days": (2000, 2020),
+    "special_education_census": (2000, 2021),
 }
 #: observed-outcomes file -> scenario it settles.
 SETTLEMENTS = {
