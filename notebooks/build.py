@@ -517,9 +517,10 @@ NB02 = [
         Peterborough (UK, 2010) is the first SIB, and its results are public: the first cohort
         reduced reconvictions by 8.4 %, short of the 10 % needed for an early payment; the pilot as a
         whole reached 9 %, above the 7.5 % bar, and the investors received **their capital back plus
-        just over 3 % a year**. The scenario represents a first reconviction as the journey's first
-        event (see the header of `scenarios/peterborough.toml`); `settle` applies the contract to the
-        published results.
+        just over 3 % a year**. The scenario's journey has a recurrent reconviction event while in the
+        community, and the contract pays per reconviction event avoided within 12 months of release (plus
+        6 months for court data), as published (see `scenarios/peterborough.toml`); `settle` applies the
+        contract to the published results.
     '''),
     code('''
         peterborough = load_scenario(SCENARIOS / PETERBOROUGH)
@@ -695,7 +696,8 @@ NB03 = [
 
         ## 3. Break-even: how successful must the programme be?
 
-        Success is scaled by a factor on the programme's chances of a diploma and of finding a job:
+        Success is scaled by a factor on the programme's success parameters (`analysis.success_parameters`:
+        here the chances of a diploma and of finding a job):
         factor 1 is the scenario as assumed, 0.9 a programme 10 % less effective. `break_even` finds the
         factor at which
 
