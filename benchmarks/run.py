@@ -1,13 +1,22 @@
-"""Benchmarks (`make bench`): speed of the Colour Kitchen scenario end to end, from one run.
+"""Benchmarks (`make bench`): speed of the journey engine, from one run.
 
 Every case runs in a fresh subprocess so its peak memory (max RSS of the process and of its
-largest worker process) is its own. The engine runs 1e5 and 1e6 paths on all cores; the pure-Python
-reference simulator and a straightforward count-based numpy engine (benchmarks/count_engine.py)
-are timed on small runs in the same invocation and extrapolated linearly in paths (both are
-per-path costs). Figures are reported, never checked against pass/fail thresholds.
+largest worker process) is its own. Cases:
 
-    python benchmarks/run.py [--paths 100000 1000000] [--reference-paths 200] [--count-paths 2000]
-                             [--repeat 1] [--write benchmarks/RESULTS.md]
+* Colour Kitchen end to end (simulate + settle + IRR + metrics) on 1 process, and on all cores for
+  1e5 and 1e6 paths;
+* simulation alone (journeys of both groups, no settlement), Colour Kitchen, 1 process: the compiled
+  engine (:mod:`sibsim.engine`) against the numpy engine it replaced (``benchmarks/numpy_engine.py``,
+  the hard-coded chain), same paths, same run;
+* the two largest non-Colour-Kitchen scenarios end to end on 1 process, each against the pure-Python
+  reference simulator (:mod:`sibsim.reference`) run on a few paths and extrapolated linearly (a
+  per-path cost), as for Colour Kitchen.
+
+Figures are reported as ratios within the run (the machine is shared and noisy), never checked
+against pass/fail thresholds.
+
+    python benchmarks/run.py [--paths 100000 1000000] [--reference-paths 100] [--repeat 1]
+                             [--write benchmarks/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SCENARIO = ROOT / "scenarios" / "utrecht_colour_kitchen.toml"
+#: The largest shipped scenarios besides Colour Kitchen (participants x months x measures).
+OTHERS = (ROOT / "scenarios" / "werk_na_detentie.toml", ROOT / "scenarios" / "dwp_innovation_fund.toml")
 NOTES_MARKER = "<!-- notes: kept when the table above is rewritten -->"
 
 CASE = r"""
@@ -70,42 +81,48 @@ extra = {}
 t0 = time.perf_counter()
 if kind == "engine":
     simulate(contract, n_paths=n, seed=1, workers=workers)
-elif kind == "reference":
-    from sibsim.reference import simulate_outcomes_reference
-    outcomes = simulate_outcomes_reference(contract, n, seed=1)
-    path_metrics(contract, settle(contract, outcomes), outcomes)
-elif kind == "count":
-    sys.path.insert(0, sys.argv[5])
-    from count_engine import simulate_outcomes_counts
-    outcomes = simulate_outcomes_counts(contract, n, np.random.default_rng(1))
-    path_metrics(contract, settle(contract, outcomes), outcomes)
-elif kind == "floor":
-    # The engine's random numbers alone: as many uniforms per path as it draws, each through the
-    # logarithm of its geometric inversion (a lower bound on any engine sampling the same journeys).
+elif kind == "kernel":  # simulation alone: parameters and journeys of both groups
     from sibsim.montecarlo import block_size, simulate_outcomes
-
-    class Counting:
-        def __init__(self, rng):
-            self.rng, self.draws = rng, 0
-
-        def random(self, size=None, **kw):
-            self.draws += int(np.prod(size)) if size is not None else 1
-            return self.rng.random(size, **kw)
-
-        def __getattr__(self, name):
-            return getattr(self.rng, name)
-
-    probe = Counting(np.random.default_rng(1))
-    simulate_outcomes(contract, block_size(contract), probe)
-    extra["uniforms_per_path"] = probe.draws / block_size(contract)
-    rng, chunk = np.random.default_rng(1), np.empty(1_000_000)
-    total = int(extra["uniforms_per_path"] * n)
+    simulate_outcomes(contract, 8, np.random.default_rng(0))  # compile (or load the cache) first
+    size = block_size(contract)
     t0 = time.perf_counter()
-    for a in range(0, total, chunk.size):
-        u = chunk[: min(chunk.size, total - a)]
-        rng.random(out=u)
-        np.negative(u, out=u)
-        np.log1p(u, out=u)
+    for a in range(0, n, size):
+        simulate_outcomes(contract, min(size, n - a), np.random.default_rng(a))
+elif kind == "numpy_engine":  # the hard-coded chain's numpy engine, the same journeys (Colour Kitchen only)
+    sys.path.insert(0, sys.argv[5])
+    from numpy_engine import JOURNEY_PROBABILITIES, simulate_group
+    from sibsim.engine import draw_parameters
+    from sibsim.montecarlo import block_size
+    intake = np.array([c.intake_month for c in contract.cohorts])
+    sizes = np.array([c.size for c in contract.cohorts], dtype=np.int64)
+    size, T = block_size(contract), contract.horizon_months
+    for a in range(0, n, size):
+        rng = np.random.default_rng(a)
+        m = min(size, n - a)
+        groups = []
+        for journey, L, group_sizes in ((contract.journey, 12, sizes), (contract.comparison.journey, 0,
+                                                                         contract.comparison_sizes)):
+            drawn = draw_parameters(journey, rng, m)
+            q = {k: drawn[:, journey.parameter_names.index(k)] for k in JOURNEY_PROBABILITIES}
+            simulate_group(q, L, intake, group_sizes, T, 6, rng)
+elif kind == "reference":
+    from sibsim.cashflows import settle as settle_cash
+    from sibsim.engine import draw_parameters
+    from sibsim.montecarlo import GroupOutcomes, Outcomes, split_counts, start_distributions
+    from sibsim.reference import simulate_group_reference
+    rng = np.random.default_rng(1)
+    intake = np.array([c.intake_month for c in contract.cohorts])
+    sizes = np.array([c.size for c in contract.cohorts], dtype=np.int64)
+    T = contract.horizon_months
+    groups = []
+    for journey, group_sizes, comparison in ((contract.journey, sizes, False),
+                                             (contract.comparison.journey, contract.comparison_sizes, True)):
+        params = draw_parameters(journey, rng, n)
+        counts = simulate_group_reference(journey, contract.measures, params, intake, group_sizes,
+                                          start_distributions(contract, comparison), T, rng)
+        groups.append(GroupOutcomes(*split_counts(contract, counts), group_sizes, {}))
+    outcomes = Outcomes(*groups)
+    path_metrics(contract, settle_cash(contract, outcomes), outcomes)
 elif kind == "irr":
     from sibsim.irr import irr
     from sibsim.montecarlo import simulate_outcomes
@@ -131,12 +148,12 @@ print(json.dumps({"seconds": seconds,
 """
 
 
-def measure(kind: str, n: int, workers: int = 1, repeat: int = 1) -> dict:
+def measure(kind: str, n: int, workers: int = 1, repeat: int = 1, scenario: Path = SCENARIO) -> dict:
     """Best of ``repeat`` fresh subprocesses (peak memory from the same runs)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     runs = []
     for _ in range(repeat):
-        proc = subprocess.run([sys.executable, "-c", CASE, kind, str(n), str(workers), str(SCENARIO), str(HERE)],
+        proc = subprocess.run([sys.executable, "-c", CASE, kind, str(n), str(workers), str(scenario), str(HERE)],
                               capture_output=True, text=True, env=env, check=True)
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     result = min(runs, key=lambda r: r["seconds"])
@@ -165,8 +182,7 @@ def machine() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paths", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--reference-paths", type=int, default=200)
-    parser.add_argument("--count-paths", type=int, default=2_000)
+    parser.add_argument("--reference-paths", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=1, help="best of N for each engine case")
     parser.add_argument("--write", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args(argv)
@@ -175,11 +191,14 @@ def main(argv=None) -> int:
     about = machine()
     print(about, flush=True)
     reference = measure("reference", args.reference_paths)
-    count = measure("count", args.count_paths)
     single = measure("engine", 20_000, 1, args.repeat)
+    kernel = measure("kernel", 20_000, 1, args.repeat)
+    old = measure("numpy_engine", 20_000, 1, args.repeat)
     runs = [measure("engine", n, cores, args.repeat) for n in args.paths]
+    others = [(path, measure("engine", 20_000, 1, args.repeat, path), measure("reference", args.reference_paths,
+                                                                               scenario=path))
+              for path in OTHERS]
     irr_case = measure("irr", 200_000)
-    floor = measure("floor", 20_000)
 
     def row(label, r, note=""):
         return (f"| {label} | {r['paths']:,} | {r['workers']} | {r['seconds']:.2f} | {r['cpu_seconds']:.1f} | "
@@ -190,45 +209,50 @@ def main(argv=None) -> int:
         f"Machine: {about}.",
         "",
         f"Scenario: {SCENARIO.name} (252 treated + 252 comparison participants, 60 months: term plus tail), "
-        "end to end (simulate + settle + IRR + metrics, Results assembled). Seconds are wall time of one "
+        "end to end (simulate + settle + IRR + metrics, Results assembled) unless the case says otherwise. "
+        "Seconds are wall time of one "
         "run in a fresh process (best of the repeats); peak RSS: the main process and the largest worker "
         "(getrusage), and the memory of the main process and its workers together (sum of their proportional set "
         "sizes, so pages shared between the forked processes count once; sampled every 20 ms from /proc). "
-        "CPU seconds (user + system, main process and workers, including start-up) show the work done "
-        "whatever else runs on the machine: on an idle machine the wall time of a run on all cores is "
-        "about CPU seconds / cores.",
+        "CPU seconds (user + system, main process and workers, including start-up and loading the compiled "
+        "kernel from numba's cache) show the work done whatever else runs on the machine: on an idle machine "
+        "the wall time of a run on all cores is about CPU seconds / cores.",
         "",
         "| case | paths | processes | seconds | CPU seconds (all processes) | paths/s | peak RSS main (MiB) "
         "| peak RSS largest worker (MiB) "
         "| peak memory all processes (PSS, MiB, sampled) | note |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         row("reference simulator (pure Python)", reference, "extrapolated below"),
-        row("count-based numpy engine (binomial per cohort, state and month)", count, "extrapolated below"),
         row("engine, 1 process", single),
+        row("simulation alone: compiled engine", kernel, "both groups' journeys, no settlement"),
+        row("simulation alone: numpy engine of the hard-coded chain", old, "benchmarks/numpy_engine.py"),
     ]
     lines += [row(f"engine, {cores} processes", r) for r in runs]
-    lines += ["", "| engine run | x faster than reference (extrapolated) | x faster than count-based engine "
-              "(extrapolated) | reference would need (s) | count-based would need (s) |", "|---|---:|---:|---:|---:|"]
+    for path, engine_run, ref_run in others:
+        lines += [row(f"{path.stem}: engine, 1 process", engine_run),
+                  row(f"{path.stem}: reference simulator", ref_run, "extrapolated below")]
+    lines += ["", f"Simulation alone, Colour Kitchen, 1 process: the compiled engine is "
+                  f"{kernel['paths_per_s'] / old['paths_per_s']:.2f}x as fast as the numpy engine it replaced "
+                  f"({kernel['paths_per_s']:,.0f} against {old['paths_per_s']:,.0f} paths/s, same run)."]
+    lines += ["", "| engine run | x faster than the reference simulator (extrapolated) | reference would need (s) |",
+              "|---|---:|---:|"]
     for r in [single] + runs:
         ref_s = r["paths"] / reference["paths_per_s"]
-        cnt_s = r["paths"] / count["paths_per_s"]
-        lines.append(f"| {r['paths']:,} paths, {r['workers']} process(es) | {ref_s / r['seconds']:,.0f} | "
-                     f"{cnt_s / r['seconds']:,.1f} | {ref_s:,.0f} | {cnt_s:,.0f} |")
+        lines.append(f"| {SCENARIO.stem}, {r['paths']:,} paths, {r['workers']} process(es) | "
+                     f"{ref_s / r['seconds']:,.0f} | {ref_s:,.0f} |")
+    for path, engine_run, ref_run in others:
+        ref_s = engine_run["paths"] / ref_run["paths_per_s"]
+        lines.append(f"| {path.stem}, {engine_run['paths']:,} paths, 1 process | {ref_s / engine_run['seconds']:,.0f} "
+                     f"| {ref_s:,.0f} |")
     lines += ["", f"IRR solver alone (investor flows, {irr_case['paths']:,} paths, 1 process, 1 BLAS thread, "
                   "best of 3): "
                   f"{irr_case['paths_per_s']:,.0f} paths/s."]
-    share = (single["paths"] / floor["paths_per_s"]) / single["seconds"]
-    lines += ["", f"Random numbers alone ({floor['uniforms_per_path']:,.0f} uniforms per path, as the engine "
-                  "draws them, each with the logarithm of its geometric inversion; 1 process): "
-                  f"{floor['paths_per_s']:,.0f} paths/s, {share:.0%} of the single-process engine's time; "
-                  f"1,000,000 paths need at least {1e6 / floor['paths_per_s'] / cores:.1f} s for them on "
-                  f"{cores} cores."]
     table = "\n".join(lines)
     print(table)
     if args.write:
         # Hand-written notes below the marker (e.g. figures before a change) survive a rewrite.
-        old = args.write.read_text(encoding="utf-8") if args.write.exists() else ""
-        notes = old[old.index(NOTES_MARKER):] if NOTES_MARKER in old else NOTES_MARKER + "\n"
+        old_text = args.write.read_text(encoding="utf-8") if args.write.exists() else ""
+        notes = old_text[old_text.index(NOTES_MARKER):] if NOTES_MARKER in old_text else NOTES_MARKER + "\n"
         args.write.write_text("# Benchmark results\n\nWritten by `python benchmarks/run.py --write "
                               "benchmarks/RESULTS.md` (`make bench` prints the same table).\n\n" + table + "\n\n"
                               + notes, encoding="utf-8")
