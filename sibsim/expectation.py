@@ -97,8 +97,9 @@ def expected_curves(chain: Chain, params: np.ndarray, start: np.ndarray, n_month
     rate_states = sorted({s for _, s, _ in chain.rates})
     occupancy = (chain.occupied[:, None] == np.array(rate_states, dtype=np.int64)[None, :]).astype(float)
     block = max(1, min(BLOCK_PATHS, BLOCK_CELLS // max(len(chain.src), 1)))
-    counted = np.concatenate([chain.now, chain.later], axis=1).T.copy()  # (2 measures, edges)
-    seen = occupancy.T.copy()
+    # Sparse: an edge counts for few measures, and few states carry recurrent events.
+    counted = sparse.csr_matrix(np.concatenate([chain.now, chain.later], axis=1).T)  # (2 measures, edges)
+    seen = sparse.csr_matrix(occupancy.T)
     # Edges-major layout (edges, paths): the gathers and the scatter-add move whole rows.
     # Probabilities of long-lived states decay geometrically: flushing them to 0 is harmless.
     with np.errstate(under="ignore"):
