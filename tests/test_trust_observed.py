@@ -515,11 +515,12 @@ def test_at_risk_at_most_participants_times_months(colour_kitchen, tmp_path):
     bad = evidence_file(tmp_path, relapse(9, 15_121), "bad.toml")
     assert check_evidence(colour_kitchen, load_evidence(bad), str(bad)) == [
         f"{bad}: evidence[0].at_risk: must be <= 15120 (252 treated participants x 60 months), got 15121"]
-    # long_term_contract is per sustained job: at most 60 // 6 = 10 jobs of 6 months each.
+    # long_term_contract is drawn by a branch at 6 months in a job: at most 60 // 6 = 10 spells of 6 months each
+    # (the journey's words: the loader no longer knows the spells are jobs).
     ltc = evidence_file(tmp_path, '[[evidence]]\nparameter = "long_term_contract"\ngroup = "comparison"\n'
                                   'events = 1\nat_risk = 2521\n', "ltc.toml")
     assert check_evidence(colour_kitchen, load_evidence(ltc), str(ltc)) == [
-        f"{ltc}: evidence[0].at_risk: must be <= 2520 (252 comparison participants x 10 jobs of 6 months in 60 "
+        f"{ltc}: evidence[0].at_risk: must be <= 2520 (252 comparison participants x 10 spells of 6 months in 60 "
         "months), got 2521"]
 
 
@@ -578,7 +579,7 @@ def test_a_variant_that_would_not_load_is_never_written(tmp_path, capsys, monkey
     code, _, err = update_cli(capsys, base, CK_EVIDENCE, "--out", out, "--paths", 20)
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith(f"error: {CK_EVIDENCE}: evidence: the posterior does not make a valid scenario, "
-                             f"nothing written ({out}: journey.relapse")
+                             f"nothing written ({out}: journey.parameters.relapse")  # [journey.parameters] now
     assert not out.exists() and list(tmp_path.iterdir()) == [base]
     # Nor does it replace an updated scenario written before, even with --force.
     assert update_cli(capsys, base, CK_EVIDENCE, "--out", out, "--paths", 20, "--force")[0] == 2
@@ -789,7 +790,9 @@ def test_update_in_python_checks_evidence_built_in_code(colour_kitchen):
         "<evidence>: evidence[0].at_risk: must be <= 15120 (252 treated participants x 60 months), got an integer of "
         "more than 308 digits",
         "<evidence>: evidence[1].events: must be <= at_risk (2), got 5",
-        "<evidence>: evidence[2]: must name a journey probability and treated or comparison, got 'jobs' of 'treated'",
+        # Parameters are named by the journey: the list is the scenario's (tests/test_analysis.py words it too).
+        "<evidence>: evidence[2].parameter: must be one of the journey's parameters (diploma, dropout, job_with_diploma, "
+        "job_without_diploma, relapse, relapse_long_term, long_term_contract), got 'jobs'",
     ]
 
 
