@@ -188,6 +188,23 @@ def test_person_months_after_a_lag_and_within_a_window(tmp_path):
         "the 2-month lag (at most the 4-month window) (10 x 4 = 40), got 41"]
 
 
+def test_census_counts_at_most_size_times_census_months_passed(tmp_path):
+    """In work at 6, 12 and 18 months after intake: by month 24 cohort 0 (intake 0) had 3 censuses
+    (10 x 3 = 30), cohort 1 (intake 6) 2 (its census at month 24 counts from month 25 on)."""
+    contract = contract_with(outcomes={"in_work": {"kind": "status", "states": ["job", "long_term_job"],
+                                                    "at_months": [6, 12, 18]}})
+    ok = write(tmp_path, measurement(24, 0, treated={"in_work": 30}, comparison=COMPARISON)
+               + measurement(24, 1, treated={"in_work": 20}, comparison=COMPARISON), "ok.toml")
+    assert problems(contract, ok) == []
+    bad = write(tmp_path, measurement(24, 0, treated={"in_work": 31}, comparison=COMPARISON)
+                + measurement(24, 1, treated={"in_work": 21}, comparison=COMPARISON), "bad.toml")
+    assert problems(contract, bad) == [
+        f"{bad}: measurement[0].treated.in_work: must be <= cohort 0's size x census months passed (10 x 3 = 30), "
+        "got 31",
+        f"{bad}: measurement[1].treated.in_work: must be <= cohort 1's size x census months passed (10 x 2 = 20), "
+        "got 21"]
+
+
 def test_event_counts_of_every_occurrence_have_no_upper_bound_but_the_largest_count(tmp_path):
     """Reconviction events (every event, Peterborough): 1,234,567 among 1,000 men is not refused for the
     cohort's size; only counts above MAX_COUNT are (prices x counts must stay finite)."""
@@ -249,6 +266,19 @@ def test_a_required_count_given_earlier_is_carried_forward(contract, tmp_path):
     assert problems(contract, bad) == [
         f"{bad}: measurement[1].treated.job_sustained: must be <= the job_start count of the same group, cohort and "
         "month (3, as counted at month 12), got 4"]
+
+
+def test_requirements_are_derived_from_the_journey_nearest_first():
+    """long_term_job is entered only by the branch at 6 months in ``job``; the month the branch fires
+    belongs to long_term_job, so a run in ``job`` alone reaches 5 months, not 6 (journey.py, step 3)."""
+    contract = contract_with(outcomes={"job_5": {"kind": "milestone", "states": ["job"], "months": 5},
+                                       "job_6": {"kind": "milestone", "states": ["job"], "months": 6}})
+    assert observed_module.requirements(contract) == {
+        "job_sustained": ["job_start"],
+        "long_term_contract": ["job_sustained", "job_5"],  # job_start through job_sustained; not job_6
+        "job_5": ["job_start"],
+        "job_6": ["job_sustained", "job_5"],  # 6 months in job are 6 in job or long_term_job; job_start through both
+    }
 
 
 def test_a_diploma_is_not_required_for_a_job(contract, tmp_path):
