@@ -96,7 +96,12 @@ def requirements(contract: Contract) -> dict[str, list[str]]:
       fewer consecutive months in a set holding ``S``;
     * an entry into states reached only by branches at ``d`` months in sets within ``S`` (not a start
       state, no exit or time limit into them from outside) implies the consecutive milestone of at
-      most ``d`` months in ``S``.
+      most ``d`` months in ``S`` (``d - 1`` when the branch's target is outside ``S``: the month the
+      branch fires then belongs to the target, not to ``S``).
+
+    Only the nearest requirements are listed: ``long_term_contract`` requires ``job_sustained``,
+    which requires ``job_start``, so a long-term contract above the job starts is reported on the
+    first of those counts that it breaks, not twice.
     """
     journey = contract.journey
     once = [o for o in contract.outcomes if _once(o) and o.kind in ("entry", "milestone")]
@@ -119,9 +124,16 @@ def requirements(contract: Contract) -> dict[str, list[str]]:
                            for t in [e.to for e in st.exits] + ([st.after_limit] if st.after_limit else [])]
                 branches = [br for br in journey.branches if br.to in A]
                 implied = (A.isdisjoint(starts) and not any(t in A for _, t in outside) and branches
-                           and all(set(br.states) <= B and br.at_month >= b.months for br in branches))
+                           and all(set(br.states) <= B and br.at_month - (br.to not in B) >= b.months
+                                   for br in branches))
             if implied and b.name not in out.get(a.name, []):
                 out.setdefault(a.name, []).append(b.name)
+    # Keep the nearest: drop a -> b when a -> c -> b (one at a time, so that outcomes requiring each
+    # other, e.g. entries into the same states, keep one of their links).
+    for a, needed in out.items():
+        for b in list(needed):
+            if any(c != b and b in out.get(c, ()) for c in needed):
+                needed.remove(b)
     return out
 
 CSV_COLUMNS = ("month", "cohort", "group", "outcome", "count")
@@ -171,17 +183,19 @@ def _num(value: float) -> str:
     return _show(value)
 
 
-def _count_problem(group: str, outcome: str, count) -> str | None:
-    """Why ``count`` is not an acceptable count, or None."""
+def _count_problem(group: str, outcome: str, count, unit: str | None = None) -> str | None:
+    """Why ``count`` is not an acceptable count, or None; ``unit`` (participants, events, months...)
+    names what is counted when the scenario is known."""
     if isinstance(count, bool) or not isinstance(count, (int, float)) or count < 0 \
             or isinstance(count, float) and not math.isfinite(count):  # (an int of 400 digits: no float)
         return f"count must be a finite number >= 0, got {count!r}"
     if count > MAX_COUNT:
         return f"count must be <= {MAX_COUNT:g}, got {_show(count)}"
-    # People are counted whole, and so are the months off benefits of monthly benefit records; only
-    # a counterfactual (comparison counts already scaled to the treated size) is an estimate.
+    # Participants, events and the months (or days) of monthly records are counted whole; only a
+    # counterfactual (comparison counts already scaled to the treated size) is an estimate. The file
+    # alone does not say what a name counts: the unit is named once the scenario is known.
     if group != "counterfactual" and isinstance(count, float) and not count.is_integer():
-        return f"count must be a whole number, got {_show(count)}"
+        return f"count must be a whole number{f' of {unit}' if unit else ''}, got {_show(count)}"
     return None
 
 
@@ -394,7 +408,7 @@ def check_observed(contract: Contract, observed: Observed) -> list[str]:
         read = months_read(contract, cohort)
         bad_counts = [m for m in series if _count_problem(group, outcome, series[m]) is not None]
         for month in sorted(bad_counts):  # counts built in code skip load_observed's checks
-            problems.append(f"{src}: {at(key, month)}{_count_problem(group, outcome, series[month])}")
+            problems.append(f"{src}: {at(key, month)}{_count_problem(group, outcome, series[month], definition.unit)}")
         if bad_counts:
             continue
         for month in sorted(series):
@@ -409,16 +423,23 @@ def check_observed(contract: Contract, observed: Observed) -> list[str]:
                 problems.append(f"{src}: {at(key, month)}count must be 0 up to cohort {cohort}'s intake "
                                 f"(month {intake}), got {_num(count)} at month {month}")
             elif definition.kind == "occupancy":
-                elapsed = max(month - intake, 0)
+                # A month in the states is dated ``lag`` months later and counts only within the window:
+                # counted before ``month`` are the months intake .. month - lag - 1, at most ``window``.
+                elapsed = max(month - intake - definition.lag, 0)
                 if definition.window is not None:
                     elapsed = min(elapsed, definition.window)
                 bound = size * elapsed * definition.scale
                 if count > bound + 1e-9 * bound:
                     unit = "" if definition.scale == 1 else f" x {_show(definition.scale)} {definition.unit} a month"
-                    problems.append(f"{src}: {at(key, month)}must be <= {whose} x months since its intake{unit} "
+                    since = "months since its intake" + (f" less the {definition.lag}-month lag" if definition.lag
+                                                         else "")
+                    if definition.window is not None:
+                        since += f" (at most the {definition.window}-month window)"
+                    problems.append(f"{src}: {at(key, month)}must be <= {whose} x {since}{unit} "
                                     f"({size} x {elapsed}{unit} = {_num(bound)}{note}), got {_num(count)}")
             elif definition.kind == "status":
-                censuses = sum(1 for k in definition.at_months if intake + k + definition.lag < month)
+                window = definition.window if definition.window is not None else math.inf
+                censuses = sum(1 for k in definition.at_months if k < window and intake + k + definition.lag < month)
                 if count > size * censuses:
                     problems.append(f"{src}: {at(key, month)}must be <= {whose} x census months passed "
                                     f"({size} x {censuses} = {size * censuses}{note}), got {_num(count)}")
@@ -445,9 +466,11 @@ def check_observed(contract: Contract, observed: Observed) -> list[str]:
             elapsed = m1 - m0
             if definition.kind == "occupancy" and intake < m0 and m1 <= T \
                     and series[m1] - series[m0] > size * elapsed * definition.scale * (1 + 1e-9):
-                # Each member is off benefits at most once a month between two counts as well.
+                # Each member occupies the states at most once a month between two counts as well.
+                per = "" if definition.scale == 1 else f" x {_show(definition.scale)}"
                 problems.append(f"{src}: {at(key, m1)}must rise by at most {whose} x months since the count at "
-                                f"month {m0} ({size} x {elapsed} = {_num(size * elapsed * definition.scale)}{note}), got "
+                                f"month {m0} ({size} x {elapsed}{per} = {_num(size * elapsed * definition.scale)}"
+                                f"{note}), got "
                                 f"{_num(series[m1] - series[m0])} more ({_num(series[m0])} at month {m0}, "
                                 f"{_num(series[m1])} at month {m1})")
     groups_given = {g for g, _, _ in observed.counts}

@@ -12,7 +12,7 @@ from .conftest import SCENARIOS
 
 PB = SCENARIOS / "peterborough.toml"
 PB_PUBLISHED = SCENARIOS / "observed" / "peterborough_published.toml"
-PRICE = 62_500.0
+PRICE = 25_000.0  # GBP per reconviction event avoided (the scenario's price since it counts events)
 
 
 @pytest.fixture(scope="module")
@@ -21,12 +21,12 @@ def peterborough():
 
 
 def counts(cohort1, cohort2, comparison=500):
-    """First reconvictions in the treated cohorts against comparison groups of 1,000 (50 % reconvicted)."""
+    """Reconviction events in the treated cohorts against comparison groups of 1,000 men (500 events each)."""
     return Observed({
-        ("treated", 0, "job_start"): {36: cohort1},
-        ("comparison", 0, "job_start"): {36: comparison},
-        ("treated", 1, "job_start"): {58: cohort2},
-        ("comparison", 1, "job_start"): {58: comparison},
+        ("treated", 0, "reconviction_events"): {36: cohort1},
+        ("comparison", 0, "reconviction_events"): {36: comparison},
+        ("treated", 1, "reconviction_events"): {58: cohort2},
+        ("comparison", 1, "reconviction_events"): {58: comparison},
     })
 
 
@@ -37,12 +37,15 @@ def test_published_results_no_early_payment_final_payment_triggered(peterborough
     early_month = 36 + peterborough.payer.payment_lag_months  # cohort 1 measured at 36, paid 12 later
     final_month = 58 + peterborough.payer.payment_lag_months
     assert due[early_month] == 0.0
-    # 90 first reconvictions avoided in all: (500 - 458) + (500 - 452).
-    assert due[final_month] == pytest.approx(90 * PRICE, abs=0.005)
-    assert due.sum() == pytest.approx(90 * PRICE, abs=0.005)
+    # 225 reconviction events avoided in all: (1250 - 1145) + (1250 - 1130), at GBP 25,000 each.
+    # (Counted as first reconvictions before, 90 at GBP 62,500: the same GBP 5,625,000.)
+    assert final_month == 70
+    assert due[final_month] == pytest.approx(225 * PRICE, abs=0.005)
+    assert due.sum() == pytest.approx(225 * PRICE, abs=0.005)
     inv = result.investors.loc["all investors"]
     assert inv["capital_called"] == pytest.approx(5_000_000)
     assert inv["received"] == pytest.approx(5_625_000)
+    assert inv["multiple"] == pytest.approx(1.125)
     # "capital back plus just over 3 % a year"
     assert inv["irr_status"] == "defined" and 0.03 < inv["irr"] < 0.035
 
@@ -50,6 +53,8 @@ def test_published_results_no_early_payment_final_payment_triggered(peterborough
 def test_cohort_above_its_bar_is_paid_early_and_deducted_from_the_final(peterborough):
     result = settle(peterborough, counts(cohort1=445, cohort2=460))  # cohort 1: -11 %, pooled -9.5 %
     due = result.cashflows.outcome_payments_due[0]
+    # The same events avoided as the first reconvictions of before (55 early, 95 in all), now at the
+    # scenario's price per reconviction event (GBP 25,000, was 62,500 per first reconviction).
     assert due[48] == pytest.approx(55 * PRICE)
     assert due[70] == pytest.approx((95 - 55) * PRICE)
     assert due.sum() == pytest.approx(95 * PRICE)
@@ -99,7 +104,7 @@ def test_settle_cli_prints_and_writes(tmp_path, capsys):
 
 def test_settle_cli_bad_observed_file_is_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
-    bad.write_text("[[measurement]]\nmonth = 36\ncohort = 0\ntreated = { job_start = -3 }\n")
+    bad.write_text("[[measurement]]\nmonth = 36\ncohort = 0\ntreated = { reconviction_events = -3 }\n")
     assert cli.main(["settle", str(PB), str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {bad}: measurement[0].treated.job_start: count must be a finite number >= 0, got -3"]
+    assert err == [f"error: {bad}: measurement[0].treated.reconviction_events: count must be a finite number >= 0, got -3"]
