@@ -23,8 +23,8 @@ rules require, and the cost is one uniform per event plus one.
 
 Draw order
 ----------
-Every uniform is ``rng.random()`` on the generator passed in (the block's generator), consumed in
-this fixed order, which reproducibility rests on:
+The uniforms are the generator's stream of doubles (the block's generator, as ``rng.random()``
+would give them one by one), consumed in this fixed order, which reproducibility rests on:
 
 for each path (in order), for each cohort (in order; a cohort whose intake is at or beyond the
 horizon draws nothing), for each participant:
@@ -43,6 +43,13 @@ horizon draws nothing), for each participant:
       the sojourn.
 
 Parameters (:func:`draw_parameters`) are drawn before, with :meth:`Prior.draw` in declared order.
+
+For speed the stream is drawn in numpy, in chunks (``rng.random(n)``, with ``log(1 - u)`` for the
+sojourns and gaps), and read in the order above; a path that runs past the end of a chunk is
+simulated again from its first uniform on the next chunk. Afterwards the generator is put back and
+moved on by exactly the number of uniforms consumed (:meth:`PCG64.advance`, or drawing them again
+for other bit generators), so it ends where drawing them one by one would leave it, and the counts
+do not depend on the chunk size.
 """
 
 from __future__ import annotations
