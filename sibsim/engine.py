@@ -23,8 +23,8 @@ rules require, and the cost is one uniform per event plus one.
 
 Draw order
 ----------
-Every uniform is ``rng.random()`` on the generator passed in (the block's generator), consumed in
-this fixed order, which reproducibility rests on:
+The uniforms are the generator's stream of doubles (the block's generator, as ``rng.random()``
+would give them one by one), consumed in this fixed order, which reproducibility rests on:
 
 for each path (in order), for each cohort (in order; a cohort whose intake is at or beyond the
 horizon draws nothing), for each participant:
@@ -43,6 +43,13 @@ horizon draws nothing), for each participant:
       the sojourn.
 
 Parameters (:func:`draw_parameters`) are drawn before, with :meth:`Prior.draw` in declared order.
+
+For speed the stream is drawn in numpy, in chunks (``rng.random(n)``, with ``log(1 - u)`` for the
+sojourns and gaps), and read in the order above; a path that runs past the end of a chunk is
+simulated again from its first uniform on the next chunk. Afterwards the generator is put back and
+moved on by exactly the number of uniforms consumed (:meth:`PCG64.advance`, or drawing them again
+for other bit generators), so it ends where drawing them one by one would leave it, and the counts
+do not depend on the chunk size.
 """
 
 from __future__ import annotations
@@ -383,49 +390,54 @@ def _compile(journey: Journey, measures: tuple[Outcome, ...], T: int) -> Machine
     )
 
 
-# --- the kernel ----------------------------------------------------------------------------------
-
 @_jit(inline="always")
-def _record(counts, window, lag, p, c, e, month, intake):
-    """One occurrence of measure ``e`` in ``month``: counted if within its window, dated ``lag`` later."""
-    if month - intake < window[e]:
-        d = month + lag[e]
-        if d < counts.shape[3]:
-            counts[p, c, e, d] += 1
+def _date(window, lag, month, intake, n_months):
+    """Month an occurrence in ``month`` is counted in: ``lag`` later if within the window, else -1.
 
-
-@_jit(inline="always")
-def _event(counts, window, lag, ev_ptr, ev_idx, every, done, p, c, ev, month, intake):
-    """Event ``ev`` in ``month``: every event measure on it (first ones once per participant)."""
-    for q in range(ev_ptr[ev], ev_ptr[ev + 1]):
-        e = ev_idx[q]
-        if every[e] == 1 or not done[e]:
-            done[e] = True
-            _record(counts, window, lag, p, c, e, month, intake)
+    Scalars only: a helper taking arrays would cost a reference count per call in the loop.
+    """
+    if month - intake < window:
+        d = month + lag
+        if d < n_months:
+            return d
+    return -1
 
 
 @_jit(error_model="numpy")  # divisions are guarded: no zero checks in the loop
-def _kernel(rng, params, intake_months, sizes, start_single, start_cdf, counts,
+def _kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, start_cdf, counts,
             n_months, timing, in_order, limit, after, exit_ptr, exit_to, exit_param, exit_event, rec_ptr,
             rec_event, rec_param, sb_ptr, sb_branch, br_slot, br_at, br_to, br_param, br_event, slot_mask,
             in_ptr, in_slot, out_ptr, out_slot, kind, mask, slot, every, months, consecutive, window, lag,
             at_ptr, at_months, entry_ptr, entry_idx, occ_ptr, occ_idx, status_ptr, status_idx, mile_ptr,
             mile_idx, ev_ptr, ev_idx):
-    """The simulation loop (module notes), filling ``counts`` in place; ``Machine``'s fields one by one."""
+    """The simulation loop (module notes) from path ``first_path`` on, filling ``counts`` in place.
+
+    ``uni`` holds the uniforms in stream order and ``log_q = log(1 - uni)`` (exponential variates,
+    negated), both computed in numpy; the other arguments are ``Machine``'s fields one by one.
+    Returns ``(p, used)``: the first path not simulated (``n_paths`` when all are) and the uniforms
+    its predecessors consumed. A path whose uniforms run past the buffer is left untouched (its
+    counts zero) for the next call to redo on the following uniforms.
+    """
     T = n_months
     S = timing.size
     M = kind.size
     K = slot_mask.shape[0]
     n_paths, C = params.shape[0], sizes.size
+    n_uni = uni.size
     log_stay = np.zeros(S)
     exit_cum = np.zeros(exit_to.size)
     total = np.zeros(S)
     done = np.zeros(M, dtype=np.bool_)
     run = np.zeros(max(K, 1), dtype=np.int64)
     cum = np.zeros(max(K, 1), dtype=np.int64)
-    diff = np.zeros((C, M, T + 1), dtype=np.int32)  # occupancy as +1/-1 at interval ends
+    # One path's counts, kept in cache while its participants scatter into it.
+    tally = np.zeros((C, M, T), dtype=np.int32)
     guard = 2 * S + 2  # arrivals in one month: a start chain, a branch, a start chain
-    for p in range(n_paths):
+    pos = 0
+    for p in range(first_path, n_paths):
+        path_pos = pos
+        short = False  # the buffer ran out within this path
+        tally[:] = 0
         # Per-path exit law of each state: log of the monthly stay probability, cumulative exit shares.
         for s in range(S):
             a, b = exit_ptr[s], exit_ptr[s + 1]
@@ -443,11 +455,6 @@ def _kernel(rng, params, intake_months, sizes, start_single, start_cdf, counts,
                 ls = math.log1p(-acc) if acc < 1.0 else -np.inf
             log_stay[s] = ls
             total[s] = acc
-        for e in range(M):
-            if kind[e] == OCCUPANCY:
-                for c in range(C):
-                    for t in range(T + 1):
-                        diff[c, e, t] = 0
         for c in range(C):
             intake = intake_months[c]
             if intake >= T:
@@ -456,7 +463,11 @@ def _kernel(rng, params, intake_months, sizes, start_single, start_cdf, counts,
                 if start_single[c] >= 0:
                     s = start_single[c]
                 else:
-                    u = rng.random()
+                    if pos >= n_uni:
+                        short = True
+                        break
+                    u = uni[pos]
+                    pos += 1
                     s = S - 1
                     for t in range(S):
                         if u < start_cdf[c, t]:
@@ -485,7 +496,9 @@ def _kernel(rng, params, intake_months, sizes, start_single, start_cdf, counts,
                         if prev < 0 or mask[e, prev] == 0:
                             if every[e] == 1 or not done[e]:
                                 done[e] = True
-                                _record(counts, window, lag, p, c, e, m, intake)
+                                d = _date(window[e], lag[e], m, intake, T)
+                                if d >= 0:
+                                    tally[c, e, d] += 1
                     for q in range(out_ptr[s], out_ptr[s + 1]):
                         run[out_slot[q]] = 0
                     # --- the sojourn: D months spent in s (months m .. m + D - 1) ---
@@ -495,12 +508,14 @@ def _kernel(rng, params, intake_months, sizes, start_single, start_cdf, counts,
                     exited = False
                     D = 0
                     if exit_ptr[s + 1] > exit_ptr[s]:
-                        u = rng.random()
+                        if pos >= n_uni:
+                            short = True
+                            break
+                        lq = log_q[pos]
+                        pos += 1
                         ls = log_stay[s]
                         if ls < 0.0:
-                            # failures before the first exit, >= 0 (1 - u is exact for numpy's uniforms,
-                            # multiples of 2**-53, and log is cheaper than log1p)
-                            x = math.log(1.0 - u) / ls
+                            x = lq / ls  # failures before the first exit, >= 0
                             if x < lim:
                                 exited = True
                                 D = int(x) + (1 if timing[s] == END else 0)
@@ -528,9 +543,16 @@ def _kernel(rng, params, intake_months, sizes, start_single, start_cdf, counts,
                         if best < 0:
                             break
                         last_i, last_b = best_i, best
-                        if rng.random() < params[p, br_param[best]]:
+                        if pos >= n_uni:
+                            short = True
+                            break
+                        u = uni[pos]
+                        pos += 1
+                        if u < params[p, br_param[best]]:
                             fired = best
                             break
+                    if short:
+                        break
                     event, event_month = -1, -1
                     if fired >= 0:
                         D = last_i - 1  # the branch month belongs to the target
@@ -540,7 +562,11 @@ def _kernel(rng, params, intake_months, sizes, start_single, start_cdf, counts,
                         a, b = exit_ptr[s], exit_ptr[s + 1]
                         k = b - 1
                         if b - a > 1:
-                            u = rng.random() * total[s]
+                            if pos >= n_uni:
+                                short = True
+                                break
+                            u = uni[pos] * total[s]
+                            pos += 1
                             for kk in range(a, b):
                                 if u < exit_cum[kk]:
                                     k = kk
@@ -551,19 +577,23 @@ def _kernel(rng, params, intake_months, sizes, start_single, start_cdf, counts,
                     # --- what the D months in s count ---
                     if D > 0:
                         for q in range(occ_ptr[s], occ_ptr[s + 1]):
+                            # +1 / -1 marks at the interval's ends, summed over months at the end of the path
                             e = occ_idx[q]
                             hi = min(m + D, intake + window[e])
                             if m < hi:
-                                lo2, hi2 = m + lag[e], min(hi + lag[e], T)
+                                lo2, hi2 = m + lag[e], hi + lag[e]
                                 if lo2 < T:
-                                    diff[c, e, lo2] += 1
-                                    diff[c, e, hi2] -= 1
+                                    tally[c, e, lo2] += 1
+                                    if hi2 < T:
+                                        tally[c, e, hi2] -= 1
                         for q in range(status_ptr[s], status_ptr[s + 1]):
                             e = status_idx[q]
                             for r in range(at_ptr[e], at_ptr[e + 1]):
                                 t = intake + at_months[r]
                                 if m <= t < m + D:
-                                    _record(counts, window, lag, p, c, e, t, intake)
+                                    d = _date(window[e], lag[e], t, intake, T)
+                                    if d >= 0:
+                                        tally[c, e, d] += 1
                         for q in range(mile_ptr[s], mile_ptr[s + 1]):
                             e = mile_idx[q]
                             k = slot[e]
@@ -571,40 +601,118 @@ def _kernel(rng, params, intake_months, sizes, start_single, start_cdf, counts,
                                 i = months[e] - run[k]
                                 if 1 <= i <= D and (every[e] == 1 or not done[e]):
                                     done[e] = True
-                                    _record(counts, window, lag, p, c, e, m + i - 1, intake)
+                                    d = _date(window[e], lag[e], m + i - 1, intake, T)
+                                    if d >= 0:
+                                        tally[c, e, d] += 1
                             else:
                                 i = months[e] - cum[k]
                                 if 1 <= i <= D and not done[e]:
                                     done[e] = True
-                                    _record(counts, window, lag, p, c, e, m + i - 1, intake)
+                                    d = _date(window[e], lag[e], m + i - 1, intake, T)
+                                    if d >= 0:
+                                        tally[c, e, d] += 1
                         for q in range(rec_ptr[s], rec_ptr[s + 1]):
                             rate = params[p, rec_param[q]]
                             if rate > 0.0:
                                 t_arr = 0.0
                                 while True:
-                                    t_arr -= math.log(1.0 - rng.random()) / rate
+                                    if pos >= n_uni:
+                                        short = True
+                                        break
+                                    t_arr -= log_q[pos] / rate
+                                    pos += 1
                                     if t_arr >= D:
                                         break
-                                    _event(counts, window, lag, ev_ptr, ev_idx, every, done, p, c, rec_event[q],
-                                           m + int(t_arr), intake)
+                                    ev, ev_month = rec_event[q], m + int(t_arr)
+                                    for q2 in range(ev_ptr[ev], ev_ptr[ev + 1]):
+                                        e = ev_idx[q2]
+                                        if every[e] == 1 or not done[e]:
+                                            done[e] = True
+                                            d = _date(window[e], lag[e], ev_month, intake, T)
+                                            if d >= 0:
+                                                tally[c, e, d] += 1
+                                if short:
+                                    break
+                        if short:
+                            break
                         for q in range(in_ptr[s], in_ptr[s + 1]):
                             run[in_slot[q]] += D
                             cum[in_slot[q]] += D
                     if event >= 0 and event_month < T:
-                        _event(counts, window, lag, ev_ptr, ev_idx, every, done, p, c, event, event_month, intake)
+                        ev, ev_month = event, event_month
+                        for q2 in range(ev_ptr[ev], ev_ptr[ev + 1]):
+                            e = ev_idx[q2]
+                            if every[e] == 1 or not done[e]:
+                                done[e] = True
+                                d = _date(window[e], lag[e], ev_month, intake, T)
+                                if d >= 0:
+                                    tally[c, e, d] += 1
                     arrive = m + D
                     if nxt < 0 or arrive >= T:
                         break
                     if fired >= 0:
                         branched_at = arrive
                     prev, s, m = s, nxt, arrive
-        for e in range(M):
-            if kind[e] == OCCUPANCY:
-                for c in range(C):
+                if short:
+                    break
+            if short:
+                break
+        if short:
+            return p, path_pos  # counts[p] untouched: the next call simulates the path again
+        # Copy out (occupancy marks summed over months): counts is written in order, once per path.
+        for c in range(C):
+            for e in range(M):
+                if kind[e] == OCCUPANCY:
                     acc_i = 0
                     for t in range(T):
-                        acc_i += diff[c, e, t]
+                        acc_i += tally[c, e, t]
                         counts[p, c, e, t] = acc_i
+                else:
+                    for t in range(T):
+                        counts[p, c, e, t] = tally[c, e, t]
+    return n_paths, pos
+
+
+#: Uniforms drawn per call of the kernel at first (doubled while a single path needs more): large
+#: enough that numpy's vectorised loops and the call overhead are amortised, small enough to stay
+#: in cache. The results do not depend on it (only the draw order does; see "Draw order").
+CHUNK = 1 << 16
+
+
+def _run_buffered(rng: np.random.Generator, kernel_args: tuple, n_paths: int, chunk: int = CHUNK,
+                  rewind: bool | None = None) -> int:
+    """Run the kernel on uniforms drawn in vectorised chunks; return the uniforms consumed.
+
+    The generator ends exactly where drawing the consumed uniforms one by one would leave it: the
+    state before each chunk is saved, and afterwards restored and moved on by the number used, by
+    :meth:`PCG64.advance` (one 64-bit output per double) or, for other bit generators, by drawing
+    that many again (``rewind=False`` forces the latter, for tests).
+    """
+    bitgen = rng.bit_generator
+    if rewind is None:
+        rewind = isinstance(bitgen, (np.random.PCG64, np.random.PCG64DXSM))
+    used_total = 0
+    p = 0
+    while p < n_paths:
+        saved = bitgen.state
+        uni = rng.random(chunk)
+        log_q = np.log(1.0 - uni)  # 1 - u is exact for numpy's uniforms (multiples of 2**-53)
+        p_next, used = _kernel(uni, log_q, p, *kernel_args)
+        used = int(used)
+        if p_next == p:
+            chunk *= 2  # one path needs more than a chunk
+        if used < chunk:
+            bitgen.state = saved
+            if rewind:
+                bitgen.advance(used)
+                state = bitgen.state  # advance clears the buffered 32-bit half; doubles never use it
+                state["has_uint32"], state["uinteger"] = saved["has_uint32"], saved["uinteger"]
+                bitgen.state = state
+            elif used:
+                rng.random(out=uni[:used])
+        used_total += used
+        p = int(p_next)
+    return used_total
 
 
 def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.ndarray,
@@ -642,6 +750,13 @@ def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
         Simultaneous exits summing above 1 on a path (:func:`check_exit_sums`), bad shapes, or a
         machine :func:`compile_machine` refuses.
     """
+    counts, args = _prepare(journey, measures, params, intake_months, sizes, starts, n_months)
+    _run_buffered(rng, args, counts.shape[0])
+    return counts
+
+
+def _prepare(journey, measures, params, intake_months, sizes, starts, n_months):
+    """Checked inputs: the zero counts array and the kernel's arguments after the buffers."""
     mc = compile_machine(journey, measures, n_months)
     params = np.ascontiguousarray(params, dtype=np.float64)
     S = len(journey.states)
@@ -662,5 +777,4 @@ def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
     last = S - 1 - positive[:, ::-1].argmax(axis=1)
     cdf[np.arange(intake.size), last] = np.inf  # rounding in the shares never leaves one without a state
     counts = np.zeros((params.shape[0], intake.size, len(mc.kind), int(n_months)), dtype=np.int32)
-    _kernel(rng, params, intake, sizes, single, np.ascontiguousarray(cdf), counts, *mc)
-    return counts
+    return counts, (params, intake, sizes, single, np.ascontiguousarray(cdf), counts, *mc)

@@ -224,6 +224,31 @@ def test_same_seed_same_counts_and_same_generator_state(colour_kitchen_machine):
     assert not np.array_equal(out[0][0], other)
 
 
+def test_buffered_uniforms_are_the_sequential_stream(colour_kitchen_machine):
+    """Chunks of any size, rewinding by advance or by drawing again: the same counts, and the
+    generator left exactly where drawing the consumed uniforms one by one leaves it."""
+    from sibsim.engine import _kernel, _prepare, _run_buffered
+
+    journey, measures = colour_kitchen_machine
+    params = draw_parameters(journey, np.random.default_rng(1), 30)
+    results = []
+    for chunk, rewind in ((1 << 16, None), (64, None), (1000, False), (1 << 20, True)):
+        counts, args = _prepare(journey, measures, params, INTAKE, SIZES, STARTS, N_MONTHS)
+        rng = np.random.default_rng(7)
+        used = _run_buffered(rng, args, 30, chunk=chunk, rewind=rewind)
+        results.append((counts, used, rng.bit_generator.state))
+    counts, used, state = results[0]
+    assert used > 30 * 252  # at least one uniform per participant (training has exits)
+    for other in results[1:]:
+        assert np.array_equal(other[0], counts) and other[1] == used and other[2] == state
+    ref = np.random.default_rng(7)
+    uni = ref.random(used)  # the stream, drawn in one go: the kernel reads it in order
+    assert ref.bit_generator.state == state
+    direct, args = _prepare(journey, measures, params, INTAKE, SIZES, STARTS, N_MONTHS)
+    assert tuple(_kernel(uni, np.log(1.0 - uni), 0, *args)) == (30, used)
+    assert np.array_equal(direct, counts)
+
+
 def test_draw_parameters_declared_order_fixed_and_given():
     j = Journey((State("a"),), (("a", 1.0),),
                 parameters=(("p", Prior(0.3, 0.1)), ("k", Prior(0.5)), ("r", Prior(2.0, 0.5, kind="rate"))))
