@@ -480,10 +480,11 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
         if not isinstance(raw, list) or not raw or not all(isinstance(x, str) for x in raw):
             c.problem("analysis.success_parameters", f"must be a non-empty list of parameter names, got {_describe(raw)}")
         elif len(set(raw)) != len(raw):
-            c.problem("analysis.success_parameters", f"must name each parameter once, got {_describe(raw)}")
+            twice = next(x for x in raw if raw.count(x) > 1)
+            c.problem("analysis.success_parameters", f"must name each parameter once, got {twice!r} twice")
         elif names is not None and (unknown := [x for x in raw if x not in names]):
             c.problem("analysis.success_parameters", f"must name parameters of [journey.parameters] "
-                      f"({', '.join(names)}), got {_describe(unknown[0])}")
+                      f"({', '.join(names)}), got {unknown[0]!r}")
         else:
             success = tuple(raw)
 

@@ -470,3 +470,27 @@ def test_old_keys_in_a_new_file_each_point_to_where_they_went(path, hint):
     node[path[-1]] = {"x": 1} if len(path) == 1 or path[-1] in ("outcome_labels", "journey") else 6
     (line,) = problems(d)
     assert line.startswith(f"{'.'.join(path)}: {hint}") and line.endswith("see docs/scenario.md")
+
+
+# --- analysis.success_parameters ---------------------------------------------------------------------
+def test_success_parameters_name_journey_parameters_once():
+    d = doc()
+    d.setdefault("analysis", {})["success_parameters"] = ["job_with_diploma", "job_without_diploma"]
+    c = contract_from_dict(d, "f.toml")
+    assert c.success_parameter_names == ("job_with_diploma", "job_without_diploma")
+    d["analysis"]["success_parameters"] = ["job_with_diploma", "jobs"]
+    assert problems(d) == ["analysis.success_parameters: must name parameters of [journey.parameters] (diploma, "
+                           "dropout, job_with_diploma, job_without_diploma, relapse, long_term_contract), got 'jobs'"]
+    d["analysis"]["success_parameters"] = ["relapse", "relapse"]
+    assert problems(d) == ["analysis.success_parameters: must name each parameter once, got 'relapse' twice"]
+    d["analysis"]["success_parameters"] = []
+    assert problems(d) == ["analysis.success_parameters: must be a non-empty list of parameter names, got an array"]
+
+
+def test_success_parameters_default_to_the_ways_into_the_primary_outcome():
+    c = contract_from_dict(doc(), "f.toml")  # primary outcome: the first defined (diploma, an event)
+    assert c.primary_outcome == "diploma" and c.success_parameter_names == ("diploma",)
+    d = doc()
+    d.setdefault("analysis", {})["primary_outcome"] = "job_sustained"  # a milestone in the job states
+    c = contract_from_dict(d, "f.toml")
+    assert set(c.success_parameter_names) == {"job_with_diploma", "job_without_diploma", "long_term_contract"}
