@@ -337,7 +337,9 @@ class Contract:
                 if target.event and r.event == target.event:
                     add(r.rate)
         for b in self.journey.branches:
-            if b.to in target.states or (target.event and b.event == target.event):
+            # A branch moves participants into the outcome's states only from a state outside them.
+            into = b.to in target.states and any(s not in target.states for s in b.states if s != b.to)
+            if into or (target.event and b.event == target.event):
                 add(b.probability)
         return tuple(names)
 
