@@ -178,6 +178,26 @@ def test_break_even_reproduces_moic_one(colour_kitchen):
     assert payer["status"] == "ok" and payer["factor"] < even["factor"]
 
 
+def test_success_variant_scales_the_success_parameters_only(colour_kitchen):
+    # Default: the parameters of the exits and branches into the primary outcome's states (the jobs).
+    assert colour_kitchen.success_parameter_names == ("job_without_diploma", "job_with_diploma",
+                                                      "long_term_contract")
+    more = success_variant(colour_kitchen, 1.5)
+    for name, prior in colour_kitchen.journey.parameters:
+        moved = more.journey.prior(name)
+        if name in colour_kitchen.success_parameter_names:
+            assert (moved.mean, moved.sd) == (pytest.approx(1.5 * prior.mean), pytest.approx(1.5 * prior.sd))
+        else:
+            assert moved == prior, name
+    assert more.comparison == colour_kitchen.comparison
+    assert success_variant(colour_kitchen, 1.0) is colour_kitchen
+    # analysis.success_parameters names them instead
+    chosen = replace(colour_kitchen, success_parameters=("diploma",))
+    assert chosen.success_parameter_names == ("diploma",)
+    assert success_variant(chosen, 0.5).journey.prior("diploma").mean == pytest.approx(0.0525)
+    assert success_variant(chosen, 0.5).journey.prior("job_with_diploma") == chosen.journey.prior("job_with_diploma")
+
+
 def test_break_even_outside_the_bracket_says_so(colour_kitchen):
     payer = colour_kitchen.payer
     cheap = replace(colour_kitchen, payer=replace(payer, rate_card=tuple((k, v / 10) for k, v in payer.rate_card)))
