@@ -157,6 +157,21 @@ def test_written_variant_holds_the_posteriors_and_reloads_to_them(tmp_path, name
     assert check.journey == updated.journey and check.comparison == updated.comparison
 
 
+def test_a_shared_parameter_takes_the_treated_posterior_in_both_groups(tmp_path):
+    from sibsim.calibration import load_variant_text, variant_toml
+
+    base = tmp_path / "shared.toml"
+    base.write_text(CK.read_text(encoding="utf-8").replace('start = "job_search"\n', 'start = "job_search"\n'
+                                                           'shared = ["relapse"]\n', 1), encoding="utf-8")
+    contract = load_scenario(base)
+    assert contract.comparison.shared == ("relapse",)
+    updated, table = update(contract, [Evidence("relapse", "treated", 9, 260)])
+    assert updated.comparison.journey.prior("relapse") == updated.journey.prior("relapse") != Prior(0.035, 0.01)
+    assert updated.comparison.overrides == contract.comparison.overrides
+    check = load_variant_text(variant_toml(base, tmp_path / "u.toml", table, "u"), tmp_path / "u.toml")
+    assert check.journey == updated.journey and check.comparison == updated.comparison
+
+
 @pytest.mark.parametrize("body, fragment", [
     ("[[evidence]]\nparameter = 'relapse'\nevents = -1\nat_risk = 2\n", "evidence[0].events: must be an integer >= 0"),
     ("[[evidence]]\nparameter = 'relapse'\ngroup = 'x'\nevents = 1\nat_risk = 2\n", "evidence[0].group: must be treated"),
