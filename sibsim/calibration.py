@@ -28,6 +28,11 @@ the scenario (:func:`check_evidence`), ``at_risk`` is at most the group's partic
 scenario's months (for a probability used only by branches at ``d`` months: x the spells of ``d``
 months that fit in them).
 
+Evidence on one group updates that group's prior only: a comparison parameter inherited from the
+treated journey (not in ``[comparison.parameters]``) keeps its prior when the treated one is
+updated, and becomes an override (a parameter in ``comparison.shared``, one draw for both, takes
+the treated posterior).
+
 ``sibsim update`` writes the posterior as a variant scenario holding only the changed
 priors (``extends`` the original), so ``sibsim run`` on it is the re-forecast.  The variant's
 text is checked to load to the posterior before anything is written.
@@ -50,6 +55,9 @@ from .scenario import (MAX_MONTH, MAX_PARTICIPANTS, _join, _merge, _read_documen
                        read_scenario_bytes)
 
 GROUPS = {"treated": "journey.parameters", "comparison": "comparison.parameters"}
+#: Note of a table row for a comparison parameter that keeps its prior while the treated one it
+#: inherited is updated (written to the variant as an override).
+KEPT = "kept: the treated prior it inherited is updated"
 
 
 #: Most trials any evidence can hold before the scenario is known: the most participants a scenario
@@ -154,7 +162,7 @@ def _entry_problem(contract: Contract, e: Evidence) -> str | None:
         return f"group must be treated or comparison, got {e.group!r}"
     names = _journey_of(contract, e.group).parameter_names
     if e.parameter not in names:
-        return f"parameter must be one of the journey's parameters ({', '.join(names)}), got {e.parameter!r}"
+        return f"must be one of the journey's parameters ({', '.join(names)}), got {e.parameter!r}"
     if e.group == "comparison" and e.parameter in contract.comparison.shared:
         return (f"parameter {e.parameter!r} is drawn once for both groups (comparison.shared): give its evidence "
                 "for the treated group")
@@ -246,21 +254,29 @@ def update(contract: Contract, evidence: list[Evidence], source: str = "<evidenc
                      "posterior_beta": math.nan if post.is_fixed else a_b(prior, events, at_risk)[1],
                      "kind": prior.kind,
                      "note": "known value: not updated" if prior.is_fixed else ""})
-    # The comparison group lists only what differs from the treated group: a parameter it does not
-    # override follows the treated posterior (as the written variant reads), one it overrides keeps
-    # its own prior unless evidence on the comparison group updates it.
     comparison = contract.comparison
-    treated = contract.journey.with_parameters(changes["treated"])
-    overrides = tuple(dict.fromkeys(comparison.overrides + tuple(changes["comparison"])))
-    own = {n: changes["comparison"].get(n, comparison.journey.prior(n)) for n in overrides}
-    follows = {n: treated.prior(n) for n in treated.parameter_names if n not in own}
-    for row in rows:
-        if row["group"] == "treated" and row["parameter"] not in own and row["note"] == "":
-            row["note"] = "the comparison group's prior too (it does not override it)"
+    # The comparison journey inherits every parameter it does not override from the treated one.
+    # Evidence on the treated group updates the treated prior only (each group draws its own value),
+    # so an inherited parameter is pinned to its prior as an override of its own, as a written
+    # variant must state it ("kept" rows); a shared one (one draw for both) takes the posterior.
+    shared = {n: post for n, post in changes["treated"].items() if n in comparison.shared}
+    pinned = [n for n, post in sorted(changes["treated"].items())
+              if n not in comparison.shared and n not in comparison.overrides and n not in changes["comparison"]
+              and post != contract.journey.prior(n)]
+    for name in pinned:
+        prior = comparison.journey.prior(name)
+        rows.append({"group": "comparison", "parameter": name, "events": 0, "at_risk": 0, "observed_rate": math.nan,
+                     "prior_mean": prior.mean, "prior_sd": prior.sd, "posterior_mean": prior.mean,
+                     "posterior_sd": prior.sd, "posterior_alpha": math.nan, "posterior_beta": math.nan,
+                     "kind": prior.kind, "note": KEPT})
+    # A known value is not updated, nor does evidence on it make it an override.
+    new = [n for n, post in changes["comparison"].items() if post != comparison.journey.prior(n)]
     updated = dataclasses.replace(
-        contract, journey=treated,
-        comparison=dataclasses.replace(comparison, journey=comparison.journey.with_parameters({**follows, **own}),
-                                       overrides=overrides),
+        contract,
+        journey=contract.journey.with_parameters(changes["treated"]),
+        comparison=dataclasses.replace(
+            comparison, journey=comparison.journey.with_parameters({**changes["comparison"], **shared}),
+            overrides=tuple(dict.fromkeys(comparison.overrides + tuple(new) + tuple(pinned)))),
     )
     return updated, pd.DataFrame(rows)
 
@@ -284,12 +300,13 @@ def variant_toml(base_file: Path, target: Path, table: pd.DataFrame, title: str)
                           f"{base.parent / target.name}")
     lines = [
         "# Posterior of a mid-term update (sibsim update): the base scenario with its journey priors",
-        "# updated by observed counts (Beta-binomial). Only the changed priors are here.",
+        "# updated by observed counts (Beta-binomial; Gamma-Poisson for a rate). Only the changed priors are here.",
         f"extends = {_toml_string(base.name)}", "", "[meta]", f"title = {_toml_string(title)}", "",
     ]
     for group, section in GROUPS.items():
-        part = table[(table["group"] == group) & ~table["note"].str.startswith("known value")]
-        if part.empty:
+        part = table[(table["group"] == group) & (table["note"] == "")]
+        kept = table[(table["group"] == group) & (table["note"] == KEPT)]
+        if part.empty and kept.empty:
             continue
         lines.append(f"[{section}]")
         for _, row in part.iterrows():
@@ -301,6 +318,11 @@ def variant_toml(base_file: Path, target: Path, table: pd.DataFrame, title: str)
             else:
                 lines.append(f"{_toml_key(row['parameter'])} = {{ alpha = {a!r}, beta = {b!r} }}  "
                              f"# {row['events']} events in {row['at_risk']} at risk")
+        for _, row in kept.iterrows():  # after the updated ones: the order the posterior's overrides take
+            mean, sd = float(row["prior_mean"]), float(row["prior_sd"])
+            kind = ', kind = "rate"' if row["kind"] == "rate" else ""
+            lines.append(f"{_toml_key(row['parameter'])} = {{ mean = {mean!r}, sd = {sd!r}{kind} }}  "
+                         f"# kept: no longer the treated group's prior, which the evidence updates")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -74,31 +74,105 @@ def test_update_moves_priors_towards_the_data_and_pools_evidence(colour_kitchen)
     updated, table = update(colour_kitchen, evidence)
     row = table.set_index("parameter").loc["job_with_diploma"]
     assert row["events"] == 28 and row["at_risk"] == 1020
-    assert row["observed_rate"] < updated.journey.job_with_diploma.mean < colour_kitchen.journey.job_with_diploma.mean
-    assert updated.journey.job_with_diploma.sd < colour_kitchen.journey.job_with_diploma.sd
-    assert updated.comparison.journey.job_without_diploma.mean == pytest.approx((Prior(0.01, 0.004).alpha_beta[0] + 30)
-                                                                                / (sum(Prior(0.01, 0.004).alpha_beta) + 3000))
-    assert updated.journey.diploma == colour_kitchen.journey.diploma  # untouched
+    before, after = colour_kitchen.journey.prior("job_with_diploma"), updated.journey.prior("job_with_diploma")
+    assert row["observed_rate"] < after.mean < before.mean
+    assert after.sd < before.sd
+    assert updated.comparison.journey.prior("job_without_diploma").mean == pytest.approx(
+        (Prior(0.01, 0.004).alpha_beta[0] + 30) / (sum(Prior(0.01, 0.004).alpha_beta) + 3000))
+    assert updated.journey.prior("diploma") == colour_kitchen.journey.prior("diploma")  # untouched
+    # job_with_diploma is a known 0 without the programme: the treated evidence leaves it there
+    assert updated.comparison.journey.prior("job_with_diploma") == Prior(0.0)
+    assert updated.comparison.overrides == colour_kitchen.comparison.overrides
 
 
-def test_update_cli_writes_a_variant_that_reloads(tmp_path, capsys):
-    # The variant extends its base by bare file name, so it is written next to (a copy of) the base.
-    base = tmp_path / CK.name
-    shutil.copy(CK, base)
-    out = tmp_path / "updated.toml"
-    assert cli.main(["update", str(base), str(EVIDENCE), "--out", str(out), "--paths", "300", "--month", "24"]) == 0
-    text = capsys.readouterr().out
-    assert "Re-forecast" in text and "from month 24 on" in text
-    contract = load_scenario(out)
-    updated, _ = update(load_scenario(CK), load_evidence(EVIDENCE))
-    assert contract.journey == updated.journey
-    assert contract.investors == updated.investors and contract.payer == updated.payer
-    assert cli.main(["update", str(CK), str(EVIDENCE), "--out", str(out)]) == 2  # no silent overwrite
+def test_treated_evidence_leaves_an_inherited_comparison_prior_alone(colour_kitchen):
+    """The comparison journey inherits relapse from the treated one: evidence on the treated relapse
+    updates the treated prior only (each group draws its own), so the comparison keeps it as an override."""
+    updated, table = update(colour_kitchen, [Evidence("relapse", "treated", 9, 260)])
+    a, b = Prior(0.035, 0.01).alpha_beta
+    assert updated.journey.prior("relapse") == Prior.from_alpha_beta(a + 9, b + 251)
+    assert updated.comparison.journey.prior("relapse") == Prior(0.035, 0.01)
+    assert updated.comparison.overrides == colour_kitchen.comparison.overrides + ("relapse",)
+    kept = table[table["group"] == "comparison"].iloc[0]
+    assert kept["parameter"] == "relapse" and kept["note"].startswith("kept")
+
+
+def test_posterior_of_a_rate_is_gamma_poisson():
+    """Gamma(shape k, rate r) prior, n events in E participant-months: Gamma(k + n, r + E).
+
+    Prior mean 0.5, sd 0.25 a month: k = (0.5 / 0.25)^2 = 4, r = 0.5 / 0.25^2 = 8 (months);
+    7 events in 10 months: Gamma(11, 18), mean 11/18, sd sqrt(11)/18.
+    """
+    post = posterior(Prior(0.5, 0.25, kind="rate"), events=7, at_risk=10)
+    assert post.kind == "rate"
+    assert post.mean == pytest.approx(11 / 18, rel=1e-15)
+    assert post.sd == pytest.approx(np.sqrt(11) / 18, rel=1e-15)
+    assert posterior(Prior(0.5, kind="rate"), 7, 10) == Prior(0.5, kind="rate")  # known: not updated
+    # More events than months: fine for a rate (a mean of 1.5 events a month)
+    many = posterior(Prior(0.5, 0.25, kind="rate"), events=15, at_risk=10)
+    assert many.mean == pytest.approx(19 / 18, rel=1e-15)
+
+
+def test_events_equal_to_at_risk_for_a_probability_and_beyond_for_a_rate_only(colour_kitchen):
+    # Every trial a success: the boundary events == at_risk is a valid probability update.
+    updated, _ = update(colour_kitchen, [Evidence("diploma", "treated", 40, 40)])
+    a, b = Prior(0.105, 0.03).alpha_beta
+    assert updated.journey.prior("diploma") == Prior.from_alpha_beta(a + 40, b)
+    # One more event than trials: not a probability.
+    with pytest.raises(ScenarioError) as info:
+        update(colour_kitchen, [Evidence("diploma", "treated", 41, 40)])
+    assert info.value.problems == ["<evidence>: evidence[0].events: must be <= at_risk (40), got 41"]
+    # A rate's events can outnumber its months: Peterborough's reconviction rate, Gamma(shape k, rate r)
+    # with k = (0.0948 / 0.006)^2, r = 0.0948 / 0.006^2 per month; 30 events in 20 months.
+    peterborough = load_scenario(SCENARIOS / "peterborough.toml")
+    updated, table = update(peterborough, [Evidence("reconviction", "treated", 30, 20)])
+    k, r = (0.0948 / 0.006) ** 2, 0.0948 / 0.006**2
+    post = updated.journey.prior("reconviction")
+    assert post.kind == "rate"
+    assert post.mean == pytest.approx((k + 30) / (r + 20), rel=1e-12)
+    assert post.sd == pytest.approx(np.sqrt(k + 30) / (r + 20), rel=1e-12)
+    assert table.iloc[0][["posterior_alpha", "posterior_beta"]].tolist() == pytest.approx([k + 30, r + 20])
+    # the comparison's own (overridden, known) rate is untouched
+    assert updated.comparison == peterborough.comparison
+
+
+@pytest.mark.parametrize("name, evidence", [
+    ("utrecht_colour_kitchen.toml", [Evidence("relapse", "treated", 9, 260), Evidence("diploma", "treated", 118, 1150),
+                                     Evidence("job_without_diploma", "comparison", 30, 3000),
+                                     Evidence("diploma", "comparison", 0, 100)]),  # a known 0: not updated
+    ("peterborough.toml", [Evidence("reconviction", "treated", 300, 2400)]),
+])
+def test_written_variant_holds_the_posteriors_and_reloads_to_them(tmp_path, name, evidence):
+    from sibsim.calibration import load_variant_text, variant_toml
+
+    base = tmp_path / name
+    shutil.copy(SCENARIOS / name, base)
+    contract = load_scenario(base)
+    updated, table = update(contract, evidence)
+    text = variant_toml(base, tmp_path / "updated.toml", table, "updated")
+    sections = {line for line in text.splitlines() if line.startswith("[")}
+    groups = {e.group for e in evidence} | ({"comparison"} if "relapse" in text else set())
+    assert sections == {"[meta]"} | {f"[{'journey' if g == 'treated' else 'comparison'}.parameters]" for g in groups}
+    check = load_variant_text(text, tmp_path / "updated.toml")
+    assert check.journey == updated.journey and check.comparison == updated.comparison
+
+
+def test_a_shared_parameter_takes_the_treated_posterior_in_both_groups(tmp_path):
+    from sibsim.calibration import load_variant_text, variant_toml
+
+    base = tmp_path / "shared.toml"
+    base.write_text(CK.read_text(encoding="utf-8").replace('start = "job_search"\n', 'start = "job_search"\n'
+                                                           'shared = ["relapse"]\n', 1), encoding="utf-8")
+    contract = load_scenario(base)
+    assert contract.comparison.shared == ("relapse",)
+    updated, table = update(contract, [Evidence("relapse", "treated", 9, 260)])
+    assert updated.comparison.journey.prior("relapse") == updated.journey.prior("relapse") != Prior(0.035, 0.01)
+    assert updated.comparison.overrides == contract.comparison.overrides
+    check = load_variant_text(variant_toml(base, tmp_path / "u.toml", table, "u"), tmp_path / "u.toml")
+    assert check.journey == updated.journey and check.comparison == updated.comparison
 
 
 @pytest.mark.parametrize("body, fragment", [
-    ("[[evidence]]\nparameter = 'jobs'\nevents = 1\nat_risk = 2\n", "evidence[0].parameter: must be one of"),
-    ("[[evidence]]\nparameter = 'relapse'\nevents = 5\nat_risk = 2\n", "evidence[0].events: must be <= at_risk (2), got 5"),
     ("[[evidence]]\nparameter = 'relapse'\nevents = -1\nat_risk = 2\n", "evidence[0].events: must be an integer >= 0"),
     ("[[evidence]]\nparameter = 'relapse'\ngroup = 'x'\nevents = 1\nat_risk = 2\n", "evidence[0].group: must be treated"),
     ("evidence = 3\n", "evidence: must be a non-empty array of tables"),

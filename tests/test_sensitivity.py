@@ -40,12 +40,14 @@ def test_tornado_base_row_is_simulate_bit_for_bit(torn, colour_kitchen):
     ("treated.job_with_diploma", "investor_moic", +1),   # more jobs: more outcomes paid
     ("treated.job_with_diploma", "net_savings", +1),     # ... and more benefit months saved
     ("treated.diploma", "investor_moic", +1),
-    ("comparison.job", "investor_moic", -1),             # a better counterfactual: fewer net outcomes
-    ("comparison.job", "net_savings", -1),
+    ("treated.relapse", "net_savings", -1),              # jobs end sooner: more months on bijstand
+    ("comparison.job_without_diploma", "investor_moic", -1),  # a better counterfactual: fewer net outcomes
+    ("comparison.job_without_diploma", "net_savings", -1),
     ("prices", "investor_moic", +1),                     # the payer pays more per outcome
     ("prices", "net_savings", -1),
     ("provider_budget", "investor_moic", -1),            # more capital called for the same payments
-    ("benefit_amount", "net_savings", +1),
+    ("cost_amounts", "net_savings", +1),                 # every month saved is worth more
+    ("tail_months", "net_savings", +1),                  # savings followed longer after the term
 ])
 def test_tornado_known_directions(torn, assumption, measure, sign):
     r = row(torn, measure, assumption)
@@ -63,32 +65,90 @@ def test_tornado_standard_errors_and_order(torn):
     # A paired difference is far more precise than either estimate alone.
     r = row(torn, "investor_moic", "treated.job_with_diploma")
     assert r["high_se"] < r["base_se"]
-    # The benefit cannot reach investors paid by a rate card: identical paths, exactly zero difference.
-    r = row(torn, "investor_moic", "benefit_amount")
+    # The payer's costs cannot reach investors paid by a rate card (savings_share 0): identical
+    # paths, exactly zero difference.
+    r = row(torn, "investor_moic", "cost_amounts")
     assert r["low"] == r["base"] == r["high"] and r["low_se"] == r["high_se"] == 0
+    # Nor can the months after the term; settled on a longer horizon the investors' cash flows are
+    # the same up to the rounding of longer sums (per-path MOICs 1e-16 apart).
+    r = row(torn, "investor_moic", "tail_months")
+    assert r["low"] == pytest.approx(r["base"], abs=1e-12) and r["high"] == pytest.approx(r["base"], abs=1e-12)
+    assert r["low_se"] < 1e-12 and r["high_se"] < 1e-12
     for _, rows in torn.groupby("measure"):
         assert rows["swing"].is_monotonic_decreasing
+
+
+def test_common_random_numbers_keep_the_unchanged_group_bit_for_bit(colour_kitchen):
+    """Each stage restarts from the base run's generator state: moving a treated parameter leaves
+    every path's comparison group as it was, moving a comparison override every treated journey."""
+    from sibsim.sensitivity import _Paired
+
+    paired = _Paired(colour_kitchen, 300, seed=8)
+    variants = {a[0]: a[3][1] for a in assumptions(colour_kitchen)}
+    base = paired.base
+    counterfactual = (base["primary_outcomes"] - base["net_primary_outcomes"]).to_numpy()
+    treated = paired.run(variants["treated.relapse"])
+    assert not np.array_equal(treated["primary_outcomes"], base["primary_outcomes"])
+    np.testing.assert_array_equal(treated["primary_outcomes"] - treated["net_primary_outcomes"], counterfactual)
+    comparison = paired.run(variants["comparison.job_without_diploma"])
+    np.testing.assert_array_equal(comparison["primary_outcomes"], base["primary_outcomes"])
+    assert not np.array_equal(comparison["net_primary_outcomes"], base["net_primary_outcomes"])
+    # prices move money only: every outcome count stays (the payments, capped, need not all rise)
+    dearer = paired.run(variants["prices"])
+    np.testing.assert_array_equal(dearer["primary_outcomes"], base["primary_outcomes"])
+    np.testing.assert_array_equal(dearer["net_primary_outcomes"], base["net_primary_outcomes"])
+    assert not np.array_equal(dearer["outcome_payments"], base["outcome_payments"])
 
 
 def test_tornado_variants_are_valid_and_leave_the_contract_alone(colour_kitchen):
     before = repr(colour_kitchen)
     # A prior near 1: +90 % clips the mean at 1 (a known value) and keeps every sd a valid Beta sd.
-    contract = replace(colour_kitchen, journey=replace(colour_kitchen.journey,
-                                                       long_term_contract=Prior(0.9, 0.25)))
-    names = set()
+    contract = replace(colour_kitchen, journey=colour_kitchen.journey.with_parameters(
+        {"long_term_contract": Prior(0.9, 0.25)}))
+    names = []
     for name, _, _, variants in assumptions(contract, shift=0.9):
-        names.add(name)
+        names.append(name)
         for variant in variants:
             assert variant != contract
-            for prior in [*variant.journey.priors().values(), *variant.comparison.journey.priors().values()]:
+            for _, prior in [*variant.journey.parameters, *variant.comparison.journey.parameters]:
                 assert 0 <= prior.mean <= 1
                 assert prior.sd == 0 or prior.sd**2 < prior.mean * (1 - prior.mean)
-    assert {"treated.job_with_diploma", "comparison.job", "benefit_amount", "prices", "provider_budget"} <= names
-    high = dict((a[0], a[3][1]) for a in assumptions(contract, shift=0.9))["treated.long_term_contract"]
-    assert high.journey.long_term_contract == Prior(1.0, 0.0)
+    # Every named treated parameter that can matter (all 7 are uncertain), each comparison override
+    # that can (diploma, dropout and job_with_diploma are a known 0 without the programme), the
+    # payer's costs, prices and the provider's budget; tail_months is a tornado row of its own.
+    assert names == [f"treated.{n}" for n in contract.journey.parameter_names] + [
+        "comparison.job_without_diploma", "comparison.long_term_contract", "cost_amounts", "prices",
+        "provider_budget"]
+    variants = {a[0]: a[3] for a in assumptions(contract, shift=0.9)}
+    high = variants["treated.long_term_contract"][1]
+    assert high.journey.prior("long_term_contract") == Prior(1.0, 0.0)
+    assert high.comparison == contract.comparison  # the comparison group draws its own: unchanged
+    low = variants["comparison.long_term_contract"][0]
+    # mean 0.4 x 0.1; the sd 0.1 is kept: a Beta of mean 0.04 carries up to sqrt(0.04 x 0.96) = 0.196
+    moved = low.comparison.journey.prior("long_term_contract")
+    assert (moved.mean, moved.sd, moved.kind) == (pytest.approx(0.04), 0.1, "probability")
+    assert low.journey == contract.journey
+    # a factor on every cost item's amounts, nothing else of the item
+    cheap = variants["cost_amounts"][0]
+    for item, base in zip(cheap.costs, contract.costs):
+        assert [b.amount for b in item.bands] == pytest.approx([0.1 * b.amount for b in base.bands], rel=1e-15)
+        assert replace(item, bands=base.bands) == base
     assert repr(colour_kitchen) == before
     with pytest.raises(ValueError, match="shift"):
         assumptions(contract, shift=1.5)
+
+
+def test_a_rate_parameter_is_scaled_as_a_gamma():
+    """A rate parameter (Gamma prior) moves by the shift with its sd kept, never clipped at 1."""
+    from sibsim.sensitivity import _scaled_prior
+
+    def moved(factor, scale_sd):
+        p = _scaled_prior(Prior(1.5, 0.5, kind="rate"), factor, scale_sd)
+        return p.kind, round(p.mean, 12), round(p.sd, 12)
+
+    assert moved(1.2, False) == ("rate", 1.8, 0.5)
+    assert moved(0.0, False) == ("rate", 0.0, 0.0)  # a rate of 0 is known
+    assert moved(2.0, True) == ("rate", 3.0, 1.0)   # above 1: a rate is not a probability
 
 
 def test_plot_tornado_draws_on_given_axes(torn):
@@ -116,6 +176,26 @@ def test_break_even_reproduces_moic_one(colour_kitchen):
     # The payer (who keeps the savings above the capped payments) breaks even at a lower success.
     payer = break_even(colour_kitchen, "payer", n_paths=N, seed=5)
     assert payer["status"] == "ok" and payer["factor"] < even["factor"]
+
+
+def test_success_variant_scales_the_success_parameters_only(colour_kitchen):
+    # Default: the parameters of the exits and branches into the primary outcome's states (the jobs).
+    assert colour_kitchen.success_parameter_names == ("job_without_diploma", "job_with_diploma",
+                                                      "long_term_contract")
+    more = success_variant(colour_kitchen, 1.5)
+    for name, prior in colour_kitchen.journey.parameters:
+        moved = more.journey.prior(name)
+        if name in colour_kitchen.success_parameter_names:
+            assert (moved.mean, moved.sd) == (pytest.approx(1.5 * prior.mean), pytest.approx(1.5 * prior.sd))
+        else:
+            assert moved == prior, name
+    assert more.comparison == colour_kitchen.comparison
+    assert success_variant(colour_kitchen, 1.0) is colour_kitchen
+    # analysis.success_parameters names them instead
+    chosen = replace(colour_kitchen, success_parameters=("diploma",))
+    assert chosen.success_parameter_names == ("diploma",)
+    assert success_variant(chosen, 0.5).journey.prior("diploma").mean == pytest.approx(0.0525)
+    assert success_variant(chosen, 0.5).journey.prior("job_with_diploma") == chosen.journey.prior("job_with_diploma")
 
 
 def test_break_even_outside_the_bracket_says_so(colour_kitchen):
@@ -159,7 +239,7 @@ def test_sobol_confidence_intervals(colour_kitchen):
 
 def test_sobol_needs_uncertain_priors(colour_kitchen):
     def fixed(journey):
-        return replace(journey, **{k: Prior(p.mean) for k, p in journey.priors().items()})
+        return journey.with_parameters({k: Prior(p.mean, kind=p.kind) for k, p in journey.parameters})
     known = replace(colour_kitchen, journey=fixed(colour_kitchen.journey),
                     comparison=replace(colour_kitchen.comparison, journey=fixed(colour_kitchen.comparison.journey)))
     with pytest.raises(ValueError, match="no uncertain journey probabilities"):
