@@ -845,17 +845,11 @@ def contracts_and_outcomes(draw):
         Fee("inv", "investors", Schedule(((draw(st.integers(0, term - 1)), draw(money(0.0, 1e4))),))),
         Fee("pay", "payer", Schedule(((draw(st.integers(0, term + 3)), draw(money(0.0, 1e4))),))),
     )
-    template = _random_template()
+    template = random_template()
     prices = tuple((o, draw(money(0.0, 1e4))) for o in template.outcome_names if draw(st.booleans()))
     payer = OutcomePayer("payer", prices, SavingsShare(draw(rate(0.0, 1.0))),
                          draw(st.none() | money(1.0, 5e5)), meas, lag)
-    # The old savings (benefit x share saved when employed) as the two cost items of legacy.new_format.
-    bands = (CostBand("all", draw(money(0.0, 2000.0)), 1.0),)
-    saved, indexation = draw(rate(0.0, 1.0)), draw(rate(-0.1, 0.2))
-    states = {c.name: c.states for c in template.costs}
-    costs = (CostItem("bijstand", bands, states["bijstand"], annual_indexation=indexation),
-             CostItem("top_up_in_work", bands, states["top_up_in_work"], fraction=1.0 - saved,
-                      annual_indexation=indexation))
+    costs = ck_costs(draw(money(0.0, 2000.0)), draw(rate(0.0, 1.0)), draw(rate(-0.1, 0.2)))
     n_cohorts = draw(st.integers(1, 2))
     cohorts = tuple(Cohort(draw(st.integers(0, term - 1)), draw(st.integers(1, 30))) for _ in range(n_cohorts))
     contract = dataclasses.replace(
@@ -891,10 +885,21 @@ def contracts_and_outcomes(draw):
 
 
 @functools.lru_cache(maxsize=1)
-def _random_template() -> Contract:
+def random_template() -> Contract:
     """Contract A with training in its machine (so every Colour Kitchen outcome is defined): the
-    outcomes, cost items' states and comparison machine of the random contracts."""
+    outcomes, cost items' states and comparison machine of random contracts on hand-made outcomes."""
     return contract_of(dict(base_doc(), journey=dict(JOB_AT_INTAKE, max_training_months=1)))
+
+
+def ck_costs(benefit: float, saved: float, indexation: float) -> tuple[CostItem, ...]:
+    """The old savings terms (a benefit per month, the share of it saved when in work, indexation)
+    as the two cost items of :func:`tests.legacy.new_format`: the benefit while not in work, the
+    unsaved share of it (a top-up) while in work."""
+    bands = (CostBand("all", benefit, 1.0),)
+    states = {c.name: c.states for c in random_template().costs}
+    return (CostItem("bijstand", bands, states["bijstand"], annual_indexation=indexation),
+            CostItem("top_up_in_work", bands, states["top_up_in_work"], fraction=1.0 - saved,
+                     annual_indexation=indexation))
 
 
 @settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
