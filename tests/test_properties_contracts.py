@@ -139,15 +139,7 @@ def old_contract_docs(draw, measures=ALL_MEASURES):
         guarantees.append(g)
     if guarantees:
         doc["guarantees"] = guarantees
-    # The journeys first: without training in either group the machine has no diploma outcome.
-    treated_journey = draw(journeys(training=True))
-    comparison_journey = draw(journeys(training=False))
-    trains = max(treated_journey["max_training_months"], comparison_journey["max_training_months"]) > 0
-    if treated_journey["max_training_months"] and comparison_journey["max_training_months"]:
-        # One state machine for both groups: both train for the same length (or one does not train).
-        comparison_journey["max_training_months"] = treated_journey["max_training_months"]
-    outcomes = legacy.CK_OUTCOMES if trains else legacy.CK_OUTCOMES[1:]
-    measurable = outcomes + ("benefit_months",)
+    measurable = legacy.CK_OUTCOMES + ("benefit_months",)
     # Payer.
     payer = {"name": "Municipality",
              "measurement_months": sorted(draw(st.sets(st.integers(1, term), min_size=1, max_size=4))),
@@ -202,14 +194,26 @@ def old_contract_docs(draw, measures=ALL_MEASURES):
                       "annual_indexation": draw(rate(-0.2, 0.2))}
     doc["cohorts"] = [{"intake_month": draw(month), "size": draw(st.integers(1, 25))}
                       for _ in range(draw(st.integers(1, 3)))]
-    doc["journey"] = treated_journey
+    doc["journey"] = treated = draw(journeys(training=True))
     if draw(st.integers(0, 3)) == 0:
-        doc["comparison"] = {"method": "expected", "journey": comparison_journey}
+        doc["comparison"] = {"method": "expected", "journey": draw(journeys(training=False))}
     else:
-        doc["comparison"] = {"size_ratio": draw(rate(0.2, 3.0)), "journey": comparison_journey}
+        doc["comparison"] = {"size_ratio": draw(rate(0.2, 3.0)), "journey": draw(journeys(training=False))}
+    compared = doc["comparison"]["journey"]
     doc["analysis"] = {"investor_discount_rate": draw(rate(-0.05, 0.15)),
                        "public_discount_rate": draw(rate(-0.05, 0.15)),
-                       "primary_outcome": draw(st.sampled_from(outcomes))}
+                       "primary_outcome": draw(st.sampled_from(legacy.CK_OUTCOMES))}
+    # One state machine serves both groups: if both train, for the same length.
+    if treated["max_training_months"] and compared["max_training_months"]:
+        compared["max_training_months"] = treated["max_training_months"]
+    if not (treated["max_training_months"] or compared["max_training_months"]):
+        # Nobody trains: the machine has no diploma outcome (legacy.new_format drops its price); a
+        # term measured on it is measured on first jobs instead.
+        for term in payer.get("tiers", []) + [payer[k] for k in ("trigger", "review") if k in payer]:
+            if term["outcome"] == "diploma":
+                term["outcome"] = "job_start"
+        if doc["analysis"]["primary_outcome"] == "diploma":
+            doc["analysis"]["primary_outcome"] = "job_start"
     return doc
 
 
