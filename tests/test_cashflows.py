@@ -16,6 +16,7 @@ Three layers:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import zlib
 from functools import partial
 
@@ -29,27 +30,25 @@ from scipy.optimize import brentq
 from sibsim import simulate
 from sibsim.cashflows import Cashflows, distribute, measure, payments_due, settle
 from sibsim.contracts import (
-    OUTCOMES,
-    BenefitBand,
     Cohort,
-    ComparisonGroup,
     Contract,
+    CostBand,
+    CostItem,
     Fee,
     Investor,
-    Journey,
     OutcomePayer,
-    Prior,
-    Savings,
     SavingsShare,
     Schedule,
 )
 from sibsim.irr import IRR_DEFINED, IRR_TOTAL_LOSS, irr
 from sibsim.metrics import path_metrics
 from sibsim.montecarlo import GroupOutcomes, Outcomes, block_size, simulate_outcomes
+from tests import legacy
 
 CENT = 0.005  # "to the cent": absolute tolerance in EUR
 EUR_TOL = 1e-6  # identities on every path
-DIPLOMA, JOB_START, JOB_SUSTAINED, LTC = range(len(OUTCOMES))
+# Index of each Colour Kitchen outcome in the old (events, employed) arrays of legacy.groups.
+DIPLOMA, JOB_START, JOB_SUSTAINED, LTC = range(len(legacy.CK_OUTCOMES))
 
 
 # ---------------------------------------------------------------------------------------
@@ -137,9 +136,32 @@ def base_doc() -> dict:
 
 
 def contract_of(doc: dict) -> Contract:
+    """The contract of an old-format scenario dict (``[journey]`` of the seven Colour Kitchen
+    probabilities, ``[savings]``), through the state-machine format (:func:`tests.legacy.new_format`)."""
     from sibsim.scenario import contract_from_dict
 
+    doc = legacy.new_format(doc)
+    # The old loader's default primary outcome (the new one defaults to the first outcome defined).
+    doc.setdefault("analysis", {}).setdefault("primary_outcome", "job_sustained")
     return contract_from_dict(doc, "<test>")
+
+
+def ck_rows(contract: Contract, per_outcome: np.ndarray) -> np.ndarray:
+    """Rows of an (..., outcomes, M) array in the old order (diploma, job start, sustained, long-term);
+    zeros for an outcome the contract does not define (no training: no diploma).  The new
+    occupancy outcome ``benefit_months`` (months in work) is read with :func:`outcome_row`."""
+    per_outcome = np.asarray(per_outcome)
+    names = contract.outcome_names
+    out = np.zeros(per_outcome.shape[:-2] + (len(legacy.CK_OUTCOMES), per_outcome.shape[-1]))
+    for k, name in enumerate(legacy.CK_OUTCOMES):
+        if name in names:
+            out[..., k, :] = per_outcome[..., names.index(name), :]
+    return out
+
+
+def outcome_row(contract: Contract, per_outcome: np.ndarray, name: str) -> np.ndarray:
+    """One outcome's row of an (..., outcomes, M) array."""
+    return np.asarray(per_outcome)[..., contract.outcome_index(name), :]
 
 
 def run_deterministic(contract: Contract, n_paths: int = 3):
@@ -390,7 +412,10 @@ def test_basic_contract_uncapped_two_investors_pro_rata():
     contract = contract_of(base_doc())
     assert contract.horizon_months == T_A
     cash, row = run_deterministic(contract)
-    cents(cash.measured_outcomes[0], [[0, 0], [10, 10], [0, 10], [0, 10]])
+    cents(ck_rows(contract, cash.measured_outcomes[0]), [[0, 0], [10, 10], [0, 10], [0, 10]])
+    # Months in work (benefit_months, the occupancy outcome the state-machine format adds, unpriced
+    # here): 10 x 3 before month 3, 10 x 12 before month 12.
+    cents(outcome_row(contract, cash.measured_outcomes[0], "benefit_months"), [30, 120])
     net_outcomes, measured_savings = measure(contract, simulate_outcomes(contract, 1, np.random.default_rng(0)))
     cents(net_outcomes, cash.measured_outcomes[:1])
     cents(measured_savings[0], [15_000, 60_000])
@@ -536,7 +561,9 @@ def test_comparison_group_does_better_no_payment_never_negative():
     cash, row = run_deterministic(contract)
     # Net outcomes at 6: (0, -10, -10, -10); at 20: all 0.  Net savings measured at 6:
     # -10 x 500 x 6 < 0, at 20: -10 x 500 x 12 < 0.  Every term clipped at 0: nothing due.
-    cents(cash.measured_outcomes[0], [[0, 0], [-10, 0], [-10, 0], [-10, 0]])
+    cents(ck_rows(contract, cash.measured_outcomes[0]), [[0, 0], [-10, 0], [-10, 0], [-10, 0]])
+    # Months in work: before 6, 0 - 10 x 6; before 20, 10 x 8 (months 12-19) - 10 x 20.
+    cents(outcome_row(contract, cash.measured_outcomes[0], "benefit_months"), [-60, -120])
     cents(cash.outcome_payments_due[0], np.zeros(T_A))
     cents(cash.distributions[0], np.zeros((2, T_A)))
     # Gross savings negative in months 0-11 (-5,000 each), 0 after: -60,000; net -61,000.
@@ -567,7 +594,10 @@ def test_high_water_mark_no_clawback():
     #                                       before month 15: (0, 10, 10)    -> 50,000 (lower: no clawback)
     #                                       before month 28: (10, 10, 20)   -> 80,000
     # (month 28: treated 20/20/20; comparison 10 job starts (month 12; month 28 not yet), 10 sustained.)
-    cents(cash.measured_outcomes[0], [[0, 0, 0], [10, 0, 10], [10, 10, 10], [10, 10, 20]])
+    cents(ck_rows(contract, cash.measured_outcomes[0]), [[0, 0, 0], [10, 0, 10], [10, 10, 10], [10, 10, 20]])
+    # Months in work, treated: 60, 150, 280 + 120 (cohort 2 from 16); comparison: cohort 1 from
+    # month 12 (0, 30, 160), cohort 2 from 28 (0).  Net 60, 120, 240 (unpriced here).
+    cents(outcome_row(contract, cash.measured_outcomes[0], "benefit_months"), [60, 120, 240])
     # High-water mark 60,000, 60,000, 80,000: due 60,000 @7, 0 @16, 20,000 @29.
     cents(cash.outcome_payments_due[0], monthly(30, {7: 60_000, 29: 20_000}))
     cents(cash.distributions[0], [monthly(30, {7: 45_000, 29: 15_000}), monthly(30, {7: 15_000, 29: 5_000})])
@@ -582,15 +612,21 @@ def test_high_water_mark_no_clawback():
 # ---------------------------------------------------------------------------------------
 # 1b. settle() in isolation on hand-made Outcomes
 # ---------------------------------------------------------------------------------------
-def group(events, employed, sizes) -> GroupOutcomes:
-    return GroupOutcomes(np.asarray(events, np.int32), np.asarray(employed, np.int32),
-                         np.asarray(sizes, np.int64), {})
+def group(contract: Contract, events, employed, sizes) -> GroupOutcomes:
+    """Hand-made old-style counts (events of the four CK outcomes, months in work) as the
+    contract's outcome events and cost units (:func:`tests.legacy.groups`)."""
+    ev, costs = legacy.groups(contract, np.asarray(events), np.asarray(employed), sizes)
+    return GroupOutcomes(ev.astype(np.int32), costs.astype(np.int32), np.asarray(sizes, np.int64), {})
 
 
 def test_settle_on_hand_made_outcomes_fractional_counterfactual_and_savings_share():
     doc = base_doc()
     doc["payer"]["rate_card"]["diploma"] = 500
+    # A diploma outcome exists only in a machine with training (legacy.new_format leaves it out
+    # otherwise); settle() on hand-made counts reads only the outcomes and cost items, not the journey.
+    doc["journey"] = dict(JOB_AT_INTAKE, max_training_months=1)
     contract = contract_of(doc)
+    assert "diploma" in contract.outcome_names
     T, P = T_A, 2
     te = np.zeros((P, 1, 4, T))
     tm = np.zeros((P, 1, T))
@@ -611,12 +647,15 @@ def test_settle_on_hand_made_outcomes_fractional_counterfactual_and_savings_shar
     # Path 1: treated nothing; comparison 6 job starts @0 and in work throughout (counterfactual 3).
     ce[1, 0, JOB_START, 0] = 6
     cm[1, 0, :] = 6
-    outcomes = Outcomes(group(te, tm, [10]), group(ce, cm, [20]))
+    outcomes = Outcomes(group(contract, te, tm, [10]), group(contract, ce, cm, [20]))
     net, saved = measure(contract, outcomes)
     # Path 0, before month 3: diploma 5, job start 4 - 2 = 2, sustained 0, long-term 0.
     #         before month 12: diploma 5, job start 7 - 2 = 5, sustained 4 - 1 = 3, long-term 2.
     # Path 1: job start -3 at both.
-    cents(net, [[[5, 5], [2, 5], [0, 3], [0, 2]], [[0, 0], [-3, -3], [0, 0], [0, 0]]])
+    cents(ck_rows(contract, net), [[[5, 5], [2, 5], [0, 3], [0, 2]], [[0, 0], [-3, -3], [0, 0], [0, 0]]])
+    # Net months in work (benefit_months), the months off benefits below: path 0 before 3: 0 + 4 + 2 = 6,
+    # before 12: 6 + 2 x 2 + 7 x 5 = 45; path 1: -3 x 3, -3 x 12.
+    cents(outcome_row(contract, net, "benefit_months"), [[6, 45], [-9, -36]])
     # Net off benefits, path 0: month 0: 0; 1: 4; 2-4: 4 - 2 = 2; 5-23: 7 - 2 = 5.
     # Measured savings @3: (4 + 2) x 500 = 3,000; @12: 3,000 + 2 x 2 x 500 + 7 x 5 x 500 = 22,500.
     # Path 1: -3 x 500 x 3 = -4,500; -3 x 500 x 12 = -18,000.
@@ -806,20 +845,18 @@ def contracts_and_outcomes(draw):
         Fee("inv", "investors", Schedule(((draw(st.integers(0, term - 1)), draw(money(0.0, 1e4))),))),
         Fee("pay", "payer", Schedule(((draw(st.integers(0, term + 3)), draw(money(0.0, 1e4))),))),
     )
-    prices = tuple((o, draw(money(0.0, 1e4))) for o in OUTCOMES if draw(st.booleans()))
+    template = random_template()
+    prices = tuple((o, draw(money(0.0, 1e4))) for o in template.outcome_names if draw(st.booleans()))
     payer = OutcomePayer("payer", prices, SavingsShare(draw(rate(0.0, 1.0))),
                          draw(st.none() | money(1.0, 5e5)), meas, lag)
-    savings = Savings((BenefitBand("all", draw(money(0.0, 2000.0)), 1.0),),
-                      draw(rate(0.0, 1.0)), draw(rate(-0.1, 0.2)))
+    costs = ck_costs(draw(money(0.0, 2000.0)), draw(rate(0.0, 1.0)), draw(rate(-0.1, 0.2)))
     n_cohorts = draw(st.integers(1, 2))
     cohorts = tuple(Cohort(draw(st.integers(0, term - 1)), draw(st.integers(1, 30))) for _ in range(n_cohorts))
-    zero = Prior(0.0)
-    j = Journey(0, zero, zero, zero, zero, zero, zero, zero)
-    contract = Contract(
-        title="random", term_months=term, tail_months=draw(st.integers(0, 6)), sustained_job_months=6,
+    contract = dataclasses.replace(
+        template, title="random", term_months=term, tail_months=draw(st.integers(0, 6)),
         investors=investors, provider_name="p", provider_budget=budget, fees=fees, payer=payer,
-        savings=savings, cohorts=cohorts, journey=j,
-        comparison=ComparisonGroup(draw(rate(0.2, 3.0)), j),
+        costs=costs, cohorts=cohorts,
+        comparison=dataclasses.replace(template.comparison, size_ratio=draw(rate(0.2, 3.0))),
     )
     T = contract.horizon_months
     P = draw(st.integers(1, 3))
@@ -827,19 +864,42 @@ def contracts_and_outcomes(draw):
     tsz = np.array([c.size for c in cohorts])
     csz = contract.comparison_sizes
 
+    # Nothing is counted before a cohort's intake (so months on benefits, members less those in work,
+    # are never negative).
+    after_intake = np.arange(T)[None, :] >= np.array([c.intake_month for c in cohorts])[:, None]  # (C, T)
+
     def arrays(sizes):
         events = rng.binomial(np.broadcast_to(sizes[None, :, None, None], (P, n_cohorts, 4, T)), 0.05)
         employed = rng.integers(0, sizes[None, :, None] + 1, size=(P, n_cohorts, T))
-        return events, employed
+        return events * after_intake[None, :, None], employed * after_intake[None]
 
     te, tm = arrays(tsz)
     ce, cm = arrays(csz)
     # Increments of the treated group's outcomes (and months off benefits): never negative.
-    de = rng.integers(0, 3, size=te.shape) * (rng.random(te.shape) < 0.2)
-    dm = rng.integers(0, 3, size=tm.shape) * (rng.random(tm.shape) < 0.2)
-    base = Outcomes(group(te, tm, tsz), group(ce, cm, csz))
-    more = Outcomes(group(te + de, tm + dm, tsz), group(ce, cm, csz))
+    de = rng.integers(0, 3, size=te.shape) * (rng.random(te.shape) < 0.2) * after_intake[None, :, None]
+    dm = np.minimum(rng.integers(0, 3, size=tm.shape) * (rng.random(tm.shape) < 0.2), tsz[None, :, None] - tm)
+    dm = dm * after_intake[None]
+    base = Outcomes(group(contract, te, tm, tsz), group(contract, ce, cm, csz))
+    more = Outcomes(group(contract, te + de, tm + dm, tsz), group(contract, ce, cm, csz))
     return contract, base, more
+
+
+@functools.lru_cache(maxsize=1)
+def random_template() -> Contract:
+    """Contract A with training in its machine (so every Colour Kitchen outcome is defined): the
+    outcomes, cost items' states and comparison machine of random contracts on hand-made outcomes."""
+    return contract_of(dict(base_doc(), journey=dict(JOB_AT_INTAKE, max_training_months=1)))
+
+
+def ck_costs(benefit: float, saved: float, indexation: float) -> tuple[CostItem, ...]:
+    """The old savings terms (a benefit per month, the share of it saved when in work, indexation)
+    as the two cost items of :func:`tests.legacy.new_format`: the benefit while not in work, the
+    unsaved share of it (a top-up) while in work."""
+    bands = (CostBand("all", benefit, 1.0),)
+    states = {c.name: c.states for c in random_template().costs}
+    return (CostItem("bijstand", bands, states["bijstand"], annual_indexation=indexation),
+            CostItem("top_up_in_work", bands, states["top_up_in_work"], fraction=1.0 - saved,
+                     annual_indexation=indexation))
 
 
 @settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])

@@ -30,10 +30,10 @@ import pytest
 
 from sibsim import simulate
 from sibsim.cashflows import settle
-from sibsim.contracts import JOURNEY_PROBABILITIES, OUTCOMES, Contract
+from sibsim.contracts import Contract
 from sibsim.expectation import expected_group
 from sibsim.metrics import path_metrics
-from sibsim.montecarlo import block_size, simulate_outcomes
+from sibsim.montecarlo import block_size, simulate_outcomes, start_distributions
 from sibsim.scenario import contract_from_dict
 from tests.test_cashflows import check_ledgers
 
@@ -50,9 +50,65 @@ def contract_of(doc: dict) -> Contract:
     return contract_from_dict(doc, "<extreme>")
 
 
-def journey(value: float | dict, L: int = 0, **overrides) -> dict:
-    j = {"max_training_months": L} | {name: value for name in JOURNEY_PROBABILITIES}
-    return j | overrides
+def inline_rates(doc: dict) -> list[tuple[dict, str]]:
+    """The recurrent events whose rate is written in the state (not a named parameter), with the
+    name the loader gives that rate (``state:event``, what ``[comparison.parameters]`` overrides)."""
+    return [(e, f"{state['name']}:{e['event']}") for state in doc["journey"]["states"]
+            for e in state.get("events", ()) if not isinstance(e["rate"], str)]
+
+
+def set_journey(doc: dict, value: float, rate: float | None = None, start: str | None = None, **overrides) -> dict:
+    """Every named journey parameter of the treated group fixed at ``value`` (or its ``overrides``);
+    inline event rates fixed at ``rate`` if given; the start state if given."""
+    j = doc["journey"]
+    j["parameters"] = {name: overrides.get(name, value) for name in j["parameters"]}
+    if rate is not None:
+        for event, _ in inline_rates(doc):
+            event["rate"] = rate
+    if start is not None:
+        j["start"] = start
+    return doc
+
+
+def set_comparison(doc: dict, value: float, rate: float | None = None, start: str | None = None,
+                   **overrides) -> dict:
+    """The comparison group's parameters: every parameter it does not share with the treated group
+    at ``value`` (or its ``overrides``), inline event rates at ``rate`` if given; its start state."""
+    comp = doc["comparison"]
+    shared = set(comp.get("shared", ()))
+    params = {name: overrides.get(name, value) for name in doc["journey"]["parameters"] if name not in shared}
+    params |= {name: v for name, v in comp.get("parameters", {}).items() if name not in params and name not in shared}
+    if rate is not None:
+        params |= {name: rate for _, name in inline_rates(doc)}
+    comp["parameters"] = params
+    if start is not None:
+        comp["start"] = start
+    return doc
+
+
+def without_training(doc: dict) -> dict:
+    """valid_minimal.toml's machine without training: everyone starts in the job search, and the
+    training and diploma states, parameters and outcome (unreachable, which the loader refuses) go."""
+    gone = {"training", "job_search_with_diploma"}
+    j = doc["journey"]
+    j["start"] = doc["comparison"]["start"] = "job_search"
+    j["states"] = [state for state in j["states"] if state["name"] not in gone]
+    for name in ("diploma", "dropout", "job_with_diploma"):
+        j["parameters"].pop(name)
+        doc["comparison"]["parameters"].pop(name, None)
+    del doc["outcomes"]["diploma"]
+    doc["payer"]["rate_card"].pop("diploma")
+    for cost in doc["costs"]:
+        cost["states"] = [name for name in cost["states"] if name not in gone]
+    return doc
+
+
+def once_per_participant(contract: Contract) -> list[int]:
+    """Indices of the outcomes a participant reaches at most once (first entries, events, milestones,
+    a census at one month), unlike every-event counts and occupancy (person-months)."""
+    return [k for k, o in enumerate(contract.outcomes)
+            if (o.kind in ("entry", "event", "milestone") and o.count == "first")
+            or (o.kind == "status" and len(o.at_months) == 1)]
 
 
 def settled(contract: Contract, n_paths: int, seed: int):
@@ -143,15 +199,22 @@ def test_one_participant(ratio):
     contract = contract_of(doc)
     assert contract.n_participants == 1 and contract.comparison_sizes.tolist() == [1]
     outcomes, cash, frame = settled(contract, 300, seed=1)
-    # One person reaches each outcome at most once.
+    # One person reaches each outcome at most once (those counted once per participant); it spends
+    # at most one month a month in a set of states (occupancy outcomes and cost items, before a scale).
+    once = once_per_participant(contract)
+    assert {"diploma", "job_sustained", "job_start", "long_term_contract"} <= {contract.outcome_names[k] for k in once}
     reached = outcomes.treated.events.sum(axis=3)
-    assert set(np.unique(reached)) <= {0, 1}
-    assert outcomes.treated.employed.max() <= 1
+    assert set(np.unique(reached[:, :, once])) <= {0, 1}
+    occupancy = [k for k, o in enumerate(contract.outcomes) if o.kind == "occupancy"]
+    assert occupancy and outcomes.treated.events[:, :, occupancy].max() <= 1
+    per_month = [q for q, c in enumerate(contract.costs) if c.event is None]
+    assert outcomes.treated.costs[:, :, per_month].max() <= 1
     assert set(np.unique(frame["net_primary_outcomes"])) <= {-1, 0, 1}
     res = simulate(contract, n_paths=400, seed=3)
     check_results(res)
     shares = res.outcome_shares
-    assert all(set(np.unique(v)) <= {0.0, 1.0} for v in shares.values())
+    for group in ("treated", "comparison"):
+        assert all(set(np.unique(shares[f"{group}_{contract.outcome_names[k]}"])) <= {0.0, 1.0} for k in once)
 
 
 # ---------------------------------------------------------------------------------------
@@ -171,25 +234,25 @@ def ten_thousand_doc() -> dict:
 
 def test_ten_thousand_participants_identities_and_exact_means():
     doc = ten_thousand_doc()
-    # Known probabilities (no parameter uncertainty): the path means must match the exact expectation.
-    doc["journey"] = journey(0.05, L=6, relapse=0.03, relapse_long_term=0.01, long_term_contract=0.5)
+    # Known probabilities and rates (no parameter uncertainty): the path means must match the exact
+    # expectation.  (The fixture's long-term job is left at 0.01 a month, like the old relapse_long_term.)
+    set_journey(doc, 0.05, rate=0.5, relapse=0.03, long_term_contract=0.5)
     contract = contract_of(doc)
     assert contract.n_participants == 10_000
+    assert all(prior.is_fixed for _, prior in contract.journey.parameters)
     outcomes, cash, frame = settled(contract, block_size(contract), seed=10)
     n = outcomes.n_paths
     T = contract.horizon_months
-    params = {k: np.full(1, contract.journey.priors()[k].mean) for k in JOURNEY_PROBABILITIES}
-    exp_events, exp_employed = expected_group(params, contract.journey.max_training_months,
-                                              np.array([0, 6]), np.array([5_000, 5_000]), T,
-                                              contract.sustained_job_months)
-    sim = outcomes.treated.events.sum(axis=(1, 3))  # (paths, outcomes) over the horizon
-    exact = exp_events[0].sum(axis=(0, 2))
+    params = np.array([[prior.mean for _, prior in contract.journey.parameters]])
+    exact = expected_group(contract.journey, contract.measures, params, np.array([0, 6]), np.array([5_000, 5_000]),
+                           start_distributions(contract), T)[0].sum(axis=(0, 2))  # (measures,) over the horizon
+    # Every outcome and every cost item's units (months on benefits, months in work, interviews).
+    sim = np.concatenate([outcomes.treated.events, outcomes.treated.costs], axis=2).sum(axis=(1, 3))
     se = sim.std(axis=0, ddof=1) / np.sqrt(n)
     assert (np.abs(sim.mean(axis=0) - exact) <= 5 * se + 1e-9).all(), (sim.mean(axis=0), exact, se)
     # With 10,000 people the share reaching an outcome hardly varies between paths.
-    assert (sim.std(axis=0) / 10_000 < 0.01).all()
-    months_off = outcomes.treated.employed.sum(axis=(1, 2))
-    assert abs(months_off.mean() - exp_employed.sum()) <= 5 * months_off.std(ddof=1) / np.sqrt(n)
+    once = once_per_participant(contract)
+    assert len(once) >= 4 and (sim[:, once].std(axis=0) / 10_000 < 0.01).all()
     assert set(frame["irr_status"].astype(str)) <= STATUSES
 
 
@@ -205,13 +268,18 @@ def test_ten_thousand_participants_bounded_memory():
 # ---------------------------------------------------------------------------------------
 def test_zero_success_pays_nothing_and_investors_lose_everything():
     doc = copy.deepcopy(MINIMAL)
-    doc["journey"] = journey(0.0, L=6)
-    doc["comparison"]["journey"] = journey(0.0)
+    set_journey(doc, 0.0)  # 6 months of training (the fixture's), then a job search that never ends
+    set_comparison(doc, 0.0)
     doc["payer"]["savings_share"] = 0.5
     doc["fees"].append({"name": "Evaluator", "paid_by": "payer", "schedule": [{"month": 20, "amount": 3_000}]})
     contract = contract_of(doc)
     outcomes, cash, frame = settled(contract, 50, seed=0)
-    assert outcomes.treated.events.sum() == 0 and outcomes.treated.employed.sum() == 0
+    assert outcomes.treated.events.sum() == 0
+    # Nobody ever works: both groups on benefits every month from their intake (cohorts at 0 and 6).
+    on_benefit = np.array([[10 * (m >= c) for m in range(contract.horizon_months)] for c in (0, 6)])
+    for group in (outcomes.treated, outcomes.comparison):
+        assert [c.name for c in contract.costs] == ["benefit"]
+        np.testing.assert_array_equal(group.costs[:, :, 0], np.broadcast_to(on_benefit, (50,) + on_benefit.shape))
     assert (cash.outcome_payments_due == 0).all() and (cash.distributions == 0).all()
     assert (cash.gross_savings == 0).all()
     assert (frame["capital_called"] == 62_000).all() and (frame["investor_loss"] == 62_000).all()
@@ -228,10 +296,13 @@ def test_zero_success_pays_nothing_and_investors_lose_everything():
 
 def test_zero_success_with_every_mechanism_only_guarantees_pay():
     doc = copy.deepcopy(ALL_TERMS)
-    doc["journey"] = journey(0.0, L=6)
-    doc["comparison"]["journey"] = journey(0.0)
+    # Every probability and the interview rate 0 (an interview is a cost, paid for by the savings share).
+    set_journey(doc, 0.0, rate=0.0)
+    set_comparison(doc, 0.0, rate=0.0)
     contract = contract_of(doc)
     outcomes, cash, frame = settled(contract, 50, seed=0)
+    assert outcomes.treated.events.sum() == 0 and outcomes.comparison.events.sum() == 0
+    assert (cash.gross_savings == 0).all()
     assert (cash.outcome_payments_due == 0).all() and not cash.terminated.any()
     # Alpha Fund (4/7 of the 62,000 called) loses it all: the Province covers 50 % up to 10,000,
     # the Municipality 30 % (capital protection).  The grant is lost.
@@ -244,13 +315,13 @@ def test_zero_success_with_every_mechanism_only_guarantees_pay():
     check_results(simulate(contract, n_paths=100, seed=2))
 
 
-SUCCESS = journey(1.0, L=6, dropout=0.0, relapse=0.0, relapse_long_term=0.0)
-
-
 def test_full_success_pays_the_rate_card_exactly():
     doc = copy.deepcopy(MINIMAL)
-    doc["journey"] = SUCCESS
-    doc["comparison"]["journey"] = journey(0.0)
+    set_journey(doc, 1.0, dropout=0.0, relapse=0.0)
+    set_comparison(doc, 0.0)
+    # Unpriced outcomes to count what the old chain counted: job starts and long-term contracts.
+    doc["outcomes"]["job_start"] = {"kind": "entry", "states": ["job", "long_term_job"]}
+    doc["outcomes"]["long_term_contract"] = {"kind": "entry", "states": ["long_term_job"]}
     contract = contract_of(doc)
     outcomes, cash, frame = settled(contract, 20, seed=0)
     # Every path is the same: diploma in the intake month, a job the month after, sustained (and a
@@ -258,9 +329,12 @@ def test_full_success_pays_the_rate_card_exactly():
     for arr in (cash.outcome_payments_due, cash.distributions, cash.capital_calls, cash.gross_savings):
         assert (arr == arr[:1]).all()
     ev = outcomes.treated.events[0].sum(axis=0)  # (outcomes, months)
-    assert ev[OUTCOMES.index("diploma"), [0, 6]].tolist() == [10, 10]
-    assert ev[OUTCOMES.index("job_start"), [1, 7]].tolist() == [10, 10]
-    assert ev[OUTCOMES.index("job_sustained"), [6, 12]].tolist() == [10, 10]
+    index = contract.outcome_index
+    assert contract.outcome_names == ("diploma", "job_sustained", "job_start", "long_term_contract")
+    assert ev[index("diploma"), [0, 6]].tolist() == [10, 10]
+    assert ev[index("job_start"), [1, 7]].tolist() == [10, 10]
+    assert ev[index("job_sustained"), [6, 12]].tolist() == [10, 10]
+    assert ev[index("long_term_contract"), [6, 12]].tolist() == [10, 10]
     assert ev.sum(axis=1).tolist() == [20, 20, 20, 20]
     # Before month 12: 20 diplomas, 10 sustained -> 20 x 1,000 + 10 x 4,000 = 60,000 due at 12 + 3.
     # Before month 24: 20 x 1,000 + 20 x 4,000 = 100,000 -> 40,000 more at 24 + 3.
@@ -280,13 +354,15 @@ def test_full_success_pays_the_rate_card_exactly():
 
 def test_every_probability_one_in_both_groups_cancels_exactly():
     doc = copy.deepcopy(ALL_TERMS)
-    doc["journey"] = journey(1.0, L=6)
-    doc["comparison"]["journey"] = journey(1.0, L=6)
+    set_journey(doc, 1.0)
+    set_comparison(doc, 1.0, start="training")  # the same machine, start and probabilities in both groups
+    del doc["cohorts"][1]["start"]  # a random split of the cohort between two start states would differ
     doc["comparison"]["size_ratio"] = 10.0  # the largest accepted (MAX_SIZE_RATIO)
     contract = contract_of(doc)
     outcomes, cash, frame = settled(contract, 20, seed=0)
     # Diploma at once (it comes before dropout), a job the month after, lost every month (relapse 1),
-    # found again the month after: identical in both groups, so the net is exactly 0 everywhere.
+    # found again at once (a job search that starts in a month a job starts in): never a month in the
+    # job search, so no interview.  Identical in both groups, so the net is exactly 0 everywhere.
     assert outcomes.treated.events.sum() > 0
     np.testing.assert_allclose(outcomes.counterfactual_events(), outcomes.treated.events, rtol=0, atol=1e-9)
     np.testing.assert_allclose(cash.measured_outcomes, 0.0, atol=1e-9)
@@ -299,7 +375,7 @@ def test_every_probability_one_in_both_groups_cancels_exactly():
 # ---------------------------------------------------------------------------------------
 def twenty_year_doc() -> dict:
     doc = copy.deepcopy(ALL_TERMS)
-    doc["term"] = {"term_months": 240, "tail_months": 60, "sustained_job_months": 6}
+    doc["term"] = {"term_months": 240, "tail_months": 60}
     doc["cohorts"] = [{"intake_month": 12 * k, "size": 100} for k in range(15)]
     doc["provider"]["budget"] = [{"from_month": 0, "to_month": 199, "per_month": 5_000}]
     doc["fees"].append({"name": "Evaluator", "paid_by": "payer",
@@ -309,7 +385,8 @@ def twenty_year_doc() -> dict:
     doc["payer"]["payment_cap"] = 5_000_000
     doc["payer"]["review"]["month"] = 60
     doc["payer"]["trigger"]["follow_up_months"] = 24
-    doc["savings"]["annual_indexation"] = 0.02
+    for cost in doc["costs"]:
+        cost["annual_indexation"] = 0.02
     return doc
 
 
@@ -323,8 +400,9 @@ def test_twenty_year_term_identities_and_sensible_results():
     check_results(res)
     assert res.expected_ledgers.shape[0] == 300
     # Indexation steps every 12 months: 2 % a year for 25 years.
-    np.testing.assert_allclose(contract.savings.per_month(300)[[0, 299]],
-                               [850.0 * 1.0, 850.0 * 1.02**24])
+    # (The benefit: 1,000 x 0.8 + 250 x 0.2 = 850 a month.)
+    assert contract.costs[0].name == "benefit"
+    np.testing.assert_allclose(contract.cost_per_unit(300)[0, [0, 299]], [850.0 * 1.0, 850.0 * 1.02**24])
 
 
 def test_twenty_year_term_bounded_memory():
@@ -341,10 +419,12 @@ def test_comparison_group_ten_times_larger_measures_with_less_noise():
     net measurement is centred on 0 either way, but a comparison group of 10 per participant (the
     largest accepted) measures it with less noise (sd ratio ~ sqrt((1 + 1/10) / 2) = 0.74).  The two
     designs share every path's treated journeys (common random numbers)."""
-    doc = copy.deepcopy(MINIMAL)
-    same = journey(0.05, L=0, relapse=0.03, relapse_long_term=0.01, long_term_contract=0.5)
-    doc["journey"] = same
-    doc["comparison"]["journey"] = same
+    doc = without_training(copy.deepcopy(MINIMAL))
+    # No training (both start in the job search); the same known probabilities in both groups.
+    same = dict(relapse=0.03, long_term_contract=0.5)
+    set_journey(doc, 0.05, **same)
+    set_comparison(doc, 0.05, **same)
+    doc["analysis"] = {"primary_outcome": "job_sustained"}  # the old default (the new: the first outcome)
     doc["cohorts"] = [{"intake_month": 0, "size": 250}, {"intake_month": 6, "size": 250}]
     doc["investors"][0]["commitment"] = 1_000_000
     runs = {}

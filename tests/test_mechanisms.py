@@ -29,22 +29,15 @@ from hypothesis import strategies as st
 from sibsim import simulate
 from sibsim.cashflows import measure, settle
 from sibsim.contracts import (
-    MEASURABLE,
     MEASURES,
-    OUTCOMES,
-    BenefitBand,
     Cohort,
     CohortTrigger,
-    ComparisonGroup,
     Contract,
     Fee,
     Guarantee,
     Investor,
-    Journey,
     OutcomePayer,
-    Prior,
     Review,
-    Savings,
     SavingsShare,
     Schedule,
     TierTable,
@@ -52,7 +45,8 @@ from sibsim.contracts import (
 from sibsim.expectation import expected_group
 from sibsim.irr import IRR_TOTAL_LOSS, irr
 from sibsim.metrics import path_metrics
-from sibsim.montecarlo import GroupOutcomes, Outcomes, simulate_outcomes
+from sibsim.montecarlo import GroupOutcomes, Outcomes, simulate_outcomes, split_counts, start_distributions
+from tests import legacy
 from tests.test_cashflows import (
     CALLS_A,
     CALLS_B,
@@ -64,12 +58,16 @@ from tests.test_cashflows import (
     base_doc,
     cents,
     check_ledgers,
+    ck_costs,
+    ck_rows,
     contract_of,
     fv14,
     investor_flows,
     journey,
     money,
     monthly,
+    outcome_row,
+    random_template,
     rate,
     reference_irr,
     run_deterministic,
@@ -92,12 +90,25 @@ def hand_outcomes(contract: Contract, n_paths: int, events=(), employed=(), comp
     comparison_sizes = contract.comparison_sizes if comparison_sizes is None else np.asarray(comparison_sizes)
     arrays = {g: (np.zeros((n_paths, C, 4, T), np.int32), np.zeros((n_paths, C, T), np.int32)) for g in "tc"}
     for g, p, c, outcome, month, n in events:
-        arrays[g][0][p, c, OUTCOMES.index(outcome), month] += n
+        arrays[g][0][p, c, legacy.CK_OUTCOMES.index(outcome), month] += n
     for g, p, c, m0, m1, n in employed:
         arrays[g][1][p, c, m0:m1 + 1] += n
-    return Outcomes(GroupOutcomes(*arrays["t"], treated_sizes, {}),
-                    GroupOutcomes(*arrays["c"], comparison_sizes, {}),
+    return Outcomes(group(contract, *arrays["t"], treated_sizes), group(contract, *arrays["c"], comparison_sizes),
                     payer_default=None if payer_default is None else np.asarray(payer_default, dtype=bool))
+
+
+def group(contract: Contract, events, employed, sizes) -> GroupOutcomes:
+    """Old-style counts (the four CK outcomes, months in work) as the contract's events and cost units."""
+    ev, costs = legacy.groups(contract, events, employed, sizes)
+    return GroupOutcomes(ev.astype(np.int32), costs.astype(np.int32), np.asarray(sizes, np.int64), {})
+
+
+def with_training(doc: dict) -> dict:
+    """The same terms with one month of training in the machine, so that the diploma outcome exists
+    (legacy.new_format leaves it out of a machine without training); for hand-made outcomes only,
+    which settle() reads without the journey."""
+    doc["journey"] = dict(doc["journey"], max_training_months=1)
+    return doc
 
 
 def settled(contract: Contract, outcomes: Outcomes):
@@ -143,7 +154,8 @@ def test_rate_card_benefit_month_saved_with_expected_counterfactual():
     contract = contract_of(expected_doc(job_sustained=2_000, benefit_month_saved=100))
     assert contract.comparison.method == "expected" and contract.comparison.size_ratio == 1.0
     cash, row = run_deterministic(contract)
-    cents(cash.measured_outcomes[0], [[0, 0], [1.25, 0.00244140625], [0, 0.078125], [0, 10]])
+    cents(ck_rows(contract, cash.measured_outcomes[0]), [[0, 0], [1.25, 0.00244140625], [0, 0.078125], [0, 10]])
+    cents(outcome_row(contract, cash.measured_outcomes[0], "benefit_months"), [8.75, 9.99755859375])
     # Entitlement @3: 100 x 8.75 = 875;  @12: 100 x 9.99755859375 + 2,000 x 0.078125 = 999.76 + 156.25.
     # Due 875 @5 and 1,156.005859375 - 875 = 281.005859375 @14 (job starts and long-term are unpriced).
     cents(cash.outcome_payments_due[0], monthly(T_A, {5: 875, 14: 281.01}))
@@ -159,8 +171,9 @@ def test_rate_card_benefit_month_saved_with_expected_counterfactual():
 
 def test_rate_card_benefit_day_saved_is_days_per_month():
     contract = contract_of(expected_doc(benefit_day_saved=10))
-    # 10 EUR a day = 10 x 365.25 / 12 = 304.375 EUR per month off benefits.
-    assert contract.payer.price("benefit_month_saved") == 304.375
+    # 10 EUR a day = 10 x 365.25 / 12 = 304.375 EUR per month off benefits (legacy.new_format prices the
+    # occupancy outcome benefit_months, counted in months, at 304.375 a month).
+    assert contract.payer.price("benefit_months") == 304.375
     cash, _ = run_deterministic(contract)
     # @3: 304.375 x 8.75 = 2,663.28125;  @12: 304.375 x 9.99755859375 = 3,043.0068969726...
     # Due 2,663.28 @5 and 379.73 @14.
@@ -180,14 +193,18 @@ def test_expected_counterfactual_is_the_exact_expectation_without_sampling():
     outcomes = simulate_outcomes(contract, 5, np.random.default_rng(3))
     p = outcomes.comparison.parameters["job_without_diploma"]
     assert len(np.unique(p)) == 5
-    events, employed = expected_group(outcomes.comparison.parameters, 0, np.array([0]), np.array([10]),
-                                      n_months=T_A, sustained_job_months=6)
+    journey_c = contract.comparison.journey
+    params = np.column_stack([outcomes.comparison.parameters[n] for n in journey_c.parameter_names])
+    counts = expected_group(journey_c, contract.measures, params, np.array([0]), np.array([10]),
+                            start_distributions(contract, comparison=True), T_A)
+    events, costs = split_counts(contract, counts)
     np.testing.assert_array_equal(outcomes.comparison.events, events)
-    np.testing.assert_array_equal(outcomes.comparison.employed, employed)
+    np.testing.assert_array_equal(outcomes.comparison.costs, costs)
     np.testing.assert_array_equal(outcomes.comparison.sizes, [10])  # treated size: no size_ratio
-    # By hand: in work in month d with probability 1 - (1 - p)^(d+1).
+    # By hand: in work (months off benefits) in month d with probability 1 - (1 - p)^(d+1).
     d = np.arange(T_A)
-    np.testing.assert_allclose(employed[:, 0], 10 * (1 - (1 - p[:, None]) ** (d + 1)), rtol=1e-12)
+    employed = events[:, 0, contract.outcome_index("benefit_months")]
+    np.testing.assert_allclose(employed, 10 * (1 - (1 - p[:, None]) ** (d + 1)), rtol=1e-12)
     cash = settled(contract, outcomes)
     # Months off before 3: net = 30 - 10 sum_{d<3} (1 - (1-p)^(d+1)); paid 100 a month.
     q = 1 - p
@@ -243,8 +260,9 @@ def test_savings_share_kink_is_exact():
 # tier tables
 # ---------------------------------------------------------------------------------------
 def tier_contract(tier: dict, comparison_ratio: float = 2.0, **payer) -> Contract:
-    """Contract A paying by one tier table only; comparison group of 20 (counts x 0.5) by default."""
-    doc = doc_paying_by(tiers=[tier], **payer)
+    """Contract A paying by one tier table only; comparison group of 20 (counts x 0.5) by default;
+    for hand-made outcomes (every outcome defined, the diploma too)."""
+    doc = with_training(doc_paying_by(tiers=[tier], **payer))
     doc["comparison"]["size_ratio"] = comparison_ratio
     return contract_of(doc)
 
@@ -346,8 +364,9 @@ def test_tiers_add_to_rate_card():
 # cohort trigger
 # ---------------------------------------------------------------------------------------
 def trigger_contract(**trigger) -> Contract:
-    """Two cohorts of 10 (intake 0 and 6), comparison ratio 1; paid by the trigger only, 2 months' lag."""
-    doc = doc_paying_by(trigger=trigger)
+    """Two cohorts of 10 (intake 0 and 6), comparison ratio 1; paid by the trigger only, 2 months' lag;
+    for hand-made outcomes (every outcome defined, the diploma too)."""
+    doc = with_training(doc_paying_by(trigger=trigger))
     del doc["payer"]["measurement_months"]
     doc["cohorts"] = [{"intake_month": 0, "size": 10}, {"intake_month": 6, "size": 10}]
     return contract_of(doc)
@@ -733,17 +752,21 @@ INCREASING = ("difference", "relative_increase")  # more treated outcomes -> hig
 def mechanism_cases(draw, monotone: bool):
     """A random small contract, hand-made outcomes, and the same with more treated outcomes."""
     measures = INCREASING if monotone else MEASURES
+    # The Colour Kitchen outcomes (and months in work, benefit_months) and cost items, as legacy.new_format
+    # writes them; the journey is not used (the outcomes are hand-made).
+    template = random_template()
+    measurable = template.outcome_names
     term = draw(st.integers(4, 18))
     cohorts = tuple(Cohort(draw(st.integers(0, term - 1)), draw(st.integers(1, 20)))
                     for _ in range(draw(st.integers(1, 3))))
     trigger = None
     if draw(st.booleans()):
         pooled = draw(rate(-0.5, 1.0))
-        trigger = CohortTrigger(draw(st.sampled_from(MEASURABLE)), draw(st.sampled_from(measures)),
+        trigger = CohortTrigger(draw(st.sampled_from(measurable)), draw(st.sampled_from(measures)),
                                 draw(st.integers(1, 8)), pooled + draw(rate(0.0, 1.0)), pooled,
                                 draw(money(0.0, 5e3)))
     meas = tuple(sorted(draw(st.sets(st.integers(1, term), min_size=0 if trigger else 1, max_size=4))))
-    rate_card = tuple((o, draw(money(0.0, 5e3))) for o in OUTCOMES + ("benefit_month_saved",) if draw(st.booleans()))
+    rate_card = tuple((o, draw(money(0.0, 5e3))) for o in template.outcome_names if draw(st.booleans()))
     share_rate = draw(rate(0.0, 1.0))
     if draw(st.booleans()):
         share = SavingsShare(share_rate, draw(rate(0.1, 3.0)), draw(rate(0.0, share_rate)))
@@ -755,12 +778,12 @@ def mechanism_cases(draw, monotone: bool):
         ys = np.cumsum([draw(st.integers(0, 1_000_000)) for _ in xs]) / 100
         points = tuple((x / 10, float(y)) for x, y in zip(xs, ys))
         minimum = draw(st.none() | st.integers(-10, 30).map(lambda x: x / 10))
-        tiers.append(TierTable(draw(st.sampled_from(MEASURABLE)), draw(st.sampled_from(measures)), points,
+        tiers.append(TierTable(draw(st.sampled_from(measurable)), draw(st.sampled_from(measures)), points,
                                draw(st.sampled_from(("step", "linear"))),
                                points[0][0] if minimum is None else minimum))
     review = None
     if draw(st.booleans()):
-        review = Review(draw(st.integers(1, term)), draw(st.sampled_from(MEASURABLE)),
+        review = Review(draw(st.integers(1, term)), draw(st.sampled_from(measurable)),
                         draw(st.sampled_from(measures)), draw(rate(-0.5, 1.0)))
     payer = OutcomePayer("payer", rate_card, share, draw(st.none() | money(1.0, 2e5)), meas, draw(st.integers(0, 3)),
                          tiers=tuple(tiers), trigger=trigger, review=review)
@@ -778,14 +801,11 @@ def mechanism_cases(draw, monotone: bool):
                             for _ in range(draw(st.integers(1, 4)))))
     fees = (Fee("inv", "investors", Schedule(((draw(st.integers(0, term - 1)), draw(money(0.0, 5e3))),))),
             Fee("pay", "payer", Schedule(((draw(st.integers(0, term + 3)), draw(money(0.0, 5e3))),))))
-    zero = Prior(0.0)
-    j = Journey(0, zero, zero, zero, zero, zero, zero, zero)
-    contract = Contract(
-        title="random", term_months=term, tail_months=draw(st.integers(0, 4)), sustained_job_months=6,
+    contract = dataclasses.replace(
+        template, title="random", term_months=term, tail_months=draw(st.integers(0, 4)),
         investors=investors, provider_name="p", provider_budget=budget, fees=fees, payer=payer,
-        savings=Savings((BenefitBand("all", draw(money(0.0, 2000.0)), 1.0),), draw(rate(0.0, 1.0)),
-                        draw(rate(-0.1, 0.2))),
-        cohorts=cohorts, journey=j, comparison=ComparisonGroup(draw(rate(0.2, 3.0)), j),
+        costs=ck_costs(draw(money(0.0, 2000.0)), draw(rate(0.0, 1.0)), draw(rate(-0.1, 0.2))),
+        cohorts=cohorts, comparison=dataclasses.replace(template.comparison, size_ratio=draw(rate(0.2, 3.0))),
         guarantees=tuple(guarantees), recycling=draw(st.booleans()))
 
     T, C = contract.horizon_months, len(cohorts)
@@ -804,14 +824,15 @@ def mechanism_cases(draw, monotone: bool):
     te, tm = arrays(tsz, p_t)
     ce, cm = arrays(csz, p_c)
     de = rng.integers(0, 3, size=te.shape) * (rng.random(te.shape) < 0.2) * started[None, :, None, :]
-    dm = rng.integers(0, 3, size=tm.shape) * (rng.random(tm.shape) < 0.2) * started[None, :, :]
+    # More months in work, never more than the cohort's members (the rest are on benefits).
+    dm = np.minimum(rng.integers(0, 3, size=tm.shape) * (rng.random(tm.shape) < 0.2), tsz[None, :, None] - tm)
+    dm = dm * started[None, :, :]
     default = None
     if draw(st.booleans()):
         default = rng.random((P, len(contract.payment_months))) < 0.3
 
     def outcomes(events, employed):
-        return Outcomes(GroupOutcomes(events.astype(np.int32), employed.astype(np.int32), tsz, {}),
-                        GroupOutcomes(ce.astype(np.int32), cm.astype(np.int32), csz, {}), payer_default=default)
+        return Outcomes(group(contract, events, employed, tsz), group(contract, ce, cm, csz), payer_default=default)
 
     return contract, outcomes(te, tm), outcomes(te + de, tm + dm)
 

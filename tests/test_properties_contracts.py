@@ -23,6 +23,7 @@ arrays; here the outcomes come from the engine and the contracts from the loader
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from functools import partial
 
@@ -33,11 +34,12 @@ from hypothesis import strategies as st
 
 from sibsim import simulate
 from sibsim.cashflows import settle
-from sibsim.contracts import JOURNEY_PROBABILITIES, MEASURABLE, Contract
+from sibsim.contracts import Contract
 from sibsim.irr import IRR_DEFINED, IRR_NET_OUTFLOWS, IRR_TOTAL_LOSS, irr, npv
 from sibsim.metrics import path_metrics
 from sibsim.montecarlo import GroupOutcomes, Outcomes, block_size, simulate_outcomes
 from sibsim.scenario import contract_from_dict
+from tests import legacy
 from tests.test_cashflows import EUR_TOL, check_ledgers, money, rate
 
 EXAMPLES = int(os.environ.get("SIBSIM_PROPERTY_EXAMPLES", "100"))
@@ -67,12 +69,19 @@ def probability(draw):
 @st.composite
 def journeys(draw, training: bool):
     j = {"max_training_months": draw(st.integers(0, 6)) if training else draw(st.integers(0, 2))}
-    j.update({name: draw(probability()) for name in JOURNEY_PROBABILITIES})
+    j.update({name: draw(probability()) for name in legacy.CK_PARAMETERS})
     return j
 
 
 @st.composite
 def contract_docs(draw, measures=ALL_MEASURES):
+    """A generated scenario in the state-machine format: the Colour Kitchen chain drawn in the old
+    form (seven probabilities, ``[savings]``), turned into the new one by :func:`tests.legacy.new_format`."""
+    return legacy.new_format(draw(old_contract_docs(measures)))
+
+
+@st.composite
+def old_contract_docs(draw, measures=ALL_MEASURES):
     term = draw(st.integers(3, 30))
     doc = {"meta": {"title": draw(st.sampled_from(("generated", "Générée 🙂")))},
            "term": {"term_months": term, "tail_months": draw(st.integers(0, 8)),
@@ -130,6 +139,7 @@ def contract_docs(draw, measures=ALL_MEASURES):
         guarantees.append(g)
     if guarantees:
         doc["guarantees"] = guarantees
+    measurable = legacy.CK_OUTCOMES + ("benefit_months",)
     # Payer.
     payer = {"name": "Municipality",
              "measurement_months": sorted(draw(st.sets(st.integers(1, term), min_size=1, max_size=4))),
@@ -157,7 +167,7 @@ def contract_docs(draw, measures=ALL_MEASURES):
     for _ in range(draw(st.integers(0, 2))):
         xs = sorted(draw(st.sets(st.integers(-5, 20), min_size=1, max_size=3)))
         ys = np.cumsum([draw(st.integers(0, 2_000_000)) for _ in xs]) / 100
-        tier = {"outcome": draw(st.sampled_from(MEASURABLE)), "measure": draw(st.sampled_from(measures)),
+        tier = {"outcome": draw(st.sampled_from(measurable)), "measure": draw(st.sampled_from(measures)),
                 "points": [[x / 10, float(y)] for x, y in zip(xs, ys)],
                 "interpolation": draw(st.sampled_from(("step", "linear")))}
         if draw(st.booleans()):
@@ -167,11 +177,11 @@ def contract_docs(draw, measures=ALL_MEASURES):
         payer["tiers"] = tiers
     if draw(st.integers(0, 2)) == 0:
         pooled = draw(rate(-0.5, 1.0))
-        payer["trigger"] = {"outcome": draw(st.sampled_from(MEASURABLE)), "measure": draw(st.sampled_from(measures)),
+        payer["trigger"] = {"outcome": draw(st.sampled_from(measurable)), "measure": draw(st.sampled_from(measures)),
                             "follow_up_months": draw(st.integers(1, 12)), "pooled_threshold": pooled,
                             "cohort_threshold": pooled + draw(rate(0.0, 1.0)), "price": draw(money(0.0, 5_000.0))}
     if draw(st.integers(0, 2)) == 0:
-        payer["review"] = {"month": draw(st.integers(1, term)), "outcome": draw(st.sampled_from(MEASURABLE)),
+        payer["review"] = {"month": draw(st.integers(1, term)), "outcome": draw(st.sampled_from(measurable)),
                            "measure": draw(st.sampled_from(measures)), "floor": draw(rate(-0.5, 0.5))}
     if not (any(p > 0 for p in prices.values()) or share > 0 or tiers or "trigger" in payer):
         payer.setdefault("rate_card", {})["job_start"] = 1_000.0
@@ -184,15 +194,97 @@ def contract_docs(draw, measures=ALL_MEASURES):
                       "annual_indexation": draw(rate(-0.2, 0.2))}
     doc["cohorts"] = [{"intake_month": draw(month), "size": draw(st.integers(1, 25))}
                       for _ in range(draw(st.integers(1, 3)))]
-    doc["journey"] = draw(journeys(training=True))
+    doc["journey"] = treated = draw(journeys(training=True))
     if draw(st.integers(0, 3)) == 0:
         doc["comparison"] = {"method": "expected", "journey": draw(journeys(training=False))}
     else:
         doc["comparison"] = {"size_ratio": draw(rate(0.2, 3.0)), "journey": draw(journeys(training=False))}
+    compared = doc["comparison"]["journey"]
     doc["analysis"] = {"investor_discount_rate": draw(rate(-0.05, 0.15)),
                        "public_discount_rate": draw(rate(-0.05, 0.15)),
-                       "primary_outcome": draw(st.sampled_from(("diploma", "job_start", "job_sustained",
-                                                                "long_term_contract")))}
+                       "primary_outcome": draw(st.sampled_from(legacy.CK_OUTCOMES))}
+    # One state machine serves both groups: if both train, for the same length.
+    if treated["max_training_months"] and compared["max_training_months"]:
+        compared["max_training_months"] = treated["max_training_months"]
+    if not (treated["max_training_months"] or compared["max_training_months"]):
+        # Nobody trains: the machine has no diploma outcome (legacy.new_format drops its price); a
+        # term measured on it is measured on first jobs instead.
+        for term in payer.get("tiers", []) + [payer[k] for k in ("trigger", "review") if k in payer]:
+            if term["outcome"] == "diploma":
+                term["outcome"] = "job_start"
+        if doc["analysis"]["primary_outcome"] == "diploma":
+            doc["analysis"]["primary_outcome"] = "job_start"
+    return doc
+
+
+#: The outcomes of :func:`native_docs`' machine.
+NATIVE_OUTCOMES = ("visits", "housed_days", "housings", "incidents")
+DAYS_PER_MONTH = 365.25 / 12
+
+
+@st.composite
+def event_rate(draw):
+    """A monthly event rate: fixed (0 included) or a Gamma prior {mean, sd, kind = "rate"}."""
+    if draw(st.booleans()):
+        return draw(rate(0.0, 3.0))
+    mean = draw(rate(0.05, 3.0))
+    return {"mean": mean, "sd": draw(rate(0.05, 1.0)) * mean, "kind": "rate"}
+
+
+@st.composite
+def native_docs(draw, measures=ALL_MEASURES):
+    """A generated scenario whose journey is not the Colour Kitchen chain, written in the
+    state-machine format directly: two states (homeless, housed) with a recurrent event in each
+    (incidents while homeless, tenancy support visits while housed), an occupancy outcome with a
+    scale (housed days, 30.44 days per month) and a cost per event as well as per month.  The
+    financial terms (investors, fees, guarantees, payer, cohorts) are drawn as in
+    :func:`old_contract_docs`, their outcomes renamed to this machine's."""
+    doc = draw(old_contract_docs(measures))
+    for key in ("journey", "savings", "comparison"):
+        doc.pop(key)
+    doc["term"].pop("sustained_job_months")
+    doc["journey"] = {
+        "start": draw(st.sampled_from(("homeless", {"homeless": 0.75, "housed": 0.25}))),
+        "parameters": {"housing": draw(probability()), "eviction": draw(probability()),
+                       "incident_rate": draw(event_rate()), "visit_rate": draw(event_rate())},
+        "states": [
+            {"name": "homeless", "timing": draw(st.sampled_from(("end", "start"))),
+             "exits": [{"to": "housed", "probability": "housing"}],
+             "events": [{"event": "incident", "rate": "incident_rate"}]},
+            {"name": "housed", "exits": [{"to": "homeless", "probability": "eviction", "event": "eviction"}],
+             "events": [{"event": "visit", "rate": "visit_rate"}]},
+        ],
+    }
+    doc["outcomes"] = {
+        "visits": {"kind": "event", "event": "visit", "count": "every", "label": "tenancy support visit"},
+        "housed_days": {"kind": "occupancy", "states": ["housed"], "scale": DAYS_PER_MONTH, "unit": "days"},
+        "housings": {"kind": "entry", "states": ["housed"], "count": draw(st.sampled_from(("first", "every")))},
+        "incidents": {"kind": "event", "event": "incident", "count": "every"},
+    }
+    bands = lambda: [{"group": "all", "amount": draw(money(0.0, 2_000.0)), "share": 1.0}]  # noqa: E731
+    doc["costs"] = [{"name": "shelter", "states": ["homeless"], "bands": bands(),
+                     "annual_indexation": draw(rate(-0.2, 0.2))},
+                    {"name": "incident_cost", "event": "incident", "bands": bands()}]
+    if draw(st.booleans()):
+        doc["costs"].append({"name": "rent_support", "states": ["housed"], "bands": bands(),
+                             "fraction": draw(rate(0.0, 1.0))})
+    overrides = {name: draw(probability()) for name in ("housing", "eviction") if draw(st.booleans())}
+    if draw(st.booleans()):
+        overrides["incident_rate"] = draw(event_rate())
+    comparison = {"start": "homeless", "parameters": overrides}
+    if draw(st.integers(0, 3)) == 0:
+        comparison["method"] = "expected"
+    else:
+        comparison["size_ratio"] = draw(rate(0.2, 3.0))
+    doc["comparison"] = comparison
+    payer = doc["payer"]
+    # Priced per event and per day always; the other outcomes sometimes.
+    card = {"visits": draw(money(0.0, 300.0)), "housed_days": draw(money(0.0, 40.0))}
+    card.update({k: draw(money(0.0, 3_000.0)) for k in ("housings", "incidents") if draw(st.booleans())})
+    payer["rate_card"] = card
+    for term in payer.get("tiers", []) + [payer[k] for k in ("trigger", "review") if k in payer]:
+        term["outcome"] = draw(st.sampled_from(NATIVE_OUTCOMES))
+    doc["analysis"]["primary_outcome"] = draw(st.sampled_from(NATIVE_OUTCOMES))
     return doc
 
 
@@ -342,11 +434,21 @@ def test_simulate_is_the_pieces(doc, n_paths, seed):
     assert 0 <= summary.loc["probability_of_loss", "estimate"] <= 1
 
 
-def with_more(outcomes: Outcomes, extra: Outcomes) -> Outcomes:
-    """The same paths with the treated group's events and months off benefits increased by ``extra``'s."""
+def with_more(contract: Contract, outcomes: Outcomes, extra: Outcomes) -> Outcomes:
+    """The same paths with the treated group's events increased by ``extra``'s, and its months in
+    work (``benefit_months``) by ``extra``'s as far as there are months on bijstand to turn into
+    work: those months move from the bijstand cost item to the top-up one (members in the
+    programme are in one or the other), so the payer's costs never rise."""
     t, e = outcomes.treated, extra.treated
-    return Outcomes(GroupOutcomes(t.events + e.events, t.employed + e.employed, t.sizes, t.parameters),
-                    outcomes.comparison, outcomes.payer_default)
+    events, costs = t.events + e.events, t.costs.copy()
+    names = [c.name for c in contract.costs]
+    k, b = contract.outcome_index("benefit_months"), names.index("bijstand")
+    moved = np.minimum(e.events[:, :, k], t.costs[:, :, b])
+    events[:, :, k] = t.events[:, :, k] + moved
+    costs[:, :, b] -= moved
+    if "top_up_in_work" in names:
+        costs[:, :, names.index("top_up_in_work")] += moved
+    return Outcomes(GroupOutcomes(events, costs, t.sizes, t.parameters), outcomes.comparison, outcomes.payer_default)
 
 
 @PROPERTY_SETTINGS
@@ -359,7 +461,7 @@ def test_payments_due_never_fall_when_the_treated_achieve_more(doc, n_paths, see
     rng = np.random.default_rng(seed)
     outcomes = simulate_outcomes(contract, n_paths, rng)
     extra = simulate_outcomes(contract, n_paths, rng)
-    more = with_more(outcomes, extra)
+    more = with_more(contract, outcomes, extra)
     cash, cash_more = settle(contract, outcomes), settle(contract, more)
     check_identities(contract, cash_more)
     check_ledgers(contract, cash_more, check_irr=False, outcomes=more)
@@ -373,3 +475,58 @@ def test_payments_due_never_fall_when_the_treated_achieve_more(doc, n_paths, see
     assert (cash_more.measured_outcomes[same] >= cash.measured_outcomes[same] - 1e-9).all()
     saved, saved_more = (np.cumsum(c.gross_savings[same], axis=1) for c in (cash, cash_more))
     assert (saved_more >= saved - 1e-9 * (1 + np.abs(saved))).all()
+
+
+def enrolled_cohorts(contract: Contract, cash) -> np.ndarray:
+    """(P, C) 1 for the cohorts that take part: all but those starting at or after a review that ended the contract."""
+    review = contract.payer.review
+    later = np.array([review is not None and c.intake_month >= review.month for c in contract.cohorts])
+    return np.where(cash.terminated[:, None] & later[None, :], 0.0, 1.0)
+
+
+@PROPERTY_SETTINGS
+@given(doc=native_docs(), n_paths=st.integers(8, 30), seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_a_native_journey_conserves_cash_and_prices_events_and_days(doc, n_paths, seed, data):
+    """Beyond the Colour Kitchen chain: a two-state machine with recurrent events, an occupancy
+    outcome with a scale and a cost per event.  Every identity and cap holds on every path; the
+    measured outcomes are the engine's counts (times the scale) of the enrolled cohorts, treated
+    minus the comparison group scaled to the treated group's size; the savings are the cost
+    items' units priced; and a higher price per visit or per housed day never lowers what is owed."""
+    contract = load(doc)
+    assert contract.journey.state_names == ("homeless", "housed")
+    scales = contract.outcome_scales
+    assert scales[contract.outcome_index("housed_days")] == DAYS_PER_MONTH
+    months = contract.payer.measurement_months
+    for outcomes, cash, frame in run_pieces(contract, n_paths, seed):
+        check_identities(contract, cash)
+        check_ledgers(contract, cash, check_irr=True, outcomes=outcomes)
+        check_path_metrics(contract, cash, frame)
+        enrolled = enrolled_cohorts(contract, cash)  # (P, C)
+        ratio = outcomes.treated.sizes / outcomes.comparison.sizes  # (C,)
+        t = outcomes.treated.events.astype(float) * enrolled[:, :, None, None]
+        c = outcomes.comparison.events.astype(float) * (enrolled * ratio[None, :])[:, :, None, None]
+        for j, m in enumerate(months):
+            net = (t[..., :m] - c[..., :m]).sum(axis=(1, 3)) * scales[None, :]  # (P, K)
+            np.testing.assert_allclose(cash.measured_outcomes[:, :, j], net, rtol=1e-12, atol=1e-9)
+        # Savings: the comparison group's costs (scaled) less the treated group's, months of term and tail.
+        price = contract.cost_per_unit()  # (Q, T)
+        tc = outcomes.treated.costs.astype(float) * enrolled[:, :, None, None]
+        cc = outcomes.comparison.costs.astype(float) * (enrolled * ratio[None, :])[:, :, None, None]
+        saved = ((cc - tc).sum(axis=1) * price[None]).sum(axis=1)  # (P, T)
+        saved[:, contract.term_months + contract.tail_months:] = 0.0
+        np.testing.assert_allclose(cash.gross_savings, saved, rtol=1e-12, atol=1e-6)
+        # A higher price per visit or per housed day (the same outcomes, no defaults): owed never falls.
+        name = data.draw(st.sampled_from(("visits", "housed_days")))
+        factor = data.draw(st.sampled_from((1.5, 3.0)))
+        card = tuple((k, v * factor + 1.0 if k == name else v) for k, v in contract.payer.rate_card)
+        richer = dataclasses.replace(contract, payer=dataclasses.replace(contract.payer, rate_card=card))
+        no_default = dataclasses.replace(outcomes, payer_default=None)
+        base, more = settle(contract, no_default), settle(richer, no_default)
+        check_ledgers(richer, more, check_irr=False, outcomes=no_default)
+        owed, owed_more = (np.cumsum(x.outcome_payments_due, axis=1) for x in (base, more))
+        assert (owed_more >= owed - EUR_TOL).all(), np.min(owed_more - owed)
+        for label, hit in (("visits priced and measured", (cash.measured_outcomes[:, 0] > 0).any()),
+                           ("terminated at the review", cash.terminated.any()),
+                           ("savings negative somewhere", (cash.gross_savings < 0).any())):
+            if hit:
+                event(label)
