@@ -179,9 +179,12 @@ def test_break_even_reproduces_moic_one(colour_kitchen):
 
 
 def test_success_variant_scales_the_success_parameters_only(colour_kitchen):
-    # Default: the parameters of the exits and branches into the primary outcome's states (the jobs).
-    assert colour_kitchen.success_parameter_names == ("job_without_diploma", "job_with_diploma",
-                                                      "long_term_contract")
+    # The scenario names them (analysis.success_parameters): the diploma and job-finding probabilities.
+    assert colour_kitchen.success_parameter_names == ("diploma", "job_with_diploma", "job_without_diploma")
+    # Default: the parameters of the exits into the primary outcome's states (the jobs); the branch to a
+    # long-term job fires inside them, so it moves nobody into them and is left out.
+    default = replace(colour_kitchen, success_parameters=())
+    assert default.success_parameter_names == ("job_without_diploma", "job_with_diploma")
     more = success_variant(colour_kitchen, 1.5)
     for name, prior in colour_kitchen.journey.parameters:
         moved = more.journey.prior(name)
