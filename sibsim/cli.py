@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InsufficientMemoryError, OutputError, ScenarioError
-from .metrics import PERCENT_UNITS
+from .metrics import PER_PARTICIPANT, PERCENT_UNITS
 from .safetext import csv_safe
 from .scenario import load_scenario
 from .simulation import DEFAULT_SEED  # the seed of every command unless --seed is given
@@ -33,6 +33,8 @@ def _format_value(value: float, unit: str) -> str:
         return f"{value:.2%}"
     if unit == "x":
         return f"{value:.3f}"
+    if unit == PER_PARTICIPANT:
+        return f"{value:,.3f}"
     return f"{unit} {value:,.0f}"
 
 

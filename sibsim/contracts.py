@@ -280,9 +280,12 @@ class Contract:
     investor_discount_rate: float = 0.0
     public_discount_rate: float = 0.0
     primary_outcome: str = ""
-    #: Parameters a "more successful programme" scales (break-even analysis; ``analysis.success_parameters``).
-    #: Empty: those of the exits and branches into the primary outcome's states, or producing its event.
+    #: Parameters a "more successful programme" raises, and those it lowers (break-even analysis;
+    #: ``analysis.success_parameters`` and ``analysis.failure_parameters``). Both empty: those of the
+    #: exits and branches into the primary outcome's states or producing its event, raised when more
+    #: of the outcome is better, lowered when the contract pays for it to fall.
     success_parameters: tuple[str, ...] = ()
+    failure_parameters: tuple[str, ...] = ()
     guarantees: tuple[Guarantee, ...] = ()
     recycling: bool = False
     meta: tuple[tuple[str, object], ...] = field(default=(), compare=False)
@@ -318,10 +321,34 @@ class Contract:
         return outcome.replace("_", " ")
 
     @property
+    def primary_direction(self) -> int:
+        """+1 if more of the primary outcome is better, -1 if the contract pays for it to fall.
+
+        An outcome is meant to fall (reconvictions at Peterborough) when the trigger, a tier
+        table or the review measures it as a ``relative_reduction``; then a net outcome is an
+        event avoided (counterfactual minus treated), so a better programme has more of them.
+        """
+        p = self.payer
+        measured = [*p.tiers, *([p.trigger] if p.trigger is not None else []), *([p.review] if p.review else [])]
+        falls = any(m.outcome == self.primary_outcome and m.measure == "relative_reduction" for m in measured)
+        return -1 if falls else 1
+
+    @property
     def success_parameter_names(self) -> tuple[str, ...]:
-        """The treated parameters that a factor on the programme's success scales (see :attr:`success_parameters`)."""
-        if self.success_parameters:
+        """The treated parameters a more successful programme raises (see :attr:`success_parameters`)."""
+        if self.success_parameters or self.failure_parameters:
             return self.success_parameters
+        return self._drivers() if self.primary_direction > 0 else ()
+
+    @property
+    def failure_parameter_names(self) -> tuple[str, ...]:
+        """The treated parameters a more successful programme lowers (see :attr:`failure_parameters`)."""
+        if self.success_parameters or self.failure_parameters:
+            return self.failure_parameters
+        return self._drivers() if self.primary_direction < 0 else ()
+
+    def _drivers(self) -> tuple[str, ...]:
+        """Parameters of the exits and branches into the primary outcome's states, or producing its event."""
         target = next((o for o in self.outcomes if o.name == self.primary_outcome), None)
         if target is None:
             return ()

@@ -350,6 +350,13 @@ class Outcome:
         """What reports call it: the label, else the name in words."""
         return self.label or self.name.replace("_", " ")
 
+    @property
+    def once_per_participant(self) -> bool:
+        """Counted at most once per participant (a first entry or event, a first or cumulative milestone):
+        its count over a group's size is a share; other kinds can exceed one per participant."""
+        return self.kind in ("entry", "event", "milestone") and (
+            self.count == "first" or (self.kind == "milestone" and not self.consecutive))
+
 
 @dataclass(frozen=True)
 class CostBand:

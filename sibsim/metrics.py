@@ -103,10 +103,7 @@ def primary_direction(contract: Contract) -> int:
     table or the review measures it as a ``relative_reduction``; then a net outcome is an
     event avoided (counterfactual minus treated), so a better programme has more of them.
     """
-    p = contract.payer
-    measured = [*p.tiers, *([p.trigger] if p.trigger is not None else []), *([p.review] if p.review else [])]
-    falls = any(m.outcome == contract.primary_outcome and m.measure == "relative_reduction" for m in measured)
-    return -1 if falls else 1
+    return contract.primary_direction
 
 
 def path_metric_arrays(contract: Contract, cash: Cashflows, outcomes: Outcomes,
@@ -173,7 +170,10 @@ def path_metric_arrays(contract: Contract, cash: Cashflows, outcomes: Outcomes,
 #: Units of :func:`summarise` shown as percentages; with ``x`` (a multiple) the units that are not money
 #: (every other unit is a currency).
 PERCENT_UNITS = ("per year", "probability", "share")
-NON_MONEY_UNITS = ("x",) + PERCENT_UNITS
+#: Unit of an outcome row that can exceed one per participant (events, person-months or days, census
+#: counts): the mean count per member of the group.
+PER_PARTICIPANT = "per participant"
+NON_MONEY_UNITS = ("x", PER_PARTICIPANT) + PERCENT_UNITS
 
 
 def ranked_irr(paths: pd.DataFrame) -> np.ndarray:
@@ -337,8 +337,10 @@ def summarise(paths: pd.DataFrame, outcome_shares: dict[str, np.ndarray],
         ("payer", "cost_per_net_primary_outcome", cur,
          _ratio(paths["outcome_payments"], paths["net_primary_outcomes"])),
     ]
+    once = {o.name: o.once_per_participant for o in contract.outcomes} if contract is not None else {}
     for group, shares in outcome_shares.items():
-        rows.append(("outcomes", group, "share", _mean(shares)))
+        outcome = group.split("_", 1)[1]
+        rows.append(("outcomes", group, "share" if once.get(outcome, True) else PER_PARTICIPANT, _mean(shares)))
     notes = summary_notes(contract)
     frame = pd.DataFrame(
         [(name, est, se, unit, party, notes.get(name, "")) for party, name, unit, (est, se) in rows],

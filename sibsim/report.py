@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from .contracts import Contract
-from .metrics import NON_MONEY_UNITS, PERCENT_UNITS, primary_direction
+from .metrics import NON_MONEY_UNITS, PER_PARTICIPANT, PERCENT_UNITS, primary_direction
 
 #: Columns a sensitivity frame must have (see ``sibsim.sensitivity.tornado``).
 SENSITIVITY_COLUMNS = ("assumption", "measure", "low", "base", "high")
@@ -191,7 +191,7 @@ def format_estimate(value: float, se: float, unit: str, currency: str = "EUR") -
     elif scale == 100.0:
         shown = f"{rounded:.{d}f} %" + (" a year" if unit == "per year" else "")
     else:
-        shown = f"{rounded:.{d}f}" + ("x" if unit == "x" else "")
+        shown = f"{rounded:.{d}f}" + ("x" if unit == "x" else " per participant" if unit == PER_PARTICIPANT else "")
     if exact:
         return shown, "± 0"
     if not known:

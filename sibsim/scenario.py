@@ -459,7 +459,7 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     # [analysis]
     a = c.table(doc.get("analysis", {}), "analysis",
                 optional=("investor_discount_rate", "public_discount_rate", "primary_outcome",
-                          "success_parameters")) or {}
+                          "success_parameters", "failure_parameters")) or {}
     # >= -0.9, not just > -1: discount factors (1 + r)^(-t/12) stay below 1e151 over the longest horizon
     # (1,801 months), so NPVs of any accepted amounts stay finite (closer to -1 they overflow: NaN NPVs).
     # The default of 0 is recorded in Contract.defaulted, so reports can say the rate was assumed.
@@ -471,22 +471,25 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     c._note_default(a, "primary_outcome", "analysis", first or None)
     if outcome_names is not None and primary not in outcome_names:
         c.problem("analysis.primary_outcome", f"must be one of {', '.join(outcome_names)}, got {_describe(primary)}")
-    # What a "more successful programme" scales in the break-even analysis (default: derived from the
-    # primary outcome, see Contract.success_parameter_names).
-    success = ()
-    if "success_parameters" in a:
-        raw = a["success_parameters"]
-        names = journey.parameter_names if journey is not None else None
+    # What a "more successful programme" raises and lowers in the break-even analysis (default: derived
+    # from the primary outcome, see Contract.success_parameter_names).
+    chosen = {}
+    names = journey.parameter_names if journey is not None else None
+    for key in ("success_parameters", "failure_parameters"):
+        if key not in a:
+            continue
+        raw, where = a[key], f"analysis.{key}"
         if not isinstance(raw, list) or not raw or not all(isinstance(x, str) for x in raw):
-            c.problem("analysis.success_parameters", f"must be a non-empty list of parameter names, got {_describe(raw)}")
+            c.problem(where, f"must be a non-empty list of parameter names, got {_describe(raw)}")
         elif len(set(raw)) != len(raw):
             twice = next(x for x in raw if raw.count(x) > 1)
-            c.problem("analysis.success_parameters", f"must name each parameter once, got {twice!r} twice")
+            c.problem(where, f"must name each parameter once, got {twice!r} twice")
         elif names is not None and (unknown := [x for x in raw if x not in names]):
-            c.problem("analysis.success_parameters", f"must name parameters of [journey.parameters] "
-                      f"({', '.join(names)}), got {unknown[0]!r}")
+            c.problem(where, f"must name parameters of [journey.parameters] ({', '.join(names)}), got {unknown[0]!r}")
         else:
-            success = tuple(raw)
+            chosen[key] = tuple(raw)
+    if both := set(chosen.get("success_parameters", ())) & set(chosen.get("failure_parameters", ())):
+        c.problem("analysis.failure_parameters", f"must not name a success parameter too, got {sorted(both)[0]!r}")
 
     # [[guarantees]] and capital protection (a guarantee by the payer)
     guarantees = []
@@ -552,7 +555,8 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
         investor_discount_rate=float(inv_rate),
         public_discount_rate=float(pub_rate),
         primary_outcome=primary,
-        success_parameters=success,
+        success_parameters=chosen.get("success_parameters", ()),
+        failure_parameters=chosen.get("failure_parameters", ()),
         meta=tuple((k, start if k == "start" else tuple(v) if isinstance(v, list)
                     else tuple(v.items()) if isinstance(v, dict) else v)
                    for k, v in meta.items()),

@@ -47,7 +47,7 @@ from .cashflows import settle
 from . import engine
 from .contracts import Contract, Prior
 from .journey import Journey
-from .metrics import N_BATCHES, path_metrics, primary_direction, ranked_irr
+from .metrics import N_BATCHES, path_metrics, ranked_irr
 from .montecarlo import (GroupOutcomes, Outcomes, block_size, draw_group_parameters, parameter_dict,
                          split_counts, start_distributions)
 from .simulation import DEFAULT_SEED
@@ -631,21 +631,19 @@ def success_variant(contract: Contract, factor: float) -> Contract:
     The treated journey's success parameters (:attr:`Contract.success_parameter_names`,
     ``analysis.success_parameters``: e.g. the diploma and job-finding probabilities) have their
     prior means and sds multiplied by ``factor`` (probabilities clipped to [0, 1], sd kept a
-    valid Beta sd); for a primary outcome paid to fall (:func:`~sibsim.metrics.primary_direction`)
-    by ``2 - factor`` instead (at least 0), so a factor above 1 is always a better programme.
+    valid Beta sd); the parameters it lowers (:attr:`Contract.failure_parameter_names`, e.g. a
+    reconviction rate) by ``2 - factor`` instead (at least 0), so a factor above 1 is always a better
+    programme.
     The comparison group is left as it is. Factor 1 is the contract itself.
     """
     if factor < 0:
         raise ValueError(f"factor: must be >= 0, got {factor!r}")
     if factor == 1:
         return contract
-    # An outcome paid to fall (reconvictions, days in custody): a more successful programme has *less*
-    # of what drives it, so its parameters are times (2 - factor): factor 1.1 is 10 % less, 0.9 is 10 %
-    # more, 2 (and beyond) none at all.
-    if primary_direction(contract) < 0:
-        factors = {k: max(2.0 - factor, 0.0) for k in contract.success_parameter_names}
-    else:
-        factors = {k: factor for k in contract.success_parameter_names}
+    # What a better programme lowers (reconvictions, placements in special education) is times
+    # (2 - factor): factor 1.1 is 10 % less, 0.9 is 10 % more, 2 (and beyond) none at all.
+    factors = {k: factor for k in contract.success_parameter_names}
+    factors.update({k: max(2.0 - factor, 0.0) for k in contract.failure_parameter_names})
     journey = _scaled_journey(contract.journey, factors, True)
     return replace(contract, journey=journey)
 
@@ -815,8 +813,8 @@ def cmd_sensitivity(args) -> int:
             top = rows.loc[rows["first_order"].idxmax()]
             print(f"  {measure:<14} explained {rows['explained_by_parameters'].iloc[0]:6.1%}, noise "
                   f"{rows['noise_share'].iloc[0]:6.1%}; largest: {top['parameter']} ({top['first_order']:.2f})")
-    print("\nBreak-even (factor on the programme's success parameters: "
-          + ", ".join(contract.success_parameter_names) + "):")
+    moved = [f"+{k}" for k in contract.success_parameter_names] + [f"-{k}" for k in contract.failure_parameter_names]
+    print("\nBreak-even (factor on the programme's success: " + ", ".join(moved) + "; - lowered by it):")
     for _, r in even.iterrows():
         if r["status"] == "ok":
             print(f"  {r['target']:<9} factor {r['factor']:.3f} +/- {r['factor_se']:.3f}; "

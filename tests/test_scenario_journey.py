@@ -495,3 +495,23 @@ def test_success_parameters_default_to_the_ways_into_the_primary_outcome():
     c = contract_from_dict(d, "f.toml")
     # The branch to the long-term job fires inside the job states: it moves nobody into them.
     assert set(c.success_parameter_names) == {"job_with_diploma", "job_without_diploma"}
+
+
+def test_failure_parameters_are_what_success_lowers_and_never_a_success_parameter_too():
+    d = doc()
+    d.setdefault("analysis", {})["failure_parameters"] = ["relapse"]
+    c = contract_from_dict(d, "f.toml")
+    assert c.failure_parameter_names == ("relapse",) and c.success_parameter_names == ()
+    d["analysis"]["success_parameters"] = ["job_with_diploma", "relapse"]
+    assert problems(d) == ["analysis.failure_parameters: must not name a success parameter too, got 'relapse'"]
+    d["analysis"]["success_parameters"] = ["job_with_diploma"]
+    c = contract_from_dict(d, "f.toml")
+    assert (c.success_parameter_names, c.failure_parameter_names) == (("job_with_diploma",), ("relapse",))
+
+
+def test_a_primary_outcome_paid_to_fall_lowers_its_drivers_by_default():
+    from sibsim import load_scenario
+
+    pb = load_scenario(FIXTURES.parent.parent / "scenarios" / "peterborough.toml")
+    assert pb.primary_direction == -1
+    assert pb.success_parameter_names == () and pb.failure_parameter_names == ("reconviction",)

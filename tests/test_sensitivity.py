@@ -5,6 +5,8 @@ import json
 from dataclasses import replace
 
 import matplotlib.pyplot as plt
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -275,3 +277,16 @@ def test_cli_writes_every_output(tmp_path, capsys):
     (run_dir / "run.json").write_text(json.dumps({"sibsim_version": "0.1.0", "scenario_path": str(ck.resolve())}))
     with pytest.raises(OutputError, match="another command"):
         _cli(["sensitivity", ck, "--out", run_dir, "--paths", 50])
+
+
+def test_success_lowers_the_failure_parameters_by_two_minus_the_factor():
+    from sibsim import load_scenario
+    from sibsim.sensitivity import success_variant
+
+    pb = load_scenario(Path(__file__).resolve().parent.parent / "scenarios" / "peterborough.toml")
+    rate = pb.journey.prior("reconviction")
+    better = success_variant(pb, 1.25).journey.prior("reconviction")
+    assert better.mean == pytest.approx(0.75 * rate.mean) and better.sd == pytest.approx(0.75 * rate.sd)
+    assert success_variant(pb, 2.5).journey.prior("reconviction").mean == 0.0  # none at all, never negative
+    assert success_variant(pb, 0.5).journey.prior("reconviction").mean == pytest.approx(1.5 * rate.mean)
+    assert success_variant(pb, 1.25).comparison == pb.comparison
