@@ -49,6 +49,7 @@ from pathlib import Path
 import pandas as pd
 
 from .contracts import Contract, Prior
+from .journey import is_inline
 from .errors import OutputError, ScenarioError
 from .observed import meta_problems
 from .scenario import (MAX_MONTH, MAX_PARTICIPANTS, _join, _merge, _read_document, _show, contract_from_dict, parse_toml,
@@ -160,7 +161,10 @@ def _entry_problem(contract: Contract, e: Evidence) -> str | None:
     """Why evidence ``e`` cannot update the scenario (unknown parameter or group, a shared draw), or None."""
     if e.group not in GROUPS:
         return f"group must be treated or comparison, got {e.group!r}"
-    names = _journey_of(contract, e.group).parameter_names
+    names = [n for n in _journey_of(contract, e.group).parameter_names if not is_inline(n)]
+    if is_inline(e.parameter) and e.parameter in _journey_of(contract, e.group).parameter_names:
+        return (f"must be a parameter declared in [journey.parameters] (an inline probability or rate cannot be "
+                f"updated: give it a name there), got {e.parameter!r}")
     if e.parameter not in names:
         return f"must be one of the journey's parameters ({', '.join(names)}), got {e.parameter!r}"
     if e.group == "comparison" and e.parameter in contract.comparison.shared:

@@ -90,6 +90,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+def is_inline(name: str) -> bool:
+    """Whether a parameter was written inline on an exit, event or branch (``"training->job_search"``,
+    ``"community:reconviction"``, ``"job+long_term_job@6->long_term_job"``), not declared by name:
+    only declared parameters can be overridden, updated by evidence or moved as an assumption."""
+    return "->" in name or ":" in name or "@" in name
+
+
 #: Exit timings: "end" (at least one month in the state) or "start" (a participant may pass through).
 TIMINGS = ("end", "start")
 #: Outcome kinds (see :class:`Outcome`).

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from .contracts import Contract
+from .journey import is_inline
 from .metrics import NON_MONEY_UNITS, PER_PARTICIPANT, PERCENT_UNITS, primary_direction
 
 #: Columns a sensitivity frame must have (see ``sibsim.sensitivity.tornado``).
@@ -1037,7 +1038,7 @@ class _Memo:
         rows = []
         comparison = c.comparison
         for name, pr in c.journey.parameters:
-            if "->" in name and pr.is_fixed and pr.mean == 0:
+            if is_inline(name) and pr.is_fixed and pr.mean == 0:
                 continue
             label = c.journey.describe_parameter(name)
             if name in comparison.shared:

@@ -563,10 +563,12 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
         source=file,
         files=tuple(files),
         defaulted=tuple(c.defaulted),
-        warnings=_unused_outcomes(file, outcomes, rate_card, tiers, trigger, review),
+        warnings=(_unused_outcomes(file, outcomes, rate_card, tiers, trigger, review)
+                  + _unused_parameters(file, journey)),
     )
     # Windows need the horizon, which every part of the contract sets: checked on the whole contract.
-    outcome_problems(c, outcomes, contract.horizon_months)
+    first_intake = min((co.intake_month for co in contract.cohorts), default=0)
+    outcome_problems(c, outcomes, contract.horizon_months, first_intake)
     if c.problems:
         raise ScenarioError(c.problems)
     return contract
@@ -577,6 +579,15 @@ def _unused_outcomes(file: str, outcomes, rate_card, tiers, trigger, review) -> 
     used = {k for k, _ in rate_card} | {t.outcome for t in tiers} | {x.outcome for x in (trigger, review) if x}
     return tuple(f"{file}: outcomes.{o.name}: warning: no contract term uses it (rate card, tiers, trigger, "
                  f"review): it is counted and reported, never paid for" for o in outcomes if o.name not in used)
+
+
+def _unused_parameters(file: str, journey) -> tuple[str, ...]:
+    """One warning line per declared parameter no exit, recurrent event or branch uses (a typo, or an
+    assumption that changes nothing: a tornado or a break-even on it would move nothing)."""
+    used = {e.probability for st in journey.states for e in st.exits} | {
+        r.rate for st in journey.states for r in st.events} | {b.probability for b in journey.branches}
+    return tuple(f"{file}: journey.parameters.{name}: warning: no exit, event or branch uses it: it changes nothing"
+                 for name in journey.parameter_names if name not in used)
 
 
 def _without_old_keys(c: _Checker, doc: dict) -> dict:

@@ -336,6 +336,11 @@ class JourneyReader:
         inline = f"{'+'.join(t['states']) if states else ''}@{at}->{to}"
         prob = self.probability_ref(t["probability"], _join(field, "probability"), inline)
         event = self._optional_name(t, "event", field)
+        if states is not None and to is not None and not [s for s in states if s != to]:
+            # It fires for participants in the set but not yet in `to`: a set of `to` alone never fires.
+            c.problem(_join(field, "states"), f"must hold a state besides {to!r} (the branch moves participants "
+                      f"from them to it), got {list(states)!r}")
+            return None
         if None in (states, at, to, prob) or ("event" in t and event is None):
             return None
         return Branch(states, at, to, prob, event)
@@ -606,10 +611,12 @@ class JourneyReader:
             bounds = [(e.probability, _upper_bound(priors[e.probability])) for e in s.exits]
             total = math.fsum(b for _, b in bounds)
             if total > 1 + 1e-12:  # a sum of exactly 1 in decimal (0.25 + 0.75) may round a little above
-                where = (f"{fields[s.name]}.exits" if treated is None
-                         else f"comparison.parameters (state {s.name!r})")
                 terms = " + ".join(f"{n} {b:.6g}" for n, b in bounds)
-                self.c.problem(where, f"simultaneous exits must not sum above 1 under the prior; use "
+                if treated is None:
+                    where, whose = f"{fields[s.name]}.exits", "simultaneous exits"
+                else:  # the comparison group's overrides make the sum too large
+                    where, whose = "comparison.parameters", f"the simultaneous exits of state {s.name!r}"
+                self.c.problem(where, f"{whose} must not sum above 1 under the prior; use "
                                f"exits_in_order = true or smaller priors, got upper bounds {terms} = {total:.6g}")
 
 
@@ -623,13 +630,25 @@ def _upper_bound(prior: Prior) -> float:
     return float(beta.ppf(1.0 - EXIT_BOUND_TAIL, a, b))
 
 
-def outcome_problems(c: _Checker, outcomes: tuple[Outcome, ...], horizon: int) -> None:
-    """Windows and census months beyond the horizon: nothing would ever be observed there."""
+def outcome_problems(c: _Checker, outcomes: tuple[Outcome, ...], horizon: int, first_intake: int = 0) -> None:
+    """Windows, lags, milestones and census months that put every occurrence beyond the horizon (or
+    beyond the outcome's own window): nothing would ever be counted."""
     for o in outcomes:
         f = _join("outcomes", o.name)
         if o.window is not None and o.window > horizon:
             c.problem(_join(f, "window"), f"must be <= {horizon}, the horizon in months (term, tail and "
                       f"payments), got {o.window}")
+        if first_intake + o.lag >= horizon:
+            c.problem(_join(f, "lag"), f"must be < {horizon - first_intake} (the horizon, {horizon} months, less "
+                      f"the first intake, month {first_intake}): every occurrence would be dated beyond the "
+                      f"horizon, got {o.lag}")
+        if o.kind == "milestone":
+            reach = horizon - first_intake if o.window is None else min(o.window, horizon - first_intake)
+            if o.months > reach:
+                limit = "its window" if o.window is not None and o.window <= horizon - first_intake else \
+                    "the months from the first intake to the horizon"
+                c.problem(_join(f, "months"), f"must be <= {reach} ({limit}): the milestone could never be "
+                          f"reached, got {o.months}")
         for i, k in enumerate(o.at_months):
             if k >= horizon:
                 c.problem(f"{f}.at_months[{i}]", f"must be < {horizon}, the horizon in months (term, tail and "

@@ -46,7 +46,7 @@ from scipy import optimize, special, stats
 from .cashflows import settle
 from . import engine
 from .contracts import Contract, Prior
-from .journey import Journey
+from .journey import Journey, is_inline
 from .metrics import N_BATCHES, path_metrics, ranked_irr
 from .montecarlo import (GroupOutcomes, Outcomes, block_size, draw_group_parameters, parameter_dict,
                          split_counts, start_distributions)
@@ -298,7 +298,7 @@ def assumptions(contract: Contract, shift: float = DEFAULT_SHIFT) -> list[tuple]
     rows = []
     journey = contract.journey
     for name in journey.parameter_names:
-        if not _matters(journey, name) or "->" in name:  # inline (unnamed) parameters are not assumptions of their own
+        if not _matters(journey, name) or is_inline(name):  # inline (unnamed) parameters are not assumptions of their own
             continue
         low, high = (_treated(contract, {name: f}) for f in (lo, hi))
         rows.append((f"treated.{name}", journey.prior(name).kind,

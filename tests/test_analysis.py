@@ -189,3 +189,17 @@ def test_compare_labels_are_unique_even_for_equal_titles(colour_kitchen):
     twin = dataclasses.replace(colour_kitchen)
     table, _ = compare([colour_kitchen, twin], n_paths=50, seed=1, workers=1)
     assert len({c[0] for c in table.columns if c[0] != "unit"}) == 2
+
+
+def test_evidence_on_an_inline_parameter_is_refused_with_how_to_name_it():
+    from pathlib import Path
+
+    from sibsim.calibration import check_evidence
+
+    contract = load_scenario(Path(__file__).resolve().parent / "fixtures" / "valid_all_terms.toml")
+    inline = Evidence("long_term_job->job_search", "treated", 3, 100, "evidence[0]")
+    assert check_evidence(contract, [inline], "e.toml") == [
+        "e.toml: evidence[0].parameter: must be a parameter declared in [journey.parameters] (an inline probability "
+        "or rate cannot be updated: give it a name there), got 'long_term_job->job_search'"]
+    declared = Evidence("relapse", "treated", 3, 100, "evidence[0]")
+    assert check_evidence(contract, [declared], "e.toml") == []

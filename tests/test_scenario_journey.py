@@ -292,8 +292,8 @@ def test_simultaneous_exits_of_the_comparison_group_are_checked_with_its_overrid
     d["comparison"]["parameters"]["other"] = 0.75
     assert problems(d) == []
     d["comparison"]["parameters"]["other"] = 0.8
-    assert problems(d) == ["comparison.parameters (state 'job'): simultaneous exits must not sum above 1 under the "
-                           "prior; use exits_in_order = true or smaller priors, got upper bounds relapse 0.25 + "
+    assert problems(d) == ["comparison.parameters: the simultaneous exits of state 'job' must not sum above 1 under "
+                           "the prior; use exits_in_order = true or smaller priors, got upper bounds relapse 0.25 + "
                            "other 0.8 = 1.05"]
 
 
@@ -515,3 +515,45 @@ def test_a_primary_outcome_paid_to_fall_lowers_its_drivers_by_default():
     pb = load_scenario(FIXTURES.parent.parent / "scenarios" / "peterborough.toml")
     assert pb.primary_direction == -1
     assert pb.success_parameter_names == () and pb.failure_parameter_names == ("reconviction",)
+
+
+# --- outcomes that could never be counted, branches that could never fire -------------------------
+def test_a_lag_that_dates_every_occurrence_beyond_the_horizon_is_refused():
+    from sibsim import load_scenario
+
+    c = load_scenario(FIXTURES.parent.parent / "scenarios" / "peterborough.toml")
+    d = tomllib.loads((FIXTURES.parent.parent / "scenarios" / "peterborough.toml").read_text(encoding="utf-8"))
+    horizon = c.horizon_months  # first intake at month 0
+    d["outcomes"]["reconviction_events"]["lag"] = horizon - 1  # the last month still counts
+    assert problems(d) == []
+    d["outcomes"]["reconviction_events"]["lag"] = horizon
+    assert problems(d) == [f"outcomes.reconviction_events.lag: must be < {horizon} (the horizon, {horizon} months, "
+                           f"less the first intake, month 0): every occurrence would be dated beyond the horizon, "
+                           f"got {horizon}"]
+
+
+def test_a_milestone_longer_than_its_window_or_the_horizon_is_refused():
+    d = doc()
+    d["outcomes"]["job_sustained"]["window"] = 12
+    d["outcomes"]["job_sustained"]["months"] = 12  # reached in the window's last month
+    assert problems(d) == []
+    d["outcomes"]["job_sustained"]["months"] = 13
+    assert problems(d) == ["outcomes.job_sustained.months: must be <= 12 (its window): the milestone could never "
+                           "be reached, got 13"]
+
+
+def test_a_branch_whose_set_is_only_its_target_is_refused():
+    d = doc()
+    branch = d["journey"]["branches"][0]
+    branch["states"] = [branch["to"]]
+    assert problems(d) == [f"journey.branches[0].states: must hold a state besides {branch['to']!r} (the branch "
+                           f"moves participants from them to it), got [{branch['to']!r}]"]
+
+
+def test_a_parameter_nothing_uses_is_a_warning():
+    d = doc()
+    d["journey"]["parameters"]["spare"] = 0.1
+    c = contract_from_dict(d, "f.toml")
+    assert "f.toml: journey.parameters.spare: warning: no exit, event or branch uses it: it changes nothing" \
+        in c.warnings
+    assert not any("journey.parameters" in w for w in contract_from_dict(doc(), "f.toml").warnings)
