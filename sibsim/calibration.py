@@ -18,10 +18,16 @@ Evidence file (TOML)::
     scenario = "../x.toml"           # optional: the scenario it updates (for sibsim validate)
 
     [[evidence]]
-    parameter = "job_with_diploma"   # a parameter of [journey.parameters]
+    parameter = "job_with_diploma"   # a parameter of [journey.parameters] (a probability or a rate)
     group = "treated"                # or "comparison"
     events = 38
     at_risk = 820                    # participant-months exposed (trials)
+
+Evidence names a parameter declared in ``[journey.parameters]``.  A probability or rate written
+inline (a parameter named after where it is, e.g. ``"training->job_search"``) cannot be updated:
+:func:`update` would change it in memory, but the variant ``sibsim update`` writes would declare it
+in ``[journey.parameters]`` under a name the loader keeps for the inline one, so the variant does
+not load and nothing is written.  Name the parameter in ``[journey.parameters]`` to update it.
 
 ``events`` and ``at_risk`` are whole numbers, ``events <= at_risk`` for a probability; checked against
 the scenario (:func:`check_evidence`), ``at_risk`` is at most the group's participants x the

@@ -113,7 +113,8 @@ class Prior:
     Parameters
     ----------
     mean : float
-        Expected probability, in [0, 1].
+        Expected value: a probability in [0, 1], or a rate (events per participant-month)
+        >= 0, at most the loader's cap (``MAX_EVENT_RATE`` in :mod:`sibsim.scenario_journey`).
     sd : float
         Standard deviation of the prior; 0 means the value is known (fixed).
     kind : {"probability", "rate"}
@@ -141,7 +142,7 @@ class Prior:
         return cls(mean=alpha / n, sd=float(np.sqrt(alpha * beta / (n * n * (n + 1.0)))))
 
     def draw(self, rng: np.random.Generator, n_paths: int) -> np.ndarray:
-        """One probability per path, shape ``(n_paths,)``."""
+        """One value (probability or rate) per path, shape ``(n_paths,)``."""
         if self.is_fixed:
             return np.full(n_paths, self.mean)
         if self.kind == "rate":  # Gamma with this mean and sd: shape (m/sd)^2, scale sd^2/m

@@ -286,11 +286,17 @@ def assumptions(contract: Contract, shift: float = DEFAULT_SHIFT) -> list[tuple]
     Returns
     -------
     list of (name, unit, (low, base, high) settings, (low, high) contracts)
-        Settings are prior means for probabilities (per month; ``long_term_contract``
-        per sustained job), EUR per month for the benefit (mean over age bands), a
-        factor on every price (rate card, tier amounts, trigger price) and EUR in all
-        for the provider budget.  Assumptions that change nothing (a probability of
-        0, no prices) are left out.
+        In this order: ``treated.<parameter>`` for each parameter of the treated journey,
+        its prior mean (a probability per month, or per participant reaching a branch;
+        or a rate, events per participant-month), unit its kind (``"probability"`` or
+        ``"rate"``), the prior sd kept; ``comparison.<override>`` for each parameter the
+        comparison group overrides (``[comparison.parameters]``), its prior mean the same
+        way; ``cost_amounts``, a factor on the amount of every cost item's bands (only
+        when some cost item has an amount above 0); ``prices``, a factor on every price
+        (rate card, tier amounts, trigger price); and ``provider_budget``, the budget in
+        the scenario's currency, in all.  Inline exit and branch parameters (names with
+        ``->``) are not assumptions of their own; assumptions that change nothing (a
+        known value of 0, no prices) are left out.
     """
     if not 0 < shift < 1:
         raise ValueError(f"shift: must be in (0, 1), got {shift!r}")
