@@ -8,6 +8,8 @@ The full schema is documented in ``docs/scenario.md``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import datetime
 import hashlib
 import os
@@ -571,7 +573,33 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     outcome_problems(c, outcomes, contract.horizon_months, first_intake)
     if c.problems:
         raise ScenarioError(c.problems)
-    return contract
+    late = _late_counts(file, contract)
+    return dataclasses.replace(contract, warnings=contract.warnings + late) if late else contract
+
+
+def _late_counts(file: str, contract: Contract) -> tuple[str, ...]:
+    """Warnings for counts a contract cannot see: a trigger measuring a cohort before its outcome's
+    window and lag have passed, a census month beyond the horizon for a later cohort."""
+    out = []
+    outcomes = {o.name: o for o in contract.outcomes}
+    trigger = contract.payer.trigger
+    if trigger is not None and trigger.outcome in outcomes:
+        o = outcomes[trigger.outcome]
+        needed = (o.window or 0) + o.lag
+        if o.window is not None and trigger.follow_up_months < needed:
+            out.append(f"{file}: payer.trigger.follow_up_months: warning: each cohort is measured before its "
+                       f"{trigger.outcome} window and lag have passed ({o.window} + {o.lag} = {needed} months): "
+                       f"occurrences dated later are not counted, got {trigger.follow_up_months}")
+    T = contract.horizon_months
+    last = max((co.intake_month for co in contract.cohorts), default=0)
+    for o in contract.outcomes:
+        for i, k in enumerate(o.at_months):
+            if last + k + o.lag >= T:
+                out.append(f"{file}: outcomes.{o.name}.at_months[{i}]: warning: the last cohort's census (intake "
+                           f"month {last} + {k}{f' + lag {o.lag}' if o.lag else ''}) falls at or beyond the horizon "
+                           f"(month {T}): it is not counted")
+                break
+    return tuple(out)
 
 
 def _unused_outcomes(file: str, outcomes, rate_card, tiers, trigger, review) -> tuple[str, ...]:

@@ -557,3 +557,30 @@ def test_a_parameter_nothing_uses_is_a_warning():
     assert "f.toml: journey.parameters.spare: warning: no exit, event or branch uses it: it changes nothing" \
         in c.warnings
     assert not any("journey.parameters" in w for w in contract_from_dict(doc(), "f.toml").warnings)
+
+
+def _shipped(name):
+    return tomllib.loads((FIXTURES.parent.parent / "scenarios" / f"{name}.toml").read_text(encoding="utf-8"))
+
+
+def test_a_trigger_measuring_before_the_window_and_lag_have_passed_is_a_warning():
+    d = _shipped("peterborough")  # reconviction events: window 12, lag 6
+    d["payer"]["trigger"]["follow_up_months"] = 18
+    assert not [w for w in contract_from_dict(d, "f.toml").warnings if "follow_up" in w]
+    d["payer"]["trigger"]["follow_up_months"] = 17
+    assert [w for w in contract_from_dict(d, "f.toml").warnings if "follow_up" in w] == [
+        "f.toml: payer.trigger.follow_up_months: warning: each cohort is measured before its reconviction_events "
+        "window and lag have passed (12 + 6 = 18 months): occurrences dated later are not counted, got 17"]
+
+
+def test_a_census_beyond_the_horizon_for_the_last_cohort_is_a_warning():
+    d = _shipped("special_education_census")
+    c = contract_from_dict(d, "f.toml")
+    last = max(co.intake_month for co in c.cohorts)
+    name = next(o.name for o in c.outcomes if o.kind == "status")
+    d["outcomes"][name]["at_months"] = [c.horizon_months - last - 1]  # the last month still counts
+    assert not [w for w in contract_from_dict(d, "f.toml").warnings if "census" in w]
+    d["outcomes"][name]["at_months"] = [c.horizon_months - last]
+    assert [w for w in contract_from_dict(d, "f.toml").warnings if "census" in w] == [
+        f"f.toml: outcomes.{name}.at_months[0]: warning: the last cohort's census (intake month {last} + "
+        f"{c.horizon_months - last}) falls at or beyond the horizon (month {c.horizon_months}): it is not counted"]
