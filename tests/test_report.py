@@ -133,7 +133,15 @@ def test_memo_has_every_section(memo):
                     "5. Assumptions and contract terms", "6. Sensitivity", "7. Method and caveats"):
         assert heading in text
     assert "Social Impact Bond" in text and "31 January 2025" in text
-    assert "welfare benefits (bijstand)" in text and "basic qualification" in text  # Dutch terms glossed
+    # Dutch terms glossed, once: the savings are the welfare benefit (bijstand) no longer paid, named by the
+    # scenario's own cost items and the states they are paid in.
+    assert "basic qualification" in text and "(welfare benefit) (welfare benefit)" not in text
+    what = " ".join(parse(_section(memo, "what")).text)
+    assert ("It expects to pay for this out of its savings: what it no longer spends on the participants"
+            in what)
+    assert ("bijstand (welfare benefit) for each month in training, job search, job search with diploma, "
+            "relapsed or relapsed with diploma; top-up benefit in part-time work for each month in job, job with "
+            "diploma, long term job or long term job with diploma") in what
     assert text.count("Figure ") >= 5 and len([t for t, _ in p.tags if t == "figcaption"]) == 5
     # Contract terms come from the Contract: prices, cap, dates, lag, cohorts.
     for phrase in ("EUR 5,500 per additional job held 6 months", "EUR 1,000,000 in all",
@@ -148,6 +156,12 @@ def test_memo_has_every_section(memo):
         assert line in plain, line
     assert "A sensitivity analysis was not run" in text
     assert "seed 2015" in text.lower() or "Seed: 2015" in text
+
+
+def _section(memo: str, sid: str) -> str:
+    """The HTML of one section of the memo."""
+    start = memo.index(f'<section id="{sid}">')
+    return memo[start:memo.index("</section>", start) + len("</section>")]
 
 
 def _shown_number(shown: str) -> tuple[float, float]:
