@@ -377,3 +377,79 @@ def test_memo_renders_in_headless_chromium(memo, tmp_path):
     # Dark text in the header band (the title) and colour in the plots further down.
     top = (image[:400, :, :3] < 0.25).all(axis=2).mean()
     assert top > 0.002, "no dark text at the top of the page"
+
+
+def test_memo_describes_the_colour_kitchen_journey_from_its_data(memo):
+    """The journey, outcomes, cost items and the dropout caveat come from the scenario's own data."""
+    method = " ".join(parse(_section(memo, "method")).text)
+    for phrase in (
+            "Participants start in training. Without the programme, they would start in job search.",
+            "In training, each month they may move to job search with diploma (event: diploma) or, failing that, "
+            "to job search; after at most 12 months there they move to job search.",
+            "In job search, each month, the month of arrival included (so they can pass straight through), they "
+            "may move to job.",
+            "In relapsed, they stay 1 month, then move to job search.",
+            "On reaching 6 months in a row in job or long term job, they may move to long term job.",
+            "job held 6 months: reaching 6 months in a row in job, job with diploma, long term job or long term "
+            "job with diploma",
+            "long-term contract: each participant's first entry into long term job or long term job with diploma",
+            "diploma: each participant's first diploma event",
+            # The old caveat (dropouts find work only at the rate without a diploma), derived from the data.
+            "Those who leave training for job search (without the diploma) move on from there only as everyone "
+            "in it does (to job at the rate job without diploma).",
+            "over the scenario's cost items: bijstand (welfare benefit) and top-up benefit in part-time work.",
+            "The payer's costs per participant rise only by their assumed indexation."):
+        assert phrase in method, phrase
+    caption = " ".join(parse(_section(memo, "plots")).text)
+    assert "Figure 4. Gemeente Utrecht: spending on participants." in caption
+    assert "What Gemeente Utrecht spends on the participants each month, in EUR (bijstand" in caption
+    assert "gross saving" in caption and "in work (off benefits)" not in caption
+    key = " ".join(parse(_section(memo, "key-figures")).text)
+    assert ("What Gemeente Utrecht spends less on the participants than it would have spent on them without the "
+            "programme, over its cost items: bijstand (welfare benefit) and top-up benefit in part-time work.") in key
+
+
+#: Words of the Colour Kitchen's employment chain that a deal without them must never use.
+EMPLOYMENT_WORDS = re.compile(r"\b(diplomas?|jobs?|welfare|bijstand|benefits?|training|in work|find work|"
+                              r"dropouts?|drop out)\b", flags=re.IGNORECASE)
+
+
+@pytest.mark.parametrize("name, phrases", [
+    ("peterborough.toml", [
+        "Participants start in community. In community, reconviction events happen at a monthly rate (a random "
+        "number each month); they stay there.",
+        "reconviction event: every reconviction event, within 12 months of intake, counted 6 months later",
+        "What the payer spends on participants is not modelled (no cost items), so no savings are counted.",
+        "No savings are counted: the scenario models nothing the payer spends on participants.",
+        "Assumed rate",
+    ]),
+    ("special_education_census.toml", [
+        "Participants start in mainstream. In mainstream, each month they may move to special education. In "
+        "special education, each month they may move to mainstream.",
+        "child in mainstream school at the census: participants in mainstream 12, 24 and 36 months after intake "
+        "(a census)",
+        "What the payer spends on participants: special education place for each month in special education.",
+        "over its cost items: special education place.",
+        "What Samenwerkingsverband (school board) spends on the participants each month, in EUR (special "
+        "education place for each month in special education)",
+        "over the scenario's cost items: special education place.",
+    ]),
+])
+def test_memo_of_a_deal_without_jobs_speaks_of_its_own_journey(name, phrases):
+    contract = load_scenario(SCENARIOS / name)
+    memo = report.render_report(simulate(contract, n_paths=300, seed=1))
+    p = parse(memo)
+    text = " ".join(p.text)
+    assert len([t for t, _ in p.tags if t == "img"]) == 5
+    for phrase in phrases:
+        assert phrase in text, phrase
+    # Every state, outcome and cost item of the deal is named; nothing of the employment chain is.
+    for state in contract.journey.state_names:
+        assert f"In {state.replace('_', ' ')}, " in text, state
+    for outcome in contract.outcomes:
+        assert f"{outcome.title}: " in text, outcome.name
+    for item in contract.costs:
+        assert f"{item.title} for each month in " in text, item.name
+    words = " ".join([text] + [a.get("alt", "") for _, a in p.tags])
+    assert not EMPLOYMENT_WORDS.search(words), EMPLOYMENT_WORDS.search(words)
+    assert "Those who leave" not in text  # no ordered exit with an event: no dropout caveat
