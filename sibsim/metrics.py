@@ -37,8 +37,9 @@ PATH_COLUMNS = {
     "defaulted_by_payer": "payments due that the payer did not pay (appropriation risk), money",
     "guarantee_payouts": "principal losses covered by guarantors (incl. capital protection), money",
     "terminated": "the contract ended early at its review",
-    "gross_savings": "benefit payments avoided (treated minus counterfactual) in the term and the tail after "
-                     "it, money",
+    "gross_savings": "what the payer spends on the counterfactual less what it spends on the treated group, "
+                     "over the scenario's cost items (its spending on participants), in the term and the tail "
+                     "after it, money",
     "gross_savings_within_term": "gross savings in the months of the term only (no tail), money",
     "net_savings": "gross savings less outcome payments, payer-borne fees and the payer's guarantee payouts "
                    "(capital protection), term and tail, money",

@@ -102,9 +102,9 @@ def plot_outflow(results, ax=None):
         ax.plot(months, mid, color=color, lw=2, label=label)
     ax.axvline(contract.term_months, color="grey", ls=":", lw=1)
     _money_axis(ax.yaxis, contract.currency)
-    items = ", ".join(c.name for c in contract.costs) or "no cost items in the scenario"
+    items = ", ".join(c.title for c in contract.costs) or "no cost items in the scenario"
     ax.set(xlabel="month", ylabel=f"{contract.currency} per month",
-           title=f"{contract.payer.name}: spending on participants ({items}; median, 5-95 %)")
+           title=f"{contract.payer.name}: spending on participants\n({items}; median, 5-95 %)")
     ax.legend(frameon=False, loc="upper left")
     return fig
 

@@ -253,6 +253,7 @@ def _scenario_texts(contract: Contract) -> list[str]:
              str(meta.get("description", "")), str(meta.get("notes", ""))]
     texts += [i.name for i in contract.investors] + [f.name for f in contract.fees]
     texts += [str(s) for s in meta.get("sources", ())] + [str(s) for s in meta.get("assumptions", ())]
+    texts += [item.title for item in contract.costs] + [o.title for o in contract.outcomes]
     return texts
 
 
@@ -268,6 +269,10 @@ def _gloss(escaped: str, terms: list[str], done: set) -> str:
             continue
         pattern = re.compile(rf"\b({re.escape(term)}[\w-]*)", flags=re.IGNORECASE)
         short = GLOSSARY[term][0]
+        first = pattern.search(escaped)
+        if first and re.match(rf"\s*\({re.escape(e(short))}", escaped[first.end():], flags=re.IGNORECASE):
+            done.add(term)  # the scenario glosses it itself: "bijstand (welfare benefit)"
+            continue
         new, n = pattern.subn(lambda m: f"{m.group(1)} <span class=\"gloss\">({e(short)})</span>", escaped, count=1)
         if n:
             escaped = new
@@ -299,6 +304,137 @@ def _months_list(months, cal: _Calendar) -> str:
 def _saves_benefits(contract: Contract) -> bool:
     """Whether the scenario models what the payer spends on participants (so that it can save)."""
     return any(c.base_amount > 0 for c in contract.costs)
+
+
+# --- the deal in words, from its own data (journey, outcomes, cost items) --------------------------
+def _words(name) -> str:
+    return str(name).replace("_", " ")
+
+
+def _states_text(states) -> str:
+    """A set of states in words: ``job, job with diploma or long term job``."""
+    return _or_words([_words(s) for s in states])
+
+
+def _or_words(items) -> str:
+    items = [i for i in items if i]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def _months_word(n: int) -> str:
+    return f"{n} month" + ("" if n == 1 else "s")
+
+
+def _cost_items_text(contract: Contract) -> str:
+    """``bijstand (welfare benefit) for each month in training, job search ...; court case for each custodial
+    sentence``: the scenario's cost items, by their names and what they are paid on (plain text)."""
+    parts = []
+    for item in contract.costs:
+        if item.base_amount <= 0:
+            continue
+        on = (f"for each {_words(item.event)} event" if item.event is not None
+              else f"for each month in {_states_text(item.states)}")
+        parts.append(f"{item.title} {on}")
+    return "; ".join(parts)
+
+
+def _cost_titles(contract: Contract) -> str:
+    """``bijstand (welfare benefit) and top-up benefit in part-time work`` (plain text)."""
+    return _join_words([item.title for item in contract.costs if item.base_amount > 0])
+
+
+def _state_sentence(state) -> str:
+    """What can happen to a participant in one state, in words (plain text, one sentence)."""
+    parts = []
+    if state.exits:
+        targets = [_words(x.to) + (f" (event: {_words(x.event)})" if x.event else "") for x in state.exits]
+        if state.exits_in_order and len(targets) > 1:
+            moves = targets[0] + "".join(f" or, failing that, to {t}" for t in targets[1:])
+        else:
+            moves = _or_words(targets)
+        when = ("each month, the month of arrival included (so they can pass straight through), "
+                if state.timing == "start" else "each month ")
+        parts.append(f"{when}they may move to {moves}")
+    if state.time_limit is not None:
+        limit = _months_word(state.time_limit)
+        parts.append(f"after at most {limit} there they move to {_words(state.after_limit)}" if state.exits
+                     else f"they stay {limit}, then move to {_words(state.after_limit)}")
+    for r in state.events:
+        parts.append(f"{_words(r.event)} events happen at a monthly rate (a random number each month)")
+    if state.absorbing:
+        parts.append("they stay there")
+    return f"In {_words(state.name)}, " + "; ".join(parts) + "."
+
+
+def _start_text(journey, who: str) -> str:
+    if len(journey.start) == 1:
+        return f"{who} start in {_words(journey.start[0][0])}."
+    return (f"{who} start in " + _or_words([f"{_words(s)} ({_pct(share)})" for s, share in journey.start])
+            + ".")
+
+
+def _journey_text(contract: Contract) -> str:
+    """The journey's states, exits, time limits, branches and recurrent events in words (plain text)."""
+    journey = contract.journey
+    out = [_start_text(journey, "Participants")]
+    comparison = contract.comparison.journey
+    if tuple(comparison.start) != tuple(journey.start):
+        out.append(_start_text(comparison, "Without the programme, they").replace("they start", "they would start"))
+    out += [_state_sentence(s) for s in journey.states]
+    for b in journey.branches:
+        out.append(f"On reaching {_months_word(b.at_month)} in a row in {_states_text(b.states)}, they may move to "
+                   f"{_words(b.to)}" + (f" (event: {_words(b.event)})" if b.event else "") + ".")
+    return " ".join(out)
+
+
+def _outcome_text(o, contract: Contract) -> str:
+    """What one outcome counts, by its label and kind (plain text)."""
+    states = _states_text(o.states)
+    if o.kind == "entry":
+        what = ("each participant's first entry into " if o.count == "first" else "every entry into ") + states
+    elif o.kind == "event":
+        what = ("each participant's first " if o.count == "first" else "every ") + f"{_words(o.event)} event"
+    elif o.kind == "milestone":
+        what = (f"reaching {_months_word(o.months)} in a row in {states}" if o.consecutive
+                else f"reaching {_months_word(o.months)} in all in {states}")
+    elif o.kind == "occupancy":
+        what = f"months spent in {states}"
+        if o.scale != 1:
+            what = f"{o.unit} spent in {states} ({o.scale:g} a month)"
+    elif o.kind == "status":
+        what = (f"participants in {states} " + _join_words([str(k) for k in o.at_months])
+                + " months after intake (a census)")
+    else:
+        what = o.kind
+    if o.window is not None:
+        what += f", within {_months_word(o.window)} of intake"
+    if o.lag:
+        what += f", counted {_months_word(o.lag)} later"
+    return f"{o.title}: {what}"
+
+
+def _exit_caveat(contract: Contract) -> str:
+    """Where an ordered exit carries an event (a diploma first, then dropout among those without one), the
+    people who leave without it follow only the rates of the state they go to (plain text, may be empty)."""
+    journey, out = contract.journey, []
+    for s in journey.states:
+        if not (s.exits_in_order and len(s.exits) > 1 and s.exits[0].event):
+            continue
+        first = s.exits[0]
+        for x in s.exits[1:]:
+            if x.event or x.to == first.to:
+                continue
+            target = journey.state(x.to)
+            onward = [f"to {_words(y.to)} at the rate {_words(y.probability)}" for y in target.exits]
+            if target.time_limit is not None:
+                onward.append(f"to {_words(target.after_limit)} after {_months_word(target.time_limit)}")
+            tail = (f"move on from there only as everyone in it does ({_join_words(onward)})" if onward
+                    else "stay there")
+            out.append(f"Those who leave {_words(s.name)} for {_words(x.to)} (without the {_words(first.event)}) "
+                       f"{tail.strip()}.")
+    return " ".join(dict.fromkeys(out))
 
 
 def _price_text(key: str, price: float, contract: Contract) -> str:
@@ -593,15 +729,12 @@ class _Memo:
                         "pays above the cap stays with the payer")
         paid = _paid_for(c)
         if _saves_benefits(c):
-            dutch = "bijstand" in self.terms
-            benefit = "welfare benefits (bijstand)" if dutch else "welfare benefits"
-            savings = (f"It expects to pay for this out of its savings: the {benefit} it no longer pays "
-                       "to participants who find and keep work.")
-            if dutch:
-                self.glossed.add("bijstand")
+            savings = self.text("It expects to pay for this out of its savings: what it no longer spends on the "
+                                "participants, compared with what it would have spent on them without the "
+                                f"programme. What the payer spends on participants: {_cost_items_text(c)}.")
         else:
-            savings = ("This scenario does not model savings for the payer: it pays for the outcomes from "
-                       "its budget, so its “net savings” below are simply minus what it pays.")
+            savings = e("This scenario does not model savings for the payer: it pays for the outcomes from "
+                        "its budget, so its “net savings” below are simply minus what it pays.")
         out = [
             '<section id="what"><h2>1. What this is</h2>',
             f"<p>This memo summarises a computer simulation of <b>{e(c.title)}</b>, a "
@@ -609,7 +742,7 @@ class _Memo:
             f"social programme run by {e(c.provider_name)}: they commit {e(_money(c.total_commitment, self.cur))} "
             f"up front. The outcome payer, {e(self.payer)}, pays only for results that an evaluator measures "
             f"against what would have happened without the programme: "
-            f"{e(_join_words(paid) or 'see the contract terms in section 5')}. {e(savings)} "
+            f"{e(_join_words(paid) or 'see the contract terms in section 5')}. {savings} "
             f"If the programme works, the investors get their money back with a return{e(cap_text)}; if it "
             f"does not, they lose part or all of it, and the payer pays little.</p>",
             f"<p>Nobody knows in advance how well the programme will work, so the simulation plays out "
@@ -638,9 +771,9 @@ class _Memo:
         return (f"The savings include the {c.tail_months} months after the {c.term_months}-month term ({span}), "
                 f"in which nothing is paid for. This is an assumption of the scenario (tail_months = "
                 f"{c.tail_months}): the model keeps following every participant and the comparison "
-                "(without-programme) situation month by month after the term, with the same rates of losing and "
-                "finding work, and counts the benefit of each participant still off benefits beyond the "
-                "comparison as saved. Whether those savings materialise (and whether the payer should count "
+                "(without-programme) situation month by month after the term, with the same rates as in the "
+                "term, and counts as saved what the payer spends less on the participants than on the comparison, "
+                f"over its cost items ({_cost_titles(c)}). Whether those savings materialise (and whether the payer should count "
                 "them) is not known; the figures within the term leave them out.")
 
     def key_figures(self) -> str:
@@ -657,8 +790,9 @@ class _Memo:
                              f"What {e(payer)} is expected to pay the investors for measured results, over "
                              "the whole contract."),
             self.figure_html("expected_gross_savings", "Expected gross savings" + over,
-                             "Benefit payments avoided because participants work (compared with what would "
-                             "have happened without the programme)." if saves else
+                             f"What {e(payer)} spends less on the participants than it would have spent on them "
+                             f"without the programme, over its cost items: {self.text(_cost_titles(c))}."
+                             if saves else
                              "Not modelled in this scenario: the payer pays from its budget."),
             self.figure_html("expected_net_savings", "Expected net savings" + over,
                              "Gross savings less outcome payments and the costs the payer bears (fees, "
@@ -775,9 +909,13 @@ class _Memo:
         if defaulted > 0.5:
             notes.append(f"On average {e(_money(defaulted, cur))} falls due but is not paid (payer default).")
         if (yearly["gross_savings"] < -0.5).any():
-            notes.append("Savings can be negative early on: participants in training are not yet looking for "
-                         "work, while some people in the comparison (without-programme) situation already find "
-                         "jobs.")
+            starts = ""
+            if tuple(c.comparison.journey.start) != tuple(c.journey.start):
+                starts = (f" (participants start in {_states_text(s for s, _ in c.journey.start)}, while "
+                          "without the programme they would start in "
+                          f"{_states_text(s for s, _ in c.comparison.journey.start)})")
+            notes.append(f"Savings are negative in a year in which {e(payer)} spends more on the participants "
+                         f"than it would have spent on them without the programme{e(starts)}.")
         notes.append("“Money received” includes any guarantee payouts; “fees and other costs” are the fees the "
                      "payer bears and any guarantee it pays.")
 
@@ -839,12 +977,13 @@ class _Memo:
                                        f"paid in; {e(payer)}'s savings less payments and costs")
         kept = self.r.monthly["investor_cumulative_net"].shape[0]
         kept_note = (f" (computed from the first {kept:,} futures)" if kept < self.r.n_paths else "")
-        saves_text = " and saves on benefits as long as participants work" if _saves_benefits(c) else ""
+        saves_text = (f", and saves what it no longer spends on the participants, over its cost items: "
+                      f"{_cost_titles(c)}" if _saves_benefits(c) else "")
         return ('<section id="cash"><h2>3. Expected case and downside case</h2>'
                 "<h3>Expected case: when the money moves</h3>"
                 f"<p>The table shows, year by year, the average cash movement for each party. Investors pay "
                 f"capital in while the programme runs and are paid back from outcome payments; {e(payer)} "
-                f"pays for outcomes after each measurement{saves_text}.</p>"
+                f"pays for outcomes after each measurement{self.text(saves_text)}.</p>"
                 f"{table}<p class=\"note\">{' '.join(notes)}</p>"
                 f"<details><summary>Month by month</summary>{monthly}</details>"
                 "<h3>Downside case: what if it goes badly?</h3>"
@@ -871,10 +1010,14 @@ class _Memo:
              "Investors' cumulative money received less money paid in, month by month: the line is the middle "
              "future and the bands hold half and 90 % of the futures; where a band crosses zero, investors "
              "in those futures have their capital back."),
-            ("outflow", lambda ax: r.plot_outflow(ax=ax), "Participants in work",
-             "Share of the participants enrolled so far who are in work (off benefits), month by month, for the "
-             "programme (blue) and for the estimate of what would have happened without it (grey); the gap "
-             "between the lines is what creates the savings and what the payer pays for."),
+            ("outflow", lambda ax: r.plot_outflow(ax=ax), f"{payer}: spending on participants",
+             (f"What {payer} spends on the participants each month, in {cur} ({_cost_items_text(self.c)}), for "
+              "the programme (blue) and for the estimate of what would have happened without it (grey, scaled "
+              "to the number of participants): the line is the middle future and the band holds 90 % of the "
+              "futures. The gap between the lines is the payer's gross saving; the dotted line marks the end "
+              "of the contract term." if _saves_benefits(self.c) else
+              f"The scenario models no spending by {payer} on the participants (no cost items), so both "
+              "lines are zero: there are no savings to show.")),
             ("irr", lambda ax: r.plot_irr(ax=ax), "Investors: annual return",
              "How often each annual return (IRR) occurs across the simulated futures: red bars are futures in "
              "which investors lose money, blue bars futures in which they get it back"
@@ -1046,7 +1189,10 @@ class _Memo:
             else:
                 other = prior(comparison.journey.prior(name))
             rows.append([e(label[:1].upper() + label[1:]), e(prior(pr)), e(other)])
-        return (self.table(["Assumed probability", "Programme participants", "Without the programme"], rows,
+        kinds = {pr.kind for _, pr in c.journey.parameters}
+        what = "Assumed probability or rate" if "rate" in kinds and len(kinds) > 1 else \
+            "Assumed rate" if "rate" in kinds else "Assumed probability"
+        return (self.table([what, "Programme participants", "Without the programme"], rows,
                            num_cols=(1, 2), caption="Assumed success rates (average, ± uncertainty)")
                 + "<p class=\"note\">The ± value is the uncertainty about each rate: every simulated future "
                   "draws its own rates around the average.</p>")
@@ -1191,16 +1337,22 @@ class _Memo:
                    f"sibsim report {c.source} --paths {r.n_paths} --seed {r.seed_entropy} --out memo.html")
         counterfactual = ("a model of the expected course without the programme"
                           if c.comparison.method == "expected" else "a comparison group followed alongside")
+        saves = _saves_benefits(c)
         caveats = [
-            "Only the savings on benefit payments are counted. Other gains (taxes paid, health, less crime, "
-            "people's well-being) and other costs (the municipality's own staff time, contract management) are "
-            "left out.",
+            (f"Only the payer's savings on its spending on participants are counted, over the scenario's cost "
+             f"items: {_cost_titles(c)}. "
+             if saves else "No savings are counted: the scenario models nothing the payer spends on "
+                           "participants. ")
+            + "Other gains (taxes paid, health, less crime, people's well-being) and other costs (the payer's "
+              "own staff time, contract management) are left out.",
             "The success rates of one future are drawn independently of each other; in reality a good "
             "programme may do better on several of them at once, which would widen the spread of results.",
-            "People who drop out of training only find work at the rate for people without a diploma; "
-            "they do not leave benefits in other ways (moving, other income).",
+            (_exit_caveat(c) + " " if _exit_caveat(c) else "")
+            + "Participants move only as the journey above allows (its exits, time limits and branches): "
+              "nobody leaves it in other ways (moving away or dying, for instance).",
             "Amounts are nominal: money in later years counts the same as money now (present values at the "
-            "discount rates in section 5 are in the appendix). Benefits rise only by the assumed indexation.",
+            "discount rates in section 5 are in the appendix)."
+            + (" The payer's costs per participant rise only by their assumed indexation." if saves else ""),
             "Risks outside the contract are not modelled: the provider failing, the contract being renegotiated, "
             "changes in the law, or the evaluator's method being disputed"
             + (". The payer's risk of not paying is modelled as a fixed probability per payment."
@@ -1220,13 +1372,13 @@ class _Memo:
         return ('<section id="method"><h2>7. Method and caveats</h2>'
                 "<h3>How the simulation works</h3>"
                 f"<p>Participants enter the programme in {len(c.cohorts)} group{'s' if len(c.cohorts) != 1 else ''} "
-                "(cohorts) and are followed month by "
-                "month: training (ending with a diploma or a dropout), looking for work, working, losing a job "
-                "and looking again. In every simulated future, the success rates are first drawn from the ranges "
+                "(cohorts) and are followed month by month through the states of the scenario's journey "
+                "(described below). In every simulated future, the success rates are first drawn from the ranges "
                 "in section 5 (we do not know them exactly), and then each participant's path is drawn at random "
                 "with those rates. What would have happened without the programme is estimated by "
                 f"{e(counterfactual)}. The evaluator's measurement, the payments, the caps, the capital calls and "
                 "what goes to each investor follow the contract terms.</p>"
+                f"{self.journey_html()}"
                 "<h3>Monte Carlo error</h3>"
                 f"<p>With {r.n_paths:,} futures, an average differs from the one an endless number of futures "
                 "would give by about the ± figure shown (one standard error; twice that covers about 95 % of "
@@ -1240,6 +1392,20 @@ class _Memo:
                 "the same numbers on any computer"
                 + (f": <code>{e(cmd)}</code>" if cmd else "")
                 + ".</p></section>")
+
+    def journey_html(self) -> str:
+        """The journey, what the contract counts and what the payer spends, from the scenario's own data."""
+        c = self.c
+        outcomes = "".join(f"<li>{self.text(_outcome_text(o, c))}</li>" for o in c.outcomes)
+        costs = _cost_items_text(c)
+        spend = (f"<p>What the payer spends on participants: {self.text(costs)}. The payer's savings are what "
+                 "it would have spent on them without the programme (scaled to the number of participants) less "
+                 "what it spends on them with it.</p>" if _saves_benefits(c) else
+                 "<p>What the payer spends on participants is not modelled (no cost items), so no savings are "
+                 "counted.</p>")
+        return ('<h3 id="journey">The participants\' journey</h3>'
+                f"<p>{self.text(_journey_text(c))}</p>"
+                f"<p>What the contract counts (its outcomes):</p><ul>{outcomes}</ul>{spend}")
 
     def appendix(self) -> str:
         rows = []

@@ -133,7 +133,15 @@ def test_memo_has_every_section(memo):
                     "5. Assumptions and contract terms", "6. Sensitivity", "7. Method and caveats"):
         assert heading in text
     assert "Social Impact Bond" in text and "31 January 2025" in text
-    assert "welfare benefits (bijstand)" in text and "basic qualification" in text  # Dutch terms glossed
+    # Dutch terms glossed, once: the savings are the welfare benefit (bijstand) no longer paid, named by the
+    # scenario's own cost items and the states they are paid in.
+    assert "basic qualification" in text and "(welfare benefit) (welfare benefit)" not in text
+    what = " ".join(parse(_section(memo, "what")).text)
+    assert ("It expects to pay for this out of its savings: what it no longer spends on the participants"
+            in what)
+    assert ("bijstand (welfare benefit) for each month in training, job search, job search with diploma, "
+            "relapsed or relapsed with diploma; top-up benefit in part-time work for each month in job, job with "
+            "diploma, long term job or long term job with diploma") in what
     assert text.count("Figure ") >= 5 and len([t for t, _ in p.tags if t == "figcaption"]) == 5
     # Contract terms come from the Contract: prices, cap, dates, lag, cohorts.
     for phrase in ("EUR 5,500 per additional job held 6 months", "EUR 1,000,000 in all",
@@ -148,6 +156,12 @@ def test_memo_has_every_section(memo):
         assert line in plain, line
     assert "A sensitivity analysis was not run" in text
     assert "seed 2015" in text.lower() or "Seed: 2015" in text
+
+
+def _section(memo: str, sid: str) -> str:
+    """The HTML of one section of the memo."""
+    start = memo.index(f'<section id="{sid}">')
+    return memo[start:memo.index("</section>", start) + len("</section>")]
 
 
 def _shown_number(shown: str) -> tuple[float, float]:
@@ -363,3 +377,79 @@ def test_memo_renders_in_headless_chromium(memo, tmp_path):
     # Dark text in the header band (the title) and colour in the plots further down.
     top = (image[:400, :, :3] < 0.25).all(axis=2).mean()
     assert top > 0.002, "no dark text at the top of the page"
+
+
+def test_memo_describes_the_colour_kitchen_journey_from_its_data(memo):
+    """The journey, outcomes, cost items and the dropout caveat come from the scenario's own data."""
+    method = " ".join(parse(_section(memo, "method")).text)
+    for phrase in (
+            "Participants start in training. Without the programme, they would start in job search.",
+            "In training, each month they may move to job search with diploma (event: diploma) or, failing that, "
+            "to job search; after at most 12 months there they move to job search.",
+            "In job search, each month, the month of arrival included (so they can pass straight through), they "
+            "may move to job.",
+            "In relapsed, they stay 1 month, then move to job search.",
+            "On reaching 6 months in a row in job or long term job, they may move to long term job.",
+            "job held 6 months: reaching 6 months in a row in job, job with diploma, long term job or long term "
+            "job with diploma",
+            "long-term contract: each participant's first entry into long term job or long term job with diploma",
+            "diploma: each participant's first diploma event",
+            # The old caveat (dropouts find work only at the rate without a diploma), derived from the data.
+            "Those who leave training for job search (without the diploma) move on from there only as everyone "
+            "in it does (to job at the rate job without diploma).",
+            "over the scenario's cost items: bijstand (welfare benefit) and top-up benefit in part-time work.",
+            "The payer's costs per participant rise only by their assumed indexation."):
+        assert phrase in method, phrase
+    caption = " ".join(parse(_section(memo, "plots")).text)
+    assert "Figure 4. Gemeente Utrecht: spending on participants." in caption
+    assert "What Gemeente Utrecht spends on the participants each month, in EUR (bijstand" in caption
+    assert "gross saving" in caption and "in work (off benefits)" not in caption
+    key = " ".join(parse(_section(memo, "key-figures")).text)
+    assert ("What Gemeente Utrecht spends less on the participants than it would have spent on them without the "
+            "programme, over its cost items: bijstand (welfare benefit) and top-up benefit in part-time work.") in key
+
+
+#: Words of the Colour Kitchen's employment chain that a deal without them must never use.
+EMPLOYMENT_WORDS = re.compile(r"\b(diplomas?|jobs?|welfare|bijstand|benefits?|training|in work|find work|"
+                              r"dropouts?|drop out)\b", flags=re.IGNORECASE)
+
+
+@pytest.mark.parametrize("name, phrases", [
+    ("peterborough.toml", [
+        "Participants start in community. In community, reconviction events happen at a monthly rate (a random "
+        "number each month); they stay there.",
+        "reconviction event: every reconviction event, within 12 months of intake, counted 6 months later",
+        "What the payer spends on participants is not modelled (no cost items), so no savings are counted.",
+        "No savings are counted: the scenario models nothing the payer spends on participants.",
+        "Assumed rate",
+    ]),
+    ("special_education_census.toml", [
+        "Participants start in mainstream. In mainstream, each month they may move to special education. In "
+        "special education, each month they may move to mainstream.",
+        "child in mainstream school at the census: participants in mainstream 12, 24 and 36 months after intake "
+        "(a census)",
+        "What the payer spends on participants: special education place for each month in special education.",
+        "over its cost items: special education place.",
+        "What Samenwerkingsverband (school board) spends on the participants each month, in EUR (special "
+        "education place for each month in special education)",
+        "over the scenario's cost items: special education place.",
+    ]),
+])
+def test_memo_of_a_deal_without_jobs_speaks_of_its_own_journey(name, phrases):
+    contract = load_scenario(SCENARIOS / name)
+    memo = report.render_report(simulate(contract, n_paths=300, seed=1))
+    p = parse(memo)
+    text = " ".join(p.text)
+    assert len([t for t, _ in p.tags if t == "img"]) == 5
+    for phrase in phrases:
+        assert phrase in text, phrase
+    # Every state, outcome and cost item of the deal is named; nothing of the employment chain is.
+    for state in contract.journey.state_names:
+        assert f"In {state.replace('_', ' ')}, " in text, state
+    for outcome in contract.outcomes:
+        assert f"{outcome.title}: " in text, outcome.name
+    for item in contract.costs:
+        assert f"{item.title} for each month in " in text, item.name
+    words = " ".join([text] + [a.get("alt", "") for _, a in p.tags])
+    assert not EMPLOYMENT_WORDS.search(words), EMPLOYMENT_WORDS.search(words)
+    assert "Those who leave" not in text  # no ordered exit with an event: no dropout caveat
