@@ -55,12 +55,14 @@ do not depend on the chunk size.
 from __future__ import annotations
 
 import math
+import os
 from functools import lru_cache
 from typing import NamedTuple
 
 import numba
 import numpy as np
 
+from . import engine_codegen
 from .journey import OUTCOME_KINDS, Journey, Outcome
 
 ENTRY, EVENT, MILESTONE, OCCUPANCY, STATUS = (OUTCOME_KINDS.index(k) for k in
@@ -680,8 +682,12 @@ CHUNK = 1 << 16
 
 
 def _run_buffered(rng: np.random.Generator, kernel_args: tuple, n_paths: int, chunk: int = CHUNK,
-                  rewind: bool | None = None) -> int:
+                  rewind: bool | None = None, kernel=None) -> int:
     """Run the kernel on uniforms drawn in vectorised chunks; return the uniforms consumed.
+
+    ``kernel`` is the generic :func:`_kernel` (taking all of ``kernel_args``) by default, or a
+    machine's specialised kernel (:mod:`sibsim.engine_codegen`), which takes the first
+    ``N_DATA_ARGS`` only (the machine is in its code).
 
     The generator ends exactly where drawing the consumed uniforms one by one would leave it: the
     state before each chunk is saved, and afterwards restored and moved on by the number used, by
@@ -697,7 +703,10 @@ def _run_buffered(rng: np.random.Generator, kernel_args: tuple, n_paths: int, ch
         saved = bitgen.state
         uni = rng.random(chunk)
         log_q = np.log(1.0 - uni)  # 1 - u is exact for numpy's uniforms (multiples of 2**-53)
-        p_next, used = _kernel(uni, log_q, p, *kernel_args)
+        if kernel is None:
+            p_next, used = _kernel(uni, log_q, p, *kernel_args)
+        else:
+            p_next, used = kernel(uni, log_q, p, *kernel_args[:N_DATA_ARGS])
         used = int(used)
         if p_next == p:
             chunk *= 2  # one path needs more than a chunk
@@ -717,7 +726,7 @@ def _run_buffered(rng: np.random.Generator, kernel_args: tuple, n_paths: int, ch
 
 def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.ndarray,
                    intake_months: np.ndarray, sizes: np.ndarray, starts: np.ndarray, n_months: int,
-                   rng: np.random.Generator) -> np.ndarray:
+                   rng: np.random.Generator, kernel: str | None = None) -> np.ndarray:
     """One group's journeys on a block of paths, counted per measure and month.
 
     Parameters
@@ -738,6 +747,11 @@ def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
         Horizon: months ``0 .. n_months - 1`` are simulated.
     rng : numpy.random.Generator
         The block's generator; consumed in the order of the module notes ("Draw order").
+    kernel : {None, "generic", "specialised"}, optional
+        The generic kernel, or one generated for this machine (:mod:`sibsim.engine_codegen`): the
+        same counts from the same stream, faster, once compiled (seconds, then cached on disk).
+        By default the specialised one when the block has at least :data:`SPECIALISE_FROM`
+        participant-months, unless the environment sets ``SIBSIM_GENERIC_KERNEL=1``.
 
     Returns
     -------
@@ -751,8 +765,31 @@ def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
         machine :func:`compile_machine` refuses.
     """
     counts, args = _prepare(journey, measures, params, intake_months, sizes, starts, n_months)
-    _run_buffered(rng, args, counts.shape[0])
+    if kernel is None:
+        intake = args[1]
+        work = counts.shape[0] * int(np.sum(args[2] * np.maximum(int(n_months) - intake, 0)))
+        generic = os.environ.get("SIBSIM_GENERIC_KERNEL", "") not in ("", "0")
+        kernel = "generic" if generic or work < SPECIALISE_FROM else "specialised"
+    if kernel not in ("generic", "specialised"):
+        raise ValueError(f"kernel: \"generic\" or \"specialised\", not {kernel!r}")
+    fn = _specialised(journey, tuple(measures), int(n_months)) if kernel == "specialised" else None
+    _run_buffered(rng, args, counts.shape[0], kernel=fn)
     return counts
+
+
+#: Participant-months in a block from which :func:`simulate_group` uses a machine's specialised
+#: kernel: below it, compiling one (seconds, the first time on a machine) costs more than the
+#: generic kernel would spend on the block.
+SPECIALISE_FROM = 2_000_000
+
+#: Leading kernel arguments after the buffers that are data, not machine (see :func:`_prepare`).
+N_DATA_ARGS = 6
+
+
+@lru_cache(maxsize=16)
+def _specialised(journey: Journey, measures: tuple[Outcome, ...], n_months: int):
+    """The kernel generated for this machine, imported from the kernel cache (written if new)."""
+    return engine_codegen.load_kernel(_compile(journey, measures, n_months))
 
 
 def _prepare(journey, measures, params, intake_months, sizes, starts, n_months):
