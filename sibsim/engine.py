@@ -699,10 +699,15 @@ def _run_buffered(rng: np.random.Generator, kernel_args: tuple, n_paths: int, ch
         rewind = isinstance(bitgen, (np.random.PCG64, np.random.PCG64DXSM))
     used_total = 0
     p = 0
+    uni = log_q = None
     while p < n_paths:
         saved = bitgen.state
-        uni = rng.random(chunk)
-        log_q = np.log(1.0 - uni)  # 1 - u is exact for numpy's uniforms (multiples of 2**-53)
+        if uni is None or uni.size != chunk:
+            # Reused across chunks: fresh arrays of this size would be new pages to fault in each time.
+            uni, log_q = np.empty(chunk), np.empty(chunk)
+        rng.random(out=uni)
+        np.subtract(1.0, uni, out=log_q)  # 1 - u is exact for numpy's uniforms (multiples of 2**-53)
+        np.log(log_q, out=log_q)
         if kernel is None:
             p_next, used = _kernel(uni, log_q, p, *kernel_args)
         else:

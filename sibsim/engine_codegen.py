@@ -147,13 +147,13 @@ def kernel_source(mc) -> str:
     w.indent()
     w("n_paths, C = params.shape[0], sizes.size")
     w("n_uni = uni.size")
-    w(f"tally = np.zeros((C, {max(M, 1)}, {T}), dtype=np.int32)")
     w("pos = 0")
     w("for p in range(first_path, n_paths):")
     with w.indent():
         w("path_pos = pos")
         w("short = False")
-        w("tally[:] = 0")
+        # counts[p] is zero on entry (never written before): the path tallies into it in place.
+        w("tally = counts[p]")
         # Per-path exit laws, with the generic kernel's arithmetic in the same order.
         for s in range(S):
             a, b = int(mc.exit_ptr[s]), int(mc.exit_ptr[s + 1])
@@ -241,22 +241,19 @@ def kernel_source(mc) -> str:
                 w("break")
         w("if short:")
         with w.indent():
+            w("tally[:] = 0  # left as found: the next call simulates the path again")
             w("return p, path_pos")
-        w("for c in range(C):")
-        with w.indent():
-            for e in range(M):
-                if kind[e] == OCCUPANCY:
+        occupancy = [e for e in range(M) if kind[e] == OCCUPANCY]
+        if occupancy:
+            # Occupancy marks (+1 / -1 at the intervals' ends) summed over months.
+            w("for c in range(C):")
+            with w.indent():
+                for e in occupancy:
                     w("acc_i = 0")
                     w(f"for t in range({T}):")
                     with w.indent():
                         w(f"acc_i += tally[c, {e}, t]")
-                        w(f"counts[p, c, {e}, t] = acc_i")
-                else:
-                    w(f"for t in range({T}):")
-                    with w.indent():
-                        w(f"counts[p, c, {e}, t] = tally[c, {e}, t]")
-            if M == 0:
-                w("pass")
+                        w(f"tally[c, {e}, t] = acc_i")
     w("return n_paths, pos")
     return "\n".join(w.lines) + "\n"
 
