@@ -429,8 +429,11 @@ def covering_machines():
     pool = [(m, _features(m)) for m in sample_machines(20)]
     wanted = set().union(*(f for _m, f in pool))
     chosen, covered = [], set()
-    while covered != wanted or len(chosen) < 4:  # then the richest of the others
-        i = max(range(len(pool)), key=lambda k: (len(pool[k][1] - covered), len(pool[k][1])))
+    def months(m) -> int:  # participant-months per path
+        return sum(size * (m.n_months - intake) for intake, size in zip(m.intake_months, m.sizes))
+
+    while covered != wanted or len(chosen) < 4:  # then those with the longest histories
+        i = max(range(len(pool)), key=lambda k: (len(pool[k][1] - covered), months(pool[k][0])))
         m, f = pool.pop(i)
         chosen.append(m)
         covered |= f
