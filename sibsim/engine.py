@@ -44,6 +44,16 @@ horizon draws nothing), for each participant:
 
 Parameters (:func:`draw_parameters`) are drawn before, with :meth:`Prior.draw` in declared order.
 
+Two kernels
+-----------
+The generic kernel reads the machine (:class:`Machine`) from arrays. :mod:`sibsim.engine_codegen`
+writes, per machine, a kernel with the machine as constants (straight-line code per state, no
+pointer tables), which follows the same rules in the same draw order and so gives the same counts
+from the same stream, about twice as fast; it costs a compilation of a few seconds the first time
+a machine is seen, after which numba loads it from the user's cache directory. :func:`simulate_group`
+uses it for blocks large enough to repay that (:data:`SPECIALISE_FROM`), the generic one otherwise
+or when ``SIBSIM_GENERIC_KERNEL=1``.
+
 For speed the stream is drawn in numpy, in chunks (``rng.random(n)``, with ``log(1 - u)`` for the
 sojourns and gaps), and read in the order above; a path that runs past the end of a chunk is
 simulated again from its first uniform on the next chunk. Afterwards the generator is put back and

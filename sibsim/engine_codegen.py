@@ -206,19 +206,11 @@ def kernel_source(mc) -> str:
                 w("prev = -1")
                 w("m = intake")
                 w("branched_at = -1")
-                w("arrivals, arrival_month = 0, -1")
+                # No count of arrivals per month (the generic kernel's guard against passing through
+                # states forever): compile_machine refuses cycles among "start"-timing states, so a
+                # month holds at most a start chain, a branch and a start chain, and the guard never fires.
                 w("while True:")
                 with w.indent():
-                    w("if m == arrival_month:")
-                    with w.indent():
-                        w("arrivals += 1")
-                        w(f"if arrivals > {2 * S + 2}:")
-                        with w.indent():
-                            w('raise ValueError("journey: a participant passes through states forever '
-                              'in one month (a cycle among \\"start\\"-timing states)")')
-                    w("else:")
-                    with w.indent():
-                        w("arrival_month, arrivals = m, 1")
                     w("fired = -1")
                     for s in range(S):
                         w(f"{'if' if s == 0 else 'elif'} s == {s}:")
