@@ -766,7 +766,8 @@ def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
         The generic kernel, or one generated for this machine (:mod:`sibsim.engine_codegen`): the
         same counts from the same stream, faster, once compiled (seconds, then cached on disk).
         By default the specialised one when the block has at least :data:`SPECIALISE_FROM`
-        participant-months, unless the environment sets ``SIBSIM_GENERIC_KERNEL=1``.
+        participant-months (and the journey at most ``engine_codegen.MAX_STATES`` states), unless
+        the environment sets ``SIBSIM_GENERIC_KERNEL=1`` or no cache directory is writable.
 
     Returns
     -------
@@ -780,14 +781,20 @@ def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
         machine :func:`compile_machine` refuses.
     """
     counts, args = _prepare(journey, measures, params, intake_months, sizes, starts, n_months)
-    if kernel is None:
+    if kernel not in (None, "generic", "specialised"):
+        raise ValueError(f"kernel: \"generic\" or \"specialised\", not {kernel!r}")
+    fn = None
+    if kernel == "specialised":
+        fn = _specialised(journey, tuple(measures), int(n_months))
+    elif kernel is None:
         intake = args[1]
         work = counts.shape[0] * int(np.sum(args[2] * np.maximum(int(n_months) - intake, 0)))
         generic = os.environ.get("SIBSIM_GENERIC_KERNEL", "") not in ("", "0")
-        kernel = "generic" if generic or work < SPECIALISE_FROM else "specialised"
-    if kernel not in ("generic", "specialised"):
-        raise ValueError(f"kernel: \"generic\" or \"specialised\", not {kernel!r}")
-    fn = _specialised(journey, tuple(measures), int(n_months)) if kernel == "specialised" else None
+        if not generic and work >= SPECIALISE_FROM and len(journey.states) <= engine_codegen.MAX_STATES:
+            try:
+                fn = _specialised(journey, tuple(measures), int(n_months))
+            except OSError:  # nowhere to write its source: the generic kernel, same counts
+                fn = None
     _run_buffered(rng, args, counts.shape[0], kernel=fn)
     return counts
 

@@ -27,8 +27,7 @@ from pathlib import Path
 
 from .journey import OUTCOME_KINDS
 
-ENTRY, EVENT, MILESTONE, OCCUPANCY, STATUS = (OUTCOME_KINDS.index(k) for k in
-                                              ("entry", "event", "milestone", "occupancy", "status"))
+MILESTONE, OCCUPANCY, STATUS = (OUTCOME_KINDS.index(k) for k in ("milestone", "occupancy", "status"))
 END = 0
 
 #: Bit masks of state sets must fit a 64-bit integer.
@@ -74,7 +73,6 @@ def kernel_source(mc) -> str:
     T = int(mc.n_months)
     S = int(mc.timing.size)
     M = int(mc.kind.size)
-    K = int(mc.slot_mask.shape[0])
     if S > MAX_STATES:
         raise ValueError(f"a specialised kernel takes at most {MAX_STATES} states, not {S}")
     kind = [int(k) for k in mc.kind]
@@ -83,7 +81,6 @@ def kernel_source(mc) -> str:
     lag = [int(x) for x in mc.lag]
     mslot = [int(x) for x in mc.slot]
     consecutive = [int(x) for x in mc.consecutive]
-    months = [int(x) for x in mc.months]
     # "first" flags are read by measures counted once (not censuses), and by every cumulative milestone.
     needs_done = [(every[e] == 0 and kind[e] != STATUS) or (kind[e] == MILESTONE and consecutive[e] == 0)
                   for e in range(M)]
@@ -496,18 +493,28 @@ def kernel_dir() -> Path:
 
 
 def _write_once(path: Path, source: str) -> None:
-    """Write ``source`` to ``path`` unless it holds it already: a temporary file renamed into place."""
+    """Write ``source`` to ``path`` unless it holds it already: a temporary file linked into place.
+
+    Linking fails if another process got there first (same name, same source): the file then stays
+    as it is, so numba's cache of it (keyed on its modification time) stays valid. A file with other
+    content (damaged) is replaced.
+    """
     if path.exists() and path.read_text() == source:
         return
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".py")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(source)
-        os.replace(tmp, path)
-    except BaseException:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            if path.read_text() != source:
+                os.replace(tmp, path)
+        except OSError:  # no hard links on this file system
+            os.replace(tmp, path)
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
 
 
 def load_kernel(mc):

@@ -446,3 +446,20 @@ def test_specialised_kernel_on_generated_machines(covering_machines):
         params = np.repeat(m.params, 60, axis=0)
         specialised_equals_generic(m.journey, m.measures, params, m.intake_months, m.sizes, m.starts, m.n_months,
                                    seed=100 + i)
+
+
+def test_kernel_sources_live_in_the_user_cache_and_are_written_once(tmp_path, monkeypatch):
+    from sibsim import engine_codegen
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    where = engine_codegen.kernel_dir()
+    assert where == tmp_path / "sibsim" / "kernels"
+    path = where / "k.py"
+    engine_codegen._write_once(path, "x = 1\n")
+    stamp = path.stat().st_mtime_ns
+    engine_codegen._write_once(path, "x = 1\n")
+    assert path.stat().st_mtime_ns == stamp  # untouched: numba's cache of it stays valid
+    path.write_text("damaged")
+    engine_codegen._write_once(path, "x = 1\n")
+    assert path.read_text() == "x = 1\n"
+    assert sorted(p.name for p in where.iterdir()) == ["k.py"]  # no temporary file left
