@@ -44,6 +44,16 @@ horizon draws nothing), for each participant:
 
 Parameters (:func:`draw_parameters`) are drawn before, with :meth:`Prior.draw` in declared order.
 
+Two kernels
+-----------
+The generic kernel reads the machine (:class:`Machine`) from arrays. :mod:`sibsim.engine_codegen`
+writes, per machine, a kernel with the machine as constants (straight-line code per state, no
+pointer tables), which follows the same rules in the same draw order and so gives the same counts
+from the same stream, about twice as fast; it costs a compilation of a few seconds the first time
+a machine is seen, after which numba loads it from the user's cache directory. :func:`simulate_group`
+uses it for blocks large enough to repay that (:data:`SPECIALISE_FROM`), the generic one otherwise
+or when ``SIBSIM_GENERIC_KERNEL=1``.
+
 For speed the stream is drawn in numpy, in chunks (``rng.random(n)``, with ``log(1 - u)`` for the
 sojourns and gaps), and read in the order above; a path that runs past the end of a chunk is
 simulated again from its first uniform on the next chunk. Afterwards the generator is put back and
@@ -55,12 +65,14 @@ do not depend on the chunk size.
 from __future__ import annotations
 
 import math
+import os
 from functools import lru_cache
 from typing import NamedTuple
 
 import numba
 import numpy as np
 
+from . import engine_codegen
 from .journey import OUTCOME_KINDS, Journey, Outcome
 
 ENTRY, EVENT, MILESTONE, OCCUPANCY, STATUS = (OUTCOME_KINDS.index(k) for k in
@@ -680,8 +692,12 @@ CHUNK = 1 << 16
 
 
 def _run_buffered(rng: np.random.Generator, kernel_args: tuple, n_paths: int, chunk: int = CHUNK,
-                  rewind: bool | None = None) -> int:
+                  rewind: bool | None = None, kernel=None) -> int:
     """Run the kernel on uniforms drawn in vectorised chunks; return the uniforms consumed.
+
+    ``kernel`` is the generic :func:`_kernel` (taking all of ``kernel_args``) by default, or a
+    machine's specialised kernel (:mod:`sibsim.engine_codegen`), which takes the first
+    ``N_DATA_ARGS`` only (the machine is in its code).
 
     The generator ends exactly where drawing the consumed uniforms one by one would leave it: the
     state before each chunk is saved, and afterwards restored and moved on by the number used, by
@@ -693,11 +709,19 @@ def _run_buffered(rng: np.random.Generator, kernel_args: tuple, n_paths: int, ch
         rewind = isinstance(bitgen, (np.random.PCG64, np.random.PCG64DXSM))
     used_total = 0
     p = 0
+    uni = log_q = None
     while p < n_paths:
         saved = bitgen.state
-        uni = rng.random(chunk)
-        log_q = np.log(1.0 - uni)  # 1 - u is exact for numpy's uniforms (multiples of 2**-53)
-        p_next, used = _kernel(uni, log_q, p, *kernel_args)
+        if uni is None or uni.size != chunk:
+            # Reused across chunks: fresh arrays of this size would be new pages to fault in each time.
+            uni, log_q = np.empty(chunk), np.empty(chunk)
+        rng.random(out=uni)
+        np.subtract(1.0, uni, out=log_q)  # 1 - u is exact for numpy's uniforms (multiples of 2**-53)
+        np.log(log_q, out=log_q)
+        if kernel is None:
+            p_next, used = _kernel(uni, log_q, p, *kernel_args)
+        else:
+            p_next, used = kernel(uni, log_q, p, *kernel_args[:N_DATA_ARGS])
         used = int(used)
         if p_next == p:
             chunk *= 2  # one path needs more than a chunk
@@ -717,7 +741,7 @@ def _run_buffered(rng: np.random.Generator, kernel_args: tuple, n_paths: int, ch
 
 def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.ndarray,
                    intake_months: np.ndarray, sizes: np.ndarray, starts: np.ndarray, n_months: int,
-                   rng: np.random.Generator) -> np.ndarray:
+                   rng: np.random.Generator, kernel: str | None = None) -> np.ndarray:
     """One group's journeys on a block of paths, counted per measure and month.
 
     Parameters
@@ -738,6 +762,12 @@ def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
         Horizon: months ``0 .. n_months - 1`` are simulated.
     rng : numpy.random.Generator
         The block's generator; consumed in the order of the module notes ("Draw order").
+    kernel : {None, "generic", "specialised"}, optional
+        The generic kernel, or one generated for this machine (:mod:`sibsim.engine_codegen`): the
+        same counts from the same stream, faster, once compiled (seconds, then cached on disk).
+        By default the specialised one when the block has at least :data:`SPECIALISE_FROM`
+        participant-months (and the journey at most ``engine_codegen.MAX_STATES`` states), unless
+        the environment sets ``SIBSIM_GENERIC_KERNEL=1`` or no cache directory is writable.
 
     Returns
     -------
@@ -751,8 +781,37 @@ def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
         machine :func:`compile_machine` refuses.
     """
     counts, args = _prepare(journey, measures, params, intake_months, sizes, starts, n_months)
-    _run_buffered(rng, args, counts.shape[0])
+    if kernel not in (None, "generic", "specialised"):
+        raise ValueError(f"kernel: \"generic\" or \"specialised\", not {kernel!r}")
+    fn = None
+    if kernel == "specialised":
+        fn = _specialised(journey, tuple(measures), int(n_months))
+    elif kernel is None:
+        intake = args[1]
+        work = counts.shape[0] * int(np.sum(args[2] * np.maximum(int(n_months) - intake, 0)))
+        generic = os.environ.get("SIBSIM_GENERIC_KERNEL", "") not in ("", "0")
+        if not generic and work >= SPECIALISE_FROM and len(journey.states) <= engine_codegen.MAX_STATES:
+            try:
+                fn = _specialised(journey, tuple(measures), int(n_months))
+            except OSError:  # nowhere to write its source: the generic kernel, same counts
+                fn = None
+    _run_buffered(rng, args, counts.shape[0], kernel=fn)
     return counts
+
+
+#: Participant-months in a block from which :func:`simulate_group` uses a machine's specialised
+#: kernel: below it, compiling one (seconds, the first time on a machine) costs more than the
+#: generic kernel would spend on the block.
+SPECIALISE_FROM = 2_000_000
+
+#: Leading kernel arguments after the buffers that are data, not machine (see :func:`_prepare`).
+N_DATA_ARGS = 6
+
+
+@lru_cache(maxsize=16)
+def _specialised(journey: Journey, measures: tuple[Outcome, ...], n_months: int):
+    """The kernel generated for this machine, imported from the kernel cache (written if new)."""
+    return engine_codegen.load_kernel(_compile(journey, measures, n_months))
 
 
 def _prepare(journey, measures, params, intake_months, sizes, starts, n_months):

@@ -373,3 +373,93 @@ def test_the_comparison_has_power(change, old_engine_counts):
     if change == "relapse +10 %":
         journey = journey.with_parameters({"relapse": Prior(MEANS["relapse"] * 1.1)})
     assert max_z(new_engine_counts(journey, measures), old_engine_counts) > 4
+
+
+# --- (c) the kernel generated per machine: the generic kernel's counts, bit for bit ---------------
+
+def specialised_equals_generic(journey, measures, params, intake, sizes, starts, n_months, seed) -> None:
+    out = []
+    for kernel in ("generic", "specialised"):
+        rng = np.random.default_rng(seed)
+        counts = simulate_group(journey, measures, params, np.asarray(intake), np.asarray(sizes), starts, n_months,
+                                rng, kernel=kernel)
+        out.append((counts, rng.bit_generator.state))
+    assert out[0][0].dtype == out[1][0].dtype == np.int32
+    assert np.array_equal(out[0][0], out[1][0])
+    assert out[0][1] == out[1][1]  # the same uniforms consumed
+    assert out[0][0].any()
+
+
+def test_specialised_kernel_on_colour_kitchen(colour_kitchen_machine):
+    journey, measures = colour_kitchen_machine
+    params = draw_parameters(journey, np.random.default_rng(3), 40)
+    starts = STARTS.copy()
+    starts[::3] = np.eye(9)[[0, 1, 2]].mean(axis=0)  # some cohorts draw their start state
+    specialised_equals_generic(journey, measures, params, INTAKE, SIZES, starts, N_MONTHS, seed=11)
+
+
+def _features(m) -> set[str]:
+    """What a generated machine exercises, for a small family covering every branch of the generator."""
+    mc = compile_machine(m.journey, m.measures, m.n_months)
+    f = set()
+    f |= {"two branches in a state"} if np.any(np.diff(mc.sb_ptr) > 1) else set()
+    f |= {"branch"} if mc.br_at.size else set()
+    f |= {"recurrent"} if any(m.params[0, j] > 0 for j in mc.rec_param) else set()
+    f |= {f"kind {k}" for k in mc.kind.tolist()}
+    f |= {"cumulative milestone"} if np.any((mc.kind == 2) & (mc.consecutive == 0)) else set()
+    f |= {"window"} if np.any(mc.window < m.n_months) else set()
+    f |= {"lag"} if np.any(mc.lag > 0) else set()
+    f |= {"first"} if np.any(mc.every == 0) else set()
+    f |= {"start timing"} if np.any(mc.timing == 1) else set()
+    f |= {"time limit"} if np.any(mc.after >= 0) else set()
+    n_exits = np.diff(mc.exit_ptr)
+    f |= {"exits in order"} if np.any((n_exits > 1) & (mc.in_order == 1)) else set()
+    f |= {"simultaneous exits"} if np.any((n_exits > 1) & (mc.in_order == 0)) else set()
+    f |= {"transition event"} if np.any(mc.exit_event >= 0) or np.any(mc.br_event >= 0) else set()
+    f |= {"start drawn"} if np.count_nonzero(m.starts[0]) > 1 else set()
+    return f
+
+
+@pytest.fixture(scope="module")
+def covering_machines():
+    """Four generated machines that together exercise everything the first 20 do (each kernel
+    compiles once per machine, seconds, and is then cached on disk: the family is kept small)."""
+    from tests.machines import sample_machines
+
+    pool = [(m, _features(m)) for m in sample_machines(20)]
+    wanted = set().union(*(f for _m, f in pool))
+    chosen, covered = [], set()
+    def months(m) -> int:  # participant-months per path
+        return sum(size * (m.n_months - intake) for intake, size in zip(m.intake_months, m.sizes))
+
+    while covered != wanted or len(chosen) < 4:  # then those with the longest histories
+        i = max(range(len(pool)), key=lambda k: (len(pool[k][1] - covered), months(pool[k][0])))
+        m, f = pool.pop(i)
+        chosen.append(m)
+        covered |= f
+    return chosen
+
+
+def test_specialised_kernel_on_generated_machines(covering_machines):
+    assert len(covering_machines) <= 6
+    for i, m in enumerate(covering_machines):
+        params = np.repeat(m.params, 60, axis=0)
+        specialised_equals_generic(m.journey, m.measures, params, m.intake_months, m.sizes, m.starts, m.n_months,
+                                   seed=100 + i)
+
+
+def test_kernel_sources_live_in_the_user_cache_and_are_written_once(tmp_path, monkeypatch):
+    from sibsim import engine_codegen
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    where = engine_codegen.kernel_dir()
+    assert where == tmp_path / "sibsim" / "kernels"
+    path = where / "k.py"
+    engine_codegen._write_once(path, "x = 1\n")
+    stamp = path.stat().st_mtime_ns
+    engine_codegen._write_once(path, "x = 1\n")
+    assert path.stat().st_mtime_ns == stamp  # untouched: numba's cache of it stays valid
+    path.write_text("damaged")
+    engine_codegen._write_once(path, "x = 1\n")
+    assert path.read_text() == "x = 1\n"
+    assert sorted(p.name for p in where.iterdir()) == ["k.py"]  # no temporary file left
