@@ -214,6 +214,12 @@ def old_contract_docs(draw, measures=ALL_MEASURES):
                 term["outcome"] = "job_start"
         if doc["analysis"]["primary_outcome"] == "diploma":
             doc["analysis"]["primary_outcome"] = "job_start"
+    # A milestone longer than the months from the first intake to the horizon could never be reached,
+    # which the loader refuses: keep the sustained-job mark within them (the horizon is at least the
+    # term and tail).
+    first = min(c["intake_month"] for c in doc["cohorts"])
+    reach = doc["term"]["term_months"] + doc["term"]["tail_months"] - first
+    doc["term"]["sustained_job_months"] = min(doc["term"]["sustained_job_months"], max(reach, 1))
     return doc
 
 

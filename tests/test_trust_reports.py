@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sibsim.metrics import NON_MONEY_UNITS
 from sibsim import cli, load_scenario, report, simulate
 from sibsim.cashflows import settle
 from sibsim.montecarlo import simulate_outcomes
@@ -325,7 +326,7 @@ def test_run_summary_prints_the_scenarios_currency(tmp_path, capsys):
     line = next(line for line in printed.splitlines() if line.startswith("expected_outcome_payments"))
     assert re.search(r"GBP [\d,]+ +GBP [\d,]+ +GBP", line), line
     summary = simulate(load_scenario(PB), n_paths=50, seed=1, workers=1).summary()
-    money = summary[~summary["unit"].isin(["x", "per year", "probability", "share"])]
+    money = summary[~summary["unit"].isin(NON_MONEY_UNITS)]
     assert len(money) >= 15 and (money["unit"] == "GBP").all()
     assert cli.main(["compare", str(PB), str(PB), "--paths", "30"]) == 0
     printed = capsys.readouterr().out
