@@ -165,25 +165,23 @@ class Counts:
 def cumulative_counts(contract: Contract, outcomes: Outcomes, months) -> Counts:
     """Cumulative counts before each of ``months`` (0..T).
 
-    A running sum over months, read at the selected months.  Integer counts (the engine's) are
-    summed in an integer type wide enough for every total, so the counts are exact; the scale
-    (units per count) and the counterfactual's cohort scaling are applied afterwards (both linear).
+    Integer counts (the engine's) are summed exactly (whole numbers in float64, far below 2**53);
+    the scale (units per count) and the counterfactual's cohort scaling are applied afterwards
+    (both linear).
     """
     T = contract.horizon_months
     months = tuple(sorted({int(m) for m in months}))
-    # Column m - 1 of the running sum holds the total before month m; month 0 has nothing before it.
-    read = [m - 1 for m in months if m > 0]
     units = contract.outcome_scales[None, None, :, None]
+
+    # Totals before each month read as one matrix product with a 0/1 "month t < m" matrix: the counts
+    # are whole numbers far below 2**53, so float64 sums of them are exact, and BLAS beats a running
+    # sum over every month (a 4-D temporary) or many short reductions.
+    before = (np.arange(T)[:, None] < np.asarray(months, dtype=np.int64)[None, :]).astype(float)
 
     def reduce(group):
         part = group.events
-        out = np.zeros(part.shape[:3] + (len(months),))
-        first = len(months) - len(read)  # leading month-0 columns stay 0
-        dtype = None
-        if np.issubdtype(part.dtype, np.integer):
-            dtype = np.int64  # recurrent events and person-months can exceed one per member
-        if read:
-            out[:, :, :, first:] = np.cumsum(part, axis=-1, dtype=dtype)[..., read]
+        flat = part.reshape(-1, part.shape[-1]).astype(float, copy=False)
+        out = (flat @ before[: part.shape[-1]]).reshape(part.shape[:3] + (len(months),))
         return out * units
 
     scale = outcomes.comparison_scale[None, :, None, None]
@@ -242,7 +240,8 @@ def monthly_costs(contract: Contract, group_costs: np.ndarray, weights: np.ndarr
         return np.zeros((group_costs.shape[0], contract.horizon_months))
     price = contract.cost_per_unit()  # (Q, T)
     w = np.broadcast_to(weights, (group_costs.shape[0], group_costs.shape[1]))
-    return np.einsum("pcqt,pc,qt->pt", group_costs, w, price, optimize=True)
+    # Cohorts weighted first (units are whole numbers: exact), then priced: faster than one 3-operand einsum.
+    return (np.einsum("pcqt,pc->pqt", group_costs, w) * price[None]).sum(axis=1)
 
 
 def _monthly_net_saved(contract: Contract, outcomes: Outcomes, enrolled=None) -> np.ndarray:
