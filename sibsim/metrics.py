@@ -86,14 +86,13 @@ def within_term(group, term: int, scales: np.ndarray | None = None) -> np.ndarra
     """Occurrences of each outcome within the term per path and cohort, (P, C, K), in the outcome's
     unit (counts times its ``scale``).
 
-    Integer counts are summed exactly in int64 (recurrent events and person-months can exceed one
-    per participant) before the scale is applied.
+    Whole counts are summed exactly (in float64, far below 2**53) before the scale is applied.
     """
-    events = group.events[..., :term]
-    if np.issubdtype(events.dtype, np.integer):
-        total = events.sum(axis=-1, dtype=np.int64)
-    else:
-        total = events.sum(axis=-1)
+    events = group.events
+    # A product with a 0/1 "within the term" vector: whole counts sum exactly in float64 (far below 2**53),
+    # and BLAS beats short reductions with a cast.
+    within = (np.arange(events.shape[-1]) < term).astype(float)
+    total = (events.reshape(-1, events.shape[-1]).astype(float, copy=False) @ within).reshape(events.shape[:3])
     return total if scales is None else total * np.asarray(scales)[None, None, :]
 
 
