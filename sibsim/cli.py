@@ -9,6 +9,7 @@ scenario's currency.
 from __future__ import annotations
 
 import argparse
+import builtins
 import dataclasses
 import sys
 import time
@@ -456,6 +457,13 @@ def cmd_validate(args) -> int:
     from .observed import declared_scenario
 
     status = 0
+    said: set[str] = set()
+
+    def print(line: str) -> None:  # noqa: A001 - a scenario two files check against is reported once
+        if line not in said:
+            said.add(line)
+            builtins.print(line)
+
     for name in args.files:
         path = Path(name)
         kind = file_kind(path)
@@ -482,7 +490,7 @@ def cmd_validate(args) -> int:
         # Amounts in the scenario's own currency; the term apart from the months followed after it.
         print(f"{name}: ok: {contract.title}; {contract.n_participants} participants in "
               f"{len(contract.cohorts)} cohorts; {contract.currency} {contract.total_commitment:,.0f} committed by "
-              f"{len(contract.investors)} investors; term {contract.term_months} months, tail "
+              f"{len(contract.investors)} investor{'s' if len(contract.investors) != 1 else ''}; term {contract.term_months} months, tail "
               f"{contract.tail_months} months, horizon {contract.horizon_months} months (to the last payment "
               f"or saving followed)")
     return status

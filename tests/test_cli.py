@@ -142,3 +142,17 @@ def test_progress_bar_only_on_a_terminal(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     assert run("run", CK, "--paths", 30, "--out", tmp_path / "o", "--no-plots") == 0
     assert "30/30 paths" in capsys.readouterr().err
+
+
+def test_validate_reports_a_scenario_problem_once_when_another_file_checks_against_it(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(CK.read_text().replace("commitment = 367_000", "commitment = -5", 1))
+    evidence = tmp_path / "ev.toml"
+    evidence.write_text('[meta]\nscenario = "bad.toml"\n\n[[evidence]]\nparameter = "relapse"\n'
+                        'events = 1\nat_risk = 10\n')
+    assert run("validate", bad, evidence) == 1
+    lines = capsys.readouterr().out.strip().splitlines()
+    problem = f"{bad}: investors[0].commitment: must be > 0, got -5"
+    assert lines.count(problem) == 1, lines
+    assert run("validate", SCENARIOS / "peterborough.toml") == 0
+    assert "committed by 1 investor; term" in capsys.readouterr().out  # one investor, not "1 investors"
