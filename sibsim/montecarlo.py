@@ -101,14 +101,17 @@ def block_size(contract: Contract) -> int:
 def start_distributions(contract: Contract, comparison: bool = False) -> np.ndarray:
     """Start distribution of each cohort over the journey's states, shape ``(cohorts, states)``.
 
-    A cohort's own ``start`` wins; otherwise the comparison group's (for ``comparison``), else
-    the journey's.
+    Treated participants start where their cohort's own ``start`` says, else where the journey's
+    does. The comparison group starts where ``[comparison] start`` says when it differs from the
+    journey's (without the programme nobody starts in it: Colour Kitchen's comparison group starts
+    looking for work, whatever cohort it matches), else as the treated cohort does.
     """
     journey = contract.comparison.journey if comparison else contract.journey
+    own = comparison and journey.start != contract.journey.start
     names = journey.state_names
     out = np.zeros((len(contract.cohorts), len(names)))
     for i, cohort in enumerate(contract.cohorts):
-        for state, share in (cohort.start or journey.start):
+        for state, share in (journey.start if own else cohort.start or journey.start):
             out[i, names.index(state)] += share
     return out
 

@@ -584,3 +584,19 @@ def test_a_census_beyond_the_horizon_for_the_last_cohort_is_a_warning():
     assert [w for w in contract_from_dict(d, "f.toml").warnings if "census" in w] == [
         f"f.toml: outcomes.{name}.at_months[0]: warning: the last cohort's census (intake month {last} + "
         f"{c.horizon_months - last}) falls at or beyond the horizon (month {c.horizon_months}): it is not counted"]
+
+
+def test_the_comparison_groups_own_start_wins_over_a_cohorts():
+    from sibsim.montecarlo import start_distributions
+
+    d = doc()
+    d["cohorts"][0]["start"] = "job_search_with_diploma"
+    c = contract_from_dict(d, "f.toml")
+    names = c.journey.state_names
+    treated, comparison = start_distributions(c), start_distributions(c, comparison=True)
+    assert treated[0, names.index("job_search_with_diploma")] == 1.0  # the cohort's own start
+    assert comparison[0, names.index("job_search")] == 1.0  # [comparison] start = "job_search"
+    d["comparison"].pop("start")
+    c = contract_from_dict(d, "f.toml")
+    comparison = start_distributions(c, comparison=True)
+    assert comparison[0, names.index("job_search_with_diploma")] == 1.0  # no start of its own: as the cohort
