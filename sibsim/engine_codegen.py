@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -482,14 +483,25 @@ def kernel_dir() -> Path:
     candidates = [Path(base) / "sibsim" / "kernels"]
     uid = os.getuid() if hasattr(os, "getuid") else os.getpid()
     candidates.append(Path(tempfile.gettempdir()) / f"sibsim-kernels-{uid}")
-    for d in candidates:
+    for i, d in enumerate(candidates):
         try:
-            d.mkdir(parents=True, exist_ok=True)
-            if os.access(d, os.W_OK):
-                return d
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not os.access(d, os.W_OK):
+                continue
+            if i > 0 and not _private(d):
+                continue  # a shared temporary directory: code is only imported from a folder only we can write
+            return d
         except OSError:
             continue
     raise OSError("no writable directory for sibsim's kernels")
+
+
+def _private(d: Path) -> bool:
+    """Whether ``d`` (not a symlink) belongs to this user and nobody else can write into it."""
+    if not hasattr(os, "getuid"):
+        return True
+    st = os.lstat(d)
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o022
 
 
 def _write_once(path: Path, source: str) -> None:

@@ -463,3 +463,23 @@ def test_kernel_sources_live_in_the_user_cache_and_are_written_once(tmp_path, mo
     engine_codegen._write_once(path, "x = 1\n")
     assert path.read_text() == "x = 1\n"
     assert sorted(p.name for p in where.iterdir()) == ["k.py"]  # no temporary file left
+
+
+def test_kernel_sources_are_only_imported_from_a_folder_only_this_user_can_write(tmp_path, monkeypatch):
+    import os
+
+    from sibsim import engine_codegen
+
+    if not hasattr(os, "getuid"):
+        pytest.skip("no user ids on this system")
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("")  # the user's cache cannot be made under a file: the temporary fallback is used
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    monkeypatch.setattr(engine_codegen.tempfile, "gettempdir", lambda: str(shared))
+    d = engine_codegen.kernel_dir()
+    assert d.parent == shared and (d.stat().st_mode & 0o777) == 0o700
+    d.chmod(0o777)  # someone else could write into it: never import code from there
+    with pytest.raises(OSError, match="no writable directory"):
+        engine_codegen.kernel_dir()
