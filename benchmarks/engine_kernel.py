@@ -34,47 +34,12 @@ sys.path.insert(0, str(HERE.parent))
 
 import numpy_engine  # noqa: E402
 
+from sibsim import load_scenario  # noqa: E402
 from sibsim.engine import draw_parameters, simulate_group  # noqa: E402
-from sibsim.journey import Branch, CostItem, Exit, Journey, Outcome, Prior, State  # noqa: E402
+from sibsim.montecarlo import block_size, start_distributions  # noqa: E402
 
-JOBS = ("job", "job_with_diploma", "long_term_job", "long_term_job_with_diploma")
-BENEFITS = ("training", "job_search", "job_search_with_diploma", "relapsed", "relapsed_with_diploma")
-#: Colour Kitchen's priors (scenarios/utrecht_colour_kitchen.toml), in the old engine's order.
-PRIORS = {"diploma": (0.105, 0.03), "dropout": (0.012, 0.005), "job_with_diploma": (0.04, 0.012),
-          "job_without_diploma": (0.025, 0.008), "relapse": (0.035, 0.01), "relapse_long_term": (0.01, 0.004),
-          "long_term_contract": (0.49, 0.1)}
-INTAKE = np.arange(0, 24, 2)
-SIZES = np.full(12, 21, dtype=np.int64)
-N_MONTHS = 60  # 48-month term plus the 12-month tail
-BLOCK = 1190   # sibsim.montecarlo.block_size for Colour Kitchen
-
-
-def colour_kitchen() -> tuple[Journey, tuple[Outcome, ...]]:
-    """The scenario's journey and its measures (4 outcomes, 2 cost occupancies), as dataclasses."""
-    states = (
-        State("training", exits=(Exit("job_search_with_diploma", "diploma", "diploma"), Exit("job_search", "dropout")),
-              exits_in_order=True, time_limit=12, after_limit="job_search"),
-        State("job_search", exits=(Exit("job", "job_without_diploma"),), timing="start"),
-        State("job_search_with_diploma", exits=(Exit("job_with_diploma", "job_with_diploma"),), timing="start"),
-        State("job", exits=(Exit("relapsed", "relapse"),)),
-        State("job_with_diploma", exits=(Exit("relapsed_with_diploma", "relapse"),)),
-        State("long_term_job", exits=(Exit("relapsed", "relapse_long_term"),)),
-        State("long_term_job_with_diploma", exits=(Exit("relapsed_with_diploma", "relapse_long_term"),)),
-        State("relapsed", time_limit=1, after_limit="job_search"),
-        State("relapsed_with_diploma", time_limit=1, after_limit="job_search_with_diploma"),
-    )
-    branches = (Branch(("job", "long_term_job"), 6, "long_term_job", "long_term_contract"),
-                Branch(("job_with_diploma", "long_term_job_with_diploma"), 6, "long_term_job_with_diploma",
-                       "long_term_contract"))
-    journey = Journey(states, (("training", 1.0),), branches,
-                      tuple((n, Prior(m, sd)) for n, (m, sd) in PRIORS.items()))
-    measures = (Outcome("diploma", "event", event="diploma"),
-                Outcome("job_start", "entry", states=JOBS),
-                Outcome("job_sustained", "milestone", states=JOBS, months=6),
-                Outcome("long_term_contract", "entry", states=("long_term_job", "long_term_job_with_diploma")),
-                CostItem("bijstand", (), states=BENEFITS).as_outcome(),
-                CostItem("top-up benefit in work", (), states=JOBS).as_outcome())
-    return journey, measures
+#: The shipped scenario: the journey, its measures, cohorts and horizon come from the file itself.
+SCENARIO = HERE.parent / "scenarios" / "utrecht_colour_kitchen.toml"
 
 
 def compile_times() -> None:
@@ -125,27 +90,30 @@ def main(argv: list[str] | None = None) -> None:
         return compile_times()
     if args.compile_one:
         return compile_one(args.compile_one)
-    journey, measures = colour_kitchen()
+    contract = load_scenario(SCENARIO)  # treated group: 12 cohorts of 21, 60 months (term and tail)
+    journey, measures = contract.journey, contract.measures
+    intake = np.array([c.intake_month for c in contract.cohorts])
+    sizes = np.array([c.size for c in contract.cohorts], dtype=np.int64)
+    n_months, block = contract.horizon_months, block_size(contract)
     params = draw_parameters(journey, np.random.default_rng(2015), args.paths)
-    starts = np.zeros((len(INTAKE), len(journey.states)))
-    starts[:, 0] = 1.0
+    starts = start_distributions(contract)
     old_params = {n: params[:, j] for j, n in enumerate(journey.parameter_names)}
-    blocks = [slice(a, min(a + BLOCK, args.paths)) for a in range(0, args.paths, BLOCK)]
+    blocks = [slice(a, min(a + block, args.paths)) for a in range(0, args.paths, block)]
 
     def new(kernel: str) -> None:
         rng = np.random.default_rng(1)
         for b in blocks:
-            simulate_group(journey, measures, params[b], INTAKE, SIZES, starts, N_MONTHS, rng, kernel=kernel)
+            simulate_group(journey, measures, params[b], intake, sizes, starts, n_months, rng, kernel=kernel)
 
     def old() -> None:
         rng = np.random.default_rng(1)
         for b in blocks:
-            numpy_engine.simulate_group({k: v[b] for k, v in old_params.items()}, 12, INTAKE, SIZES, N_MONTHS, 6, rng)
+            numpy_engine.simulate_group({k: v[b] for k, v in old_params.items()}, 12, intake, sizes, n_months, 6, rng)
 
     first = {}
     for kernel in ("generic", "specialised"):
         t = time.perf_counter()
-        simulate_group(journey, measures, params[:2], INTAKE, SIZES, starts, N_MONTHS, np.random.default_rng(0),
+        simulate_group(journey, measures, params[:2], intake, sizes, starts, n_months, np.random.default_rng(0),
                        kernel=kernel)
         first[kernel] = time.perf_counter() - t
     runs = {"specialised": lambda: new("specialised"), "generic": lambda: new("generic"), "old": old}
@@ -156,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
             run()
             best[name] = min(best[name], time.perf_counter() - t)
     rate = {k: args.paths / v for k, v in best.items()}
-    print(f"Colour Kitchen, treated group, {args.paths} paths in blocks of {BLOCK}, best of {args.repeat}")
+    print(f"Colour Kitchen, treated group, {args.paths} paths in blocks of {block}, best of {args.repeat}")
     print(f"  first call (compile or cache load): generic {first['generic']:.2f} s, "
           f"specialised {first['specialised']:.2f} s")
     for name, label in (("specialised", "specialised kernel (default)"), ("generic", "generic kernel"),

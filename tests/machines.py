@@ -184,3 +184,28 @@ def sample_machines(n: int) -> list[Machine]:
 
     collect()
     return found
+
+
+def colour_kitchen_journey(parameters, start: str = "training", dropout_in_order: bool = True) -> Journey:
+    """The state machine of scenarios/utrecht_colour_kitchen.toml as dataclasses, for engine tests that
+    do not go through the loader, with the given ``parameters`` ((name, Prior) pairs) and start state.
+
+    ``dropout_in_order=False`` makes the training exits simultaneous: a deliberately different journey
+    (for tests that must tell the two apart).
+    """
+    states = (
+        State("training", exits=(Exit("job_search_with_diploma", "diploma", "diploma"), Exit("job_search", "dropout")),
+              exits_in_order=dropout_in_order, time_limit=12, after_limit="job_search"),
+        State("job_search", exits=(Exit("job", "job_without_diploma"),), timing="start"),
+        State("job_search_with_diploma", exits=(Exit("job_with_diploma", "job_with_diploma"),), timing="start"),
+        State("job", exits=(Exit("relapsed", "relapse"),)),
+        State("job_with_diploma", exits=(Exit("relapsed_with_diploma", "relapse"),)),
+        State("long_term_job", exits=(Exit("relapsed", "relapse_long_term"),)),
+        State("long_term_job_with_diploma", exits=(Exit("relapsed_with_diploma", "relapse_long_term"),)),
+        State("relapsed", time_limit=1, after_limit="job_search"),
+        State("relapsed_with_diploma", time_limit=1, after_limit="job_search_with_diploma"),
+    )
+    branches = (Branch(("job", "long_term_job"), 6, "long_term_job", "long_term_contract"),
+                Branch(("job_with_diploma", "long_term_job_with_diploma"), 6, "long_term_job_with_diploma",
+                       "long_term_contract"))
+    return Journey(states, ((start, 1.0),), branches, tuple(parameters))

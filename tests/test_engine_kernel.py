@@ -11,6 +11,7 @@ import pytest
 
 from sibsim.engine import check_exit_sums, compile_machine, draw_parameters, simulate_group
 from sibsim.journey import Branch, CostItem, Exit, Journey, Outcome, Prior, RecurrentEvent, State
+from tests.machines import colour_kitchen_journey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import numpy_engine  # noqa: E402
@@ -296,22 +297,7 @@ STARTS = np.tile(np.eye(9)[0], (12, 1))
 
 def colour_kitchen(dropout_in_order: bool = True) -> tuple[Journey, tuple[Outcome, ...]]:
     """The scenario's [journey], 4 outcomes and 2 cost occupancies, as dataclasses."""
-    states = (
-        State("training", exits=(Exit("job_search_with_diploma", "diploma", "diploma"), Exit("job_search", "dropout")),
-              exits_in_order=dropout_in_order, time_limit=12, after_limit="job_search"),
-        State("job_search", exits=(Exit("job", "job_without_diploma"),), timing="start"),
-        State("job_search_with_diploma", exits=(Exit("job_with_diploma", "job_with_diploma"),), timing="start"),
-        State("job", exits=(Exit("relapsed", "relapse"),)),
-        State("job_with_diploma", exits=(Exit("relapsed_with_diploma", "relapse"),)),
-        State("long_term_job", exits=(Exit("relapsed", "relapse_long_term"),)),
-        State("long_term_job_with_diploma", exits=(Exit("relapsed_with_diploma", "relapse_long_term"),)),
-        State("relapsed", time_limit=1, after_limit="job_search"),
-        State("relapsed_with_diploma", time_limit=1, after_limit="job_search_with_diploma"),
-    )
-    branches = (Branch(("job", "long_term_job"), 6, "long_term_job", "long_term_contract"),
-                Branch(("job_with_diploma", "long_term_job_with_diploma"), 6, "long_term_job_with_diploma",
-                       "long_term_contract"))
-    journey = Journey(states, (("training", 1.0),), branches, fixed(**MEANS))
+    journey = colour_kitchen_journey(fixed(**MEANS), dropout_in_order=dropout_in_order)
     measures = (Outcome("diploma", "event", event="diploma"),
                 Outcome("job_start", "entry", states=JOBS),
                 Outcome("job_sustained", "milestone", states=JOBS, months=6),

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from sibsim.expectation import MAX_STATES, build_chain, expected_group
 from sibsim.journey import Branch, Exit, Journey, Outcome, Prior, RecurrentEvent, State
+from tests.machines import colour_kitchen_journey
 
 try:  # the reference simulator of any journey, and its random valid machines
     from sibsim.reference import simulate_group_reference
@@ -279,22 +280,7 @@ def colour_kitchen(start: str = "training") -> Journey:
               ("job_with_diploma", Prior(0.04, 0.012)), ("job_without_diploma", Prior(0.025, 0.008)),
               ("relapse", Prior(0.035, 0.01)), ("relapse_long_term", Prior(0.01, 0.004)),
               ("long_term_contract", Prior(0.49, 0.1)))
-    states = (
-        State("training", (Exit("job_search_with_diploma", "diploma", "diploma"), Exit("job_search", "dropout")),
-              exits_in_order=True, time_limit=12, after_limit="job_search"),
-        State("job_search", (Exit("job", "job_without_diploma"),), timing="start"),
-        State("job_search_with_diploma", (Exit("job_with_diploma", "job_with_diploma"),), timing="start"),
-        State("job", (Exit("relapsed", "relapse"),)),
-        State("job_with_diploma", (Exit("relapsed_with_diploma", "relapse"),)),
-        State("long_term_job", (Exit("relapsed", "relapse_long_term"),)),
-        State("long_term_job_with_diploma", (Exit("relapsed_with_diploma", "relapse_long_term"),)),
-        State("relapsed", time_limit=1, after_limit="job_search"),
-        State("relapsed_with_diploma", time_limit=1, after_limit="job_search_with_diploma"),
-    )
-    branches = (Branch(("job", "long_term_job"), 6, "long_term_job", "long_term_contract"),
-                Branch(("job_with_diploma", "long_term_job_with_diploma"), 6, "long_term_job_with_diploma",
-                       "long_term_contract"))
-    j = Journey(states, ((start, 1.0),), branches, params)
+    j = colour_kitchen_journey(params, start)
     return j.with_parameters(CK_COMPARISON) if start == "job_search" else j
 
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 
 from sibsim.journey import Branch, Exit, Journey, Outcome, Prior, RecurrentEvent, State
 from sibsim.reference import draw_parameters_reference, simulate_group_reference
-from tests.machines import random_machines
+from tests.machines import colour_kitchen_journey, random_machines
 
 Z = 4.0  # standard errors allowed in the statistical checks
 
@@ -337,27 +337,8 @@ def test_paths_use_their_own_parameters_and_cohorts_their_own_intake():
 
 
 def colour_kitchen(**p) -> Journey:
-    """The Colour Kitchen journey as in scenarios/utrecht_colour_kitchen.toml."""
-    return Journey(
-        states=(
-            State("training", exits=(Exit("job_search_with_diploma", "diploma", "diploma"),
-                                     Exit("job_search", "dropout")),
-                  exits_in_order=True, time_limit=12, after_limit="job_search"),
-            State("job_search", timing="start", exits=(Exit("job", "job_without_diploma"),)),
-            State("job_search_with_diploma", timing="start", exits=(Exit("job_with_diploma", "job_with_diploma"),)),
-            State("job", exits=(Exit("relapsed", "relapse"),)),
-            State("job_with_diploma", exits=(Exit("relapsed_with_diploma", "relapse"),)),
-            State("long_term_job", exits=(Exit("relapsed", "relapse_long_term"),)),
-            State("long_term_job_with_diploma", exits=(Exit("relapsed_with_diploma", "relapse_long_term"),)),
-            State("relapsed", time_limit=1, after_limit="job_search"),
-            State("relapsed_with_diploma", time_limit=1, after_limit="job_search_with_diploma"),
-        ),
-        start=(("training", 1.0),),
-        branches=(Branch(("job", "long_term_job"), 6, "long_term_job", "long_term_contract"),
-                  Branch(("job_with_diploma", "long_term_job_with_diploma"), 6, "long_term_job_with_diploma",
-                         "long_term_contract")),
-        parameters=tuple((k, Prior(v)) for k, v in p.items()),
-    )
+    """The Colour Kitchen journey as in scenarios/utrecht_colour_kitchen.toml, with fixed parameters."""
+    return colour_kitchen_journey(tuple((k, Prior(v)) for k, v in p.items()))
 
 
 JOBS = ("job", "job_with_diploma", "long_term_job", "long_term_job_with_diploma")
