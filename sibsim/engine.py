@@ -213,32 +213,6 @@ def _rows(lists: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return ptr, flat
 
 
-def _start_cycle(journey: Journey) -> list[str] | None:
-    """A cycle of exits among "start"-timing states (a participant could pass through forever), if any."""
-    start = {s.name for s in journey.states if s.timing == "start"}
-    graph = {s.name: [e.to for e in s.exits if e.to in start] for s in journey.states if s.name in start}
-    colour: dict[str, int] = {}
-
-    def visit(n: str, trail: list[str]) -> list[str] | None:
-        colour[n] = 1
-        for t in graph[n]:
-            if colour.get(t) == 1:
-                return trail[trail.index(t):] + [n, t] if t in trail else [n, t]
-            if t not in colour:
-                found = visit(t, trail + [n])
-                if found:
-                    return found
-        colour[n] = 2
-        return None
-
-    for n in graph:
-        if n not in colour:
-            found = visit(n, [])
-            if found:
-                return found
-    return None
-
-
 def compile_machine(journey: Journey, measures: tuple[Outcome, ...], n_months: int) -> Machine:
     """Journey and measures as the kernel's arrays (see :class:`Machine`).
 
@@ -278,7 +252,7 @@ def _compile(journey: Journey, measures: tuple[Outcome, ...], T: int) -> Machine
             raise ValueError(f"{where}: unknown parameter {name!r}")
         return pidx[name]
 
-    cycle = _start_cycle(journey)
+    cycle = journey.start_cycle()
     if cycle:
         raise ValueError(f"journey.states: \"start\"-timing states exit into each other in a cycle: "
                          f"{' -> '.join(cycle)}")

@@ -304,6 +304,33 @@ class Journey:
                             f"{', '.join(words(x) for x in b.states)}, per participant")
         return "; ".join(dict.fromkeys(uses)) or "not used"
 
+    def start_cycle(self) -> list[str] | None:
+        """A loop of exits among ``"start"``-timing states, as the states in order with the first repeated
+        at the end (``["a", "b", "a"]``), or None: a participant there would pass through them forever in
+        one month, which the loader refuses and the engines never run."""
+        start = {s.name for s in self.states if s.timing == "start"}
+        graph = {s.name: [e.to for e in s.exits if e.to in start] for s in self.states if s.name in start}
+        colour: dict[str, int] = {}  # 1: on the current path, 2: done
+
+        def visit(name: str, path: list[str]) -> list[str] | None:
+            colour[name] = 1
+            for nxt in graph[name]:
+                if colour.get(nxt) == 1:
+                    return path[path.index(nxt):] + [nxt]
+                if nxt not in colour:
+                    loop = visit(nxt, path + [nxt])
+                    if loop:
+                        return loop
+            colour[name] = 2
+            return None
+
+        for name in graph:
+            if name not in colour:
+                loop = visit(name, [name])
+                if loop:
+                    return loop
+        return None
+
     def with_parameters(self, overrides: dict[str, Prior]) -> "Journey":
         """The same machine with some parameters' priors replaced (a comparison group)."""
         unknown = set(overrides) - set(self.parameter_names)

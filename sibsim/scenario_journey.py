@@ -574,31 +574,11 @@ class JourneyReader:
 
     def _check_start_loops(self, fields: dict) -> None:
         """A loop of exits among ``"start"`` states would pass a participant through them forever in one month."""
-        j = self.journey
-        start_states = {s.name for s in j.states if s.timing == "start"}
-        graph = {s.name: [e.to for e in s.exits if e.to in start_states] for s in j.states if s.name in start_states}
-        colour: dict[str, int] = {}
-
-        def visit(name: str, path: list[str]) -> list[str] | None:
-            colour[name] = 1
-            for nxt in graph[name]:
-                if colour.get(nxt) == 1:
-                    return path[path.index(nxt):] + [nxt]
-                if nxt not in colour:
-                    loop = visit(nxt, path + [nxt])
-                    if loop:
-                        return loop
-            colour[name] = 2
-            return None
-
-        for name in graph:
-            if name not in colour:
-                loop = visit(name, [name])
-                if loop:
-                    self.c.problem(_join(fields[loop[0]], "exits"), "start-timing states must not form a loop of "
-                                   "exits (a participant would pass through them without end in one month), "
-                                   f"got {' -> '.join(loop)}")
-                    return
+        loop = self.journey.start_cycle()
+        if loop:
+            self.c.problem(_join(fields[loop[0]], "exits"), "start-timing states must not form a loop of "
+                           "exits (a participant would pass through them without end in one month), "
+                           f"got {' -> '.join(loop)}")
 
     def _check_exit_sums(self, journey: Journey, fields: dict, treated: Journey | None) -> None:
         """Simultaneous exits whose priors' upper bounds sum above 1 could give a stay below 0 on some path."""
