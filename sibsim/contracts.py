@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .journey import CostBand, CostItem, Journey, Outcome, Prior  # noqa: F401  (Prior: re-exported)
+from .journey import CostBand, CostItem, Journey, Outcome, Prior  # noqa: F401  (CostBand, Prior: re-exported)
 
 
 @dataclass(frozen=True)

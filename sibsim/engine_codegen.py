@@ -280,7 +280,7 @@ def _state(w, mc, s, T, count, date, count_cumulative_milestone, dispatch_event,
             w(f"if x < {lim}:")
             with w.indent():
                 w("exited = True")
-                w(f"D = int(x) + 1" if end else "D = int(x)")
+                w("D = int(x) + 1" if end else "D = int(x)")
     w("nxt = -1")
     w("if not exited:")
     with w.indent():

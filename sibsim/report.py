@@ -48,8 +48,6 @@ from .metrics import NON_MONEY_UNITS, PER_PARTICIPANT, PERCENT_UNITS, primary_di
 SENSITIVITY_COLUMNS = ("assumption", "measure", "low", "base", "high")
 #: Marks a memo written by sibsim, naming its scenario (used to refuse overwriting another scenario's memo).
 SCENARIO_META = "sibsim-scenario"
-#: Days in a month, as the scenario loader converts a price per benefit day.
-DAYS_PER_MONTH = 365.25 / 12
 #: Quantile used for the downside case.
 DOWNSIDE = 0.05
 _N_BATCHES = 20  # as sibsim.metrics: standard errors of quantiles from batches of paths

@@ -23,7 +23,6 @@ from .checking import (  # noqa: F401  (re-exported: the loaders of observed and
     _HIDDEN_CATEGORIES,
     _MISSING,
     MAX_AMOUNT,
-    MAX_ANNUAL_RATE,
     MAX_COMPARISON_MEMBERS,
     MAX_FILE_BYTES,
     MAX_KEY_PARTS,
@@ -31,12 +30,9 @@ from .checking import (  # noqa: F401  (re-exported: the loaders of observed and
     MAX_PARTICIPANTS,
     MAX_SIZE_RATIO,
     MIN_AMOUNT,
-    MIN_BETA_PARAMETER,
     MIN_CAPITAL,
-    MIN_PRIOR_SD,
     _Checker,
     _describe,
-    _is_number,
     _join,
     _show,
     name_key,
@@ -52,7 +48,6 @@ from .contracts import (
     OutcomePayer,
     Review,
     SavingsShare,
-    Schedule,
     TierTable,
 )
 from .errors import ScenarioError

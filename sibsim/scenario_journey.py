@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from .checking import MAX_MONTH, MIN_PRIOR_SD, _Checker, _describe, _join, _show, name_key
+from .checking import MAX_MONTH, MIN_PRIOR_SD, _Checker, _describe, _join, _show
 from .contracts import ComparisonGroup
 from .journey import OUTCOME_KINDS, TIMINGS, Branch, CostBand, CostItem, Exit, Journey, Outcome, Prior, RecurrentEvent, State
 
