@@ -1,49 +1,40 @@
 """Settlement: Outcomes -> monthly ledgers of every party, as ``(paths, months)`` arrays.
 
 Pure functions of the contract and the simulated (or observed) outcomes; the
-only randomness settlement needs, the payer's defaults, is drawn by the engine
-and carried in :class:`~sibsim.montecarlo.Outcomes`.
+only randomness settlement needs, the payers' defaults and an external stop, is
+drawn by the engine and carried in :class:`~sibsim.montecarlo.Outcomes`.
 
 1. **Measure.** At each measurement month the evaluator counts outcomes achieved
    so far by the treated group and by the counterfactual (scaled to the treated
    group's size).
-2. **Review.** If the contract has a review and the measured improvement is
-   below the floor, the contract ends there: later cohorts are not enrolled, no
-   further capital is called, later measurements are not paid.
-3. **Payments due.** Rate card on net outcomes (and net benefit months), share of
-   measured savings (with a lower share once principal plus a return is paid),
-   tier tables on the measured improvement: a cumulative entitlement paid by
-   high-water mark (a dip is never clawed back), ``payment_lag_months`` after
-   the measurement.  A cohort trigger adds early per-cohort payments and a
-   pooled final payment.
-4. **Cap and default.** Each payment may not be paid (appropriation risk).  The
-   ``payment_cap`` limits what the payer pays in all: it counts every payment that
-   fell due and was not defaulted on (paid, or withheld and still owed, see 6).  A
-   defaulted payment was not paid, so it does not use up the cap; money withheld
-   above the investors' return caps is still owed, so it does (it is paid, or kept
-   by the payer only once every investor is at its cap, when the cap no longer
-   matters to them).  Hence paying more per outcome never leaves investors worse off.
-5. **Vehicle.** With recycling, payments received fund delivery before new capital
-   is called and the rest is released when delivery ends; otherwise everything
-   received is released at once.  Calls are pro rata to commitments.
-6. **Waterfall.** Released cash goes to repayable investors by seniority class,
-   pro rata within a class, never beyond an investor's return cap (capital
-   called compounded at the capped rate, less what it received).  Money that no
-   investor can take in a month (every return cap reached) is *withheld*: still
-   owed, and paid as soon as a later capital call makes room.  What is withheld at
-   the end stays with the payer (``retained_by_payer`` is the monthly change of
-   ``withheld_by_payer``: positive when money is withheld, negative when withheld
-   money is paid out later; its total is what the payer keeps).
-7. **Guarantees.** At the final payment month a guarantor covers a share of each
-   covered investor's principal loss, up to its cap.
+2. **Terminate.** If the contract has a review and the measured improvement is
+   below its floor (any or all of its conditions), or an external event stops the
+   programme, the contract ends there (the earlier of the two): later cohorts are
+   not enrolled, no further capital is called, later measurements are not paid.
+3. **Payments due.** Rate card on net outcomes, share of measured savings, tier
+   tables on the measured improvement: a cumulative entitlement paid by high-water
+   mark (a dip is never clawed back), each payer's ``payment_lag_months`` after the
+   measurement.  A cohort trigger adds early per-cohort payments and a pooled final
+   payment.  With several payers, each pays its share of the parts it buys (an
+   outcome's price, tiers and trigger; the savings share), with its own high-water
+   mark, lag, cap and defaults.  A savings share whose switch follows a balance is
+   settled month by month (:class:`_BalanceLinkedSavings`).
+4. **The capital stack** (:mod:`sibsim.waterfall`): caps and defaults, recycling,
+   draws by the draw order, the ordered waterfall (and its termination list),
+   guarantees.  A payer's cap counts every payment that fell due and was not
+   defaulted on (paid, or withheld and still owed).  A defaulted payment was not
+   paid, so it does not use up the cap; money withheld is still owed, so it does (it
+   is paid, or kept by the payer only once no step can take it).  Hence paying more
+   per outcome never leaves investors worse off.
 
 Ledger identities (tested on every path):
 
 * ``outcome_payments_due == outcome_payments + defaulted_by_payer + retained_by_payer``
-* ``retained_by_payer.cumsum(months) == withheld_by_payer >= 0``
-* ``outcome_payments == distributions.sum(investors) + recycled + change in vehicle_cash``
-* ``capital_calls.sum(investors) + recycled == provider_funding + investor_fees``
-* ``net_savings == gross_savings - outcome_payments - payer_fees - payer's guarantee payouts``
+* ``retained_by_payer.cumsum(months) == withheld_by_payer + what splits gave the payers``
+* ``outcome_payments - provider_outcome_payments == distributions.sum(tranches) + recycled
+  + change in vehicle_cash + provider_payments + waterfall_fees + guarantor_recoveries.sum(guarantees)``
+* ``capital_calls.sum(tranches) + recycled == provider_funding + investor_fees``
+* ``net_savings == gross_savings - outcome_payments - payer_fees - payers' guarantee payouts + their recoveries``
 """
 
 from __future__ import annotations
@@ -52,52 +43,65 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import waterfall
 from .contracts import Contract
 from .montecarlo import Outcomes
 
 
 @dataclass(frozen=True)
 class Cashflows:
-    """Monthly ledgers in the contract's currency; ``P`` paths, ``I`` investors, ``G`` guarantees, ``T`` months.
+    """Monthly ledgers in the contract's currency; ``P`` paths, ``I`` tranches, ``J`` payers, ``G`` guarantees, ``T`` months.
 
     Attributes
     ----------
     capital_calls : (P, I, T)
-        Capital paid in by each investor.
+        Capital drawn from each tranche (:attr:`Contract.investors` order).
     distributions : (P, I, T)
-        Cash paid out to each investor from outcome payments.
+        Cash the waterfall paid each tranche (interest, principal and return).
+    interest_paid, principal_repaid : (P, I, T)
+        The parts of ``distributions`` that paid interest and repaid principal (the rest is return).
     guarantee_payouts : (P, I, T)
-        Cash paid to each investor by guarantors.
-    guarantor_payments : (G, P, T)
-        What each guarantee paid out, in :attr:`Contract.guarantees` order.
+        Cash paid to each tranche by guarantors.
+    guarantor_payments, guarantor_recoveries : (G, P, T)
+        What each guarantee paid out, and what its guarantor got back (``recoup``).
     outcome_payments_due : (P, T)
-        What falls due under the payment formula, within the payment cap (which counts payments
-        not defaulted on: with defaults, the total due, defaulted part included, can exceed it).
+        What falls due under the payment formula, within the payers' caps (which count payments
+        not defaulted on: with defaults, the total due, defaulted part included, can exceed them).
     defaulted_by_payer : (P, T)
-        Due but not paid: the payer defaulted on that payment.
+        Due but not paid: a payer defaulted on that payment.
     retained_by_payer : (P, T)
-        Change of ``withheld_by_payer``: due but not paid because every investor is at its
-        return cap (negative in a month where withheld money is paid after a new capital
-        call); summed over months, what the payer keeps.
+        Due but kept by the payers: the change of ``withheld_by_payer`` (negative in a month
+        where withheld money is paid after a new capital call) plus the payers' shares of splits.
     withheld_by_payer : (P, T)
-        Owed at the end of the month but not paid: every investor is at its return cap.
+        Owed at the end of the month but not paid: no waterfall step could take it.
     outcome_payments : (P, T)
-        Net cash the payer pays: due, less defaulted, less retained (negative in a month
-        where recycled money is handed back).
+        Net cash the payers pay: due, less defaulted, less retained (to the vehicle or the provider).
+    payer_due, payer_defaulted, payer_retained, payer_withheld : (J, P, T)
+        The same, per payer (:attr:`Contract.payers` order).
+    provider_outcome_payments : (P, T)
+        Outcome payments made to the provider directly, outside the waterfall.
+    provider_payments : (P, T)
+        What the waterfall paid the provider (success fees, split shares).
+    waterfall_fees : (P, T)
+        Fees paid by the waterfall's ``fees`` step.
     recycled : (P, T)
         Outcome money used to fund delivery instead of new capital.
     vehicle_cash : (P, T)
         Outcome money held by the vehicle at the end of the month (recycling).
     gross_savings : (P, T)
-        Benefit payments avoided: treated minus counterfactual months off benefits, times the benefit.
+        What the payer does not spend: the counterfactual's costs less the treated group's.
     provider_funding, investor_fees : (P, T)
         Delivery budget and investor-borne fees actually spent (lower after early termination).
     payer_fees : (T,)
         Fees borne by the payer.
-    measured_outcomes : (P, 4, M)
-        Net outcomes (treated minus counterfactual) per outcome type at each measurement.
+    measured_outcomes : (P, K, M)
+        Net outcomes (treated minus counterfactual) per outcome at each measurement.
     terminated : (P,) bool
-        The contract ended at its review.
+        The contract ended early.
+    termination_month, termination_reason : (P,)
+        Month it ended (-1: it did not) and why (:data:`TERMINATION_REASONS`).
+    payer_guarantee_mask : (G,) bool
+        Guarantees given by a payer (capital protection).
     """
 
     capital_calls: np.ndarray
@@ -117,22 +121,43 @@ class Cashflows:
     payer_fees: np.ndarray
     measured_outcomes: np.ndarray
     terminated: np.ndarray
-    payer_guarantee_mask: np.ndarray  # (G,) which guarantees the payer gives (capital protection)
+    payer_guarantee_mask: np.ndarray
+    termination_month: np.ndarray | None = None
+    termination_reason: np.ndarray | None = None
+    interest_paid: np.ndarray | None = None
+    principal_repaid: np.ndarray | None = None
+    guarantor_recoveries: np.ndarray | None = None
+    payer_due: np.ndarray | None = None
+    payer_defaulted: np.ndarray | None = None
+    payer_retained: np.ndarray | None = None
+    payer_withheld: np.ndarray | None = None
+    provider_outcome_payments: np.ndarray | None = None
+    provider_payments: np.ndarray | None = None
+    waterfall_fees: np.ndarray | None = None
+
+    def _or_zeros(self, value, shape):
+        return np.zeros(shape) if value is None else value
+
+    @property
+    def recoveries(self) -> np.ndarray:
+        """Guarantor recoveries, (G, P, T) (zeros when not recorded)."""
+        return self._or_zeros(self.guarantor_recoveries, self.guarantor_payments.shape)
 
     @property
     def payer_guarantee_payouts(self) -> np.ndarray:
-        """Guarantee payouts borne by the outcome payer (capital protection), (P, T)."""
-        return self.guarantor_payments[self.payer_guarantee_mask].sum(axis=0)
+        """Guarantee payouts borne by the outcome payers (capital protection), net of recoveries, (P, T)."""
+        mask = self.payer_guarantee_mask
+        return (self.guarantor_payments[mask] - self.recoveries[mask]).sum(axis=0)
 
     @property
     def net_savings(self) -> np.ndarray:
-        """Payer's monthly net position: savings less payments, fees and its guarantees, (P, T)."""
+        """Payers' monthly net position: savings less payments, fees and their guarantees, (P, T)."""
         return (self.gross_savings - self.outcome_payments - self.payer_fees[None, :]
                 - self.payer_guarantee_payouts)
 
     @property
     def investor_net(self) -> np.ndarray:
-        """All investors together: distributions and guarantee payouts less capital calls, (P, T)."""
+        """All tranches together: distributions and guarantee payouts less capital calls, (P, T)."""
         return (self.distributions + self.guarantee_payouts - self.capital_calls).sum(axis=1)
 
 
@@ -276,56 +301,103 @@ def _measured_savings(contract: Contract, monthly_saved: np.ndarray) -> np.ndarr
     return saved[:, months]
 
 
-# --- 2. review ------------------------------------------------------------------------------
-def review_outcome(contract: Contract, counts: Counts) -> tuple[np.ndarray, np.ndarray]:
-    """Which paths terminate at the review, and which cohorts stay enrolled.
+# --- 2. review and termination -------------------------------------------------------------
+#: Why a contract ended early (:attr:`Cashflows.termination_reason`).
+NOT_TERMINATED, BY_REVIEW, BY_EXTERNAL_EVENT = 0, 1, 2
+TERMINATION_REASONS = {NOT_TERMINATED: "", BY_REVIEW: "review", BY_EXTERNAL_EVENT: "external event"}
+
+
+def review_fails(contract: Contract, counts: Counts) -> np.ndarray:
+    """(P,) bool: the review's conditions (any or all of them, as it says) are below their floors."""
+    P = counts.treated.shape[0]
+    review = contract.payer.review
+    if review is None:
+        return np.zeros(P, dtype=bool)
+    treated, cf = counts.at(review.month)
+    size = sum(co.size for co in contract.cohorts if co.intake_month < review.month)
+    below = []
+    for outcome, measure, floor in review.conditions:
+        k = contract.outcome_index(outcome)
+        t, c = treated[:, :, k].sum(axis=1), cf[:, :, k].sum(axis=1)
+        below.append(improvement(t, c, max(size, 1), measure) < floor)
+    return np.any(below, axis=0) if review.combine == "any" else np.all(below, axis=0)
+
+
+def termination(contract: Contract, counts: Counts, stopped: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """When and why each path terminates early, and which cohorts take part.
+
+    The earlier of a failed review and an external stop (``stopped`` (P,) bool: the external
+    event happens on that path; None: on every path if the contract has one) ends the contract.
 
     Returns
     -------
-    terminated : ndarray (P,) bool
+    month : ndarray (P,) int
+        Month of the termination (no intake, capital calls or measurements after it), or -1.
+    reason : ndarray (P,) int8
+        :data:`BY_REVIEW`, :data:`BY_EXTERNAL_EVENT` or :data:`NOT_TERMINATED`.
     enrolled : ndarray (P, C) float
         1 for cohorts that take part, 0 for cohorts that would have started after a termination.
     """
-    P, C = counts.treated.shape[:2]
-    review = contract.payer.review
-    if review is None:
-        return np.zeros(P, dtype=bool), np.ones((P, C))
-    k = contract.outcome_index(review.outcome)
-    treated, cf = counts.at(review.month)
-    t, c = treated[:, :, k].sum(axis=1), cf[:, :, k].sum(axis=1)
-    started = np.array([co.intake_month < review.month for co in contract.cohorts])
-    size = sum(co.size for co in contract.cohorts if co.intake_month < review.month)
-    terminated = improvement(t, c, max(size, 1), review.measure) < review.floor
-    enrolled = np.where(terminated[:, None] & ~started[None, :], 0.0, 1.0)
-    return terminated, enrolled
+    P = counts.treated.shape[0]
+    month = np.full(P, -1, dtype=np.int64)
+    reason = np.zeros(P, dtype=np.int8)
+    events = []
+    if contract.payer.review is not None:
+        events.append((contract.payer.review.month, review_fails(contract, counts), BY_REVIEW))
+    stop = contract.external_stop
+    if stop is not None:
+        events.append((stop.month, np.ones(P, dtype=bool) if stopped is None else stopped, BY_EXTERNAL_EVENT))
+    for m, hit, why in sorted(events, key=lambda e: e[0]):  # the earlier event ends the contract
+        new = hit & (month < 0)
+        month[new] = m
+        reason[new] = why
+    intake = np.array([co.intake_month for co in contract.cohorts])
+    enrolled = np.where((month[:, None] >= 0) & (intake[None, :] >= month[:, None]), 0.0, 1.0)
+    return month, reason, enrolled
 
 
 # --- 3. payments due ------------------------------------------------------------------------
-def entitlement(contract: Contract, treated_pooled: np.ndarray, cf_pooled: np.ndarray,
-                measured_savings: np.ndarray, n_enrolled: np.ndarray) -> np.ndarray:
-    """Cumulative EUR earned at each measurement month, before high-water mark and cap, (P, M).
+def part_weights(contract: Contract, part: str) -> np.ndarray:
+    """Each payer's share of a part of the payments (an outcome's name or ``"savings"``), (J,)."""
+    return np.array([p.share if p.buys_part(part) else 0.0 for p in contract.payers])
 
-    ``treated_pooled`` and ``cf_pooled`` are (P, K, M) counts at the measurement months.
+
+def entitlement(contract: Contract, treated_pooled: np.ndarray, cf_pooled: np.ndarray,
+                measured_savings: np.ndarray, n_enrolled: np.ndarray, payer: int = 0) -> np.ndarray:
+    """Cumulative EUR earned from ``payer`` at each measurement month, before high-water mark and cap, (P, M).
+
+    ``treated_pooled`` and ``cf_pooled`` are (P, K, M) counts at the measurement months.  A
+    savings share whose switch follows a balance is left out (settled month by month, see
+    :func:`settle`).
     """
-    payer = contract.payer
+    terms = contract.payer
     net = treated_pooled - cf_pooled
-    earned = np.einsum("pkm,k->pm", np.maximum(net, 0.0), contract.prices)
-    planned_capital = contract.capital_calls().sum()
-    earned += payer.savings_share.entitlement(measured_savings, planned_capital)
-    for table in payer.tiers:
+    weights = np.array([part_weights(contract, o)[payer] for o in contract.outcome_names])
+    earned = np.einsum("pkm,k->pm", np.maximum(net, 0.0), contract.prices * weights)
+    if not terms.savings_share.follows_balance:
+        planned_capital = contract.capital_calls().sum()
+        w = part_weights(contract, "savings")[payer]
+        if w:
+            earned += terms.savings_share.entitlement(measured_savings, planned_capital) * w
+    for table in terms.tiers:
+        w = part_weights(contract, table.outcome)[payer]
+        if not w:
+            continue
         k = contract.outcome_index(table.outcome)
         imp = improvement(treated_pooled[:, k], cf_pooled[:, k], n_enrolled[:, None], table.measure)
-        earned += table.amount(imp)
+        earned += table.amount(imp) * w
     return earned
 
 
 def payments_due(contract: Contract, net_outcomes: np.ndarray, measured_savings: np.ndarray,
-                 earned: np.ndarray | None = None, measured=None) -> np.ndarray:
+                 earned: np.ndarray | None = None, measured=None, lag: int | None = None) -> np.ndarray:
     """Outcome payments falling due each month from the measurement schedule, (P, T), before the cap.
 
     ``earned`` (P, M) is the cumulative entitlement (see :func:`entitlement`); when omitted it is the
     rate card on ``net_outcomes`` plus the savings share.  ``measured`` (P, M) bool marks the
-    measurements that take place (False after an early termination).
+    measurements that take place (False after an early termination).  ``lag``: months from a
+    measurement to its payment (default: the payer's).
     """
     payer = contract.payer
     if earned is None:
@@ -336,16 +408,19 @@ def payments_due(contract: Contract, net_outcomes: np.ndarray, measured_savings:
     cumulative = np.maximum(np.maximum.accumulate(earned, axis=-1), 0.0)  # high-water mark: no clawback
     per_measurement = np.diff(cumulative, axis=-1, prepend=0.0)
     due = np.zeros((earned.shape[0], contract.horizon_months))
-    pay_months = np.array(payer.measurement_months, dtype=int) + payer.payment_lag_months
+    lag = payer.payment_lag_months if lag is None else lag
+    pay_months = np.array(payer.measurement_months, dtype=int) + lag
     due[:, pay_months] += per_measurement  # measurement months are distinct, so are pay months
     return due
 
 
 def trigger_payments(contract: Contract, counts: Counts, enrolled: np.ndarray,
-                     terminated: np.ndarray, review_month: int | None) -> np.ndarray:
+                     termination_month: np.ndarray, lag: int | None = None) -> np.ndarray:
     """Early per-cohort and final pooled payments of the cohort trigger, (P, T).
 
     ``counts`` must hold the enrolled cohorts' counts at every cohort's measurement month.
+    ``termination_month`` (P,) is -1 on paths that do not terminate early; ``lag`` months from a
+    measurement to its payment (default: the payer's).
     """
     P = counts.treated.shape[0]
     due = np.zeros((P, contract.horizon_months))
@@ -353,12 +428,12 @@ def trigger_payments(contract: Contract, counts: Counts, enrolled: np.ndarray,
     if trigger is None:
         return due
     k = contract.outcome_index(trigger.outcome)
-    lag = contract.payer.payment_lag_months
+    lag = contract.payer.payment_lag_months if lag is None else lag
     cohort_months, final = contract.trigger_months
     sizes = np.array([c.size for c in contract.cohorts], dtype=float)
 
     def held(month):  # measurements after a termination do not take place
-        return ~terminated if review_month is not None and month > review_month else np.ones(P, dtype=bool)
+        return (termination_month < 0) | (month <= termination_month)
 
     # Each cohort is measured on its own follow-up window (events before intake are zero).
     at = [counts.at(int(m)) for m in cohort_months]
@@ -379,191 +454,43 @@ def trigger_payments(contract: Contract, counts: Counts, enrolled: np.ndarray,
     return due
 
 
-def cap_and_default(contract: Contract, due: np.ndarray, payer_default: np.ndarray | None
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Apply the payment cap and the payer's defaults, payment by payment in time order.
+# --- 4. the balance-linked savings share --------------------------------------------------------
+class _BalanceLinkedSavings:
+    """A savings share whose switch follows the named tranches' balance, due month by month.
 
-    The cap counts what the payer pays or still owes: every earlier payment that fell due
-    and was not defaulted on.  A defaulted payment is not paid and does not use up the cap.
-
-    Parameters
-    ----------
-    due : (P, T)
-        Money falling due under the payment formula (rate card, savings share, tiers, trigger).
-    payer_default : (P, len(contract.payment_months)) bool, or None
-        Payments the payer does not pay (appropriation risk).
-
-    Returns
-    -------
-    capped, defaulted : (P, T) each
-        Money due within the cap; the part of it the payer defaulted on.
+    At each measurement month ``m``, the savings measured since the last one (above their
+    high-water mark) are shared at ``rate`` until the payments cover what the named tranches
+    still need to reach their capital drawn plus ``until_rate`` a year on it (the balance at the
+    start of month ``m``, less the savings-share payments already due and not yet paid), and at
+    ``rate_after`` beyond.  Each payer pays its share ``lag`` months later.
     """
-    cap = contract.payer.payment_cap
-    defaulted = np.zeros_like(due)
-    pay_months = np.array(contract.payment_months, dtype=int)
-    if cap is None:
-        if payer_default is not None:
-            defaulted[:, pay_months] = due[:, pay_months] * payer_default
-        return due, defaulted
-    capped = np.zeros_like(due)
-    counted = np.zeros(due.shape[0])  # EUR paid or owed so far: what the cap has used up
-    for j, month in enumerate(pay_months):  # payments fall due only in these months
-        amount = np.minimum(due[:, month], np.maximum(cap - counted, 0.0))
-        capped[:, month] = amount
-        if payer_default is not None:
-            defaulted[:, month] = amount * payer_default[:, j]
-        counted += amount - defaulted[:, month]
-    return capped, defaulted
 
+    def __init__(self, contract: Contract, measured_savings: np.ndarray, measured: np.ndarray):
+        terms = contract.payer.savings_share
+        self.rate, self.rate_after, self.until_rate = terms.rate, terms.rate_after, terms.until_rate
+        self.columns = np.array([contract.tranche_names.index(n) for n in terms.until_tranches])
+        self.months = {m: i for i, m in enumerate(contract.payer.measurement_months)}
+        self.savings = np.where(measured, measured_savings, -np.inf)  # (P, M); not measured: no payment
+        self.weights = part_weights(contract, "savings")                # (J,)
+        self.lags = np.array([p.payment_lag_months for p in contract.payers])
+        P, T = measured_savings.shape[0], contract.horizon_months
+        self.high = np.zeros(P)
+        self.schedule = np.zeros((len(self.lags), P, T + int(self.lags.max()) + 1))  # (J, P, month) due
 
-# --- 5. vehicle: recycling ------------------------------------------------------------------
-def fund_delivery(needs: np.ndarray, received: np.ndarray, recycling: bool) -> tuple[np.ndarray, ...]:
-    """Decide how delivery is funded and when outcome money is released to investors.
-
-    Parameters
-    ----------
-    needs : (P, T)
-        Delivery budget plus investor fees, EUR.
-    received : (P, T)
-        Outcome payments received, EUR.
-
-    Returns
-    -------
-    calls, recycled, released, cash : (P, T) each
-        Capital to call; outcome money spent on delivery; outcome money released for
-        distribution; outcome money held at the end of the month.
-    """
-    if not recycling:
-        zeros = np.zeros_like(received)
-        return needs, zeros, received, zeros
-    T = needs.shape[1]
-    has_need = (needs > 0).any(axis=1)
-    # Last month with a need; a path with none (e.g. terminated before delivery) releases at once.
-    delivery_ends = np.where(has_need, T - 1 - np.argmax(needs[:, ::-1] > 0, axis=1), 0)
-    calls, recycled, released, held = (np.zeros_like(received) for _ in range(4))
-    cash = np.zeros(received.shape[0])
-    for t in range(T):  # over months; vectorised over paths
-        cash = cash + received[:, t]
-        use = np.minimum(cash, needs[:, t])
-        recycled[:, t] = use
-        calls[:, t] = needs[:, t] - use
-        cash = cash - use
-        after = t >= delivery_ends
-        released[:, t] = np.where(after, cash, 0.0)
-        cash = np.where(after, 0.0, cash)
-        held[:, t] = cash
-    return calls, recycled, released, held
-
-
-# --- 6. waterfall -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Waterfall:
-    """The investors' terms the waterfall reads, as arrays over investors."""
-
-    weights: np.ndarray    # commitments, EUR: pro rata shares within a class
-    capped: np.ndarray     # bool: has a return cap
-    growth: np.ndarray     # monthly growth of the capped claim, (1 + cap) ** (1 / 12)
-    repayable: np.ndarray  # bool: False for grants
-    classes: tuple         # bool masks of the repayable members of each seniority class, senior first
-
-    @classmethod
-    def of(cls, contract: Contract) -> "_Waterfall":
-        investors = contract.investors
-        repayable = np.array([i.repayable for i in investors])
-        seniorities = sorted({i.seniority for i in investors if i.repayable})
-        return cls(np.array([i.commitment for i in investors]),
-                   np.array([i.return_cap is not None for i in investors]),
-                   np.array([1.0 if i.return_cap is None else (1.0 + i.return_cap) ** (1 / 12) for i in investors]),
-                   repayable,
-                   tuple(np.array([i.seniority == s for i in investors]) & repayable for s in seniorities))
-
-    def pay(self, claim: np.ndarray, left: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One month: share ``left`` (P,) EUR by seniority, pro rata within a class, within the
-        capped claims ``claim`` (P, I); returns what each investor is paid and what is left."""
-        room = np.where(self.capped, np.maximum(claim, 0.0), np.inf)
-        paid = np.zeros_like(claim)
-        # Nothing to do where no path has both cash on offer and an investor with room.
-        if not ((left > 0) & ((room > 1e-9) & self.repayable).any(axis=1)).any():
-            return paid, left
-        for members in self.classes:
-            # Water-filling: share pro rata; what a capped investor cannot take goes round again.
-            for _ in range(int(members.sum())):
-                open_ = members & (room - paid > 1e-9)  # (P, I)
-                w = np.where(open_, self.weights, 0.0)
-                total = w.sum(axis=1, keepdims=True)
-                share = np.divide(w, total, out=np.zeros_like(w), where=total > 0)
-                # Clamp round-off: a capped room may sit a rounding step below zero, and the
-                # remainder may come out a rounding step negative; neither may pay out < 0.
-                give = np.minimum(left[:, None] * share, np.maximum(room - paid, 0.0))
-                paid += give
-                left = np.maximum(left - give.sum(axis=1), 0.0)
-        # What pro rata shares leave over by round-off (a fraction of a cent) is not carried on:
-        # carried month after month it would shrink into subnormal numbers.
-        return paid, np.where(left < 1e-9, 0.0, left)
-
-
-def distribute(contract: Contract, calls: np.ndarray, due: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pass released cash to investors by seniority, pro rata within a class, within return caps.
-
-    Cash that no investor can take in a month (every repayable investor at its return cap)
-    is withheld and offered again in the next months: a later capital call raises the capped
-    claim and makes room for it.
-
-    Parameters
-    ----------
-    calls : ndarray (I, T) or (P, I, T)
-        Capital calls per investor, EUR.
-    due : ndarray (P, T)
-        Cash released for distribution, EUR.
-
-    Returns
-    -------
-    distributions : ndarray (P, I, T)
-        Grants (``repayable = False``) receive nothing.
-    withheld : ndarray (P, T)
-        EUR released but not yet distributed at the end of each month.
-    """
-    P, T = due.shape
-    waterfall = _Waterfall.of(contract)
-    calls = np.broadcast_to(calls, (P,) + calls.shape[-2:])
-    claim = np.zeros((P, len(contract.investors)))  # capped claim still outstanding
-    out = np.zeros((P, len(contract.investors), T))
-    withheld = np.zeros((P, T))
-    left = np.zeros(P)  # cash on offer: this month's release plus what was withheld before
-    for t in range(T):  # over months (claims compound); vectorised over paths
-        claim = claim * waterfall.growth + calls[:, :, t]
-        paid, left = waterfall.pay(claim, left + due[:, t])
-        out[:, :, t] = paid
-        withheld[:, t] = left
-        claim = claim - paid
-    return out, withheld
-
-
-# --- 7. guarantees ---------------------------------------------------------------------------
-def guarantee_payouts(contract: Contract, calls: np.ndarray, distributions: np.ndarray,
-                      month: int) -> tuple[np.ndarray, np.ndarray]:
-    """Guarantors' cover of principal losses, paid at ``month``.
-
-    Returns
-    -------
-    to_investors : (P, I, T)
-    by_guarantee : (G, P, T)
-    """
-    P, I, T = distributions.shape
-    to_investors = np.zeros((P, I, T))
-    by_guarantee = np.zeros((len(contract.guarantees), P, T))
-    loss = np.maximum(calls.sum(axis=2) - distributions.sum(axis=2), 0.0)  # (P, I)
-    names = [i.name for i in contract.investors]
-    for g, guarantee in enumerate(contract.guarantees):
-        covered = np.array([n in guarantee.investors for n in names])
-        cover = guarantee.share * loss * covered  # (P, I)
-        if guarantee.cap is not None:
-            total = cover.sum(axis=1, keepdims=True)
-            scale = np.divide(guarantee.cap, total, out=np.ones_like(total), where=total > guarantee.cap)
-            cover = cover * np.minimum(scale, 1.0)
-        to_investors[:, :, month] += cover
-        by_guarantee[g, :, month] = cover.sum(axis=1)
-    return to_investors, by_guarantee
+    def __call__(self, t: int, accounts) -> np.ndarray:
+        i = self.months.get(t)
+        if i is not None:
+            balance = np.maximum(accounts.hurdles[self.until_rate][:, self.columns], 0.0).sum(axis=1)
+            pending = self.schedule[:, :, t:].sum(axis=(0, 2))  # due from earlier measurements, not yet paid
+            need = np.maximum(balance - pending, 0.0)
+            counted = np.maximum(self.savings[:, i], self.high)
+            new = counted - self.high
+            self.high = counted
+            first = self.rate * new
+            amount = np.where(first <= need, first, need + self.rate_after * (new - need / self.rate))
+            for j, lag in enumerate(self.lags):
+                self.schedule[j, :, t + lag] += amount * self.weights[j]
+        return self.schedule[:, :, t]
 
 
 # --- all together -------------------------------------------------------------------------------
@@ -571,69 +498,81 @@ def settle(contract: Contract, outcomes: Outcomes) -> Cashflows:
     """Turn simulated (or observed) outcomes into every party's monthly ledger."""
     T = contract.horizon_months
     P = outcomes.n_paths
-    payer = contract.payer
-    months = np.array(payer.measurement_months, dtype=int)
-    review_month = payer.review.month if payer.review is not None else None
-    needed = set(payer.measurement_months) | ({review_month} if review_month is not None else set())
+    terms = contract.payer
+    months = np.array(terms.measurement_months, dtype=int)
+    needed = set(terms.measurement_months)
+    if terms.review is not None:
+        needed.add(terms.review.month)
     if contract.trigger_months is not None:
         needed |= {int(m) for m in contract.trigger_months[0]}
     counts = cumulative_counts(contract, outcomes, needed)
 
-    terminated, enrolled = review_outcome(contract, counts)
+    end, reason, enrolled = termination(contract, counts, outcomes.external_stop)
+    terminated = end >= 0
     counts = counts.masked(enrolled)
     active = np.ones((P, T))  # months in which the contract still runs
-    if review_month is not None:
-        active[terminated, review_month:] = 0.0
+    for m in np.unique(end[terminated]):
+        active[end == m, m:] = 0.0
 
     monthly_saved = _monthly_net_saved(contract, outcomes, enrolled)
-    treated_pooled, cf_pooled = _pooled(counts, payer.measurement_months)
+    treated_pooled, cf_pooled = _pooled(counts, terms.measurement_months)
     net_outcomes = treated_pooled - cf_pooled
     measured_savings = _measured_savings(contract, monthly_saved)
     sizes = np.array([c.size for c in contract.cohorts], dtype=float)
     # Tiers divide by the planned group: a measurement up to the review must not depend on its result
     # (and measurements after a termination are not paid), nor divide by 0 if no cohort had started.
     n_enrolled = np.full(P, sizes.sum())
-    due = np.zeros((P, T))
-    if len(months):
-        earned = entitlement(contract, treated_pooled, cf_pooled, measured_savings, n_enrolled)
-        measured = np.ones((P, len(months)), dtype=bool)
-        if review_month is not None:
-            measured &= ~(terminated[:, None] & (months[None, :] > review_month))
-        due += payments_due(contract, net_outcomes, measured_savings, earned=earned, measured=measured)
-    due += trigger_payments(contract, counts, enrolled, terminated, review_month)
-    due, defaulted = cap_and_default(contract, due, outcomes.payer_default)
-    received = due - defaulted
+    measured = np.ones((P, len(months)), dtype=bool)
+    measured &= ~(terminated[:, None] & (months[None, :] > end[:, None]))
+    payers = contract.payers
+    due = np.zeros((len(payers), P, T))
+    for j, payer in enumerate(payers):
+        if len(months):
+            earned = entitlement(contract, treated_pooled, cf_pooled, measured_savings, n_enrolled, payer=j)
+            due[j] += payments_due(contract, net_outcomes, measured_savings, earned=earned, measured=measured,
+                                   lag=payer.payment_lag_months)
+        if terms.trigger is not None and (w := part_weights(contract, terms.trigger.outcome)[j]):
+            trigger_due = trigger_payments(contract, counts, enrolled, end, lag=payer.payment_lag_months)
+            due[j] += trigger_due if w == 1 else trigger_due * w
+    savings = (_BalanceLinkedSavings(contract, measured_savings, measured)
+               if terms.savings_share.follows_balance and len(months) else None)
 
     provider_funding = contract.provider_budget.to_array(T)[None, :] * active
     investor_fees = contract.fee_schedule("investors")[None, :] * active
-    call_total, recycled, released, cash = fund_delivery(provider_funding + investor_fees, received,
-                                                         contract.recycling)
-    calls = contract.call_weights[None, :, None] * call_total[:, None, :]
-    distributions, withheld = distribute(contract, calls, released)
-    retained = np.diff(withheld, axis=1, prepend=0.0)
-    # Guarantees pay once the loss is final: after the last payment and the last capital call
-    # (budget or investor-borne fee), so no later call or distribution changes the loss covered.
-    last_call = max([contract.provider_budget.last_month]
-                    + [f.schedule.last_month for f in contract.fees if f.paid_by == "investors"])
-    payout_month = min(max(max(contract.payment_months, default=0), last_call), T - 1)
-    to_investors, by_guarantee = guarantee_payouts(contract, calls, distributions, payout_month)
+    defaults = outcomes.payer_defaults(len(payers))
+    stack = waterfall.run(contract, due, defaults, provider_funding + investor_fees, end, savings)
+    retained = stack.payer_retained.sum(axis=0)
+    paid = (stack.payer_due - stack.payer_defaulted).sum(axis=0)
+    payer_mask = np.array([g.guarantor in contract.payer_names for g in contract.guarantees], dtype=bool)
     return Cashflows(
-        capital_calls=calls,
-        distributions=distributions,
-        guarantee_payouts=to_investors,
-        guarantor_payments=by_guarantee,
-        outcome_payments_due=due,
-        defaulted_by_payer=defaulted,
+        capital_calls=stack.capital_calls,
+        distributions=stack.distributions,
+        guarantee_payouts=stack.guarantee_payouts,
+        guarantor_payments=stack.guarantor_payments,
+        outcome_payments_due=stack.payer_due.sum(axis=0),
+        defaulted_by_payer=stack.payer_defaulted.sum(axis=0),
         retained_by_payer=retained,
-        withheld_by_payer=withheld,
-        outcome_payments=received - retained,
-        recycled=recycled,
-        vehicle_cash=cash,
+        withheld_by_payer=stack.payer_withheld.sum(axis=0),
+        outcome_payments=paid - retained,
+        recycled=stack.recycled,
+        vehicle_cash=stack.vehicle_cash,
         gross_savings=_savings_followed(contract, monthly_saved),
         provider_funding=provider_funding,
         investor_fees=investor_fees,
         payer_fees=contract.fee_schedule("payer"),
         measured_outcomes=net_outcomes,
         terminated=terminated,
-        payer_guarantee_mask=np.array([g.guarantor == payer.name for g in contract.guarantees], dtype=bool),
+        payer_guarantee_mask=payer_mask,
+        termination_month=end,
+        termination_reason=reason,
+        interest_paid=stack.interest_paid,
+        principal_repaid=stack.principal_repaid,
+        guarantor_recoveries=stack.guarantor_recoveries,
+        payer_due=stack.payer_due,
+        payer_defaulted=stack.payer_defaulted,
+        payer_retained=stack.payer_retained,
+        payer_withheld=stack.payer_withheld,
+        provider_outcome_payments=stack.provider_outcome_payments,
+        provider_payments=stack.provider_payments,
+        waterfall_fees=stack.waterfall_fees,
     )

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .journey import CostBand, CostItem, Journey, Outcome, Prior  # noqa: F401  (CostBand, Prior: re-exported)
+from .stack import DrawOrder, ExternalStop, Guarantee, Investor, Payer, Step, Tranche, Waterfall  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -36,47 +37,6 @@ class Cohort:
     intake_month: int
     size: int
     start: tuple[tuple[str, float], ...] = ()
-
-
-@dataclass(frozen=True)
-class Investor:
-    """A provider of capital.
-
-    Parameters
-    ----------
-    commitment : float
-        EUR committed; capital calls draw on it pro rata with the other investors.
-    return_cap : float or None
-        Maximum annual return (effective, e.g. 0.10): distributions never take
-        the investor's IRR above it; the rest stays with the payer.  None: no cap.
-    seniority : int
-        1 is paid first; investors of equal seniority share pro rata.
-    repayable : bool
-        False for a grant: the money is called like any capital but never paid back.
-    """
-
-    name: str
-    commitment: float
-    investor_class: str = "senior"
-    return_cap: float | None = None
-    seniority: int = 1
-    repayable: bool = True
-
-
-@dataclass(frozen=True)
-class Guarantee:
-    """A guarantor covering a share of the principal losses of some investors.
-
-    At the final payment month each covered investor's loss (capital called
-    less distributions received, if positive) is covered at ``share``; the
-    guarantor pays at most ``cap`` EUR in all (pro rata when it binds).  A
-    guarantee by the outcome payer is *capital protection*.
-    """
-
-    guarantor: str
-    investors: tuple[str, ...]
-    share: float
-    cap: float | None = None
 
 
 @dataclass(frozen=True)
@@ -103,10 +63,11 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Fee:
-    """A fee (intermediary, evaluator...) paid by the investors (out of called capital) or by the payer."""
+    """A fee (intermediary, evaluator...) paid by the investors (out of called capital), by the payer,
+    or by the waterfall (out of outcome payments, at its ``fees`` step; unpaid fees are carried)."""
 
     name: str
-    paid_by: str  # "investors" or "payer"
+    paid_by: str  # "investors", "payer" or "waterfall"
     schedule: Schedule
 
 
@@ -116,14 +77,24 @@ MEASURES = ("difference", "relative_increase", "relative_reduction")
 
 @dataclass(frozen=True)
 class SavingsShare:
-    """Share of measured savings paid: ``rate`` until ``switch_multiple`` x capital called is paid, then ``rate_after``.
+    """Share of measured savings paid: ``rate``, then ``rate_after`` once a switch is reached.
 
-    ``switch_multiple = 1.2`` means: until principal plus 20 % has been paid.  None: one rate throughout.
+    Two switches: ``switch_multiple = 1.2`` switches once 1.2 x the planned capital has been paid
+    (a fixed amount); ``until_tranches`` switches once those tranches have received their capital
+    actually drawn plus ``until_rate`` a year on it (a balance that follows the draws and
+    receipts, see :mod:`sibsim.waterfall`).  Neither: one rate throughout.
     """
 
     rate: float = 0.0
     switch_multiple: float | None = None
     rate_after: float = 0.0
+    until_tranches: tuple[str, ...] = ()
+    until_rate: float = 0.0
+
+    @property
+    def follows_balance(self) -> bool:
+        """The switch follows the named tranches' balance (computed month by month in settlement)."""
+        return bool(self.until_tranches) and self.rate > 0
 
     def entitlement(self, savings: np.ndarray, capital: np.ndarray | float) -> np.ndarray:
         """EUR owed on cumulative measured ``savings`` (EUR) given the ``capital`` called (EUR)."""
@@ -186,12 +157,22 @@ class CohortTrigger:
 @dataclass(frozen=True)
 class Review:
     """Early termination: at ``month``, if ``measure`` of ``outcome`` (pooled, so far) is below ``floor``,
-    the contract ends: no later intake, capital calls or measurements."""
+    the contract ends: no later intake, capital calls or measurements.
+
+    ``more``: further conditions ``(outcome, measure, floor)``; ``combine = "any"`` terminates when
+    any condition is below its floor, ``"all"`` only when every one is.
+    """
 
     month: int
     outcome: str
     measure: str
     floor: float
+    more: tuple[tuple[str, str, float], ...] = ()
+    combine: str = "any"
+
+    @property
+    def conditions(self) -> tuple[tuple[str, str, float], ...]:
+        return ((self.outcome, self.measure, self.floor),) + self.more
 
 
 @dataclass(frozen=True)
@@ -288,6 +269,14 @@ class Contract:
     failure_parameters: tuple[str, ...] = ()
     guarantees: tuple[Guarantee, ...] = ()
     recycling: bool = False
+    #: How capital calls are split over the tranches (empty: pro rata to commitments).
+    draw_order: DrawOrder = DrawOrder()
+    #: The ordered waterfall; None: :meth:`Waterfall.by_seniority` (every tranche up to its cap, senior first).
+    waterfall_terms: Waterfall | None = None
+    #: Who pays which part of the outcome payments; empty: the one ``payer`` pays everything.
+    payer_split: tuple[Payer, ...] = ()
+    #: An external event stopping the programme (a policy change), or None.
+    external_stop: ExternalStop | None = None
     meta: tuple[tuple[str, object], ...] = field(default=(), compare=False)
     source: str = field(default="", compare=False)
     #: ``(path, sha256)`` of every file the loader read: the scenario first, then each base it
@@ -449,14 +438,44 @@ class Contract:
         return months, int(months.max())
 
     @property
-    def payment_months(self) -> tuple[int, ...]:
-        """Every month in which an outcome payment can fall due."""
-        lag = self.payer.payment_lag_months
-        months = {m + lag for m in self.payer.measurement_months}
+    def waterfall(self) -> Waterfall:
+        """The waterfall the contract states, or the one-line default."""
+        return self.waterfall_terms or Waterfall.by_seniority(self.investors, any(g.recoup for g in self.guarantees))
+
+    @property
+    def payers(self) -> tuple[Payer, ...]:
+        """Every party paying outcome payments (one: the ``payer`` with its own cap, lag and default)."""
+        if self.payer_split:
+            return self.payer_split
+        p = self.payer
+        return (Payer(p.name, (), 1.0, p.payment_cap, p.payment_lag_months, p.default_probability),)
+
+    @property
+    def payer_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.payers)
+
+    @property
+    def measurement_dates(self) -> tuple[int, ...]:
+        """Every month at which a measurement can make a payment due (before the payers' lags)."""
+        months = set(self.payer.measurement_months)
         if self.trigger_months is not None:
             cohort_months, final = self.trigger_months
-            months |= {int(m) + lag for m in cohort_months} | {final + lag}
+            months |= {int(m) for m in cohort_months} | {final}
         return tuple(sorted(months))
+
+    def payer_payment_months(self, j: int) -> tuple[int, ...]:
+        """The months in which payer ``j`` (:attr:`payers` order) can have a payment due."""
+        lag = self.payers[j].payment_lag_months
+        return tuple(m + lag for m in self.measurement_dates)
+
+    @property
+    def payment_months(self) -> tuple[int, ...]:
+        """Every month in which an outcome payment can fall due (any payer)."""
+        return tuple(sorted({m for j in range(len(self.payers)) for m in self.payer_payment_months(j)}))
+
+    @property
+    def tranche_names(self) -> tuple[str, ...]:
+        return tuple(i.name for i in self.investors)
 
     @property
     def n_participants(self) -> int:
@@ -483,15 +502,16 @@ class Contract:
 
     @property
     def call_weights(self) -> np.ndarray:
-        """Each investor's share of every capital call (pro rata to commitments), shape ``(investors,)``."""
+        """Each tranche's share of every capital call when drawn pro rata to commitments (no draw order)."""
         return np.array([i.commitment for i in self.investors]) / self.total_commitment
 
     def capital_calls(self) -> np.ndarray:
-        """Planned EUR called from each investor per month, shape ``(investors, months)``.
+        """Planned EUR called from each tranche per month, shape ``(tranches, months)``.
 
-        Calls follow the provider's budget plus the fees borne by investors,
-        split pro rata to commitments.  Recycled outcome payments and early
-        termination can only lower them (see :func:`sibsim.cashflows.settle`).
+        Calls follow the provider's budget plus the fees borne by investors, split over the
+        tranches by the draw order.  Recycled outcome payments and early termination can only
+        lower them (see :func:`sibsim.cashflows.settle`).
         """
-        needs = self.provider_budget.to_array(self.horizon_months) + self.fee_schedule("investors")
-        return self.call_weights[:, None] * needs[None, :]
+        from .waterfall import planned_draws  # the draw order is read in one place
+
+        return planned_draws(self)

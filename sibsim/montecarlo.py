@@ -16,7 +16,8 @@ Draw order within a block (part of reproducibility; golden outputs pin it): trea
 parameters (in declared order), comparison parameters (declared order; shared ones are
 not drawn again), treated journeys (:mod:`sibsim.engine` documents the order within),
 comparison journeys in slices of paths (only for a comparison group: a modelled
-counterfactual is an exact expectation), payer defaults (only when the payer can default).
+counterfactual is an exact expectation), payer defaults (payer by payer, only for a payer that
+can default), the external stop (only when its probability is below 1).
 """
 
 from __future__ import annotations
@@ -64,8 +65,18 @@ class Outcomes:
     treated: GroupOutcomes
     comparison: GroupOutcomes
     #: (paths, payment months) True where the payer does not pay a payment due
-    #: (in :attr:`Contract.payment_months` order); None when the payer never defaults.
-    payer_default: np.ndarray | None = None
+    #: (in :meth:`Contract.payer_payment_months` order); None when the payer never defaults.
+    #: With several payers, a tuple of such arrays (or None), one per payer.
+    payer_default: np.ndarray | tuple | None = None
+    #: (paths,) True where the contract's external event stops the programme; None: on every
+    #: path if the contract has one (a certain what-if).
+    external_stop: np.ndarray | None = None
+
+    def payer_defaults(self, n_payers: int) -> list:
+        """Each payer's missed payments, a list of ``n_payers`` arrays or None."""
+        if isinstance(self.payer_default, tuple):
+            return list(self.payer_default)
+        return [self.payer_default] + [None] * (n_payers - 1)
 
     @property
     def n_paths(self) -> int:
@@ -162,13 +173,29 @@ def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator
                                        comparison_sizes, c_starts, T, rng)
                  for a in range(0, n_paths, per_slice)]
         comparison = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    default = None
-    if contract.payer.default_probability > 0:
-        default = rng.random((n_paths, len(contract.payment_months))) < contract.payer.default_probability
+    default, stopped = draw_settlement_risks(contract, n_paths, rng)
     return Outcomes(
         treated=GroupOutcomes(*split_counts(contract, treated), treated_sizes,
                               parameter_dict(contract.journey, treated_params)),
         comparison=GroupOutcomes(*split_counts(contract, comparison), comparison_sizes,
                                  parameter_dict(journey, comparison_params)),
         payer_default=default,
+        external_stop=stopped,
     )
+
+
+def draw_settlement_risks(contract: Contract, n_paths: int, rng: np.random.Generator):
+    """The payers' defaults (payer by payer, each only if it can default: one uniform per path and
+    payment month) and then the external stop (one uniform per path, only if its probability is
+    below 1)."""
+    defaults = []
+    for j, payer in enumerate(contract.payers):
+        if payer.default_probability > 0:
+            months = len(contract.payer_payment_months(j))
+            defaults.append(rng.random((n_paths, months)) < payer.default_probability)
+        else:
+            defaults.append(None)
+    default = defaults[0] if len(defaults) == 1 else tuple(defaults)
+    stop = contract.external_stop
+    stopped = rng.random(n_paths) < stop.probability if stop is not None and stop.probability < 1 else None
+    return default, stopped

@@ -48,7 +48,7 @@ from . import engine
 from .contracts import Contract, Prior
 from .journey import Journey, is_inline
 from .metrics import N_BATCHES, path_metrics, ranked_irr
-from .montecarlo import (GroupOutcomes, Outcomes, block_size, draw_group_parameters, parameter_dict,
+from .montecarlo import (GroupOutcomes, Outcomes, block_size, draw_group_parameters, draw_settlement_risks, parameter_dict,
                          split_counts, start_distributions)
 from .simulation import DEFAULT_SEED
 
@@ -97,13 +97,11 @@ def _outcomes(contract: Contract, treated: np.ndarray, comparison: np.ndarray, r
         comparison_sizes = contract.comparison_sizes
         c_counts = engine.simulate_group(journey, measures, comparison, intake, comparison_sizes, c_starts, T, rng)
     stage(2)
-    default = None
-    if contract.payer.default_probability > 0:
-        default = rng.random((len(treated), len(contract.payment_months))) < contract.payer.default_probability
+    default, stopped = draw_settlement_risks(contract, len(treated), rng)
     return Outcomes(GroupOutcomes(*split_counts(contract, t_counts), treated_sizes,
                                   parameter_dict(contract.journey, treated)),
                     GroupOutcomes(*split_counts(contract, c_counts), comparison_sizes,
-                                  parameter_dict(journey, comparison)), default)
+                                  parameter_dict(journey, comparison)), default, stopped)
 
 
 def _paths(contract: Contract, outcomes: Outcomes) -> pd.DataFrame:
@@ -414,7 +412,7 @@ def _truncated(outcomes: Outcomes, months: int) -> Outcomes:
     def cut(g: GroupOutcomes) -> GroupOutcomes:
         return GroupOutcomes(np.ascontiguousarray(g.events[..., :months]),
                              np.ascontiguousarray(g.costs[..., :months]), g.sizes, g.parameters)
-    return Outcomes(cut(outcomes.treated), cut(outcomes.comparison), outcomes.payer_default)
+    return Outcomes(cut(outcomes.treated), cut(outcomes.comparison), outcomes.payer_default, outcomes.external_stop)
 
 
 def _tail_rows(contract: Contract, n_paths: int, seed, measures, settings, base: dict) -> list[dict]:
