@@ -214,7 +214,8 @@ class Guarantee:
 
     The loss of a tranche is its principal drawn less everything the waterfall paid it, if
     positive, when the guarantee pays.  Guarantees on the same tranche apply in listed order,
-    each to the loss left after the earlier ones.  ``cap``: EUR the guarantor pays in all (pro
+    each to the loss left after the earlier ones, except that consecutive ``share`` guarantees
+    (co-guarantors) each cover their share of the same loss (their shares add up to at most 1).  ``cap``: EUR the guarantor pays in all (pro
     rata over the tranches when it binds).  ``recoup``: the guarantor is repaid what it paid out
     from later cash by the waterfall's ``recoup`` step.  A guarantee by an outcome payer is
     *capital protection* and counts among that payer's costs.

@@ -445,9 +445,11 @@ def guarantee_month(contract) -> int:
 
 def _guarantees(contract, accounts: _Accounts, t: int, payout_month: int, termination_month: np.ndarray,
                 ctx: _Context, to_tranches: np.ndarray, by_guarantee: np.ndarray) -> None:
-    """Guarantees paying in month ``t``, in listed order (each on the loss the earlier ones left)."""
+    """Guarantees paying in month ``t``, in listed order, each on the loss the earlier ones left;
+    consecutive ``share`` guarantees (co-guarantors) each pay their share of the same loss."""
     names = contract.tranche_names
     terminated_now = termination_month == t
+    run_got = None  # payouts before a run of consecutive share guarantees: co-guarantors share one loss
     for g, guarantee in enumerate(contract.guarantees):
         if guarantee.pays == "maturity":
             pays = np.full(termination_month.shape, t == payout_month)
@@ -459,6 +461,11 @@ def _guarantees(contract, accounts: _Accounts, t: int, payout_month: int, termin
             continue
         covered = np.array([n in guarantee.investors for n in names])
         got = to_tranches.sum(axis=2)  # guarantee payouts so far, this month's earlier ones included
+        if guarantee.kind == "share":
+            run_got = got if run_got is None else run_got
+            got = run_got
+        else:
+            run_got = None
         loss = np.maximum(accounts.drawn - accounts.received - got, 0.0) * covered[None, :]
         if guarantee.kind == "share":
             cover = guarantee.share * loss

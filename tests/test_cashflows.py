@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 from scipy.optimize import brentq
 
 from sibsim import simulate
-from sibsim.cashflows import Cashflows, distribute, measure, payments_due, settle
+from sibsim import waterfall
+from sibsim.cashflows import Cashflows, measure, payments_due, settle
 from sibsim.contracts import (
     Cohort,
     Contract,
@@ -683,6 +684,27 @@ def test_settle_on_hand_made_outcomes_fractional_counterfactual_and_savings_shar
     ref = reference_irr(monthly(T, {0: -12_000, 5: 4_800, 14: 17_950}, [(1, 3, -8_000)]))
     assert frame["investor_irr"].iloc[0] == pytest.approx(ref, abs=1e-9)
     assert ref < 0  # 22,750 back on 36,000 called
+
+
+def distribute(contract, calls, due):
+    """The capital stack on its own: capital ``calls`` (I, T) pro rata to commitments and outcome
+    money ``due`` (P, T) received each month, through the contract's waterfall; returns the
+    distributions (P, I, T) and what is withheld (P, T) in each of the T months."""
+    P, T = due.shape
+    T_h = max(T, contract.horizon_months)
+    months = tuple(range(1, T_h))
+    contract = dataclasses.replace(
+        contract, fees=(), guarantees=(), recycling=False,
+        provider_budget=Schedule(tuple((t, float(v)) for t, v in enumerate(calls.sum(axis=0)) if v > 0)),
+        payer=dataclasses.replace(contract.payer, payment_cap=None, measurement_months=months,
+                                  payment_lag_months=0, trigger=None, default_probability=0.0))
+    T_h = contract.horizon_months
+    pad = np.zeros((1, P, T_h))
+    pad[0, :, :T] = due
+    needs = np.zeros((P, T_h))
+    needs[:, :T] = calls.sum(axis=0)
+    stack = waterfall.run(contract, pad, [None], needs, np.full(P, -1))
+    return stack.distributions[:, :, :T], stack.payer_withheld[0, :, :T]
 
 
 def test_distribute_in_isolation_two_classes_pro_rata_and_caps():
