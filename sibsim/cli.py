@@ -257,15 +257,18 @@ def cmd_settle(args) -> int:
                   f"(months {called.index.min()}-{called.index.max()}); every month in schedule.csv with --out")
         print(f"\nOutcome payments ({currency}):")
         print(payments.to_string(float_format=_cents) if len(payments) else "none")
+        if result.termination:
+            print(f"\nThe contract {result.termination}.")
         print(f"\nInvestors (amounts in {currency}):")
         print(result.investors.to_string(na_rep="n/a", formatters={  # na_rep: pandas skips formatters for NaN
-            "capital_called": _cents, "received": _cents,
+            "capital_called": _cents, "received": _cents, "interest_paid": _cents, "principal_repaid": _cents,
             "multiple": lambda v: "n/a" if v != v else f"{round(float(v), 4) + 0.0:.4f}", "irr": _percent}))
     if dest is not None:
         out = dest.path
         manifest = {"sibsim_version": __version__, "scenario_path": str(scenario.resolve()),
                     "observed_path": str(Path(args.observed).resolve()), "title": contract.title,
-                    "currency": currency, **contract.files_record()}
+                    "currency": currency, "termination": result.termination or "none",
+                    **contract.files_record()}
         write_outputs(out, {
             "schedule.csv": lambda p: csv_safe(_without_negative_zero(result.schedule, 2)).to_csv(p, float_format="%.2f"),
             "investors.csv": lambda p: csv_safe(_without_negative_zero(result.investors)).to_csv(p),  # names stay text

@@ -318,8 +318,9 @@ class Contract:
         event avoided (counterfactual minus treated), so a better programme has more of them.
         """
         p = self.payer
-        measured = [*p.tiers, *([p.trigger] if p.trigger is not None else []), *([p.review] if p.review else [])]
-        falls = any(m.outcome == self.primary_outcome and m.measure == "relative_reduction" for m in measured)
+        measured = [(m.outcome, m.measure) for m in [*p.tiers, *([p.trigger] if p.trigger is not None else [])]]
+        measured += [(outcome, measure) for outcome, measure, _ in (p.review.conditions if p.review else ())]
+        falls = any(o == self.primary_outcome and m == "relative_reduction" for o, m in measured)
         return -1 if falls else 1
 
     @property

@@ -36,7 +36,12 @@ PATH_COLUMNS = {
                          "kept by the payer, money",
     "defaulted_by_payer": "payments due that the payer did not pay (appropriation risk), money",
     "guarantee_payouts": "principal losses covered by guarantors (incl. capital protection), money",
-    "terminated": "the contract ended early at its review",
+    "terminated": "the contract ended early (a failed review or an external stop)",
+    "termination_month": "month the contract ended early; empty if it ran its course",
+    "termination_reason": "why it ended early: review or external event; empty if it ran its course",
+    "guarantor_payments": "what guarantors paid out, less what they recouped, money",
+    "provider_payments": "what the provider received beyond its delivery budget: success fees, split shares "
+                         "and outcome payments made to it directly, money",
     "gross_savings": "what the payer spends on the counterfactual less what it spends on the treated group, "
                      "over the scenario's cost items (its spending on participants), in the term and the tail "
                      "after it, money",
@@ -54,6 +59,10 @@ PATH_COLUMNS = {
     "payer_payback_month": "month from which the payer's cumulative net savings stay >= 0; empty if never",
 }
 #: Money columns are in the scenario's currency (``meta.currency``, default EUR).
+#: Per-party columns added after these, one per party: ``guarantor_paid:NAME`` (each guarantor, net of
+#: recoveries) and, with several payers, ``payer_paid:NAME`` (each payer's outcome payments, net).
+GUARANTOR_PAID, PAYER_PAID = "guarantor_paid:", "payer_paid:"
+_REASONS = ["", "review", "external event"]
 
 
 def _payback(cumulative: np.ndarray, target: np.ndarray | float) -> np.ndarray:
@@ -74,10 +83,14 @@ _STATUS_CATEGORIES = [STATUS_LABELS[i] for i in sorted(STATUS_LABELS)]
 
 def path_frame(columns: dict[str, np.ndarray]) -> pd.DataFrame:
     """The ``Results.paths`` frame from :func:`path_metric_arrays` columns (possibly concatenated over blocks)."""
-    frame = pd.DataFrame({name: columns[name] for name in PATH_COLUMNS if name != "irr_status"}, copy=False)
+    names = [n for n in PATH_COLUMNS if n not in ("irr_status", "termination_reason")]
+    names += [n for n in columns if n.startswith((GUARANTOR_PAID, PAYER_PAID))]
+    frame = pd.DataFrame({name: columns[name] for name in names}, copy=False)
     status = pd.Categorical.from_codes(columns["irr_status"], categories=_STATUS_CATEGORIES)
     frame.insert(1, "irr_status", status)
-    for col in ("investor_payback_month", "payer_payback_month"):
+    reason = pd.Categorical.from_codes(np.asarray(columns["termination_reason"], dtype=np.int8), categories=_REASONS)
+    frame.insert(frame.columns.get_loc("termination_month") + 1, "termination_reason", reason)
+    for col in ("investor_payback_month", "payer_payback_month", "termination_month"):
         frame[col] = frame[col].astype("Int64")
     return frame
 
@@ -142,6 +155,23 @@ def path_metric_arrays(contract: Contract, cash: Cashflows, outcomes: Outcomes,
     tail_savings = gross[:, term:].sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         moic = np.where(called > 0, distributed / np.where(called > 0, called, 1.0), np.nan)
+    P = len(called)
+    end = cash.termination_month if cash.termination_month is not None else np.where(cash.terminated, 0, -1)
+    reason = (cash.termination_reason if cash.termination_reason is not None
+              else np.asarray(cash.terminated, dtype=np.int8))
+    guarantor_net = (cash.guarantor_payments - cash.recoveries).sum(axis=2)  # (G, P)
+    provider = np.zeros(P)
+    for part in (cash.provider_payments, cash.provider_outcome_payments):
+        if part is not None:
+            provider = provider + part.sum(axis=1)
+    parties = {}
+    for name in dict.fromkeys(g.guarantor for g in contract.guarantees):
+        mask = np.array([g.guarantor == name for g in contract.guarantees])
+        parties[GUARANTOR_PAID + name] = guarantor_net[mask].sum(axis=0)
+    if len(contract.payers) > 1 and cash.payer_due is not None:
+        net_paid = (cash.payer_due - cash.payer_defaulted - cash.payer_retained).sum(axis=2)  # (J, P)
+        for j, payer in enumerate(contract.payers):
+            parties[PAYER_PAID + payer.name] = net_paid[j]
     return {
         "investor_irr": rate.rate,
         "irr_status": np.asarray(rate.status, dtype=np.int8),
@@ -155,6 +185,10 @@ def path_metric_arrays(contract: Contract, cash: Cashflows, outcomes: Outcomes,
         "defaulted_by_payer": cash.defaulted_by_payer.sum(axis=1),
         "guarantee_payouts": cash.guarantee_payouts.sum(axis=(1, 2)),
         "terminated": np.asarray(cash.terminated, dtype=bool),
+        "termination_month": np.where(end >= 0, end, np.nan),
+        "termination_reason": reason,
+        "guarantor_payments": guarantor_net.sum(axis=0),
+        "provider_payments": provider,
         "gross_savings": gross.sum(axis=1),
         "gross_savings_within_term": gross[:, :term].sum(axis=1),
         "net_savings": total_net,
@@ -164,6 +198,7 @@ def path_metric_arrays(contract: Contract, cash: Cashflows, outcomes: Outcomes,
         "net_primary_outcomes": net_primary,
         "investor_payback_month": _payback(np.cumsum(received, axis=1), called[:, None]),
         "payer_payback_month": payer_payback,
+        **parties,
     }
 
 
@@ -281,6 +316,39 @@ def summary_notes(contract: Contract | None) -> dict[str, str]:
     return notes
 
 
+def _upper_cvar(x, alpha=0.05):
+    """Mean of the largest ``alpha`` share of outcomes (a payer's or guarantor's bad tail)."""
+    est, se = _cvar(-np.asarray(x, dtype=float), alpha)
+    return -est, se
+
+
+def _party_rows(paths: pd.DataFrame, contract: Contract | None, cur: str) -> list:
+    """Rows of the parties a deal may have beyond investors and one payer: each guarantor (expected
+    payout, probability of paying, mean of its worst 5 % of payouts), each of several payers, the
+    provider's payments from the waterfall, and why contracts terminate early."""
+    rows = []
+    if contract is None:
+        return rows
+    for column in paths.columns:
+        if column.startswith(GUARANTOR_PAID):
+            name, paid = column[len(GUARANTOR_PAID):], paths[column].to_numpy(float)
+            rows += [("guarantors", f"expected_payout[{name}]", cur, _mean(paid)),
+                     ("guarantors", f"probability_pays[{name}]", "probability", _prob(paid > 0.005)),
+                     ("guarantors", f"cvar95_payout[{name}]", cur, _upper_cvar(paid))]
+        elif column.startswith(PAYER_PAID):
+            name = column[len(PAYER_PAID):]
+            rows.append(("payer", f"expected_outcome_payments[{name}]", cur, _mean(paths[column])))
+    if any(s.pay in ("success_fee", "split") for s in contract.waterfall.steps + contract.waterfall.on_termination) \
+            or any(p.paid_to == "provider" for p in contract.payers):
+        rows.append(("provider", "expected_provider_payments", cur, _mean(paths["provider_payments"])))
+    if contract.external_stop is not None:
+        reason = paths["termination_reason"].astype(str).to_numpy()
+        rows += [("payer", "probability_terminated_by_review", "probability", _prob(reason == "review")),
+                 ("payer", "probability_terminated_by_external_event", "probability",
+                  _prob(reason == "external event"))]
+    return rows
+
+
 def summarise(paths: pd.DataFrame, outcome_shares: dict[str, np.ndarray],
               contract: Contract | None = None) -> pd.DataFrame:
     """Headline estimates with Monte Carlo standard errors.
@@ -337,6 +405,7 @@ def summarise(paths: pd.DataFrame, outcome_shares: dict[str, np.ndarray],
         ("payer", "cost_per_net_primary_outcome", cur,
          _ratio(paths["outcome_payments"], paths["net_primary_outcomes"])),
     ]
+    rows += _party_rows(paths, contract, cur)
     once = {o.name: o.once_per_participant for o in contract.outcomes} if contract is not None else {}
     for group, shares in outcome_shares.items():
         outcome = group.split("_", 1)[1]

@@ -297,6 +297,8 @@ def _run_block(contract: Contract, seed: np.random.SeedSequence, n_paths: int, k
         "capital_calls": cash.capital_calls.sum(axis=1).sum(axis=0),
         "distributions": cash.distributions.sum(axis=1).sum(axis=0),
         "guarantee_payouts": cash.guarantee_payouts.sum(axis=1).sum(axis=0),
+        "guarantor_recoveries": cash.recoveries.sum(axis=(0, 1)),
+        "provider_payments": (cash.provider_payments + cash.provider_outcome_payments).sum(axis=0),
         "outcome_payments_due": cash.outcome_payments_due.sum(axis=0),
         "defaulted_by_payer": cash.defaulted_by_payer.sum(axis=0),
         "retained_by_payer": cash.retained_by_payer.sum(axis=0),
