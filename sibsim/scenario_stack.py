@@ -419,7 +419,7 @@ def _split_shares(c: _Checker, value, field: str, tranches: Tranches) -> tuple[t
     shares, ok = [], True
     for target, share in value.items():
         f = _join(field, target)
-        s = c.check_number(share, f, gt=0)
+        s = c.check_number(share, f, gt=0, le=1)
         if target in (PROVIDER, PAYER):
             if target in tranches.names:
                 c.problem(f, f"ambiguous: a tranche is named {target!r} too (rename it), got {target!r}")
