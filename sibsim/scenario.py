@@ -37,16 +37,16 @@ from .checking import (  # noqa: F401  (re-exported: the loaders of observed and
     _show,
     name_key,
 )
+from . import scenario_stack as stack
 from .contracts import (
     MEASURES,
     Cohort,
     CohortTrigger,
     Contract,
+    DrawOrder,
     Fee,
     Guarantee,
-    Investor,
     OutcomePayer,
-    Review,
     SavingsShare,
     TierTable,
 )
@@ -58,7 +58,7 @@ from .scenario_journey import JourneyReader, old_format_problem, outcome_problem
 _TOP = {
     "meta": True, "term": True, "investors": True, "provider": True, "fees": False, "payer": True,
     "cohorts": True, "journey": True, "outcomes": True, "costs": False, "comparison": True, "analysis": False,
-    "guarantees": False,
+    "guarantees": False, "capital": False, "waterfall": False, "payers": False, "external_stop": False,
 }
 #: Keys of the scenario format before the journey was a state machine, and where they went.
 _OLD_KEYS = {
@@ -77,28 +77,39 @@ _OLD_KEYS = {
                                                  "days a month, priced per day by its name; see docs/scenario.md",
 }
 COUNTERFACTUAL_METHODS = ("comparison_group", "expected")
+#: Who pays a fee: out of called capital, the payer, or the waterfall's ``fees`` step (outcome money).
+FEE_PAYERS = ("investors", "payer", "waterfall")
 
 
-def _savings_share(c: _Checker, value, field: str) -> SavingsShare | None:
-    """A number (one rate) or ``{rate, switch_multiple, rate_after}``."""
+def _savings_share(c: _Checker, value, field: str, tranches: stack.Tranches) -> SavingsShare | None:
+    """A number (one rate) or ``{rate, switch_multiple, rate_after}``, or ``{rate, rate_after, until}``
+    (the switch follows the balance of the ``until`` tranches, :func:`sibsim.scenario_stack.read_until`)."""
     if isinstance(value, dict):
-        t = c.table(value, field, required=("rate",), optional=("switch_multiple", "rate_after"))
+        t = c.table(value, field, required=("rate",), optional=("switch_multiple", "rate_after", "until"))
         if t is None:
             return None
         rate = c.number(t, "rate", field, ge=0, le=1)
         switch = c.number(t, "switch_multiple", field, default=None, gt=0, le=100)
         after = c.number(t, "rate_after", field, default=0.0, ge=0, le=1)
-        if "rate_after" in t and "switch_multiple" not in t:
+        until = stack.read_until(c, t["until"], _join(field, "until"), tranches) if "until" in t else ((), 0.0)
+        if "until" in t and "switch_multiple" in t:
+            c.problem(_join(field, "until"), "give switch_multiple (a multiple of the planned capital) or until (the "
+                      "tranches' balance), not both: a share switches once, got both")
+            return None
+        if "rate_after" in t and "switch_multiple" not in t and "until" not in t:
             c.problem(_join(field, "rate_after"), "must come with switch_multiple (the multiple of capital called "
-                      "after which it applies), got no switch_multiple")
+                      "after which it applies) or until (the tranches whose balance it follows), got neither")
             return None
-        if None in (rate, after) or ("switch_multiple" in t and switch is None):
+        if None in (rate, after, until) or ("switch_multiple" in t and switch is None):
             return None
-        if switch is not None and after > rate:
+        if "until" in t and rate == 0:
+            c.problem(_join(field, "until"), "must come with rate > 0 (a share of nothing never switches), got rate 0")
+            return None
+        if (switch is not None or "until" in t) and after > rate:
             c.problem(_join(field, "rate_after"), f"must be <= rate ({_show(rate)}): the share falls once principal "
                       f"and return are paid, got {_show(after)}")
             return None
-        return SavingsShare(float(rate), None if switch is None else float(switch), float(after))
+        return SavingsShare(float(rate), None if switch is None else float(switch), float(after), *until)
     rate = c.check_number(value, field, ge=0, le=1)
     return None if rate is None else SavingsShare(float(rate))
 
@@ -182,62 +193,6 @@ def _trigger(c: _Checker, item, field: str, outcomes: tuple[str, ...]) -> Cohort
     return CohortTrigger(outcome, measure, follow_up, float(cohort), float(pooled), float(price))
 
 
-def _review(c: _Checker, item, field: str, last_month: int, outcomes: tuple[str, ...]) -> Review | None:
-    t = c.table(item, field, required=("month", "outcome", "measure", "floor"))
-    if t is None:
-        return None
-    month = c.number(t, "month", field, integer=True, ge=1, le=last_month)
-    outcome = _outcome_name(c, t, field, outcomes)
-    measure = c.choice(t, "measure", field, MEASURES)
-    floor = c.number(t, "floor", field, ge=-1e6, le=1e6)
-    if None in (month, outcome, measure, floor):
-        return None
-    return Review(month, outcome, measure, float(floor))
-
-
-def _guarantee(c: _Checker, item, field: str, investors: list, complete: bool = True) -> Guarantee | None:
-    """Covers named ``investors`` or every investor of the named ``classes`` (e.g. a first-loss class)."""
-    t = c.table(item, field, required=("guarantor", "share"), optional=("investors", "classes", "cap"))
-    if t is None:
-        return None
-    guarantor = c.name(t, "guarantor", field)
-    if ("investors" in t) == ("classes" in t):
-        c.problem(field, "name the covered investors or their classes: give exactly one of investors, classes")
-        return None
-    key = "investors" if "investors" in t else "classes"
-    known = {i.name: [i.name] for i in investors} if key == "investors" else {}
-    for i in investors if key == "classes" else ():
-        known.setdefault(i.investor_class, []).append(i.name)
-    listed = t[key]
-    covered: list[str] = []
-    ok = True
-    if not isinstance(listed, list) or not listed or not all(isinstance(n, str) for n in listed):
-        c.problem(_join(field, key), f"must be a non-empty array of {key[:-1] if key == 'classes' else 'investor'} "
-                  f"names, got {_describe(listed)}")
-        ok = False
-    else:
-        for j, name in enumerate(listed):
-            if name not in known:
-                if not complete:  # an investor's own problem is reported: no follow-up line here
-                    ok = False
-                    continue
-                near = [n for n in known if name_key(n) == name_key(name)]
-                # A name must match exactly: one that differs only by case, spacing or Unicode form is
-                # refused with the name it probably means, never matched silently.
-                hint = (f"; did you mean {near[0]!r}? names must match exactly" if near else
-                        f" (known: {', '.join(n if n.isprintable() else repr(n) for n in sorted(known))})")
-                c.problem(f"{field}.{key}[{j}]", f"unknown {'class' if key == 'classes' else 'investor'} "
-                          f"{name!r}{hint}")
-                ok = False
-            else:
-                covered += [n for n in known[name] if n not in covered]
-    share = c.number(t, "share", field, gt=0, le=1)
-    cap = c.amount(t, "cap", field, default=None, gt=0)
-    if not ok or None in (guarantor, share):
-        return None
-    return Guarantee(guarantor, tuple(covered), float(share), None if cap is None else float(cap))
-
-
 def _outcome_name(c: _Checker, t: dict, field: str, outcomes: tuple[str, ...] | None) -> str | None:
     """The name of an outcome of ``[outcomes]`` (``None`` while they are unread: reported there)."""
     if outcomes is None or "outcome" not in t:
@@ -304,30 +259,9 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     tail_months = c.number(term, "tail_months", "term", default=0, integer=True, ge=0, le=MAX_MONTH)
     last_month = term_months if term_months is not None else MAX_MONTH
 
-    # [[investors]]
-    investors = []
-    names: dict[str, tuple[str, str]] = {}  # name_key -> (field, name) of the first investor so named
-    protected: list[tuple[str, float, str]] = []  # (investor, share, field) protected by the payer
-    investor_items = c.array_of_tables(g("investors"), "investors")
-    for i, item in enumerate(investor_items):
-        f = f"investors[{i}]"
-        t = c.table(item, f, required=("name", "commitment"),
-                    optional=("class", "return_cap", "seniority", "repayable", "capital_protection"))
-        if t is None:
-            continue
-        name = c.name(t, "name", f)
-        c.unique_name(name, _join(f, "name"), names)
-        commitment = c.amount(t, "commitment", f, gt=0)
-        klass = c.name(t, "class", f, default="senior")
-        cap = c.annual_rate(t, "return_cap", f, default=None, ge=0)
-        seniority = c.number(t, "seniority", f, default=1, integer=True, ge=1, le=100)
-        repayable = c.boolean(t, "repayable", f, default=klass != "grant")
-        protection = c.number(t, "capital_protection", f, default=0.0, ge=0, le=1)
-        if protection and name is not None:
-            protected.append((name, float(protection), _join(f, "capital_protection")))
-        if None not in (name, commitment, klass, seniority, repayable):
-            investors.append(Investor(name, float(commitment), klass, None if cap is None else float(cap),
-                                      seniority, repayable))
+    # [[investors]]: the tranches of the capital stack
+    tranches = stack.read_tranches(c, g("investors"), last_month)
+    investors = tranches.investors
 
     # [provider]
     provider = c.table(g("provider"), "provider", required=("name", "budget"), optional=("recycling",)) or {}
@@ -343,6 +277,7 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     fee_items = c.array_of_tables(doc["fees"], "fees", min_len=0) if "fees" in doc else []
     fees_ok = "fees" not in doc or isinstance(doc["fees"], list)
     fee_names: dict[str, tuple[str, str]] = {}
+    fee_fields: list[tuple[Fee, str]] = []
     for i, item in enumerate(fee_items):
         f = f"fees[{i}]"
         t = c.table(item, f, required=("name", "paid_by", "schedule"))
@@ -352,12 +287,13 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
         if not c.unique_name(name, _join(f, "name"), fee_names):
             name = None
         paid_by = t.get("paid_by")
-        if "paid_by" in t and paid_by not in ("investors", "payer"):
-            c.problem(_join(f, "paid_by"), f"must be 'investors' or 'payer', got {_describe(paid_by)}")
+        if "paid_by" in t and paid_by not in FEE_PAYERS:
+            c.problem(_join(f, "paid_by"), f"must be 'investors', 'payer' or 'waterfall', got {_describe(paid_by)}")
             paid_by = None
         schedule = c.schedule(t, "schedule", f)
         if None not in (name, paid_by, schedule):
             fees.append(Fee(name, paid_by, schedule))
+            fee_fields.append((fees[-1], f))
     fees_ok = fees_ok and len(fees) == len(fee_items)
 
     # [journey], [outcomes], [[costs]]: read before the payer, whose terms name outcomes
@@ -368,16 +304,22 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     costs = reader.costs(doc["costs"]) if "costs" in doc else ()
 
     # [payer]
+    # With [[payers]], [payer] keeps only the payment formula (its name optional); each payer its cap, lag, default.
     payer_given = isinstance(doc.get("payer"), dict)
-    p = c.table(g("payer"), "payer", required=("name",), optional=(
-        "measurement_months", "payment_lag_months", "payment_cap", "savings_share", "rate_card", "tiers",
+    several = "payers" in doc
+    p = c.table(g("payer"), "payer", required=() if several else ("name",), optional=(
+        "name", "measurement_months", "payment_lag_months", "payment_cap", "savings_share", "rate_card", "tiers",
         "trigger", "default_probability", "review")) or {}
-    payer_name = c.name(p, "name", "payer")
+    payer_name = c.name(p, "name", "payer") if "name" in p or not several else None
     measurement = c.month_list(p, "measurement_months", "payer", lo=1, hi=last_month) if "measurement_months" in p else ()
-    lag = c.number(p, "payment_lag_months", "payer", default=0, integer=True, ge=0, le=MAX_MONTH)
-    cap = c.amount(p, "payment_cap", "payer", default=None, gt=0)
-    default_p = c.number(p, "default_probability", "payer", default=0.0, ge=0, lt=1)
-    share = _savings_share(c, p.get("savings_share", 0.0), "payer.savings_share")
+    if several:
+        stack.formula_payer_problems(c, p)
+        lag, cap, default_p = 0, None, 0.0
+    else:
+        lag = c.number(p, "payment_lag_months", "payer", default=0, integer=True, ge=0, le=MAX_MONTH)
+        cap = c.amount(p, "payment_cap", "payer", default=None, gt=0)
+        default_p = c.number(p, "default_probability", "payer", default=0.0, ge=0, lt=1)
+    share = _savings_share(c, p.get("savings_share", 0.0), "payer.savings_share", tranches)
     rate_card: list[tuple[str, float]] = []
     rate_card_ok = True  # False once a problem in it is reported
     if "rate_card" in p:
@@ -399,7 +341,8 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     tiers = tuple(_tier(c, item, f"payer.tiers[{i}]", outcome_names)
                   for i, item in enumerate(c.array_of_tables(p["tiers"], "payer.tiers") if "tiers" in p else []))
     trigger = _trigger(c, p["trigger"], "payer.trigger", outcome_names) if "trigger" in p else None
-    review = _review(c, p["review"], "payer.review", last_month, outcome_names) if "review" in p else None
+    review = (stack.read_review(c, p["review"], "payer.review", last_month,
+                                lambda t, f: _outcome_name(c, t, f, outcome_names)) if "review" in p else None)
     if share is not None and share.rate > 0 and costs == ():
         c.problem("payer.savings_share", f"must come with [[costs]] (the savings it shares are the comparison "
                   f"group's costs less the treated group's), got savings_share {_show(share.rate)} and no costs")
@@ -414,6 +357,16 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
             and "measurement_months" not in p:
         c.problem("payer.measurement_months", "missing required field (the rate card, tiers and savings share "
                   "are paid at measurement months)")
+
+    # [[payers]]: who pays which part of the formula
+    formula_ok = (rate_card_ok and share is not None and None not in tiers
+                  and ("trigger" not in p or trigger is not None))
+    parts = stack.formula_parts(rate_card, tiers, trigger, share) if formula_ok else None
+    payers = stack.read_payers(c, doc["payers"], parts) if several else ()
+    if payers:
+        lag = payers[0].payment_lag_months
+        payer_name = payer_name if "name" in p else " and ".join(q.name for q in payers)
+    stack.capital_protection_problems(c, tranches, payers)
 
     # [[cohorts]]
     cohorts = []
@@ -488,34 +441,40 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     if both := set(chosen.get("success_parameters", ())) & set(chosen.get("failure_parameters", ())):
         c.problem("analysis.failure_parameters", f"must not name a success parameter too, got {sorted(both)[0]!r}")
 
-    # [[guarantees]] and capital protection (a guarantee by the payer)
+    # [[guarantees]] and capital protection (a guarantee by a payer)
+    payer_names = tuple(q.name for q in payers) if payers else ((payer_name,) if payer_name is not None else ())
+    formula_name = p.get("name") if payers and payer_name is not None else None
     guarantees = []
-    for i, item in enumerate(c.array_of_tables(g("guarantees"), "guarantees", min_len=0) if "guarantees" in doc else []):
-        guarantee = _guarantee(c, item, f"guarantees[{i}]", investors, 0 < len(investors) == len(investor_items))
-        if (guarantee is not None and payer_name is not None and guarantee.guarantor != payer_name
-                and name_key(guarantee.guarantor) == name_key(payer_name)):
-            # The payer's own guarantees count among its costs by exact name: a near miss would be a third party.
-            c.problem(f"guarantees[{i}].guarantor", f"must be the payer's name exactly to be the payer "
-                      f"({payer_name!r}), got {guarantee.guarantor!r}")
-            guarantee = None
-        if guarantee is not None:
+    guarantee_items = c.array_of_tables(g("guarantees"), "guarantees", min_len=0) if "guarantees" in doc else []
+    for i, item in enumerate(guarantee_items):
+        guarantee = stack.read_guarantee(c, item, f"guarantees[{i}]", tranches)
+        # A payer's own guarantees count among its costs by exact name: a near miss would be a third party.
+        if guarantee is not None and not stack.guarantor_problem(c, guarantee, f"guarantees[{i}]", payer_names,
+                                                                 formula_name):
             guarantees.append((guarantee, f"guarantees[{i}]"))
-    for name, share_protected, field in protected:
-        if payer_name is not None:
-            guarantees.append((Guarantee(payer_name, (name,), share_protected), field))
-    cover: dict[str, float] = {}
-    for guarantee, field in guarantees:
-        for name in guarantee.investors:
-            before = cover.get(name, 0.0)
-            cover[name] = before + guarantee.share
-            if cover[name] > 1 + 1e-12 >= before:  # once per investor, at the guarantee that tips it over
-                c.problem(field, f"guarantees must cover at most 100 % of an investor's losses in all, "
-                          f"got {cover[name] * 100:.4g} % of {name!r}")
-    if investors and len(investors) == len(investor_items) and not any(i.repayable for i in investors):
+    for name, share_protected, field in tranches.protected:
+        if len(payer_names) == 1:
+            guarantees.append((Guarantee(payer_names[0], (name,), share_protected), field))
+    stack.cover_problems(c, guarantees)
+
+    # The capital stack: draw order, waterfall, an external stop
+    draw_order = stack.read_draw_order(c, doc["capital"], tranches) if "capital" in doc else DrawOrder()
+    if draw_order is not None and tranches.complete:
+        stack.availability_problems(c, tranches, draw_order)
+    before = len(c.problems)
+    waterfall = stack.read_waterfall(c, doc["waterfall"], tranches) if "waterfall" in doc else None
+    if tranches.complete and len(c.problems) == before:  # None: the default waterfall
+        if fees_ok:
+            stack.fee_step_problems(c, waterfall, fee_fields)
+        if len(guarantees) == len(guarantee_items) + len(tranches.protected):
+            stack.recoup_problems(c, waterfall, guarantees)
+    external_stop = stack.read_external_stop(c, doc["external_stop"], last_month) if "external_stop" in doc else None
+
+    if tranches.complete and not any(i.repayable for i in investors):
         c.problem("investors", "must include at least one repayable investor, got only grants")
 
     # cross-field rules: only between valid parts (else the totals would mislead)
-    if investors and len(investors) == len(investor_items) and budget is not None and fees_ok:
+    if tranches.complete and budget is not None and fees_ok:
         needs = budget.total + sum(f.schedule.total for f in fees if f.paid_by == "investors")
         committed = sum(i.commitment for i in investors)
         cur = c.currency
@@ -528,6 +487,8 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
             # Multiples and IRRs are ratios to the capital called: a vanishing one gives nonsense (1e304).
             c.problem("provider.budget", f"must call at least {cur} {MIN_CAPITAL:g} of capital in all "
                       f"(budget + investor fees), got {cur} {_show(needs)}")
+        elif needs <= committed * (1 + 1e-12) and draw_order is not None and draw_order.groups:
+            stack.shortfall_problem(c, tranches, budget, fees)  # tranches available later (available_from_month)
 
     if c.problems:
         raise ScenarioError(c.problems)
@@ -549,6 +510,10 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
         comparison=comparison,
         guarantees=tuple(g for g, _ in guarantees),
         recycling=bool(recycling),
+        draw_order=draw_order,
+        waterfall_terms=waterfall,
+        payer_split=tuple(payers),
+        external_stop=external_stop,
         investor_discount_rate=float(inv_rate),
         public_discount_rate=float(pub_rate),
         primary_outcome=primary,
@@ -568,7 +533,7 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     outcome_problems(c, outcomes, contract.horizon_months, first_intake)
     if c.problems:
         raise ScenarioError(c.problems)
-    late = _late_counts(file, contract)
+    late = _late_counts(file, contract) + stack.stack_warnings(file, contract)
     return dataclasses.replace(contract, warnings=contract.warnings + late) if late else contract
 
 
@@ -600,6 +565,7 @@ def _late_counts(file: str, contract: Contract) -> tuple[str, ...]:
 def _unused_outcomes(file: str, outcomes, rate_card, tiers, trigger, review) -> tuple[str, ...]:
     """One warning line per outcome no payment term uses (it is counted and reported, never paid)."""
     used = {k for k, _ in rate_card} | {t.outcome for t in tiers} | {x.outcome for x in (trigger, review) if x}
+    used |= {outcome for outcome, _, _ in review.more} if review else set()
     return tuple(f"{file}: outcomes.{o.name}: warning: no contract term uses it (rate card, tiers, trigger, "
                  f"review): it is counted and reported, never paid for" for o in outcomes if o.name not in used)
 

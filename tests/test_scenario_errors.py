@@ -156,8 +156,8 @@ def test_several_problems_in_one_table_are_all_reported(tmp_path):
                               'name = ""\ncommitment = "30000"\nseniority = 1.5\nemail = "x"')])
     problems = problems_of(path)
     assert sorted(problems) == sorted([
-        f"{path}: investors[1].email: unknown key (allowed: capital_protection, class, commitment, name, "
-        "repayable, return_cap, seniority)",
+        f"{path}: investors[1].email: unknown key (allowed: available_from_month, capital_protection, class, "
+        "commitment, compounding, holder, interest, kind, name, repayable, return_cap, seniority)",
         f"{path}: investors[1].name: must be a non-empty string, got string ''",
         f"{path}: investors[1].commitment: must be a number, got string '30000'",
         f"{path}: investors[1].seniority: must be an integer, got 1.5",
