@@ -461,8 +461,10 @@ class _BalanceLinkedSavings:
     At each measurement month ``m``, the savings measured since the last one (above their
     high-water mark) are shared at ``rate`` until the payments cover what the named tranches
     still need to reach their capital drawn plus ``until_rate`` a year on it (the balance at the
-    start of month ``m``, less the savings-share payments already due and not yet paid), and at
-    ``rate_after`` beyond.  Each payer pays its share ``lag`` months later.
+    start of month ``m``, less the savings-share payments already due to the vehicle and not yet
+    paid), and at ``rate_after`` beyond.  Each payer pays its share ``lag`` months later; a share
+    paid to the provider directly never reaches the tranches, so the switch waits for the part
+    paid into the vehicle.
     """
 
     def __init__(self, contract: Contract, measured_savings: np.ndarray, measured: np.ndarray):
@@ -473,6 +475,7 @@ class _BalanceLinkedSavings:
         self.savings = np.where(measured, measured_savings, -np.inf)  # (P, M); not measured: no payment
         self.weights = part_weights(contract, "savings")                # (J,)
         self.lags = np.array([p.payment_lag_months for p in contract.payers])
+        self.to_vehicle = np.array([p.paid_to != "provider" for p in contract.payers], dtype=float)
         P, T = measured_savings.shape[0], contract.horizon_months
         self.high = np.zeros(P)
         self.schedule = np.zeros((len(self.lags), P, T + int(self.lags.max()) + 1))  # (J, P, month) due
@@ -481,8 +484,12 @@ class _BalanceLinkedSavings:
         i = self.months.get(t)
         if i is not None:
             balance = np.maximum(accounts.hurdles[self.until_rate][:, self.columns], 0.0).sum(axis=1)
-            pending = self.schedule[:, :, t:].sum(axis=(0, 2))  # due from earlier measurements, not yet paid
-            need = np.maximum(balance - pending, 0.0)
+            # Only what goes into the vehicle can reach the tranches: the part paid to the provider
+            # directly does not count towards the switch.
+            pending = np.einsum("j,jp->p", self.to_vehicle, self.schedule[:, :, t:].sum(axis=2))
+            share_to_vehicle = float(self.to_vehicle @ self.weights)
+            need = (np.maximum(balance - pending, 0.0) / share_to_vehicle if share_to_vehicle > 0
+                    else np.full(balance.shape, np.inf))  # nothing reaches them: the first rate throughout
             counted = np.maximum(self.savings[:, i], self.high)
             new = counted - self.high
             self.high = counted

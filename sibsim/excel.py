@@ -25,6 +25,7 @@ from .errors import OutputError
 from .metrics import npv_notes
 from .output import SUFFIXES, atomic_path, excel_properties
 from .safetext import excel_text_cells
+from .stack_text import guarantee_text, payer_text, tranche_text, waterfall_text
 
 PERCENTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -37,11 +38,16 @@ def contract_terms(contract) -> pd.DataFrame:
             ("cohorts (intake month: size)", ", ".join(f"{c.intake_month}: {c.size}" for c in contract.cohorts)),
             ("capital committed", f"{cur} {contract.total_commitment:,.2f}")]
     for inv in contract.investors:
-        cap = "uncapped" if inv.return_cap is None else f"return cap {inv.return_cap:.1%} a year"
-        kind = "grant" if not inv.repayable else f"seniority {inv.seniority}"
-        rows.append((f"investor: {inv.name}", f"{cur} {inv.commitment:,.2f}; {inv.investor_class}; {kind}; {cap}"))
+        rows.append((f"tranche: {inv.name}", f"{tranche_text(inv, cur)}; class {inv.investor_class}"))
+    if contract.draw_order.groups:
+        rows.append(("draw order", "; then ".join(", ".join(g) for g in contract.draw_order.groups)))
+    for line in waterfall_text(contract):
+        rows.append(("waterfall", line))
     payer = contract.payer
     rows.append(("outcome payer", payer.name))
+    if len(contract.payers) > 1:
+        for p in contract.payers:
+            rows.append((f"payer: {p.name}", payer_text(p, cur)))
     for outcome, price in payer.rate_card:
         rows.append((f"price per net {outcome}", f"{cur} {price:,.2f}"))
     if payer.savings_share.rate:
@@ -52,15 +58,20 @@ def contract_terms(contract) -> pd.DataFrame:
         tr = payer.trigger
         rows.append(("cohort trigger", f"{tr.outcome} {tr.measure}: cohort >= {tr.cohort_threshold:g}, pooled >= "
                      f"{tr.pooled_threshold:g}, {cur} {tr.price:,.0f} per net event"))
-    rows.append(("payment cap", "none" if payer.payment_cap is None else f"{cur} {payer.payment_cap:,.2f}"))
+    if len(contract.payers) == 1:
+        rows.append(("payment cap", "none" if payer.payment_cap is None else f"{cur} {payer.payment_cap:,.2f}"))
     rows.append(("measurement months", ", ".join(map(str, payer.measurement_months)) or "set by the trigger"))
-    rows.append(("payment lag (months)", payer.payment_lag_months))
+    if len(contract.payers) == 1:
+        rows.append(("payment lag (months)", payer.payment_lag_months))
     for what, rate in (("investors", contract.investor_discount_rate), ("payer", contract.public_discount_rate)):
         rows.append((f"discount rate for NPVs ({what})",
                      f"{rate:.2%} a year" + (" (0: NPV is the nominal sum)" if rate == 0 else "")))
     rows.append(("currency", cur))
     for g in contract.guarantees:
-        rows.append((f"guarantee by {g.guarantor}", f"{g.share:.0%} of principal losses of {', '.join(g.investors)}"))
+        rows.append((f"guarantee by {g.guarantor}", guarantee_text(g, cur)))
+    if contract.external_stop is not None:
+        stop = contract.external_stop
+        rows.append(("external stop", f"{stop.reason} at month {stop.month}, probability {stop.probability:g}"))
     return pd.DataFrame(rows, columns=["term", "value"])
 
 

@@ -43,6 +43,7 @@ import pandas as pd
 from .contracts import Contract
 from .journey import is_inline
 from .metrics import NON_MONEY_UNITS, PER_PARTICIPANT, PERCENT_UNITS, primary_direction
+from .stack_text import KIND_WORDS, guarantee_text, payer_text, waterfall_text
 
 #: Columns a sensitivity frame must have (see ``sibsim.sensitivity.tornado``).
 SENSITIVITY_COLUMNS = ("assumption", "measure", "low", "base", "high")
@@ -1079,7 +1080,11 @@ class _Memo:
             who = "the investors (out of the capital)" if fee.paid_by == "investors" else "the payer"
             add(f"Fee: {fee.name}", e(f"{_money(fee.schedule.total, cur)} paid by {who}"
                                       + (f", in {_months_list(sorted(set(fm)), cal)}" if fm else "")))
-        add("Outcome payer", e(p.name))
+        if len(c.payers) > 1:
+            for payer in c.payers:
+                add(f"Outcome payer: {payer.name}", e(payer_text(payer, cur)))
+        else:
+            add("Outcome payer", e(p.name))
         if p.rate_card:
             items = [_price_text(k, price, c) for k, price in p.rate_card]
             add("Prices (rate card)", "<br>".join(e(i) for i in items))
@@ -1098,18 +1103,27 @@ class _Memo:
                 f"{t.follow_up_months} months after each intake: {_amount(t.price, cur)} per event if the cohort "
                 f"reaches {_pct(t.cohort_threshold)}; otherwise paid on the pooled result at the end if it reaches "
                 f"{_pct(t.pooled_threshold)}"))
-        add("Payment cap", e(_money(p.payment_cap, cur) + " in all" if p.payment_cap is not None else "none"))
+        if len(c.payers) == 1:
+            add("Payment cap", e(_money(p.payment_cap, cur) + " in all" if p.payment_cap is not None else "none"))
         if p.measurement_months:
             add("Measurement dates", e(_months_list(p.measurement_months, cal)))
-        add("Payment lag", e(f"{p.payment_lag_months} months after each measurement"))
+        if len(c.payers) == 1:
+            add("Payment lag", e(f"{p.payment_lag_months} months after each measurement"))
         add("Payment dates", e(_months_list(c.payment_months, cal)))
-        if p.default_probability > 0:
+        if len(c.payers) == 1 and p.default_probability > 0:
             add("Payer default", e(f"each payment is missed with probability {_pct(p.default_probability)}"))
         if p.review is not None:
             rv = p.review
+            tests = [f"the {MEASURE_LABELS.get(m, m)} in {_outcome_label(o, c)}s is below {_pct(f)}"
+                     for o, m, f in rv.conditions]
             add("Review (early termination)", e(
-                f"at {cal.month(rv.month)}: the contract ends if the {MEASURE_LABELS.get(rv.measure, rv.measure)} "
-                f"in {_outcome_label(rv.outcome, c)}s is below {_pct(rv.floor)}"))
+                f"at {cal.month(rv.month)}: the contract ends if "
+                + (" or " if rv.combine == "any" else " and ").join(tests)))
+        if c.external_stop is not None:
+            stop = c.external_stop
+            add("External stop (early termination)", e(
+                f"{stop.reason} at {cal.month(stop.month)}"
+                + (f", on {_pct(stop.probability)} of the futures simulated" if stop.probability < 1 else "")))
         sizes = sorted({co.size for co in c.cohorts})
         intakes = [co.intake_month for co in c.cohorts]
         size_text = f"{sizes[0]} each" if len(sizes) == 1 else ", ".join(str(co.size) for co in c.cohorts)
@@ -1137,10 +1151,12 @@ class _Memo:
             add("Payer's costs", e("not modelled (no savings)"))
         if c.recycling:
             add("Recycling", e("outcome payments received during delivery fund it before new capital is called"))
+        if c.draw_order.groups:
+            add("Draw order", e("; then ".join(_join_words(list(g)) for g in c.draw_order.groups)))
+        if c.waterfall_terms is not None:
+            add("Waterfall (each month, in order)", "<br>".join(e(line) for line in waterfall_text(c)))
         for g in c.guarantees:
-            add(f"Guarantee by {g.guarantor}", e(
-                f"{_pct(g.share)} of the principal loss of {_join_words(list(g.investors))}"
-                + (f", at most {_money(g.cap, cur)}" if g.cap is not None else "")))
+            add(f"Guarantee by {g.guarantor}", e(guarantee_text(g, cur)))
         nominal = [who for who, rate in (("investors'", c.investor_discount_rate),
                                          ("the payer's", c.public_discount_rate)) if rate == 0]
         add("Discount rates (for present values)", e(
@@ -1155,11 +1171,15 @@ class _Memo:
         c, cur = self.c, self.cur
         cover = {}
         for g in c.guarantees:
+            what = {"share": _pct(g.share), "first_loss": f"first {_money(g.amount, cur)}",
+                    "floor": f"floor {_pct(g.floor)}"}[g.kind]
             for name in g.investors:
-                cover.setdefault(name, []).append(f"{_pct(g.share)} by {g.guarantor}")
+                cover.setdefault(name, []).append(f"{what} by {g.guarantor}")
         rows = []
         for inv in c.investors:
-            rows.append([e(inv.name), e(inv.investor_class), e(_money(inv.commitment, cur)),
+            rows.append([e(inv.name if inv.holder == inv.name else f"{inv.name} ({inv.holder})"),
+                         e(inv.investor_class if inv.kind in ("equity", "grant") else KIND_WORDS[inv.kind]),
+                         e(_money(inv.commitment, cur)),
                          e(_pct(inv.return_cap) + " a year" if inv.return_cap is not None else "none"),
                          e(str(inv.seniority)), e("yes" if inv.repayable else "no (grant)"),
                          e("; ".join(cover.get(inv.name, [])) or "none")])

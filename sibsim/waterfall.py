@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .stack import PAYER, PROVIDER, Step
+from .stack import PAYER, PROVIDER
 
 #: Below this, an amount is round-off, not money (a millionth of a cent).
 DUST = 1e-9
@@ -47,12 +47,15 @@ def draw(contract, needs: np.ndarray, month: int, remaining: np.ndarray) -> np.n
 
     ``remaining`` (P, N) is each tranche's undrawn commitment.  No draw order: pro rata to
     commitments (:attr:`Contract.call_weights`).  Otherwise group by group, pro rata to what is
-    left undrawn within a group, among tranches available in ``month``.
+    left undrawn within a group, among tranches available in ``month`` (no draw order but tranches
+    released later: one group of every tranche).
     """
     groups = contract.draw_order.groups
-    if not groups:
-        return needs[:, None] * contract.call_weights[None, :]
     names = contract.tranche_names
+    if not groups:
+        if all(t.available_from_month == 0 for t in contract.investors):
+            return needs[:, None] * contract.call_weights[None, :]
+        groups = (names,)  # one group: pro rata to what is left among the tranches available
     available = np.array([t.available_from_month <= month for t in contract.investors])
     calls = np.zeros_like(remaining)
     left = needs.copy()
