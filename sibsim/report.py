@@ -87,7 +87,10 @@ METRIC_LABELS = {
     "expected_outcome_payments": "Payer: expected outcome payments",
     "expected_retained_above_caps": "Payer: expected payments not made because of the return caps",
     "expected_defaulted": "Payer: expected payments not made (payer default)",
-    "probability_terminated_early": "Payer: probability the contract ends early at its review",
+    "probability_terminated_early": "Payer: probability the contract ends early (review or external stop)",
+    "probability_terminated_by_review": "Payer: probability the contract ends early at its review",
+    "probability_terminated_by_external_event": "Payer: probability the contract is stopped by the external event",
+    "expected_provider_payments": "Provider: expected payments beyond its budget (success fees, shares, direct)",
     "expected_gross_savings": "Payer: expected gross savings",
     "expected_gross_savings_within_term": "Payer: expected gross savings within the term only",
     "expected_net_savings": "Payer: expected net savings",
@@ -282,6 +285,21 @@ def _gloss(escaped: str, terms: list[str], done: set) -> str:
 def _outcome_label(name: str, contract: Contract) -> str:
     """The deal's own words for an outcome (its ``label``), else its name in words."""
     return contract.outcome_label(name)
+
+
+PARTY_METRIC_LABELS = {
+    "expected_payout": "{name} (guarantor): expected payout, net of what it recoups",
+    "probability_pays": "{name} (guarantor): probability of paying out",
+    "cvar95_payout": "{name} (guarantor): mean payout in its worst 5 % of futures",
+    "expected_outcome_payments": "{name}: expected outcome payments",
+}
+
+
+def _party_metric_label(metric: str) -> str:
+    """A summary row of one party (``measure[name]``) in words."""
+    measure, name = metric.split("[", 1)
+    name = name[:-1] if name.endswith("]") else name
+    return PARTY_METRIC_LABELS.get(measure, measure.replace("_", " ") + " of {name}").format(name=name)
 
 
 def _join_words(items: list[str]) -> str:
@@ -1435,6 +1453,8 @@ class _Memo:
             elif metric == "cost_per_net_primary_outcome" and primary_direction(self.c) < 0:
                 label = f"Payer: cost per {_outcome_label(self.c.primary_outcome, self.c)} avoided (net of the " \
                         "counterfactual)"
+            elif "[" in str(metric):  # a row of one party, e.g. expected_payout[Foundation X]
+                label = _party_metric_label(str(metric))
             else:
                 label = METRIC_LABELS.get(metric, str(metric).replace("_", " "))
             shown, err = format_estimate(float(row["estimate"]), float(row["std_error"]), str(row["unit"]),

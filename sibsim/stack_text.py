@@ -62,12 +62,12 @@ def step_text(step: Step, currency: str, tranches: tuple[str, ...]) -> str:
     elif pay == "hurdle":
         text = f"{to} until capital drawn plus {_pct(step.rate)} a year is received"
     elif pay == "to_cap":
-        text = f"{to} up to their return caps"
+        text = f"{to} up to {'its return cap' if len(step.to or tranches) == 1 else 'their return caps'}"
     elif pay == "success_fee":
         text = ("a success fee to the provider of " + (_money(step.amount, currency) + " in all"
                                                        if step.amount is not None else f"{_pct(step.share)} of what is left"))
     elif pay == "split":
-        words = {PROVIDER: "the provider", PAYER: "kept by the payer"}
+        words = {PROVIDER: "to the provider", PAYER: "kept by the payer"}
         text = "the rest split: " + ", ".join(f"{_pct(s)} {words.get(t, 'to ' + t)}" for t, s in step.shares)
     else:
         text = "guarantors repaid what they paid out"
