@@ -403,19 +403,22 @@ def run(contract, due: np.ndarray, defaults: list, needs: np.ndarray, terminatio
         else:
             call, released = needs[:, t], received
         held[:, t] = vehicle
-        c = draw(contract, call, t, remaining)
-        remaining -= c
-        calls[:, :, t] = c
-        accounts.drawn = accounts.drawn + c
-        accounts.principal = accounts.principal + c
-        accounts.cap_claim = accounts.cap_claim + c
-        for rate in accounts.hurdles:
-            accounts.hurdles[rate] = accounts.hurdles[rate] + c
+        if call.any():
+            c = draw(contract, call, t, remaining)
+            remaining -= c
+            calls[:, :, t] = c
+            accounts.drawn = accounts.drawn + c
+            accounts.principal = accounts.principal + c
+            accounts.cap_claim = accounts.cap_claim + c
+            for rate in accounts.hurdles:
+                accounts.hurdles[rate] = accounts.hurdles[rate] + c
         # 4. waterfall
         ctx.fees_due_to_date = waterfall_fee_schedule[t]
         offer = released + withheld
         ending_now = termination_month == t
-        if ending_now.any() and term_steps is not steps:
+        if not (offer > DUST).any():
+            withheld = np.zeros(P)  # nothing on offer: no step can pay (round-off dust is not money)
+        elif ending_now.any() and term_steps is not steps:
             left_normal = _run_steps(steps, columns, accounts, np.where(ending_now, 0.0, offer), ctx)
             left_term = _run_steps(term_steps, columns, accounts, np.where(ending_now, offer, 0.0), ctx)
             withheld = left_normal + left_term
