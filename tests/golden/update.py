@@ -21,6 +21,7 @@ GOLDEN = {
     "dwp_innovation_fund": (2000, 2012),
     "custody_days": (2000, 2020),
     "special_education_census": (2000, 2021),
+    "new_york_state_employment": (2000, 2013),
 }
 #: observed-outcomes file -> scenario it settles.
 SETTLEMENTS = {
