@@ -477,8 +477,12 @@ def _paid_for(contract: Contract) -> list[str]:
             text += (f" until {s.switch_multiple:g} times the capital has been paid, then {_pct(s.rate_after)}")
         out.append(text)
     for tier in payer.tiers:
-        out.append(f"a fixed amount by the measured improvement in {_outcome_label(tier.outcome, contract)}s "
-                   f"(up to {_amount(max(p[1] for p in tier.points), cur)})")
+        # The label is the outcome's own words (e.g. "days incarcerated within 12 months of release"):
+        # never pluralised by appending a letter.
+        how = "a fixed amount for each level reached" if tier.interpolation == "step" else \
+            "an amount rising linearly"
+        out.append(f"{how} of the measured improvement ({MEASURE_LABELS.get(tier.measure, tier.measure)}) in "
+                   f"{_outcome_label(tier.outcome, contract)} (up to {_amount(max(p[1] for p in tier.points), cur)})")
     if payer.trigger is not None:
         t = payer.trigger
         out.append(f"{_amount(t.price, cur)} per {_outcome_label(t.outcome, contract)} avoided, if a cohort "
@@ -1132,7 +1136,7 @@ class _Memo:
             add("Payer default", e(f"each payment is missed with probability {_pct(p.default_probability)}"))
         if p.review is not None:
             rv = p.review
-            tests = [f"the {MEASURE_LABELS.get(m, m)} in {_outcome_label(o, c)}s is below {_pct(f)}"
+            tests = [f"the {MEASURE_LABELS.get(m, m)} in {_outcome_label(o, c)} is below {_pct(f)}"
                      for o, m, f in rv.conditions]
             add("Review (early termination)", e(
                 f"at {cal.month(rv.month)}: the contract ends if "
