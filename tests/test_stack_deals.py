@@ -93,17 +93,19 @@ def with_payer(contract, **changes):
 
 
 def outcomes_for(contract, job_starts: list[dict], saved: list[dict] | None = None, defaults=None,
-                 stopped=None) -> Outcomes:
+                 stopped=None, events: dict | None = None) -> Outcomes:
     """Hand-made outcomes, one dict per path: ``job_starts`` {month: treated job starts} (EUR 1 each
-    when paid), ``saved`` {month: comparison benefit months} (EUR ``benefit`` each saved)."""
+    when paid), ``saved`` {month: comparison benefit months} (EUR ``benefit`` each saved); ``events``
+    {outcome: [{month: count} per path]} for other treated outcomes."""
     T, P = contract.horizon_months, len(job_starts)
     K, Q = len(contract.outcomes), len(contract.costs)
-    k = contract.outcome_index("job_start")
     treated = np.zeros((P, 1, K, T), dtype=np.int32)
     comparison_costs = np.zeros((P, 1, Q, T), dtype=np.int32)
-    for p, entries in enumerate(job_starts):
-        for m, n in entries.items():
-            treated[p, 0, k, m] += n
+    for name, per_path in {"job_start": job_starts, **(events or {})}.items():
+        k = contract.outcome_index(name)
+        for p, entries in enumerate(per_path):
+            for m, n in entries.items():
+                treated[p, 0, k, m] += n
     for p, entries in enumerate(saved or []):
         for m, n in entries.items():
             comparison_costs[p, 0, 0, m] += n
@@ -291,3 +293,216 @@ def test_a_floor_at_termination_pays_nothing_when_the_tranche_is_already_above_i
     cash = settled(c, outcomes_for(c, [{2: 50, 5: 25}]))
     T = c.horizon_months
     cents(cash.guarantor_payments[:, 0], [monthly(T, {6: 0.01}), np.zeros(T)])
+
+
+# ---------------------------------------------------------------------------------------
+# (c) a grant drawn first, then a loan; an early stop leaves the grant with the loss
+# ---------------------------------------------------------------------------------------
+def test_grant_drawn_first_then_a_loan_and_an_early_stop_leaves_the_loss_with_the_grant():
+    # Grant G 300 (never repaid), loan L 700 at 4 % simple interest (0.04 / 12 a month on principal
+    # outstanding).  Draw order: G, then L.  Delivery 100 a month in months 0-9.  Steps: interest to L,
+    # principal to L (nothing else: money left over is withheld).  Measurements at 5 and 10 (lag 0).
+    # External stop at month 5 on path 0 (probability 0.5; path 1 runs to the end).
+    c = base_contract(months=(5, 10), budget={m: 100.0 for m in range(10)})
+    c = with_stack(c, investors=(Investor("G", 300.0, investor_class="grant", repayable=False),
+                                 Investor("L", 700.0, kind="loan", interest=0.04, compounding="none")),
+                   draw_order=DrawOrder((("G",), ("L",))),
+                   waterfall_terms=Waterfall((Step("interest", ("L",)), Step("principal", ("L",)))),
+                   external_stop=ExternalStop(5, probability=0.5))
+    T = c.horizon_months
+    assert T == 12
+    r = 0.04 / 12
+    cash = settled(c, outcomes_for(c, [{4: 250, 9: 600}, {4: 250, 9: 600}], stopped=np.array([True, False])))
+    # Both paths: G draws months 0-2 (100 each: its 300), L from month 3.
+    # Path 0, stopped at 5: L drew 100 @3, 100 @4.  Interest: month 4 on 100 (0.3333), month 5 on 200
+    # (0.6667): 1.00.  The month-5 payment of 250 pays interest 1.00, principal 200; 49 is left and no
+    # step can take it (the grant is never repaid): withheld to the end, the payer keeps it.  The
+    # month-10 measurement is after the stop.  L is whole (201 for 200); the grant lost its 300.
+    cents(cash.capital_calls[0], [monthly(T, ranges=[(0, 2, 100)]), monthly(T, {3: 100, 4: 100})])
+    cents(cash.distributions[0], [np.zeros(T), monthly(T, {5: 201})])
+    cents(cash.interest_paid[0, 1], monthly(T, {5: 300 * r}))
+    cents(cash.principal_repaid[0, 1], monthly(T, {5: 200}))
+    cents(cash.withheld_by_payer[0], monthly(T, ranges=[(5, T - 1, 49)]))
+    cents(cash.retained_by_payer[0], monthly(T, {5: 49}))
+    cents(cash.outcome_payments[0], monthly(T, {5: 201}))
+    # Path 1: L also draws 100 in month 5 (before the month's waterfall): principal 300, interest
+    # 1.00; the 250 pays 1.00 and 249 -> principal 51.  Interest months 6-10 on 51, 151, 251, 351,
+    # 451 (a draw of 100 after each month's accrual): 1,255 x 0.04 / 12 = 4.1833.  The 600 at month 10
+    # pays 4.1833 + 451; 144.8167 is withheld to the end.
+    cents(cash.capital_calls[1], [monthly(T, ranges=[(0, 2, 100)]), monthly(T, ranges=[(3, 9, 100)])])
+    cents(cash.distributions[1], [np.zeros(T), monthly(T, {5: 250, 10: 451 + 1_255 * r})])
+    cents(cash.interest_paid[1, 1], monthly(T, {5: 300 * r, 10: 1_255 * r}))
+    cents(cash.principal_repaid[1, 1], monthly(T, {5: 249, 10: 451}))
+    cents(cash.withheld_by_payer[1], monthly(T, ranges=[(10, T - 1, 600 - 451 - 1_255 * r)]))
+    assert 600 - 451 - 1_255 * r == pytest.approx(144.8167, abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------------
+# (d) two payers, each with its own cap (one binds), lag and default
+# ---------------------------------------------------------------------------------------
+def test_two_payers_with_their_own_caps_lags_and_a_default():
+    # One rate card (EUR 1 per job start) shared 50/50: State (cap 300, lag 0) and City (cap 500,
+    # lag 1, defaults on its second payment).  Tranches A 600 and B 400 (equal seniority, no caps;
+    # the default waterfall: pro rata to commitments, 60/40).  Delivery 1,000 at month 0.
+    # Path 0: 400 job starts before each of months 3, 6, 9: entitlement 400, 800, 1,200, i.e. 200
+    # a measurement from each payer.
+    #   State: 200 @3; 100 @6 (its cap of 300 binds); nothing @9.
+    #   City: 200 @4; 200 @7 defaulted (not paid, and it does not use up the cap); 200 @10 (200 + 200
+    #   = 400 of its 500 used).
+    # Path 1: 100 job starts before month 3 only: State 50 @3, City 50 @4 (City defaults on nothing
+    # due at 7).
+    c = base_contract(months=(3, 6, 9), budget={0: 1_000.0})
+    c = with_stack(c, investors=(Investor("A", 600.0), Investor("B", 400.0)),
+                   payer_split=(Payer("State", share=0.5, payment_cap=300.0),
+                                Payer("City", share=0.5, payment_cap=500.0, payment_lag_months=1,
+                                      default_probability=0.1)))
+    T = c.horizon_months
+    assert T == 12 and c.payer_payment_months(1) == (4, 7, 10)
+    defaults = (None, np.array([[False, True, False], [False, True, False]]))
+    cash = settled(c, outcomes_for(c, [{2: 400, 5: 400, 8: 400}, {2: 100}], defaults=defaults))
+    cents(cash.payer_due[0], [monthly(T, {3: 200, 6: 100}), monthly(T, {3: 50})])
+    cents(cash.payer_due[1], [monthly(T, {4: 200, 7: 200, 10: 200}), monthly(T, {4: 50})])
+    cents(cash.payer_defaulted[0], 0.0)
+    cents(cash.payer_defaulted[1], [monthly(T, {7: 200}), np.zeros(T)])
+    cents(cash.outcome_payments, [monthly(T, {3: 200, 4: 200, 6: 100, 10: 200}), monthly(T, {3: 50, 4: 50})])
+    cents(cash.distributions[0], [monthly(T, {3: 120, 4: 120, 6: 60, 10: 120}),
+                                  monthly(T, {3: 80, 4: 80, 6: 40, 10: 80})])
+    cents(cash.distributions[1], [monthly(T, {3: 30, 4: 30}), monthly(T, {3: 20, 4: 20})])
+    cents(cash.payer_retained, 0.0)
+
+
+# ---------------------------------------------------------------------------------------
+# (e) the provider's success fee, only once the investors are repaid
+# ---------------------------------------------------------------------------------------
+def test_success_fee_only_after_the_investors_are_repaid():
+    # Tranches S 600 and J 400 (no caps), drawn pro rata at month 0 (600 / 400).  Steps:
+    #   1. principal to S then J (sequential);
+    #   2. success fee of 100 in all, only in a month when S and J are both repaid;
+    #   3. split: J 60 %, provider 40 %.
+    # Path 0: payments 500 @3, 700 @6, 300 @9.
+    #   @3: S 500 (owes 100); the fee waits; nothing left for the split.
+    #   @6: S 100, J 400: both repaid, 200 left: fee 100; split of 100: J 60, provider 40.
+    #   @9: the fee is paid in full; split of 300: J 180, provider 120.
+    # Path 1: payments 700 @3, 200 @6, 300 @9.
+    #   @3: S 600, J 100.  @6: J 200 (owes 100): the fee still waits.
+    #   @9: J 100 (repaid), fee 100, split of 100: J 60, provider 40.
+    c = base_contract(months=(3, 6, 9), budget={0: 1_000.0})
+    steps = (Step("principal", ("S", "J"), order="sequential"),
+             Step("success_fee", amount=100.0, after=("S", "J")),
+             Step("split", shares=(("J", 0.6), ("provider", 0.4))))
+    c = with_stack(c, investors=(Investor("S", 600.0), Investor("J", 400.0, seniority=2)),
+                   waterfall_terms=Waterfall(steps))
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{2: 500, 5: 700, 8: 300}, {2: 700, 5: 200, 8: 300}]))
+    cents(cash.distributions[0], [monthly(T, {3: 500, 6: 100}), monthly(T, {6: 460, 9: 180})])
+    cents(cash.principal_repaid[0], [monthly(T, {3: 500, 6: 100}), monthly(T, {6: 400})])
+    cents(cash.provider_payments[0], monthly(T, {6: 140, 9: 120}))
+    cents(cash.distributions[1], [monthly(T, {3: 600}), monthly(T, {3: 100, 6: 200, 9: 160})])
+    cents(cash.principal_repaid[1], [monthly(T, {3: 600}), monthly(T, {3: 100, 6: 200, 9: 100})])
+    cents(cash.provider_payments[1], monthly(T, {9: 140}))
+    cents(cash.interest_paid, 0.0)
+    cents(cash.retained_by_payer, 0.0)
+
+
+# ---------------------------------------------------------------------------------------
+# (f) a savings share that switches when the loan has its principal plus 5 % a year
+# ---------------------------------------------------------------------------------------
+def test_balance_linked_savings_share_95_until_the_loan_is_repaid_with_5_percent_then_40():
+    # Loan L 1,000 drawn at month 0, 5 % a year compounded monthly.  Savings share 95 % until L has
+    # received what it drew plus 5 % a year on it, then 40 %.  Savings: EUR 1 per benefit month the
+    # comparison group spends (treated: none).  Measurements at 6 and 12 (lag 0).  Steps: interest to
+    # L, principal to L, then everything to the provider.
+    c = base_contract(months=(6, 12), budget={0: 1_000.0}, benefit=1.0)
+    c = with_payer(c, savings_share=SavingsShare(0.95, rate_after=0.40, until_tranches=("L",), until_rate=0.05))
+    steps = (Step("interest", ("L",)), Step("principal", ("L",)), Step("split", shares=(("provider", 1.0),)))
+    c = with_stack(c, investors=(Investor("L", 1_000.0, kind="loan", interest=0.05),), waterfall_terms=Waterfall(steps))
+    T = c.horizon_months
+    R = 1.05 ** 0.5  # six months at 5 % a year
+    cash = settled(c, outcomes_for(c, [{}, {}], saved=[{2: 600, 8: 1_000}, {2: 200, 8: 300}]))
+    cents(cash.gross_savings, [monthly(T, {2: 600, 8: 1_000}), monthly(T, {2: 200, 8: 300})])
+    # Path 0.  Month 6: L's balance 1,000 x 1.05^0.5 = 1,024.695; 95 % of the 600 saved = 570 is below
+    # it: 570 due, paying interest 24.695 and principal 545.305 (principal left 454.695).
+    # Month 12: balance 1,050 - 570 x 1.05^0.5 = 465.924 (= 454.695 x 1.05^0.5).  95 % of the new 1,000
+    # would be 950 > 465.924: the first 465.924 / 0.95 = 490.446 saved are shared at 95 %, the other
+    # 509.554 at 40 %: 465.924 + 203.822 = 669.745 due; L takes 465.924 (interest 11.229, principal
+    # 454.695): repaid to the cent; the provider 203.822.
+    need = 1_050 - 570 * R
+    assert need == pytest.approx(465.9238, abs=1e-4)
+    cents(cash.outcome_payments_due[0], monthly(T, {6: 570, 12: need + 0.4 * (1_000 - need / 0.95)}))
+    cents(cash.distributions[0, 0], monthly(T, {6: 570, 12: need}))
+    p6 = 1_000 - (570 - 1_000 * (R - 1))  # 454.695
+    cents(cash.interest_paid[0, 0], monthly(T, {6: 1_000 * (R - 1), 12: p6 * (R - 1)}))
+    cents(cash.principal_repaid[0, 0], monthly(T, {6: 570 - 1_000 * (R - 1), 12: p6}))
+    cents(cash.provider_payments[0], monthly(T, {12: 0.4 * (1_000 - need / 0.95)}))
+    # Path 1: 190 @6 (below 1,024.695: interest 24.695, principal 165.305 -> 834.695 left).  Month 12:
+    # balance 1,050 - 190 x 1.05^0.5 = 855.308 > 95 % of 300 = 285: 285 due, all to L (interest
+    # 834.695 x (1.05^0.5 - 1) = 20.613, principal 264.387); the provider nothing.
+    p6 = 1_000 - (190 - 1_000 * (R - 1))
+    cents(cash.outcome_payments_due[1], monthly(T, {6: 190, 12: 285}))
+    cents(cash.distributions[1, 0], monthly(T, {6: 190, 12: 285}))
+    cents(cash.interest_paid[1, 0], monthly(T, {6: 1_000 * (R - 1), 12: p6 * (R - 1)}))
+    cents(cash.provider_payments[1], 0.0)
+    cents(cash.net_savings, [monthly(T, {2: 600, 6: -570, 8: 1_000, 12: -(need + 0.4 * (1_000 - need / 0.95))}),
+                             monthly(T, {2: 200, 6: -190, 8: 300, 12: -285})])
+
+
+# ---------------------------------------------------------------------------------------
+# (g) a payer paying the provider directly
+# ---------------------------------------------------------------------------------------
+def test_a_payer_paying_the_provider_directly_outside_the_waterfall():
+    # City buys job starts (EUR 1 each) and pays the provider directly; State buys sustained jobs
+    # (EUR 1 each) and pays into the vehicle.  Tranche A 500 at a 0 % return cap (its principal only),
+    # drawn at month 0.  Measurements at 3 and 6 (lag 0).
+    #   City: 100 @3, 50 @6 to the provider: outside the waterfall.
+    #   State: 300 @3 -> A 300; 400 @6 -> A 200 (its cap), 200 withheld to the end: all State's (City
+    #   put nothing into the vehicle).
+    c = base_contract(months=(3, 6), budget={0: 500.0})
+    c = with_payer(c, rate_card=(("job_start", 1.0), ("job_sustained", 1.0)))
+    c = with_stack(c, investors=(Investor("A", 500.0, return_cap=0.0),),
+                   payer_split=(Payer("City", buys=("job_start",), paid_to="provider"),
+                                Payer("State", buys=("job_sustained",))))
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{2: 100, 5: 50}], events={"job_sustained": [{2: 300, 5: 400}]}))
+    cents(cash.provider_outcome_payments[0], monthly(T, {3: 100, 6: 50}))
+    cents(cash.distributions[0, 0], monthly(T, {3: 300, 6: 200}))
+    cents(cash.provider_payments, 0.0)
+    cents(cash.payer_due[:, 0], [monthly(T, {3: 100, 6: 50}), monthly(T, {3: 300, 6: 400})])
+    cents(cash.payer_withheld[:, 0], [np.zeros(T), monthly(T, ranges=[(6, T - 1, 200)])])
+    cents(cash.payer_retained[:, 0], [np.zeros(T), monthly(T, {6: 200})])
+    cents(cash.outcome_payments[0], monthly(T, {3: 400, 6: 250}))
+    # The provider's delivery money came from A; its outcome money from City.
+    cents(cash.provider_funding[0], monthly(T, {0: 500}))
+
+
+# ---------------------------------------------------------------------------------------
+# (h) a guarantor recouping its payout from a later payment
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("guarantor", ["Foundation", "Gov"])
+def test_a_guarantee_paid_at_termination_is_recouped_from_a_later_payment(guarantor):
+    # Tranche A 1,000 (no cap); delivery 100 a month in months 0-9; external stop at month 6.
+    # Measurements at 3, 6 and 9, paid 2 months later (5, 8, 11).  Guarantee: half the loss, at
+    # termination, recouped (the default waterfall: recoup first, then A).
+    #   Calls in months 0-5: 600.  @5: 100 (measured at 3) -> A.
+    #   @6 (termination): loss 600 - 100 = 500 -> the guarantor pays 250.
+    #   @8: the month-6 measurement (held: not after the termination) pays 400: 250 back to the
+    #   guarantor, 150 to A.  The month-9 measurement is after the stop.  A: 100 + 250 + 150 = 500.
+    # Path 1: 200 measured at 6: @8 the 200 all goes to the guarantor (owed 250); A: 100 + 250.
+    c = base_contract(months=(3, 6, 9), lag=2, budget={m: 100.0 for m in range(10)})
+    c = with_stack(c, investors=(Investor("A", 1_000.0),),
+                   guarantees=(Guarantee(guarantor, ("A",), share=0.5, pays="termination", recoup=True),),
+                   external_stop=ExternalStop(6))
+    assert c.waterfall.steps[0].pay == "recoup"
+    T = c.horizon_months
+    assert T == 12
+    cash = settled(c, outcomes_for(c, [{1: 100, 4: 400, 7: 300}, {1: 100, 4: 200, 7: 300}]))
+    cents(cash.capital_calls[:, 0], np.tile(monthly(T, ranges=[(0, 5, 100)]), (2, 1)))
+    cents(cash.outcome_payments_due, [monthly(T, {5: 100, 8: 400}), monthly(T, {5: 100, 8: 200})])
+    cents(cash.distributions[:, 0], [monthly(T, {5: 100, 8: 150}), monthly(T, {5: 100})])
+    cents(cash.guarantee_payouts[:, 0], np.tile(monthly(T, {6: 250}), (2, 1)))
+    cents(cash.guarantor_payments[0], np.tile(monthly(T, {6: 250}), (2, 1)))
+    cents(cash.recoveries[0], [monthly(T, {8: 250}), monthly(T, {8: 200})])
+    if guarantor == "Gov":  # the payer's capital protection: its payout and its recovery in its net savings
+        cents(cash.net_savings, [monthly(T, {5: -100, 6: -250, 8: -400 + 250}),
+                                 monthly(T, {5: -100, 6: -250, 8: -200 + 200})])
+    else:
+        cents(cash.net_savings, [monthly(T, {5: -100, 8: -400}), monthly(T, {5: -100, 8: -200})])
