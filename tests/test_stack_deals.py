@@ -506,3 +506,36 @@ def test_a_guarantee_paid_at_termination_is_recouped_from_a_later_payment(guaran
                                  monthly(T, {5: -100, 6: -250, 8: -200 + 200})])
     else:
         cents(cash.net_savings, [monthly(T, {5: -100, 8: -400}), monthly(T, {5: -100, 8: -200})])
+
+
+# ---------------------------------------------------------------------------------------
+# regressions: draws respect availability without a draw order; nothing for a tranche that drew nothing
+# ---------------------------------------------------------------------------------------
+def test_a_tranche_is_not_drawn_before_it_is_available_even_without_a_draw_order():
+    # A 600 (from month 0) and B 400 (available from month 6), no draw order, no caps; delivery 100 a
+    # month in months 0-9.  Months 0-5: only A is available: it takes every call (600, all of it);
+    # months 6-9: B (A has nothing left).  Payments: 300 @3 -> A only (B has put nothing in);
+    # 500 @9 -> pro rata to commitments, 300 / 200.
+    # (The engine drew 60 / 40 from month 0, B before it existed, and paid B 120 of the 300 at month 3.)
+    c = base_contract(months=(3, 9), budget={m: 100.0 for m in range(10)})
+    c = with_stack(c, investors=(Investor("A", 600.0), Investor("B", 400.0, available_from_month=6)))
+    T = c.horizon_months
+    planned = [monthly(T, ranges=[(0, 5, 100)]), monthly(T, ranges=[(6, 9, 100)])]
+    cents(c.capital_calls(), planned)
+    cash = settled(c, outcomes_for(c, [{2: 300, 8: 500}]))
+    cents(cash.capital_calls[0], planned)
+    cents(cash.distributions[0], [monthly(T, {3: 300, 9: 300}), monthly(T, {9: 200})])
+
+
+def test_a_tranche_without_a_cap_that_drew_nothing_receives_nothing():
+    # Draw order A then B, both 1,000 and uncapped; delivery 100 a month in months 0-9: A funds it all,
+    # B is never called.  The default waterfall (everything up to the caps, pro rata to commitments):
+    # B has nothing to be repaid and no return to earn, so A takes the 300 at month 3 and the 200 at 9.
+    # (The engine paid B half: 150 and 100, for nothing.)
+    c = base_contract(months=(3, 9), budget={m: 100.0 for m in range(10)})
+    c = with_stack(c, investors=(Investor("A", 1_000.0), Investor("B", 1_000.0)),
+                   draw_order=DrawOrder((("A",), ("B",))))
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{2: 300, 8: 200}]))
+    cents(cash.capital_calls[0], [monthly(T, ranges=[(0, 9, 100)]), np.zeros(T)])
+    cents(cash.distributions[0], [monthly(T, {3: 300, 9: 200}), np.zeros(T)])
