@@ -46,16 +46,16 @@ def draw(contract, needs: np.ndarray, month: int, remaining: np.ndarray) -> np.n
     """Split this month's capital calls ``needs`` (P,) over the tranches, (P, N) EUR.
 
     ``remaining`` (P, N) is each tranche's undrawn commitment.  No draw order: pro rata to
-    commitments (:attr:`Contract.call_weights`).  Otherwise group by group, pro rata to what is
-    left undrawn within a group, among tranches available in ``month`` (no draw order but tranches
-    released later: one group of every tranche).
+    commitments (:attr:`Contract.call_weights`) if every tranche is available from month 0,
+    otherwise as one group of them all.  With one: group by group, pro rata to what is left undrawn
+    within a group, among tranches available in ``month``.
     """
     groups = contract.draw_order.groups
     names = contract.tranche_names
     if not groups:
-        if all(t.available_from_month == 0 for t in contract.investors):
+        if all(t.available_from_month <= 0 for t in contract.investors):
             return needs[:, None] * contract.call_weights[None, :]
-        groups = (names,)  # one group: pro rata to what is left among the tranches available
+        groups = (names,)  # a tranche is never drawn before it is available
     available = np.array([t.available_from_month <= month for t in contract.investors])
     calls = np.zeros_like(remaining)
     left = needs.copy()
@@ -106,8 +106,8 @@ class _Accounts:
             owed = self.principal
         elif kind == "hurdle":
             owed = np.maximum(self.hurdles[rate], 0.0)
-        else:  # to_cap, split
-            return room
+        else:  # to_cap: a tranche that has drawn nothing has nothing to be repaid, no return to earn
+            return np.where(self.drawn > DUST, room, 0.0)
         return np.minimum(owed, room)
 
     def pay(self, paid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,543 @@
+"""Properties of GENERATED capital stacks (sibsim.stack, sibsim.waterfall) settled on generated outcomes.
+
+Hypothesis builds random stacks on one small base contract (:func:`tests.test_stack_deals.base_contract`):
+1-4 tranches of every kind (loans and deferred fees with simple or compounded interest, equity,
+recoverable grants, grants) with random commitments, return caps, seniorities and availability; a draw
+order or none; a random list of waterfall steps (every step kind, order, cap and ``after`` condition) and
+sometimes a termination list, or the default waterfall; guarantees of every kind and timing, recouped
+or not; one or two payers (own shares, caps, lags, defaults, paid to the investors or the provider);
+a savings share (plain or balance-linked); fees paid by the waterfall or the investors; recycling; a
+review and an external stop.  Outcomes are random counts per path and month (treated and comparison
+job starts and sustained jobs, benefit months), and random defaults and stops.
+
+Properties, on every path and month:
+
+* cash is conserved: the identities of the :mod:`sibsim.cashflows` docstring, per payer and in total,
+  and across payers, tranches, guarantors, the provider, fees and what the payers retain
+  (:func:`tests.test_stack_deals.check_identities`);
+* no tranche is paid beyond its return cap: its claim (capital drawn less distributions, both
+  compounded at the cap) never falls below minus a cent;
+* a step sharing by seniority (or in sequence) never pays a junior tranche while a senior one in the
+  same step is still owed, both inside the engine (every call of its sharing rule) and from the
+  ledgers of a one-step waterfall;
+* guarantees never pay beyond their cap, their amount (first loss), their share or floor of the
+  capital drawn, nor beyond the covered tranches' losses;
+* monotonicity: more outcomes never lower a tranche's total received, under the conditions stated at
+  :func:`test_more_outcomes_never_lower_what_a_tranche_receives` (and the counterexamples beside it).
+
+Two deliberately broken engines (a waterfall that loses what it cannot place, and one that pays
+juniors first) must each be caught.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from contextlib import contextmanager
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, find, given, settings
+from hypothesis import strategies as st
+
+from sibsim import waterfall as engine
+from sibsim.cashflows import settle
+from sibsim.contracts import (
+    DrawOrder,
+    ExternalStop,
+    Fee,
+    Guarantee,
+    Investor,
+    Payer,
+    Review,
+    SavingsShare,
+    Schedule,
+    Step,
+    Waterfall,
+)
+from sibsim.montecarlo import GroupOutcomes, Outcomes
+from sibsim.stack import COMPOUNDING, GUARANTEE_WHEN, STEP_ORDERS
+from tests.test_stack_deals import SIZE, base_contract, check_identities
+
+EXAMPLES = 120
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.filter_too_much])
+TOL = 1e-6
+CENT = 0.01
+PATHS = 3
+TERM = 12
+
+
+@functools.lru_cache(maxsize=1)
+def _base():
+    c = base_contract(term=TERM, months=(6, 12), benefit=1.0)
+    return dataclasses.replace(c, payer=dataclasses.replace(
+        c.payer, rate_card=(("job_start", 1.0), ("job_sustained", 2.0))))
+
+
+# ---------------------------------------------------------------------------------------
+# generated stacks
+# ---------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Knobs:
+    """What a generated stack may use (a property restricts it to where it must hold)."""
+
+    interest: bool = True          # interest on loans and deferred fees
+    positive_rates: bool = True    # return caps and hurdle rates above 0
+    after: bool = True             # steps with an ``after`` condition
+    review: bool = True
+    defaults: bool = True
+    recycling: bool = True
+    balance_savings: bool = True
+    step_kinds: tuple = ("interest", "principal", "hurdle", "to_cap", "success_fee", "split")
+    guarantees: bool = True
+    termination_list: bool = True
+    waterfall_fees: bool = True    # a fee paid by the waterfall's fees step
+
+
+def _tranche(draw, i: int, knobs: Knobs) -> Investor:
+    kind = draw(st.sampled_from(("loan", "equity", "equity", "recoverable_grant", "grant", "deferred_fee")))
+    rates = (0.0, 0.05, 0.2) if knobs.positive_rates else (0.0,)
+    interest = 0.0
+    if kind in ("loan", "deferred_fee") and knobs.interest:
+        interest = draw(st.sampled_from((0.0, 0.03, 0.1)))
+    if kind == "grant":
+        cap = None
+    elif kind == "recoverable_grant":
+        cap = draw(st.sampled_from((None, 0.0)))
+    else:
+        cap = draw(st.sampled_from((None,) + rates))
+    return Investor(f"T{i}", draw(st.sampled_from((100.0, 250.0, 400.0, 1_000.0))),
+                    investor_class="grant" if kind == "grant" else "senior", return_cap=cap,
+                    seniority=draw(st.integers(1, 3)), repayable=kind != "grant", kind=kind, interest=interest,
+                    compounding=draw(st.sampled_from(COMPOUNDING)),
+                    available_from_month=draw(st.sampled_from((0, 0, 0, 3, 6))))
+
+
+def _subset(draw, names, min_size=0):
+    if not names:
+        return ()
+    return tuple(draw(st.lists(st.sampled_from(names), unique=True, min_size=min_size, max_size=len(names))))
+
+
+def _step(draw, repayable, kinds, knobs: Knobs) -> Step:
+    pay = draw(st.sampled_from(kinds))
+    to = _subset(draw, repayable)
+    order = draw(st.sampled_from(STEP_ORDERS))
+    cap = draw(st.sampled_from((None, None, None, 50.0, 300.0)))
+    after = _subset(draw, repayable) if knobs.after and draw(st.integers(0, 3)) == 0 else ()
+    kw = {}
+    if pay == "hurdle":
+        kw["rate"] = draw(st.sampled_from((0.0, 0.05) if knobs.positive_rates else (0.0,)))
+    elif pay == "success_fee":
+        if draw(st.booleans()):
+            kw["amount"] = draw(st.sampled_from((20.0, 150.0)))
+        else:
+            kw["share"] = draw(st.sampled_from((0.1, 0.5, 1.0)))
+    elif pay == "split":
+        targets = list(draw(st.lists(st.sampled_from(tuple(repayable) + ("provider", "payer")), unique=True,
+                                     min_size=1, max_size=3)))
+        raw = [draw(st.sampled_from((0.1, 0.25, 0.5, 1.0))) for _ in targets]
+        total = sum(raw)
+        shares = [r / total if total > 1 else r for r in raw]
+        kw["shares"] = tuple(zip(targets, shares))
+    return Step(pay, to, order, cap=cap, after=after, **kw)
+
+
+def _steps(draw, repayable, kinds, knobs, min_size=1, max_size=5):
+    out = []
+    for _ in range(draw(st.integers(min_size, max_size))):
+        s = _step(draw, repayable, kinds, knobs)
+        out.append(s)
+        if s.takes_all:  # the loader refuses a step after it (never reached)
+            break
+    return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    contract: object
+    outcomes: Outcomes
+
+
+@st.composite
+def stacks(draw, knobs: Knobs = Knobs()):
+    """A generated contract (stack, payers, termination) on the base contract."""
+    base = _base()
+    tranches = tuple(_tranche(draw, i, knobs) for i in range(draw(st.integers(1, 4))))
+    names = [t.name for t in tranches]
+    repayable = [t.name for t in tranches if t.repayable]
+    draw_order = DrawOrder()
+    if draw(st.booleans()):
+        perm = draw(st.permutations(names))
+        cuts = sorted(set(draw(st.lists(st.integers(1, len(perm) - 1), max_size=2)))) if len(perm) > 1 else []
+        bounds = [0, *cuts, len(perm)]
+        draw_order = DrawOrder(tuple(tuple(perm[a:b]) for a, b in zip(bounds, bounds[1:])))
+    budget = tuple((m, float(draw(st.sampled_from((0, 25, 50, 100))))) for m in range(9))
+    fees = []
+    if draw(st.integers(0, 3)) == 0:
+        fees.append(Fee("arranger", "investors", Schedule(((0, 20.0),))))
+    waterfall_fee = knobs.waterfall_fees and draw(st.integers(0, 2)) == 0
+    if waterfall_fee:
+        fees.append(Fee("servicer", "waterfall", Schedule(((draw(st.integers(1, 11)), 30.0),))))
+
+    # Payers: one (the contract's own payer) or two.
+    measurement = tuple(sorted(set(draw(st.lists(st.integers(1, TERM), min_size=1, max_size=3)))))
+    payer = dataclasses.replace(base.payer, measurement_months=measurement,
+                                payment_lag_months=draw(st.integers(0, 2)),
+                                payment_cap=draw(st.sampled_from((None, None, 300.0, 1_500.0))),
+                                default_probability=0.2 if knobs.defaults and draw(st.booleans()) else 0.0)
+    payers = ()
+    if draw(st.booleans()):
+        def one(name, buys, share):
+            return Payer(name, buys, share, draw(st.sampled_from((None, None, 200.0, 800.0))), draw(st.integers(0, 2)),
+                         0.2 if knobs.defaults and draw(st.booleans()) else 0.0,
+                         draw(st.sampled_from(("investors", "investors", "provider"))))
+        if draw(st.booleans()):
+            share = draw(st.sampled_from((0.5, 0.3)))
+            payers = (one("Gov", (), share), one("City", (), 1.0 - share))
+        else:
+            payers = (one("Gov", ("job_start",), 1.0), one("City", ("job_sustained", "savings"), 1.0))
+    savings = SavingsShare()
+    kind = draw(st.sampled_from(("none", "none", "plain", "balance" if (knobs.balance_savings and repayable) else "plain")))
+    if kind == "plain":
+        savings = SavingsShare(draw(st.sampled_from((0.2, 0.5))))
+    elif kind == "balance":
+        savings = SavingsShare(0.9, rate_after=0.3, until_tranches=_subset(draw, repayable, 1),
+                               until_rate=draw(st.sampled_from((0.0, 0.05) if knobs.positive_rates else (0.0,))))
+    payer = dataclasses.replace(payer, savings_share=savings)
+    if knobs.review and draw(st.integers(0, 2)) == 0:
+        more = (("job_sustained", "difference", 1.0),) if draw(st.booleans()) else ()
+        payer = dataclasses.replace(payer, review=Review(draw(st.integers(2, 9)), "job_start", "difference",
+                                                         draw(st.sampled_from((0.5, 3.0, 10.0))), more,
+                                                         draw(st.sampled_from(("any", "all")))))
+    stop = ExternalStop(draw(st.integers(2, 10)), 0.5) if knobs.review and draw(st.integers(0, 3)) == 0 else None
+
+    guarantees = []
+    if knobs.guarantees and repayable:
+        for g in range(draw(st.integers(0, 2))):
+            kind = draw(st.sampled_from(("share", "first_loss", "floor")))
+            guarantees.append(Guarantee(
+                draw(st.sampled_from(("Foundation", "Bank", "Gov"))), _subset(draw, repayable, 1),
+                share=draw(st.sampled_from((0.5, 1.0))), cap=draw(st.sampled_from((None, 100.0, 400.0))), kind=kind,
+                amount=draw(st.sampled_from((50.0, 300.0))) if kind == "first_loss" else None,
+                floor=draw(st.sampled_from((0.5, 0.8, 1.0))) if kind == "floor" else None,
+                pays=draw(st.sampled_from(GUARANTEE_WHEN)), recoup=draw(st.booleans())))
+    recoups = any(g.recoup for g in guarantees)
+
+    terms = None
+    if draw(st.integers(0, 3)) > 0:
+        kinds = tuple(knobs.step_kinds) + (("recoup",) if recoups else ()) + (("fees",) if waterfall_fee else ())
+        steps = _steps(draw, repayable, kinds, knobs)
+        if waterfall_fee and not any(s.pay == "fees" for s in steps):
+            steps = (Step("fees"),) + steps
+        if recoups and not any(s.pay == "recoup" for s in steps) and draw(st.booleans()):
+            steps = (Step("recoup"),) + steps
+        on_termination = ()
+        if knobs.termination_list and draw(st.integers(0, 2)) == 0:
+            on_termination = _steps(draw, repayable, tuple(k for k in kinds if k != "fees"), knobs, max_size=3)
+        terms = Waterfall(steps, on_termination)
+    elif waterfall_fee:
+        fees.pop()
+    contract = dataclasses.replace(
+        base, investors=tranches, draw_order=draw_order, provider_budget=Schedule(budget), fees=tuple(fees),
+        payer=payer, payer_split=payers, guarantees=tuple(guarantees), waterfall_terms=terms,
+        external_stop=stop, recycling=knobs.recycling and draw(st.integers(0, 3)) == 0)
+    try:  # the loader refuses planned calls beyond the commitments available month by month
+        engine.planned_draws(contract)
+    except RuntimeError:
+        from hypothesis import reject
+        reject()
+    return contract
+
+
+def _counts(draw, shape, hi):
+    return np.array(draw(st.lists(st.sampled_from((0, 0, 0, 1, hi // 4, hi)), min_size=int(np.prod(shape)),
+                                  max_size=int(np.prod(shape)))), dtype=np.int32).reshape(shape)
+
+
+@st.composite
+def outcomes_of(draw, contract, defaults: bool = True):
+    """Random treated and comparison counts on ``PATHS`` paths; the contract's random defaults and stops."""
+    T, K, Q = contract.horizon_months, len(contract.outcomes), len(contract.costs)
+    treated = np.zeros((PATHS, 1, K, T), np.int32)
+    comparison = np.zeros((PATHS, 1, K, T), np.int32)
+    for name, hi in (("job_start", 200), ("job_sustained", 100)):
+        k = contract.outcome_index(name)
+        treated[:, 0, k] = _counts(draw, (PATHS, T), hi)
+        comparison[:, 0, k] = _counts(draw, (PATHS, T), hi // 2)
+    costs_t = _counts(draw, (PATHS, 1, Q, T), 100)
+    costs_c = _counts(draw, (PATHS, 1, Q, T), 300)
+    default = []
+    for j, p in enumerate(contract.payers):
+        n = len(contract.payer_payment_months(j))
+        default.append(np.array(draw(st.lists(st.booleans(), min_size=PATHS * n, max_size=PATHS * n))).reshape(PATHS, n)
+                       if defaults and p.default_probability > 0 else None)
+    stopped = None
+    if contract.external_stop is not None:
+        stopped = np.array(draw(st.lists(st.booleans(), min_size=PATHS, max_size=PATHS)))
+    sizes = np.array([SIZE], np.int64)
+    return Outcomes(GroupOutcomes(treated, costs_t, sizes, {}), GroupOutcomes(comparison, costs_c, sizes, {}),
+                    payer_default=default[0] if len(default) == 1 else tuple(default), external_stop=stopped)
+
+
+@st.composite
+def recouping(draw, knobs: Knobs = Knobs()):
+    """A generated stack made to recoup: an external stop at a measurement month whose payment falls
+    after it (a lag), a guarantee paying at termination and recouped, a recoup step first."""
+    contract = draw(stacks(knobs))
+    repayable = [t.name for t in contract.investors if t.repayable]
+    if not repayable:
+        from hypothesis import reject
+        reject()
+    m = draw(st.integers(2, 9))
+    payer = dataclasses.replace(contract.payer, measurement_months=tuple(sorted({*contract.payer.measurement_months, m})),
+                                payment_lag_months=draw(st.integers(1, 2)), review=None)
+    payers = tuple(dataclasses.replace(p, payment_lag_months=draw(st.integers(1, 2))) for p in contract.payer_split)
+    guarantee = Guarantee("Foundation", _subset(draw, repayable, 1), share=draw(st.sampled_from((0.5, 1.0))),
+                          pays="termination", recoup=True)
+    terms = contract.waterfall_terms
+    if terms is not None and not any(s.pay == "recoup" for s in terms.steps):
+        terms = Waterfall((Step("recoup"),) + terms.steps, terms.on_termination)
+    return dataclasses.replace(contract, payer=payer, payer_split=payers, external_stop=ExternalStop(m, 0.5),
+                               guarantees=(guarantee,) + contract.guarantees, waterfall_terms=terms)
+
+
+@st.composite
+def cases(draw, knobs: Knobs = Knobs()):
+    contract = draw(stacks(knobs) if not knobs.guarantees or draw(st.integers(0, 3)) else recouping(knobs))
+    return contract, draw(outcomes_of(contract, knobs.defaults))
+
+
+# ---------------------------------------------------------------------------------------
+# the properties, as functions returning what is wrong (so a broken engine can be searched for)
+# ---------------------------------------------------------------------------------------
+def conservation_violation(contract, outcomes) -> str | None:
+    cash = settle(contract, outcomes)
+    try:
+        check_identities(contract, cash)
+    except AssertionError as e:
+        return str(e)
+    return None
+
+
+def cap_claims(contract, cash) -> np.ndarray:
+    """Each capped tranche's claim at the end of every month, computed from the ledgers alone, (P, N, T):
+    capital drawn less distributions, compounded at its cap rate; +inf without a cap."""
+    P, N, T = cash.distributions.shape
+    out = np.full((P, N, T), np.inf)
+    for i, t in enumerate(contract.investors):
+        if t.cap_rate is None:
+            continue
+        g = (1.0 + t.cap_rate) ** (1 / 12)
+        claim = np.zeros(P)
+        for m in range(T):
+            claim = claim * g + cash.capital_calls[:, i, m] - cash.distributions[:, i, m]
+            out[:, i, m] = claim
+    return out
+
+
+def guarantee_violation(contract, cash) -> str | None:
+    P, N, T = cash.distributions.shape
+    index = {n: i for i, n in enumerate(contract.tranche_names)}
+    drawn = cash.capital_calls.sum(axis=2)
+    for g, guarantee in enumerate(contract.guarantees):
+        paid = cash.guarantor_payments[g].sum(axis=1)
+        covered = drawn[:, [index[n] for n in guarantee.investors]].sum(axis=1)
+        bounds = [covered]
+        if guarantee.cap is not None:
+            bounds.append(np.full(P, guarantee.cap))
+        if guarantee.kind == "first_loss":
+            bounds.append(np.full(P, guarantee.amount))
+        elif guarantee.kind == "share":
+            bounds.append(guarantee.share * covered)
+        else:
+            bounds.append(guarantee.floor * covered)
+        if (paid > np.min(bounds, axis=0) + TOL).any():
+            return f"guarantee {g} ({guarantee.kind}) paid {paid.max()} beyond {np.min(bounds, axis=0)}"
+        # It pays at most once per path (in its month), and only on its month.
+        if ((cash.guarantor_payments[g] > TOL).sum(axis=1) > 1).any():
+            return f"guarantee {g} paid in several months"
+    # Guarantees cover losses: in a month they pay, a tranche's distributions and guarantee payouts so
+    # far never exceed the capital it drew.
+    got = np.cumsum(cash.distributions + cash.guarantee_payouts, axis=2)
+    paying = cash.guarantee_payouts > TOL
+    if (got[paying] > np.cumsum(cash.capital_calls, axis=2)[paying] + TOL).any():
+        return "a guarantee paid beyond the loss"
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# cash conserved, caps, guarantees
+# ---------------------------------------------------------------------------------------
+@SETTINGS
+@given(cases())
+def test_cash_is_conserved_across_every_party_on_every_path_and_month(case):
+    contract, outcomes = case
+    assert conservation_violation(contract, outcomes) is None
+
+
+@SETTINGS
+@given(cases())
+def test_no_tranche_is_paid_beyond_its_return_cap_and_guarantees_stay_within_theirs(case):
+    contract, outcomes = case
+    cash = settle(contract, outcomes)
+    claims = cap_claims(contract, cash)
+    assert (claims >= -CENT).all(), claims.min()
+    # A grant is never repaid; a recoverable grant gets its principal at most.
+    for i, t in enumerate(contract.investors):
+        if t.kind == "grant":
+            assert (cash.distributions[:, i] == 0).all()
+    assert guarantee_violation(contract, cash) is None
+    # Steps with a cap never pay beyond it: success fees in all never beyond their amount.
+    for s in contract.waterfall.steps:
+        if s.pay == "success_fee" and s.amount is not None and len(contract.waterfall.steps) == 1:
+            assert (cash.provider_payments.sum(axis=1) <= s.amount + TOL).all()
+
+
+# ---------------------------------------------------------------------------------------
+# seniority and sequence
+# ---------------------------------------------------------------------------------------
+def _order_violation(offer, owed, order, seniority, paid) -> str | None:
+    """A junior (later) column paid while a senior (earlier) one is still owed after the step; also the
+    step pays exactly what is on offer or all that is owed, within what each is owed."""
+    short = np.maximum(owed, 0.0) - paid  # still owed after the step
+    scale = 1.0 + np.abs(np.where(np.isfinite(owed), owed, 0.0)).max(initial=0.0)
+    if (paid < -TOL).any() or (short < -TOL * scale).any():
+        return "paid beyond what was owed"
+    want = np.minimum(offer, np.maximum(owed, 0.0).sum(axis=1))
+    if not np.allclose(paid.sum(axis=1), want, rtol=1e-9, atol=TOL):
+        return f"paid {paid.sum(axis=1)} of {offer} with {owed.sum(axis=1)} owed"
+    n = owed.shape[1]
+    for a in range(n):
+        for b in range(n):
+            senior = (seniority[a] < seniority[b]) if order == "seniority" else (order == "sequential" and a < b)
+            if senior and ((paid[:, b] > TOL) & (short[:, a] > TOL)).any():
+                return f"column {b} paid while column {a} still owed ({order})"
+    return None
+
+
+@contextmanager
+def watching_share_out():
+    """Record every call of the engine's sharing rule (whatever it is) and check its order."""
+    found = []
+    inner = engine._share_out
+
+    def spy(offer, owed, order, seniority, weights, by_commitment=False):
+        paid = inner(offer, owed, order, seniority, weights, by_commitment)
+        problem = _order_violation(offer, owed, order, np.asarray(seniority), paid)
+        if problem:
+            found.append(problem)
+        return paid
+
+    with mock.patch.object(engine, "_share_out", spy):
+        yield found
+
+
+def seniority_violation(contract, outcomes) -> str | None:
+    with watching_share_out() as found:
+        cash = settle(contract, outcomes)
+    if found:
+        return found[0]
+    return one_step_ledger_violation(contract, cash)
+
+
+def one_step_ledger_violation(contract, cash) -> str | None:
+    """From the ledgers alone, for a waterfall of one principal or to_cap step (sequential or by
+    seniority) over tranches without interest: a junior is paid in a month only if every senior one is
+    owed nothing after it (principal: drawn less repaid; to_cap: its cap claim)."""
+    steps = contract.waterfall.steps
+    if len(steps) != 1 or contract.waterfall.on_termination or steps[0].pay not in ("principal", "to_cap") \
+            or steps[0].order == "pro_rata" or steps[0].after or steps[0].cap is not None:
+        return None
+    step = steps[0]
+    names = contract.tranche_names
+    cols = [names.index(n) for n in (step.to or names) if contract.investors[names.index(n)].repayable]
+    if any(contract.investors[i].interest for i in cols):
+        return None
+    if step.pay == "principal":
+        owed = np.cumsum(cash.capital_calls - cash.distributions, axis=2)
+    else:
+        owed = cap_claims(contract, cash)
+        drew = np.cumsum(cash.capital_calls, axis=2) > engine.DUST
+        owed = np.where(drew, owed, 0.0)
+    for ai, a in enumerate(cols):
+        for b in cols[ai + 1:] if step.order == "sequential" else cols:
+            if step.order == "seniority" and not contract.investors[a].seniority < contract.investors[b].seniority:
+                continue
+            bad = (cash.distributions[:, b] > TOL) & (owed[:, a] > CENT)
+            if bad.any():
+                return f"{names[b]} paid while {names[a]} still owed {owed[:, a][bad].max()}"
+    return None
+
+
+@SETTINGS
+@given(cases())
+def test_a_step_never_pays_a_junior_while_a_senior_in_the_same_step_is_owed(case):
+    contract, outcomes = case
+    assert seniority_violation(contract, outcomes) is None
+
+
+@st.composite
+def one_step_cases(draw):
+    """Tranches without interest, one principal or to_cap step by seniority or in sequence."""
+    knobs = Knobs(interest=False, after=False, guarantees=False, termination_list=False)
+    contract = draw(stacks(knobs))
+    repayable = [t.name for t in contract.investors if t.repayable]
+    step = Step(draw(st.sampled_from(("principal", "to_cap"))), _subset(draw, repayable),
+                draw(st.sampled_from(("seniority", "sequential"))))
+    contract = dataclasses.replace(contract, waterfall_terms=Waterfall((step,)), recycling=False)
+    return contract, draw(outcomes_of(contract))
+
+
+@SETTINGS
+@given(one_step_cases())
+def test_seniority_read_from_the_ledgers_of_a_one_step_waterfall(case):
+    contract, outcomes = case
+    assert one_step_ledger_violation(contract, settle(contract, outcomes)) is None
+
+
+# ---------------------------------------------------------------------------------------
+# power: broken engines must be caught
+# ---------------------------------------------------------------------------------------
+POWER = settings(max_examples=400, database=None, derandomize=True, phases=(Phase.generate,),
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                        HealthCheck.filter_too_much])
+
+
+def _losing_run_steps(steps, columns, accounts, offer, ctx):
+    """Deliberately wrong: what no step takes in a month is lost (neither withheld nor kept by the payer)."""
+    _real_run_steps(steps, columns, accounts, offer, ctx)
+    return np.zeros_like(offer)
+
+
+_real_run_steps = engine._run_steps
+
+
+def test_the_conservation_property_catches_a_waterfall_that_loses_what_it_cannot_place():
+    with mock.patch.object(engine, "_run_steps", _losing_run_steps):
+        case = find(cases(), lambda c: conservation_violation(*c) is not None, settings=POWER)
+        assert conservation_violation(*case) is not None
+
+
+def _juniors_first(offer, owed, order, seniority, weights, by_commitment=False):
+    """Deliberately wrong: seniority and sequence reversed (the most junior paid first)."""
+    seniority = np.asarray(seniority)
+    if order == "sequential":
+        return _real_share_out(offer, owed[:, ::-1], order, seniority[::-1], weights[::-1], by_commitment)[:, ::-1]
+    return _real_share_out(offer, owed, order, -seniority, weights, by_commitment)
+
+
+_real_share_out = engine._share_out
+
+
+def test_the_seniority_property_catches_a_waterfall_that_pays_juniors_first():
+    with mock.patch.object(engine, "_share_out", _juniors_first):
+        case = find(cases(), lambda c: seniority_violation(*c) is not None, settings=POWER)
+        assert seniority_violation(*case) is not None
+        # The ledger-only check sees it too, without looking inside the engine.
+        case = find(one_step_cases(), lambda c: one_step_ledger_violation(c[0], settle(*c)) is not None,
+                    settings=POWER)
+        assert one_step_ledger_violation(case[0], settle(*case)) is not None
