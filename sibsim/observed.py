@@ -592,7 +592,12 @@ def outcomes_from_observed(contract: Contract, observed: Observed) -> Outcomes:
     else:  # modelled counterfactual at the prior means
         c_sizes = sizes
         c_events, c_costs = split_counts(contract, _expected_at_means(contract, "comparison", sizes))
+    stop = contract.external_stop
+    # A possible external stop (probability below 1) is a risk of the simulation, not an observation:
+    # settling observed counts, it did not happen.  A certain one (probability 1, a what-if) applies.
+    stopped = np.zeros(1, dtype=bool) if stop is not None and stop.probability < 1 else None
     return Outcomes(
         treated=GroupOutcomes(t_events, t_costs, sizes, {}),
         comparison=GroupOutcomes(c_events, c_costs, np.asarray(c_sizes), {}),
+        external_stop=stopped,
     )

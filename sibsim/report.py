@@ -1099,7 +1099,8 @@ class _Memo:
                                                 if months else "")))
         for fee in c.fees:
             fm = [m for m, a in fee.schedule.entries if a]
-            who = "the investors (out of the capital)" if fee.paid_by == "investors" else "the payer"
+            who = {"investors": "the investors (out of the capital)",
+                   "waterfall": "the waterfall (out of outcome payments, at its fees step)"}.get(fee.paid_by, "the payer")
             add(f"Fee: {fee.name}", e(f"{_money(fee.schedule.total, cur)} paid by {who}"
                                       + (f", in {_months_list(sorted(set(fm)), cal)}" if fm else "")))
         if len(c.payers) > 1:
@@ -1396,7 +1397,7 @@ class _Memo:
             "Risks outside the contract are not modelled: the provider failing, the contract being renegotiated, "
             "changes in the law, or the evaluator's method being disputed"
             + (". The payer's risk of not paying is modelled as a fixed probability per payment."
-               if c.payer.default_probability > 0 else "."),
+               if any(p.default_probability > 0 for p in c.payers) else "."),
             "The results are only as good as the assumptions in section 5. The Monte Carlo error measures "
             "simulation noise only, not the uncertainty about those assumptions (see section 6).",
         ]

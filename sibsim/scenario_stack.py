@@ -332,14 +332,17 @@ def _steps(c: _Checker, value, field: str, tranches: Tranches) -> tuple[Step, ..
 
 
 def _takes_all(step: Step, tranches: Tranches) -> bool:
-    """Whether no cash is ever left after the step: an unconditional split of everything
-    (:attr:`Step.takes_all`), a success fee of the whole share, or ``to_cap`` for an uncapped tranche."""
+    """Whether no cash is ever left after the step: an unconditional split of everything to
+    targets that take any amount (the provider, the payer, tranches without a return cap
+    available from the start: :attr:`Step.takes_all`), or a success fee of the whole share.  A
+    capped tranche, or one released later, can leave cash for later steps.  (A ``to_cap`` step
+    can too: an uncapped tranche takes nothing before it has drawn.)"""
     if step.cap is not None or step.after:
         return False
-    if step.pay == "to_cap":
-        to = step.to or tuple(t.name for t in tranches.investors if t.repayable)
-        return any(t.name in to and t.cap_rate is None for t in tranches.investors)
-    return step.takes_all or (step.pay == "success_fee" and step.share == 1)
+    if step.pay == "split":
+        limited = {t.name for t in tranches.investors if t.cap_rate is not None or t.available_from_month > 0}
+        return step.takes_all and not any(target in limited for target, _ in step.shares)
+    return step.pay == "success_fee" and step.share == 1
 
 
 def _why_all(step: Step) -> str:

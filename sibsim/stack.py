@@ -136,7 +136,8 @@ class Step:
     * ``hurdle``: until each of ``to`` has received its capital drawn compounded at ``rate`` a
       year (return of capital plus a preferred return; ``rate = 0``: return of capital).
     * ``to_cap``: everything ``to`` may still receive under its return cap (all the cash on offer
-      for a tranche without a cap).
+      for a tranche without a cap), shared pro rata to capital drawn (a tranche that has drawn
+      nothing takes nothing) with water-filling: what a capped tranche cannot take goes round again.
     * ``success_fee``: to the provider, ``amount`` EUR in all (or ``share`` of the cash on offer
       at this step each month).
     * ``split``: the cash on offer at this step in ``shares`` (targets: tranche names,
@@ -145,8 +146,10 @@ class Step:
     * ``recoup``: guarantors whose guarantee is ``recoup = True`` get back what they paid out.
 
     Limits and conditions: ``to`` is shared by ``order`` (``seniority``: by seniority, pro rata
-    within a seniority; ``pro_rata``: in proportion to what each is owed by the step;
-    ``sequential``: in the listed order); ``cap``: EUR this step pays in all over the contract;
+    within a seniority; ``pro_rata``: in proportion to what each is owed by the step, or for
+    ``to_cap`` to capital drawn;
+    ``sequential``: in the listed order); ``cap``: EUR this step pays in all over the contract (a share of the cash is taken of all
+    that is on offer, then cut to the cap);
     ``after``: the step pays only in months when each named tranche is repaid (it has drawn
     capital and owes neither principal nor interest).
     """
@@ -181,7 +184,8 @@ class Waterfall:
 
     Cash left after the last step is *withheld*: the payers keep it as still owed and offer it
     again the next month (a later capital call can make room under a return cap); what is
-    withheld at the end stays with them.  ``on_termination`` empty: the same steps.
+    withheld at the end stays with them.  ``on_termination``: the steps applied from the month
+    of an early termination on (every later payment included); empty: the same steps.
     """
 
     steps: tuple[Step, ...]

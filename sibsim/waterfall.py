@@ -16,16 +16,19 @@ Each month ``t``, in this order:
    budget and investor fees first; capital is called for the rest, split over the tranches by
    the draw order (never beyond a commitment, never before a tranche is available).  Without
    recycling, everything received is on offer at once; with it, what is held is released once
-   delivery has ended.
+   delivery has ended as planned, or at an early termination.
 4. **Waterfall.** The cash on offer (released this month plus what was withheld before) goes
-   through the steps in order (in the month of an early termination: the termination list,
-   with everything the vehicle holds); what is left is withheld (owed by the payers, offered
-   again next month; what is withheld at the end, the payers keep).
+   through the steps in order (from the month of an early termination on: the termination
+   list, which then also receives everything the vehicle holds); what is left is withheld
+   (owed by the payers, offered again next month; what is withheld at the end, the payers keep).
 5. **Guarantees** due this month pay the covered tranches' losses (principal drawn less all
-   the waterfall paid them), in listed order, within their caps.
+   the waterfall and earlier guarantees paid them), in listed order, within their caps.  A
+   payout repays the tranche's principal and counts against its return cap, so later cash
+   never pays a loss twice (a guarantor that recoups is repaid by its own step).
 
-Withheld money and a ``"payer"`` share of a split belong to the payers in proportion to what
-each has paid into the vehicle so far.
+Each payer's money is kept apart: in the vehicle, on offer and withheld.  Every pool is used
+pro rata within a month, so what is withheld, or kept through a ``"payer"`` share of a split,
+belongs to each payer in proportion to its part of the cash on offer that month.
 """
 
 from __future__ import annotations
@@ -122,6 +125,16 @@ class _Accounts:
         self.received = self.received + paid
         return to_interest, to_principal
 
+    def cover(self, paid: np.ndarray) -> None:
+        """Book guarantee payouts (P, N): they repay principal (then interest) and count against the
+        return cap and hurdles, so later cash never pays a loss a guarantor already made good."""
+        to_principal = np.minimum(paid, self.principal)
+        self.principal = self.principal - to_principal
+        self.interest = np.maximum(self.interest - (paid - to_principal), 0.0)
+        self.cap_claim = self.cap_claim - paid
+        for rate in self.hurdles:
+            self.hurdles[rate] = self.hurdles[rate] - paid
+
     def repaid(self, columns) -> np.ndarray:
         """(P,) bool: each tranche of ``columns`` has drawn capital and owes nothing."""
         owes = (self.interest[:, columns] + self.principal[:, columns]) > REPAID
@@ -129,12 +142,12 @@ class _Accounts:
 
 
 def _share_out(offer: np.ndarray, owed: np.ndarray, order: str, seniority: np.ndarray,
-               weights: np.ndarray, by_commitment: bool = False) -> np.ndarray:
+               weights: np.ndarray | None = None) -> np.ndarray:
     """Pay ``offer`` (P,) against ``owed`` (P, n): pro rata to what is owed, in sequence, or by seniority.
 
-    ``by_commitment`` (a ``to_cap`` step, whose claims may be unlimited: a tranche without a
-    return cap has no size to be pro rata to) shares pro rata to ``weights`` (commitments) by
-    water-filling: what a capped tranche cannot take goes round again to the others.
+    ``weights`` (P, n) (a ``to_cap`` step, whose claims may be unlimited: a tranche without a
+    return cap has no size to be pro rata to): shares pro rata to them (the capital drawn) by
+    water-filling instead, so what a capped tranche cannot take goes round again to the others.
     """
     paid = np.zeros_like(owed)
     left = offer.copy()
@@ -145,7 +158,7 @@ def _share_out(offer: np.ndarray, owed: np.ndarray, order: str, seniority: np.nd
     else:
         groups = [seniority == s for s in sorted(set(seniority.tolist()))]
     for members in groups:
-        if by_commitment:
+        if weights is not None:
             for _ in range(int(members.sum())):
                 open_ = members & (owed - paid > DUST)
                 w = np.where(open_, weights, 0.0)
@@ -174,24 +187,26 @@ def _run_steps(steps, columns, accounts: _Accounts, offer: np.ndarray, ctx) -> n
     left = offer
     for s, step in steps:
         state = ctx.step_state[s]
-        budget = left if step.cap is None else np.minimum(left, np.maximum(step.cap - state.paid, 0.0))
-        if step.after:
-            budget = np.where(accounts.repaid(columns[s + ("after",)]), budget, 0.0)
+        base = left if not step.after else np.where(accounts.repaid(columns[s + ("after",)]), left, 0.0)
+        cap_left = None if step.cap is None else np.maximum(step.cap - state.paid, 0.0)
+        # A cap limits what the step pays: for a share of the cash (a split, a success fee as a
+        # share) the share is taken of all that is on offer and then cut to the cap.
+        budget = base if cap_left is None else np.minimum(base, cap_left)
         if not (budget > DUST).any():
             continue
         if step.pay in ("interest", "principal", "hurdle", "to_cap"):
             cols = columns[s]
             owed = accounts.owe(step.pay, step.rate)[:, cols]
             paid = np.zeros_like(accounts.received)
-            paid[:, cols] = _share_out(budget, owed, step.order, ctx.seniority[cols], ctx.weights[cols],
-                                       by_commitment=step.pay == "to_cap")
+            paid[:, cols] = _share_out(budget, owed, step.order, ctx.seniority[cols],
+                                       accounts.drawn[:, cols] if step.pay == "to_cap" else None)
             ctx.book_tranches(accounts, paid)
             spent = paid.sum(axis=1)
         elif step.pay == "success_fee":
             if step.amount is not None:
                 give = np.minimum(budget, np.maximum(step.amount - state.paid, 0.0))
             else:
-                give = budget * step.share
+                give = base * step.share if cap_left is None else np.minimum(base * step.share, cap_left)
             ctx.provider[:, ctx.t] += give
             spent = give
         elif step.pay == "fees":
@@ -206,20 +221,26 @@ def _run_steps(steps, columns, accounts: _Accounts, offer: np.ndarray, ctx) -> n
             ctx.recoveries[:, :, ctx.t] += give
             spent = give.sum(axis=0)
         else:  # split
-            spent = np.zeros_like(budget)
             paid = np.zeros_like(accounts.received)
-            room = np.maximum(accounts.cap_claim, 0.0)
+            room = np.where(accounts.drawn > DUST, np.maximum(accounts.cap_claim, 0.0), 0.0)
+            parts = []
             for target, share in step.shares:
-                part = budget * share
+                part = base * share
+                if target not in (PROVIDER, PAYER):
+                    part = np.minimum(part, room[:, ctx.index[target]])
+                parts.append(part)
+            spent = np.sum(parts, axis=0)
+            if cap_left is not None:  # every share cut in proportion to fit the cap
+                scale = np.minimum(np.divide(cap_left, spent, out=np.ones_like(spent), where=spent > cap_left), 1.0)
+                parts = [part * scale for part in parts]
+                spent = spent * scale
+            for (target, _), part in zip(step.shares, parts):
                 if target == PROVIDER:
                     ctx.provider[:, ctx.t] += part
                 elif target == PAYER:
                     ctx.to_payers[:, ctx.t] += part
                 else:
-                    i = ctx.index[target]
-                    part = np.minimum(part, room[:, i])
-                    paid[:, i] += part
-                spent = spent + part
+                    paid[:, ctx.index[target]] += part
             ctx.book_tranches(accounts, paid)
         state.paid = state.paid + spent
         left = np.maximum(left - spent, 0.0)
@@ -233,7 +254,6 @@ class _Context:
     t: int
     index: dict
     seniority: np.ndarray
-    weights: np.ndarray
     step_state: dict
     distributions: np.ndarray   # (P, N, T)
     interest_paid: np.ndarray
@@ -331,7 +351,6 @@ def run(contract, due: np.ndarray, defaults: list, needs: np.ndarray, terminatio
     ctx = _Context(
         t=0, index={n: i for i, n in enumerate(contract.tranche_names)},
         seniority=np.array([t.seniority for t in tranches]),
-        weights=np.array([t.commitment for t in tranches], dtype=float),
         step_state={key: _StepState(np.zeros(P)) for key, _ in steps + term_steps},
         distributions=np.zeros((P, N, T)), interest_paid=np.zeros((P, N, T)), principal_repaid=np.zeros((P, N, T)),
         provider=np.zeros((P, T)), to_payers=np.zeros((P, T)), waterfall_fees=np.zeros((P, T)),
@@ -348,18 +367,20 @@ def run(contract, due: np.ndarray, defaults: list, needs: np.ndarray, terminatio
     guarantee_payouts, guarantor_payments = np.zeros((P, N, T)), np.zeros((G, P, T))
 
     counted = np.zeros((J, P))      # what each payer paid or owes: what its cap has used up
-    contributed = np.zeros((J, P))  # what each payer paid into the vehicle so far
     pay_index = [{m: k for k, m in enumerate(contract.payer_payment_months(j))} for j in range(J)]
     to_vehicle = np.array([p.paid_to != "provider" for p in payers])
     payer_caps = [p.payment_cap for p in payers]
     remaining = np.broadcast_to(np.array([t.commitment for t in tranches], dtype=float), (P, N)).copy()
 
-    # Recycling: the vehicle releases what it holds once delivery has ended (a path without any
-    # need, e.g. terminated before delivery, releases at once).
-    has_need = (needs > 0).any(axis=1)
-    delivery_ends = np.where(has_need, T - 1 - np.argmax(needs[:, ::-1] > 0, axis=1), 0)
-    vehicle = np.zeros(P)
-    withheld = np.zeros(P)
+    # Recycling: the vehicle releases what it holds once delivery has ended as planned, or at an
+    # early termination: never earlier because the future cuts the budget short.
+    planned = contract.provider_budget.to_array(T) + contract.fee_schedule("investors")
+    planned_end = int(np.flatnonzero(planned > 0).max()) if (planned > 0).any() else 0
+    terminated = termination_month >= 0
+    # Each payer's money in the vehicle and withheld: every pool is used pro rata within a month,
+    # so what is left (or kept by the payers through a split) is each payer's own.
+    vehicle = np.zeros((J, P))
+    withheld = np.zeros((J, P))
     payout_month = guarantee_month(contract)
 
     for t in range(T):
@@ -374,7 +395,7 @@ def run(contract, due: np.ndarray, defaults: list, needs: np.ndarray, terminatio
         owed_now = due[:, :, t].copy()
         if savings_part is not None:
             owed_now += savings_part(t, accounts)
-        received = np.zeros(P)
+        received = np.zeros((J, P))
         for j in range(J):
             if t not in pay_index[j]:
                 continue
@@ -386,23 +407,23 @@ def run(contract, due: np.ndarray, defaults: list, needs: np.ndarray, terminatio
             payer_defaulted[j, :, t] = missed
             counted[j] += amount - missed
             if to_vehicle[j]:
-                received += amount - missed
-                contributed[j] += amount - missed
+                received[j] = amount - missed
             else:
                 direct[:, t] += amount - missed
         # 3. fund delivery and draw
         if contract.recycling:
             vehicle = vehicle + received
-            use = np.minimum(vehicle, needs[:, t])
+            pool = vehicle.sum(axis=0)
+            use = np.minimum(pool, needs[:, t])
             recycled[:, t] = use
             call = needs[:, t] - use
-            vehicle = vehicle - use
-            ending = (t >= delivery_ends) | (t == termination_month)
-            released = np.where(ending, vehicle, 0.0)
-            vehicle = np.where(ending, 0.0, vehicle)
+            vehicle = vehicle * _kept(pool, use)
+            ending = (t >= planned_end) | (terminated & (t >= termination_month))
+            released = np.where(ending[None, :], vehicle, 0.0)
+            vehicle = np.where(ending[None, :], 0.0, vehicle)
         else:
             call, released = needs[:, t], received
-        held[:, t] = vehicle
+        held[:, t] = vehicle.sum(axis=0)
         if call.any():
             c = draw(contract, call, t, remaining)
             remaining -= c
@@ -412,24 +433,23 @@ def run(contract, due: np.ndarray, defaults: list, needs: np.ndarray, terminatio
             accounts.cap_claim = accounts.cap_claim + c
             for rate in accounts.hurdles:
                 accounts.hurdles[rate] = accounts.hurdles[rate] + c
-        # 4. waterfall
+        # 4. waterfall: from an early termination on, the termination list
         ctx.fees_due_to_date = waterfall_fee_schedule[t]
-        offer = released + withheld
-        ending_now = termination_month == t
+        pools = released + withheld
+        offer = pools.sum(axis=0)
+        wound_down = terminated & (t >= termination_month)
         if not (offer > DUST).any():
-            withheld = np.zeros(P)  # nothing on offer: no step can pay (round-off dust is not money)
-        elif ending_now.any() and term_steps is not steps:
-            left_normal = _run_steps(steps, columns, accounts, np.where(ending_now, 0.0, offer), ctx)
-            left_term = _run_steps(term_steps, columns, accounts, np.where(ending_now, offer, 0.0), ctx)
-            withheld = left_normal + left_term
+            left = np.zeros(P)  # nothing on offer: no step can pay (round-off dust is not money)
+        elif wound_down.any() and term_steps is not steps:
+            left = (_run_steps(steps, columns, accounts, np.where(wound_down, 0.0, offer), ctx)
+                    + _run_steps(term_steps, columns, accounts, np.where(wound_down, offer, 0.0), ctx))
         else:
-            withheld = _run_steps(steps, columns, accounts, offer, ctx)
-        # Withheld money and splits to "payer" belong to the payers as they contributed.
-        total = contributed.sum(axis=0)
-        owner = np.divide(contributed, total, out=np.full_like(contributed, 1.0 / J), where=total > 0)
-        payer_withheld[:, :, t] = owner * withheld
-        payer_retained[:, :, t] = (payer_withheld[:, :, t] - (payer_withheld[:, :, t - 1] if t else 0.0)
-                                   + owner * ctx.to_payers[:, t])
+            left = _run_steps(steps, columns, accounts, offer, ctx)
+        share = np.divide(pools, offer, out=np.zeros_like(pools), where=offer > 0)  # each payer's part
+        withheld = share * left
+        payer_withheld[:, :, t] = withheld
+        payer_retained[:, :, t] = (withheld - (payer_withheld[:, :, t - 1] if t else 0.0)
+                                   + share * ctx.to_payers[:, t])
         # 5. guarantees
         if G:
             _guarantees(contract, accounts, t, payout_month, termination_month, ctx,
@@ -439,6 +459,11 @@ def run(contract, due: np.ndarray, defaults: list, needs: np.ndarray, terminatio
                         guarantee_payouts, guarantor_payments, ctx.recoveries,
                         payer_due, payer_defaulted, payer_retained, payer_withheld,
                         direct, ctx.provider, ctx.waterfall_fees, recycled, held)
+
+
+def _kept(pool: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """Share of a pool (P,) left after ``used`` (P,) of it is spent: every payer's part alike."""
+    return np.divide(pool - used, pool, out=np.zeros_like(pool), where=pool > 0)
 
 
 def guarantee_month(contract) -> int:
@@ -457,6 +482,12 @@ def _guarantees(contract, accounts: _Accounts, t: int, payout_month: int, termin
     terminated_now = termination_month == t
     run_got = None  # payouts before a run of consecutive share guarantees: co-guarantors share one loss
     for g, guarantee in enumerate(contract.guarantees):
+        got = to_tranches.sum(axis=2)  # guarantee payouts so far, this month's earlier ones included
+        if guarantee.kind == "share":
+            run_got = got if run_got is None else run_got  # the run starts at its first listed member
+            got = run_got
+        else:
+            run_got = None
         if guarantee.pays == "maturity":
             pays = np.full(termination_month.shape, t == payout_month)
         elif guarantee.pays == "termination":
@@ -466,12 +497,6 @@ def _guarantees(contract, accounts: _Accounts, t: int, payout_month: int, termin
         if not pays.any():
             continue
         covered = np.array([n in guarantee.investors for n in names])
-        got = to_tranches.sum(axis=2)  # guarantee payouts so far, this month's earlier ones included
-        if guarantee.kind == "share":
-            run_got = got if run_got is None else run_got
-            got = run_got
-        else:
-            run_got = None
         loss = np.maximum(accounts.drawn - accounts.received - got, 0.0) * covered[None, :]
         if guarantee.kind == "share":
             cover = guarantee.share * loss
@@ -485,6 +510,7 @@ def _guarantees(contract, accounts: _Accounts, t: int, payout_month: int, termin
             total = cover.sum(axis=1, keepdims=True)
             cover = cover * np.minimum(np.divide(room, total, out=np.ones_like(total), where=total > room), 1.0)
         cover = np.where(pays[:, None], cover, 0.0)
+        accounts.cover(cover)
         to_tranches[:, :, t] += cover
         by_guarantee[g, :, t] = cover.sum(axis=1)
         ctx.guarantee_paid[g] += cover.sum(axis=1)

@@ -332,7 +332,8 @@ def check_ledgers(contract: Contract, cash: Cashflows, check_irr: bool = True, o
         left = claims - dist[:, :, t]  # capped claim still open after this month's distributions
         # Return caps: the capped claim never goes negative.
         assert (left[:, capped] >= -EUR_TOL).all(), (t, left[:, capped].min())
-        exhausted = capped[None, :] & (left <= EUR_TOL)  # (P, I) at its cap after this month
+        # (P, I) at its cap after this month, or nothing drawn yet (no claim: nothing to repay).
+        exhausted = (capped[None, :] & (left <= EUR_TOL)) | (calls[:, :, : t + 1].sum(axis=2) <= 0)
         # Seniority: a junior is paid in a month only if every more senior repayable investor is
         # capped and exhausted its claim in that month.
         for j in range(I):

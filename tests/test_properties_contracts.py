@@ -123,17 +123,18 @@ def old_contract_docs(draw, measures=ALL_MEASURES):
             inv["class"] = draw(st.sampled_from(("senior", "junior")))
         if draw(st.booleans()):
             inv["return_cap"] = draw(rate(0.0, 0.3))
-        if draw(st.integers(0, 3)) == 0:
+        if not grant and draw(st.integers(0, 3)) == 0:  # a grant is never repaid: nothing to protect
             inv["capital_protection"] = draw(rate(0.01, 0.3))
         investors.append(inv)
     doc["investors"] = investors
     guarantees = []
+    repayable = [i for i in investors if i["class"] != "grant"]  # guarantees on grants are refused
     for _ in range(draw(st.integers(0, 2))):
         g = {"guarantor": draw(st.sampled_from(("Province", "Municipality"))), "share": draw(rate(0.01, 0.3))}
         if draw(st.booleans()):
-            g["investors"] = sorted(draw(st.sets(st.sampled_from([i["name"] for i in investors]), min_size=1)))
+            g["investors"] = sorted(draw(st.sets(st.sampled_from([i["name"] for i in repayable]), min_size=1)))
         else:
-            g["classes"] = sorted(draw(st.sets(st.sampled_from(sorted({i["class"] for i in investors})), min_size=1)))
+            g["classes"] = sorted(draw(st.sets(st.sampled_from(sorted({i["class"] for i in repayable})), min_size=1)))
         if draw(st.booleans()):
             g["cap"] = draw(money(1.0, 20_000.0))
         guarantees.append(g)

@@ -572,6 +572,8 @@ def test_split_targets_are_tranches_provider_or_payer_never_a_grant():
 def test_a_step_after_a_split_of_everything_is_never_reached():
     doc = base()
     steps(doc).append({"pay": "to_cap"})
+    accepted(doc)  # the split's Junior is capped: once it is at its cap, its share stays on offer
+    steps(doc)[7]["shares"] = {"provider": 0.7, "payer": 0.3}
     refused(doc, "waterfall.steps[8]", "never reached: waterfall.steps[7] takes all the cash left (shares adding "
                                        "up to 1, no cap, no after), got a 'to_cap' step after it")
     steps(doc)[7]["cap"] = 1_000  # a cap leaves the rest on offer
@@ -592,9 +594,8 @@ def test_a_step_after_everything_taken_otherwise_is_never_reached():
     doc["waterfall"]["on_termination"][0]["share"] = 0.999
     accepted(doc)
     doc = base()
-    steps(doc)[6].pop("cap")  # the deferred fee has no return cap: to_cap takes everything
-    refused(doc, "waterfall.steps[7]", "never reached: waterfall.steps[6] takes all the cash left (a tranche "
-                                       "without a return cap takes everything, no cap, no after)")
+    steps(doc)[6].pop("cap")  # an uncapped tranche takes nothing before it has drawn: cash can be left
+    accepted(doc)
 
 
 def test_fees_paid_by_the_waterfall_need_a_fees_step_and_back():
