@@ -110,11 +110,16 @@ def _need_openpyxl() -> None:
 
 
 def _writers(results, plots: bool):
-    from .metrics import PATH_COLUMNS, npv_notes
+    from .metrics import GUARANTOR_PAID, PATH_COLUMNS, PAYER_PAID, npv_notes
 
     columns = dict(PATH_COLUMNS)
     for name, note in npv_notes(results.contract).items():  # the rates this run used
         columns[name] += f"; this run: {note}"
+    for name in results.paths.columns:  # one column per guarantor (and per payer, with several)
+        if name.startswith(GUARANTOR_PAID):
+            columns[name] = f"what {name[len(GUARANTOR_PAID):]} paid out as guarantor, less what it recouped, money"
+        elif name.startswith(PAYER_PAID):
+            columns[name] = f"outcome payments made by {name[len(PAYER_PAID):]}, net of what it kept, money"
 
     def csv(frame, **kw):  # text columns (e.g. the currency from the scenario) stay text in a spreadsheet
         return lambda path: csv_safe(frame).to_csv(path, **kw)
