@@ -34,7 +34,7 @@ from sibsim.scenario import contract_from_dict
 from sibsim.settlement import settle as settle_observed
 
 from .conftest import ROOT
-from .test_stack_deals import base_contract, cents, check_identities, monthly, outcomes_for, settled, with_payer, with_stack
+from .test_stack_deals import CENT, base_contract, cents, check_identities, monthly, outcomes_for, settled, with_payer, with_stack
 
 STACK = ROOT / "tests" / "fixtures" / "valid_stack.toml"
 
@@ -65,3 +65,200 @@ def test_1_an_uncapped_tranche_that_drew_nothing_takes_nothing():
     cents(cash.distributions[0], [monthly(T, {6: 150_000}), np.zeros(T)])
     cents(cash.withheld_by_payer, 0.0)
     cents(cash.outcome_payments[0], monthly(T, {6: 150_000}))
+
+
+# ---------------------------------------------------------------------------------------
+# 2. a guarantee payout repays principal and counts against the cap: no loss paid twice
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("then", ["withheld", "provider"])
+def test_2_a_termination_guarantee_counts_against_the_cap_of_later_payments(then):
+    # F 100,000 (return cap 5 % a year), drawn at month 0.  External stop at month 12 (certain); the
+    # month-12 measurement is held (not after the termination) and paid 3 months later, at 15: 60,000.
+    # Floor guarantee 1.0, paid at termination.  Waterfall: the default (to_cap), or to_cap then
+    # everything left to the provider.
+    #   Month 12: nothing received yet: loss 100,000 -> the guarantor pays 100,000.  F's cap claim:
+    #   100,000 x 1.05^(12/12) = 105,000, less the payout: 5,000.
+    #   Month 15: the claim has grown to 5,000 x 1.05^(3/12) = 5,061.36: F takes that (it repays no
+    #   principal: the payout already did), and the other 54,938.64 goes on: withheld to the end
+    #   (kept by the payer), or to the provider.  F in all: 100,000 @12 + 5,061.36 @15, worth
+    #   100,000 / 1.05 + 5,000 / 1.05 = 100,000 at month 0 discounted at 5 %: exactly its cap (not
+    #   160,000: the 60,000 on top of the payout).
+    c = base_contract(term=15, months=(12,), lag=3, budget={0: 100_000.0})
+    steps = None if then == "withheld" else Waterfall((Step("to_cap"), Step("split", shares=(("provider", 1.0),))))
+    c = with_stack(c, investors=(Investor("F", 100_000.0, return_cap=0.05),), waterfall_terms=steps,
+                   guarantees=(Guarantee("Foundation", ("F",), kind="floor", floor=1.0, pays="termination"),),
+                   external_stop=ExternalStop(12))
+    T = c.horizon_months
+    assert T == 16
+    cash = settled(c, outcomes_for(c, [{11: 60_000}]))
+    np.testing.assert_array_equal(cash.termination_month, [12])
+    to_f = 5_000 * 1.05 ** (3 / 12)
+    assert to_f == pytest.approx(5_061.36, abs=CENT)
+    cents(cash.capital_calls[0, 0], monthly(T, {0: 100_000}))
+    cents(cash.outcome_payments_due[0], monthly(T, {15: 60_000}))
+    cents(cash.guarantee_payouts[0, 0], monthly(T, {12: 100_000}))
+    cents(cash.guarantor_payments[0, 0], monthly(T, {12: 100_000}))
+    cents(cash.distributions[0, 0], monthly(T, {15: to_f}))
+    cents(cash.principal_repaid[0, 0], 0.0)
+    cents(cash.interest_paid[0, 0], 0.0)
+    got = cash.distributions[0, 0] + cash.guarantee_payouts[0, 0]
+    cents((got / 1.05 ** (np.arange(T) / 12)).sum(), 100_000)
+    left = 60_000 - to_f
+    if then == "withheld":
+        cents(cash.withheld_by_payer[0], monthly(T, {15: left}))
+        cents(cash.retained_by_payer[0], monthly(T, {15: left}))
+        cents(cash.outcome_payments[0], monthly(T, {15: to_f}))
+        cents(cash.provider_payments, 0.0)
+    else:
+        cents(cash.provider_payments[0], monthly(T, {15: left}))
+        cents(cash.withheld_by_payer, 0.0)
+        cents(cash.outcome_payments[0], monthly(T, {15: 60_000}))
+    cents(cash.recoveries, 0.0)
+
+
+# ---------------------------------------------------------------------------------------
+# 3. recycling releases the vehicle at the planned end of delivery or at a termination
+# ---------------------------------------------------------------------------------------
+def test_3_recycling_releases_at_the_termination_month_never_the_month_before():
+    # F 1,000 (no cap); delivery 100 a month in months 0-9; recycling.  Measurements at 2 and 8 (lag
+    # 0): 500 and 300.  Waterfall: to_cap; termination list: everything to the provider.  External
+    # stop at month 6 on path 0 only.
+    # Path 0: calls 100 @0, @1.  @2: 500 into the vehicle, 100 of it funds the month: 400 held; @3-@5:
+    #   300, 200, 100 held (delivery is planned to month 9: nothing released, though nothing is spent
+    #   after month 5).  @6, the termination: no delivery, the 100 held is released to the termination
+    #   list: the provider 100 (not F at month 5, through the steps).  The month-8 measurement is after
+    #   the stop.
+    # Path 1: as path 0 to month 5; @6: the last 100 funds the month (0 held); @7: call 100; @8: 300
+    #   in, 100 spent, 200 held; @9 (the planned end of delivery): 100 spent, the other 100 released:
+    #   F 100.
+    c = base_contract(months=(2, 8), budget={m: 100.0 for m in range(10)})
+    c = with_stack(c, investors=(Investor("F", 1_000.0),), recycling=True,
+                   waterfall_terms=Waterfall((Step("to_cap"),), (Step("split", shares=(("provider", 1.0),)),)),
+                   external_stop=ExternalStop(6, probability=0.5))
+    T = c.horizon_months
+    assert T == 12
+    cash = settled(c, outcomes_for(c, [{1: 500, 7: 300}, {1: 500, 7: 300}], stopped=np.array([True, False])))
+    np.testing.assert_array_equal(cash.termination_month, [6, -1])
+    cents(cash.capital_calls[:, 0], [monthly(T, {0: 100, 1: 100}), monthly(T, {0: 100, 1: 100, 7: 100})])
+    cents(cash.recycled, [monthly(T, ranges=[(2, 5, 100)]), monthly(T, {8: 100, 9: 100}, ranges=[(2, 6, 100)])])
+    cents(cash.vehicle_cash, [monthly(T, {2: 400, 3: 300, 4: 200, 5: 100}),
+                              monthly(T, {2: 400, 3: 300, 4: 200, 5: 100, 8: 200})])
+    cents(cash.outcome_payments_due, [monthly(T, {2: 500}), monthly(T, {2: 500, 8: 300})])
+    cents(cash.provider_payments, [monthly(T, {6: 100}), np.zeros(T)])
+    cents(cash.distributions[:, 0], [np.zeros(T), monthly(T, {9: 100})])
+    cents(cash.withheld_by_payer, 0.0)
+
+
+# ---------------------------------------------------------------------------------------
+# 4. withheld money is each payer's own: no payer pays for another's withheld cash
+# ---------------------------------------------------------------------------------------
+def test_4_withheld_money_belongs_to_the_payer_whose_money_it_is():
+    # F 100,000 at a 0 % return cap (its principal only), drawn at month 0.  Payer A buys job starts,
+    # payer B sustained jobs (EUR 1 each), both into the vehicle; measurements at 12 and 15 (lag 0).
+    #   @12: A pays 150,000: F takes 100,000 (its cap), 50,000 withheld, all A's.
+    #   @15: B pays 100,000: on offer A's 50,000 and B's 100,000; F is at its cap: all withheld, each
+    #   payer's own: A 50,000 (no change: A retains nothing more), B 100,000.
+    # Net paid: A 150,000 - 50,000 = 100,000; B 100,000 - 100,000 = 0; never a negative month for A.
+    # (Shared by cumulative contributions, 150 : 100, A would have 90,000 withheld at 15: a month-15
+    # net payment of -40,000 by A, and B would have paid 40,000 that F never got.)
+    c = base_contract(term=15, months=(12, 15), budget={0: 100_000.0})
+    c = with_payer(c, rate_card=(("job_start", 1.0), ("job_sustained", 1.0)))
+    c = with_stack(c, investors=(Investor("F", 100_000.0, return_cap=0.0),),
+                   payer_split=(Payer("A", buys=("job_start",)), Payer("B", buys=("job_sustained",))))
+    T = c.horizon_months
+    assert T == 16
+    cash = settled(c, outcomes_for(c, [{11: 150_000}], events={"job_sustained": [{14: 100_000}]}),
+                   payer_splits=[np.zeros(T)])
+    cents(cash.payer_due[:, 0], [monthly(T, {12: 150_000}), monthly(T, {15: 100_000})])
+    cents(cash.distributions[0, 0], monthly(T, {12: 100_000}))
+    cents(cash.payer_withheld[:, 0], [monthly(T, ranges=[(12, T - 1, 50_000)]), monthly(T, {15: 100_000})])
+    cents(cash.payer_retained[:, 0], [monthly(T, {12: 50_000}), monthly(T, {15: 100_000})])
+    net = cash.payer_due - cash.payer_defaulted - cash.payer_retained
+    cents(net[:, 0], [monthly(T, {12: 100_000}), np.zeros(T)])
+    cents(cash.outcome_payments[0], monthly(T, {12: 100_000}))
+    cents(cash.net_savings[0], monthly(T, {12: -100_000}))
+
+
+# ---------------------------------------------------------------------------------------
+# 5. a step cap cuts the payment, not the cash the share is taken of
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["split", "success_fee", "split_two"])
+def test_5_a_step_cap_limits_what_a_share_pays_not_its_base(kind):
+    # F 100,000 (no cap) drawn at month 0; payments 12,000 @6 and 100,000 @12.  First step: half of
+    # the cash on offer, cap 10,000 in all; then to_cap (F).
+    #   split (provider 50 %) or success fee (share 0.5): @6 half of 12,000 = 6,000 (4,000 of the cap
+    #   left), F 6,000; @12 half of 100,000 = 50,000, cut to the 4,000 left: F 96,000.
+    #   split_two (provider 25 %, payer 25 %): @6 3,000 + 3,000 = 6,000, F 6,000; @12 25,000 + 25,000 =
+    #   50,000 cut to 4,000, each share in proportion: 2,000 + 2,000; F 96,000.
+    # (A cap on the base would have paid half of min(12,000, 10,000) = 5,000 @6, half of 5,000 @12.)
+    c = base_contract(months=(6, 12), budget={0: 100_000.0})
+    first = {"split": Step("split", shares=(("provider", 0.5),), cap=10_000.0),
+             "success_fee": Step("success_fee", share=0.5, cap=10_000.0),
+             "split_two": Step("split", shares=(("provider", 0.25), ("payer", 0.25)), cap=10_000.0)}[kind]
+    c = with_stack(c, investors=(Investor("F", 100_000.0),), waterfall_terms=Waterfall((first, Step("to_cap"))))
+    T = c.horizon_months
+    to_payer = monthly(T, {6: 3_000, 12: 2_000}) if kind == "split_two" else np.zeros(T)
+    cash = settled(c, outcomes_for(c, [{5: 12_000, 11: 100_000}]), payer_splits=[to_payer])
+    if kind == "split_two":
+        cents(cash.provider_payments[0], monthly(T, {6: 3_000, 12: 2_000}))
+    else:
+        cents(cash.provider_payments[0], monthly(T, {6: 6_000, 12: 4_000}))
+    cents(cash.provider_payments[0].sum() + to_payer.sum(), 10_000)
+    cents(cash.distributions[0, 0], monthly(T, {6: 6_000, 12: 96_000}))
+    cents(cash.retained_by_payer[0], to_payer)
+    cents(cash.withheld_by_payer, 0.0)
+
+
+# ---------------------------------------------------------------------------------------
+# 6. co-guarantors: consecutive share guarantees in the list; any other guarantee ends the run
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("middle", ["none", "termination_only", "paying"])
+def test_6_a_guarantee_between_two_share_guarantees_ends_their_run_even_when_it_pays_nothing(middle):
+    # F 100,000 (no cap) drawn at month 0; 40,000 paid at month 12, the last payment: the maturity
+    # guarantees pay then, on the loss 100,000 - 40,000 = 60,000.  Guarantees in listed order:
+    #   none: G1 share 0.5, G3 share 0.5 (consecutive: co-guarantors of the same loss): 30,000 each.
+    #   termination_only: G1 share 0.5; G2 first loss 10,000 paying only at termination (the contract
+    #     never terminates: it pays nothing); G3 share 0.5.  G2 sits between: G3 is not G1's
+    #     co-guarantor, it covers the loss G1 and G2 left: 0.5 x (60,000 - 30,000) = 15,000.
+    #   paying: the same with G2 paying at maturity: 10,000 (of the 30,000 left); G3 0.5 x (60,000 -
+    #     30,000 - 10,000) = 10,000.
+    c = base_contract(months=(12,), budget={0: 100_000.0})
+    g1, g3 = Guarantee("G1", ("F",), share=0.5), Guarantee("G3", ("F",), share=0.5)
+    g2 = Guarantee("G2", ("F",), kind="first_loss", amount=10_000.0,
+                   pays="termination" if middle == "termination_only" else "maturity")
+    guarantees = (g1, g3) if middle == "none" else (g1, g2, g3)
+    c = with_stack(c, investors=(Investor("F", 100_000.0),), guarantees=guarantees)
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{11: 40_000}]))
+    expected = {"none": [30_000, 30_000], "termination_only": [30_000, 0, 15_000],
+                "paying": [30_000, 10_000, 10_000]}[middle]
+    cents(cash.guarantor_payments[:, 0], [monthly(T, {12: x}) for x in expected])
+    cents(cash.distributions[0, 0], monthly(T, {12: 40_000}))
+    cents(cash.guarantee_payouts[0, 0], monthly(T, {12: sum(expected)}))
+
+
+# ---------------------------------------------------------------------------------------
+# 7. the termination list runs from the termination month on, on lagged payments too
+# ---------------------------------------------------------------------------------------
+def test_7_the_termination_list_receives_payments_after_the_termination():
+    # F 1,000 (no cap); delivery 100 a month in months 0-9.  Measurements at 3 and 6, paid 2 months
+    # later (5 and 8).  Steps: to_cap; termination list: principal, then the rest to the provider.
+    # External stop at month 6 on path 0.
+    # Path 0: calls 100 in months 0-5 (600).  @5: 400 (before the stop) -> to_cap: F 400.  @8: the
+    #   month-6 measurement (held) pays 500, after the termination: the termination list: principal
+    #   600 - 400 = 200 to F, 300 to the provider.
+    # Path 1 (no stop): calls 1,000; @5 400 and @8 500 through to_cap: F 900.
+    c = base_contract(months=(3, 6), lag=2, budget={m: 100.0 for m in range(10)})
+    c = with_stack(c, investors=(Investor("F", 1_000.0),),
+                   waterfall_terms=Waterfall((Step("to_cap"),),
+                                             (Step("principal"), Step("split", shares=(("provider", 1.0),)))),
+                   external_stop=ExternalStop(6, probability=0.5))
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{2: 400, 5: 500}, {2: 400, 5: 500}], stopped=np.array([True, False])))
+    np.testing.assert_array_equal(cash.termination_month, [6, -1])
+    cents(cash.capital_calls[:, 0], [monthly(T, ranges=[(0, 5, 100)]), monthly(T, ranges=[(0, 9, 100)])])
+    cents(cash.outcome_payments_due, np.tile(monthly(T, {5: 400, 8: 500}), (2, 1)))
+    cents(cash.distributions[:, 0], [monthly(T, {5: 400, 8: 200}), monthly(T, {5: 400, 8: 500})])
+    cents(cash.principal_repaid[:, 0], [monthly(T, {5: 400, 8: 200}), monthly(T, {5: 400, 8: 500})])
+    cents(cash.provider_payments, [monthly(T, {8: 300}), np.zeros(T)])
+    cents(cash.withheld_by_payer, 0.0)
