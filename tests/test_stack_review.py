@@ -262,3 +262,40 @@ def test_7_the_termination_list_receives_payments_after_the_termination():
     cents(cash.principal_repaid[:, 0], [monthly(T, {5: 400, 8: 200}), monthly(T, {5: 400, 8: 500})])
     cents(cash.provider_payments, [monthly(T, {8: 300}), np.zeros(T)])
     cents(cash.withheld_by_payer, 0.0)
+
+
+# ---------------------------------------------------------------------------------------
+# 8. settling observed counts: a possible external stop did not happen; a certain one applies
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("probability", [0.25, 1.0])
+def test_8_observed_settlement_applies_an_external_stop_only_when_it_is_certain(probability):
+    # F 1,000 (no cap); delivery 100 a month in months 0-9; EUR 100 per net job start, measured at 6
+    # and 12 (lag 0).  External stop at month 8.  Observed (cumulative): 4 job starts by month 6, 10
+    # by month 12 in the treated group, none in the comparison group.
+    #   probability 0.25: a risk of the simulation, not an observation: it did not happen.  Calls
+    #     100 in months 0-9 (1,000); 400 @6, 600 @12, all to F.
+    #   probability 1 (a certain what-if): the contract ends at month 8: calls in months 0-7 (800);
+    #     only the month-6 measurement is paid: 400 to F.
+    c = base_contract(months=(6, 12), budget={m: 100.0 for m in range(10)})
+    c = with_payer(c, rate_card=(("job_start", 100.0),))
+    c = with_stack(c, investors=(Investor("F", 1_000.0),),
+                   external_stop=ExternalStop(8, probability=probability, reason="policy change"))
+    T = c.horizon_months
+    observed = Observed({("treated", 0, "job_start"): {6: 4, 12: 10},
+                         ("comparison", 0, "job_start"): {6: 0, 12: 0}})
+    s = settle_observed(c, observed)
+    cash = s.cashflows
+    check_identities(c, cash)
+    if probability < 1:
+        np.testing.assert_array_equal(cash.termination_month, [-1])
+        assert s.termination == ""
+        cents(cash.capital_calls[0, 0], monthly(T, ranges=[(0, 9, 100)]))
+        cents(cash.outcome_payments_due[0], monthly(T, {6: 400, 12: 600}))
+        cents(cash.distributions[0, 0], monthly(T, {6: 400, 12: 600}))
+    else:
+        np.testing.assert_array_equal(cash.termination_month, [8])
+        assert "policy change" in s.termination
+        cents(cash.capital_calls[0, 0], monthly(T, ranges=[(0, 7, 100)]))
+        cents(cash.outcome_payments_due[0], monthly(T, {6: 400}))
+        cents(cash.distributions[0, 0], monthly(T, {6: 400}))
+    cents(s.investors.loc["F", "capital_called"], cash.capital_calls[0, 0].sum())
