@@ -19,7 +19,9 @@ a split to a capped tranche.
 
 from __future__ import annotations
 
+import dataclasses
 import html
+import re
 import tomllib
 from datetime import date
 
@@ -299,3 +301,65 @@ def test_8_observed_settlement_applies_an_external_stop_only_when_it_is_certain(
         cents(cash.outcome_payments_due[0], monthly(T, {6: 400}))
         cents(cash.distributions[0, 0], monthly(T, {6: 400}))
     cents(s.investors.loc["F", "capital_called"], cash.capital_calls[0, 0].sum())
+
+
+# ---------------------------------------------------------------------------------------
+# 9. to_cap shares pro rata to capital drawn (documented), what a capped tranche cannot take going round
+# ---------------------------------------------------------------------------------------
+def test_9_to_cap_pro_rata_shares_pro_rata_to_capital_drawn():
+    # A 100,000 at a 0 % return cap (seniority 1), B 100,000 without a cap (seniority 2); draw order
+    # [[A], [B]]; delivery 150,000 at month 0: A draws 100,000, B 50,000.  One step: to_cap, pro_rata
+    # (seniority ignored).  Payments 90,000 @6, 150,000 @12.
+    #   @6: pro rata to capital drawn, 100 : 50: A 60,000, B 30,000 (by seniority A would take all 90,000;
+    #   pro rata to commitments, 45,000 each).
+    #   @12: 100 : 50 of 150,000 is A 100,000, B 50,000, but A may take only 40,000 more (its cap): the
+    #   60,000 it cannot take goes round to B: A 40,000, B 110,000.
+    c = base_contract(months=(6, 12), budget={0: 150_000.0})
+    c = with_stack(c, investors=(Investor("A", 100_000.0, return_cap=0.0), Investor("B", 100_000.0, seniority=2)),
+                   draw_order=DrawOrder((("A",), ("B",))), waterfall_terms=Waterfall((Step("to_cap", order="pro_rata"),)))
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{5: 90_000, 11: 150_000}]))
+    cents(cash.capital_calls[0], [monthly(T, {0: 100_000}), monthly(T, {0: 50_000})])
+    cents(cash.distributions[0], [monthly(T, {6: 60_000, 12: 40_000}), monthly(T, {6: 30_000, 12: 110_000})])
+    cents(cash.principal_repaid[0], [monthly(T, {6: 60_000, 12: 40_000}), monthly(T, {6: 30_000, 12: 20_000})])
+    cents(cash.withheld_by_payer, 0.0)
+    # Pro rata to capital drawn, not to what is owed.  A and B 100,000 each at 0 % caps, drawn at month
+    # 0 (pro rata to commitments); steps: principal to A (cap 90,000), then to_cap to A and B pro rata.
+    #   @6: 90,000 -> A (the principal step's cap).  @12: 50,000; the principal step is spent; to_cap
+    #   pro rata to capital drawn (1 : 1): 25,000 each, but A is owed only 10,000: A 10,000, B 40,000
+    #   (pro rata to what is owed, 10 : 100, would be 4,545.45 and 45,454.55).
+    c = base_contract(months=(6, 12), budget={0: 200_000.0})
+    c = with_stack(c, investors=(Investor("A", 100_000.0, return_cap=0.0), Investor("B", 100_000.0, return_cap=0.0)),
+                   waterfall_terms=Waterfall((Step("principal", ("A",), cap=90_000.0),
+                                              Step("to_cap", ("A", "B"), order="pro_rata"))))
+    cash = settled(c, outcomes_for(c, [{5: 90_000, 11: 50_000}]))
+    cents(cash.capital_calls[0], np.tile(monthly(T, {0: 100_000}), (2, 1)))
+    cents(cash.distributions[0], [monthly(T, {6: 90_000, 12: 10_000}), monthly(T, {12: 40_000})])
+    cents(cash.withheld_by_payer, 0.0)
+
+
+# ---------------------------------------------------------------------------------------
+# 10. memo wording: fees paid by the waterfall; the payers' default risk with [[payers]]
+# ---------------------------------------------------------------------------------------
+def _memo_text(contract) -> str:
+    memo = report.render_report(simulate(contract, n_paths=10, seed=1), generated=date(2025, 1, 31))
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", memo)).split())
+
+
+def test_10_memo_names_who_pays_each_fee_and_the_payers_default_risk():
+    # valid_stack.toml: fee Intermediary 2,000 at month 0 paid by the investors; fee Evaluator 1,000 at
+    # month 12 paid by the waterfall (a fees step); two [[payers]], the Municipality missing a payment
+    # with probability 2 % (the [payer] table itself has no default probability).  No start date:
+    # months are numbered ("month 0", one month: singular).
+    c = load_scenario(STACK)
+    assert c.payer.default_probability == 0 and [p.default_probability for p in c.payers] == [0.02, 0.0]
+    text = _memo_text(c)
+    assert "Fee: Evaluator EUR 1,000 paid by the waterfall (out of outcome payments, at its fees step)," in text
+    assert "Fee: Intermediary EUR 2,000 paid by the investors (out of the capital)," in text
+    risk = "The payer's risk of not paying is modelled as a fixed probability per payment."
+    assert text.count(risk) == 1
+    # One month is "month 0", not "months 0".
+    assert "(out of the capital), in month 0 " in text and "at its fees step), in month 12 " in text
+    # No payer that may default: no such sentence.
+    c = with_stack(c, payer_split=tuple(dataclasses.replace(p, default_probability=0.0) for p in c.payers))
+    assert risk not in _memo_text(c)
