@@ -23,6 +23,7 @@ import dataclasses
 import html
 import re
 import tomllib
+import tomllib
 from datetime import date
 
 import numpy as np
@@ -363,3 +364,53 @@ def test_10_memo_names_who_pays_each_fee_and_the_payers_default_risk():
     # No payer that may default: no such sentence.
     c = with_stack(c, payer_split=tuple(dataclasses.replace(p, default_probability=0.0) for p in c.payers))
     assert risk not in _memo_text(c)
+
+
+# ---------------------------------------------------------------------------------------
+# 11. a step after a split is refused only when the split takes all the cash, always
+# ---------------------------------------------------------------------------------------
+def _problems(doc: dict) -> list[str]:
+    try:
+        contract_from_dict(doc, "s.toml")
+    except ScenarioError as exc:
+        return [line.removeprefix("s.toml: ") for line in exc.problems]
+    return []
+
+
+def test_11_a_split_that_can_leave_cash_allows_later_steps():
+    # valid_stack.toml's last step: split Junior 50 %, provider 20 %, payer 30 %.  Junior (return cap
+    # 10 %) takes nothing once at its cap, so its share stays on offer: a step after the split is reached.
+    doc = tomllib.loads(STACK.read_text(encoding="utf-8"))
+    steps = doc["waterfall"]["steps"]
+    assert steps[-1] == {"pay": "split", "shares": {"Junior": 0.5, "provider": 0.2, "payer": 0.3}}
+    steps.append({"pay": "to_cap", "to": ["Senior loan"]})
+    assert _problems(doc) == []
+    # Deferred fee: no return cap, but available only from month 6 (it has drawn nothing before).
+    steps[-2]["shares"] = {"Deferred fee": 0.5, "provider": 0.5}
+    assert _problems(doc) == []
+    # Senior loan: no return cap, available from month 0, but third in the draw order (after Grant,
+    # Recoverable and Junior): until it draws, its share is left too.
+    steps[-2]["shares"] = {"Senior loan": 0.5, "provider": 0.5}
+    assert _problems(doc) == []
+    # In the first group of the draw order it draws at the first call: with the provider it takes all.
+    doc["capital"]["draw_order"] = [["Senior loan", "Grant"], ["Recoverable", "Junior"], ["Deferred fee"]]
+    never = ("waterfall.steps[8]: never reached: waterfall.steps[7] takes all the cash left (shares adding up to 1, "
+             "no cap, no after), got a 'to_cap' step after it")
+    assert _problems(doc) == [never]
+    steps[-2]["shares"] = {"provider": 0.7, "payer": 0.3}
+    assert _problems(doc) == [never]
+
+
+def test_11_the_step_after_a_split_to_a_capped_tranche_gets_what_the_split_leaves():
+    # F 100,000 at a 0 % return cap, drawn at month 0.  Steps: split F 100 %; then everything to the
+    # provider.  150,000 @6: the split pays F 100,000 (its cap) and leaves 50,000: the provider 50,000.
+    # 20,000 @12: F is at its cap: all 20,000 to the provider.
+    c = base_contract(months=(6, 12), budget={0: 100_000.0})
+    c = with_stack(c, investors=(Investor("F", 100_000.0, return_cap=0.0),),
+                   waterfall_terms=Waterfall((Step("split", shares=(("F", 1.0),)),
+                                              Step("split", shares=(("provider", 1.0),)))))
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{5: 150_000, 11: 20_000}]))
+    cents(cash.distributions[0, 0], monthly(T, {6: 100_000}))
+    cents(cash.provider_payments[0], monthly(T, {6: 50_000, 12: 20_000}))
+    cents(cash.withheld_by_payer, 0.0)
