@@ -414,3 +414,24 @@ def test_11_the_step_after_a_split_to_a_capped_tranche_gets_what_the_split_leave
     cents(cash.distributions[0, 0], monthly(T, {6: 100_000}))
     cents(cash.provider_payments[0], monthly(T, {6: 50_000, 12: 20_000}))
     cents(cash.withheld_by_payer, 0.0)
+
+
+# ---------------------------------------------------------------------------------------
+# further: guarantors recouping share later cash pro rata to what each is owed
+# ---------------------------------------------------------------------------------------
+def test_recouping_guarantors_share_later_cash_pro_rata_to_what_each_paid_out():
+    # F 100,000 (no cap) drawn at month 0; external stop at month 12 (certain); the month-12
+    # measurement pays 20,000 at 15 (lag 3).  Co-guarantors G1 (share 0.3) and G2 (share 0.1), both at
+    # termination and recouping.  @12: loss 100,000: G1 30,000, G2 10,000.  @15: the default waterfall
+    # (recoup first) owes them 30,000 and 10,000: the 20,000 pro rata, 15,000 and 5,000; F nothing.
+    # (A to_cap-style water-filling with equal weights, 10,000 each, would favour the smaller claim.)
+    c = base_contract(term=15, months=(12,), lag=3, budget={0: 100_000.0})
+    c = with_stack(c, investors=(Investor("F", 100_000.0),), external_stop=ExternalStop(12),
+                   guarantees=(Guarantee("G1", ("F",), share=0.3, pays="termination", recoup=True),
+                               Guarantee("G2", ("F",), share=0.1, pays="termination", recoup=True)))
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{11: 20_000}]))
+    cents(cash.guarantor_payments[:, 0], [monthly(T, {12: 30_000}), monthly(T, {12: 10_000})])
+    cents(cash.recoveries[:, 0], [monthly(T, {15: 15_000}), monthly(T, {15: 5_000})])
+    cents(cash.distributions, 0.0)
+    cents(cash.withheld_by_payer, 0.0)
