@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from sibsim import load_scenario, report, simulate
-from sibsim.contracts import DrawOrder, ExternalStop, Guarantee, Investor, Payer, Step, Waterfall
+from sibsim.contracts import DrawOrder, ExternalStop, Guarantee, Investor, Payer, SavingsShare, Step, Waterfall
 from sibsim.errors import ScenarioError
 from sibsim.observed import Observed
 from sibsim.scenario import contract_from_dict
@@ -435,3 +435,24 @@ def test_recouping_guarantors_share_later_cash_pro_rata_to_what_each_paid_out():
     cents(cash.recoveries[:, 0], [monthly(T, {15: 15_000}), monthly(T, {15: 5_000})])
     cents(cash.distributions, 0.0)
     cents(cash.withheld_by_payer, 0.0)
+
+
+# ---------------------------------------------------------------------------------------
+# further: a balance-linked savings share whose payer pays the provider directly
+# ---------------------------------------------------------------------------------------
+def test_a_balance_linked_savings_share_paid_to_the_provider_keeps_the_first_rate():
+    # Loan L 1,000 drawn at month 0, 5 % a year.  Savings share 95 % until L has what it drew plus 5 %
+    # a year, then 40 %.  The only payer of the savings, City, pays the provider directly: nothing of
+    # it can reach L, so the switch never comes and the first rate applies throughout.  Savings: 600
+    # before month 6, 1,000 before month 12 (EUR 1 a benefit month): City owes 570 @6, 950 @12, to the
+    # provider; L receives nothing.  (The switch was computed as inf - inf: a floating-point error.)
+    c = base_contract(months=(6, 12), budget={0: 1_000.0}, benefit=1.0)
+    c = with_payer(c, savings_share=SavingsShare(0.95, rate_after=0.40, until_tranches=("L",), until_rate=0.05))
+    c = with_stack(c, investors=(Investor("L", 1_000.0, kind="loan", interest=0.05),),
+                   payer_split=(Payer("City", buys=("savings",), paid_to="provider"),))
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{}], saved=[{2: 600, 8: 1_000}]))
+    cents(cash.payer_due[0, 0], monthly(T, {6: 570, 12: 950}))
+    cents(cash.provider_outcome_payments[0], monthly(T, {6: 570, 12: 950}))
+    cents(cash.distributions, 0.0)
+    cents(cash.net_savings[0], monthly(T, {2: 600, 6: -570, 8: 1_000, 12: -950}))
