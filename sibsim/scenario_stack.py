@@ -343,8 +343,8 @@ def _takes_all(step: Step, tranches: Tranches, draw_order: DrawOrder | None = No
         return False
     if step.pay == "split":
         first = set(draw_order.groups[0]) if draw_order is not None and draw_order.groups else None
-        limited = {t.name for t in tranches.investors
-                   if t.cap_rate is not None or t.available_from_month > 0 or (first is not None and t.name not in first)}
+        limited = {t.name for t in tranches.investors if t.cap_rate is not None or t.available_from_month > 0
+                   or (first is not None and t.name not in first)}
         return step.takes_all and not any(target in limited for target, _ in step.shares)
     return step.pay == "success_fee" and step.share == 1
 

@@ -23,7 +23,6 @@ import dataclasses
 import html
 import re
 import tomllib
-import tomllib
 from datetime import date
 
 import numpy as np
@@ -37,7 +36,8 @@ from sibsim.scenario import contract_from_dict
 from sibsim.settlement import settle as settle_observed
 
 from .conftest import ROOT
-from .test_stack_deals import CENT, base_contract, cents, check_identities, monthly, outcomes_for, settled, with_payer, with_stack
+from .test_stack_deals import (CENT, base_contract, cents, check_identities, monthly, outcomes_for, settled, with_payer,
+                               with_stack)
 
 STACK = ROOT / "tests" / "fixtures" / "valid_stack.toml"
 
@@ -317,7 +317,8 @@ def test_9_to_cap_pro_rata_shares_pro_rata_to_capital_drawn():
     #   60,000 it cannot take goes round to B: A 40,000, B 110,000.
     c = base_contract(months=(6, 12), budget={0: 150_000.0})
     c = with_stack(c, investors=(Investor("A", 100_000.0, return_cap=0.0), Investor("B", 100_000.0, seniority=2)),
-                   draw_order=DrawOrder((("A",), ("B",))), waterfall_terms=Waterfall((Step("to_cap", order="pro_rata"),)))
+                   draw_order=DrawOrder((("A",), ("B",))),
+                   waterfall_terms=Waterfall((Step("to_cap", order="pro_rata"),)))
     T = c.horizon_months
     cash = settled(c, outcomes_for(c, [{5: 90_000, 11: 150_000}]))
     cents(cash.capital_calls[0], [monthly(T, {0: 100_000}), monthly(T, {0: 50_000})])
