@@ -494,7 +494,11 @@ class _BalanceLinkedSavings:
             new = counted - self.high
             self.high = counted
             first = self.rate * new
-            amount = np.where(first <= need, first, need + self.rate_after * (new - need / self.rate))
+            # Past what the tranches still need, the rest of the new savings at the second rate (there
+            # the need is finite and the first rate positive: never inf - inf or a division by 0).
+            over = first > need
+            amount = first.copy()
+            amount[over] = need[over] + self.rate_after * (new[over] - need[over] / self.rate)
             for j, lag in enumerate(self.lags):
                 self.schedule[j, :, t + lag] += amount * self.weights[j]
         return self.schedule[:, :, t]

@@ -314,7 +314,7 @@ def _months_list(months, cal: _Calendar) -> str:
     if not months:
         return "none"
     if cal.start is None:
-        return "months " + ", ".join(str(m) for m in months)
+        return ("month " if len(months) == 1 else "months ") + ", ".join(str(m) for m in months)
     return ", ".join(cal.month(m) for m in months)
 
 

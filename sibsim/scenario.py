@@ -462,7 +462,7 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     if draw_order is not None and tranches.complete:
         stack.availability_problems(c, tranches, draw_order)
     before = len(c.problems)
-    waterfall = stack.read_waterfall(c, doc["waterfall"], tranches) if "waterfall" in doc else None
+    waterfall = stack.read_waterfall(c, doc["waterfall"], tranches, draw_order) if "waterfall" in doc else None
     if tranches.complete and len(c.problems) == before:  # None: the default waterfall
         if fees_ok:
             stack.fee_step_problems(c, waterfall, fee_fields)

@@ -297,7 +297,7 @@ def shortfall_problem(c: _Checker, tranches: Tranches, budget, fees) -> None:
 
 
 # --- the waterfall ----------------------------------------------------------------------------------
-def read_waterfall(c: _Checker, data, tranches: Tranches) -> Waterfall | None:
+def read_waterfall(c: _Checker, data, tranches: Tranches, draw_order: DrawOrder | None = None) -> Waterfall | None:
     """``waterfall = "by_seniority"`` or absent: None (the default); else a ``[waterfall]`` table."""
     if isinstance(data, str):
         if data != DEFAULT_WATERFALL:
@@ -307,15 +307,16 @@ def read_waterfall(c: _Checker, data, tranches: Tranches) -> Waterfall | None:
     t = c.table(data, "waterfall", required=("steps",), optional=("on_termination",))
     if t is None or "steps" not in t:
         return None
-    steps = _steps(c, t["steps"], "waterfall.steps", tranches)
-    on_termination = _steps(c, t["on_termination"], "waterfall.on_termination", tranches) \
+    steps = _steps(c, t["steps"], "waterfall.steps", tranches, draw_order)
+    on_termination = _steps(c, t["on_termination"], "waterfall.on_termination", tranches, draw_order) \
         if "on_termination" in t else ()
     if steps is None or on_termination is None:
         return None
     return Waterfall(steps, on_termination)
 
 
-def _steps(c: _Checker, value, field: str, tranches: Tranches) -> tuple[Step, ...] | None:
+def _steps(c: _Checker, value, field: str, tranches: Tranches,
+           draw_order: DrawOrder | None = None) -> tuple[Step, ...] | None:
     """A non-empty array of steps, none after one that takes all that is left."""
     if not isinstance(value, list) or not value:
         c.problem(field, f"must be a non-empty array of steps {{ pay = ... }}, got {_describe(value)}")
@@ -324,23 +325,26 @@ def _steps(c: _Checker, value, field: str, tranches: Tranches) -> tuple[Step, ..
     if None in steps:
         return None
     for i, step in enumerate(steps[:-1]):
-        if _takes_all(step, tranches):
+        if _takes_all(step, tranches, draw_order):
             c.problem(f"{field}[{i + 1}]", f"never reached: {field}[{i}] takes all the cash left "
                       f"({_why_all(step)}, no cap, no after), got a {steps[i + 1].pay!r} step after it")
             return None
     return tuple(steps)
 
 
-def _takes_all(step: Step, tranches: Tranches) -> bool:
+def _takes_all(step: Step, tranches: Tranches, draw_order: DrawOrder | None = None) -> bool:
     """Whether no cash is ever left after the step: an unconditional split of everything to
-    targets that take any amount (the provider, the payer, tranches without a return cap
-    available from the start: :attr:`Step.takes_all`), or a success fee of the whole share.  A
-    capped tranche, or one released later, can leave cash for later steps.  (A ``to_cap`` step
-    can too: an uncapped tranche takes nothing before it has drawn.)"""
+    targets that take any amount (the provider, the payer, tranches without a return cap that
+    draw at the first capital call: available from the start and, with a draw order, in its
+    first group: :attr:`Step.takes_all`), or a success fee of the whole share.  A capped tranche,
+    or one that draws later, can leave cash for later steps: a tranche takes nothing before it
+    has drawn.  (So can a ``to_cap`` step.)"""
     if step.cap is not None or step.after:
         return False
     if step.pay == "split":
-        limited = {t.name for t in tranches.investors if t.cap_rate is not None or t.available_from_month > 0}
+        first = set(draw_order.groups[0]) if draw_order is not None and draw_order.groups else None
+        limited = {t.name for t in tranches.investors if t.cap_rate is not None or t.available_from_month > 0
+                   or (first is not None and t.name not in first)}
         return step.takes_all and not any(target in limited for target, _ in step.shares)
     return step.pay == "success_fee" and step.share == 1
 

@@ -198,7 +198,7 @@ class Waterfall:
     @classmethod
     def by_seniority(cls, tranches, recoup: bool = False) -> "Waterfall":
         """The one-line default: every repayable tranche up to its return cap, senior first, pro
-        rata to commitments within a seniority; guarantors that recoup are repaid first."""
+        rata to capital drawn within a seniority; guarantors that recoup are repaid first."""
         names = tuple(t.name for t in tranches if t.repayable)
         return cls(((Step("recoup"),) if recoup else ()) + (Step("to_cap", names, "seniority"),))
 

@@ -216,7 +216,7 @@ def _run_steps(steps, columns, accounts: _Accounts, offer: np.ndarray, ctx) -> n
             spent = give
         elif step.pay == "recoup":
             owed = np.maximum(ctx.guarantee_paid - ctx.recovered, 0.0) * ctx.recoups[:, None]  # (G, P)
-            give = _share_out(budget, owed.T, "pro_rata", np.zeros(owed.shape[0]), np.ones(owed.shape[0])).T
+            give = _share_out(budget, owed.T, "pro_rata", np.zeros(owed.shape[0])).T  # pro rata to what is owed
             ctx.recovered = ctx.recovered + give
             ctx.recoveries[:, :, ctx.t] += give
             spent = give.sum(axis=0)

@@ -425,8 +425,8 @@ def watching_share_out():
     found = []
     inner = engine._share_out
 
-    def spy(offer, owed, order, seniority, weights, by_commitment=False):
-        paid = inner(offer, owed, order, seniority, weights, by_commitment)
+    def spy(offer, owed, order, seniority, weights=None):
+        paid = inner(offer, owed, order, seniority, weights)
         problem = _order_violation(offer, owed, order, np.asarray(seniority), paid)
         if problem:
             found.append(problem)
@@ -522,12 +522,13 @@ def test_the_conservation_property_catches_a_waterfall_that_loses_what_it_cannot
         assert conservation_violation(*case) is not None
 
 
-def _juniors_first(offer, owed, order, seniority, weights, by_commitment=False):
+def _juniors_first(offer, owed, order, seniority, weights=None):
     """Deliberately wrong: seniority and sequence reversed (the most junior paid first)."""
     seniority = np.asarray(seniority)
     if order == "sequential":
-        return _real_share_out(offer, owed[:, ::-1], order, seniority[::-1], weights[::-1], by_commitment)[:, ::-1]
-    return _real_share_out(offer, owed, order, -seniority, weights, by_commitment)
+        flipped = None if weights is None else weights[:, ::-1]  # (P, n) capital drawn, for to_cap
+        return _real_share_out(offer, owed[:, ::-1], order, seniority[::-1], flipped)[:, ::-1]
+    return _real_share_out(offer, owed, order, -seniority, weights)
 
 
 _real_share_out = engine._share_out
