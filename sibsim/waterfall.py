@@ -22,7 +22,10 @@ Each month ``t``, in this order:
    with everything the vehicle holds); what is left is withheld (owed by the payers, offered
    again next month; what is withheld at the end, the payers keep).
 5. **Guarantees** due this month pay the covered tranches' losses (principal drawn less all
-   the waterfall paid them), in listed order, within their caps.
+   the waterfall paid them), in listed order, within their caps.  A payout repays principal: it
+   lowers what the tranche is still owed (principal, cap and hurdle claims), so cash offered
+   later (withheld money a split keeps re-offering, a payment lagged past a termination) never
+   pays a tranche a loss a guarantor already made good.
 
 Withheld money and a ``"payer"`` share of a split belong to the payers in proportion to what
 each has paid into the vehicle so far.
@@ -121,6 +124,17 @@ class _Accounts:
             self.hurdles[rate] = self.hurdles[rate] - paid
         self.received = self.received + paid
         return to_interest, to_principal
+
+    def cover(self, paid: np.ndarray) -> None:
+        """Book guarantee payouts (P, N) as repaying principal: a tranche made whole is owed no more.
+
+        Not a waterfall receipt (``received`` is unchanged, the loss guarantees read stays theirs),
+        but what the tranche may still be paid shrinks alike: principal, cap and hurdle claims.
+        """
+        self.principal = self.principal - np.minimum(paid, self.principal)
+        self.cap_claim = self.cap_claim - paid
+        for rate in self.hurdles:
+            self.hurdles[rate] = self.hurdles[rate] - paid
 
     def repaid(self, columns) -> np.ndarray:
         """(P,) bool: each tranche of ``columns`` has drawn capital and owes nothing."""
@@ -475,6 +489,7 @@ def _guarantees(contract, accounts: _Accounts, t: int, payout_month: int, termin
             total = cover.sum(axis=1, keepdims=True)
             cover = cover * np.minimum(np.divide(room, total, out=np.ones_like(total), where=total > room), 1.0)
         cover = np.where(pays[:, None], cover, 0.0)
+        accounts.cover(cover)
         to_tranches[:, :, t] += cover
         by_guarantee[g, :, t] = cover.sum(axis=1)
         ctx.guarantee_paid[g] += cover.sum(axis=1)
