@@ -109,7 +109,7 @@ class _Accounts:
             owed = self.principal
         elif kind == "hurdle":
             owed = np.maximum(self.hurdles[rate], 0.0)
-        else:  # to_cap: a tranche that has drawn nothing has nothing to be repaid, no return to earn
+        else:  # to_cap, split: a tranche that has drawn nothing has nothing to be repaid, no return to earn
             return np.where(self.drawn > DUST, room, 0.0)
         return np.minimum(owed, room)
 
@@ -222,7 +222,7 @@ def _run_steps(steps, columns, accounts: _Accounts, offer: np.ndarray, ctx) -> n
         else:  # split
             spent = np.zeros_like(budget)
             paid = np.zeros_like(accounts.received)
-            room = np.maximum(accounts.cap_claim, 0.0)
+            room = accounts.owe("to_cap")  # within its cap, and nothing for a tranche that drew nothing
             for target, share in step.shares:
                 part = budget * share
                 if target == PROVIDER:

@@ -93,25 +93,28 @@ def with_payer(contract, **changes):
 
 
 def outcomes_for(contract, job_starts: list[dict], saved: list[dict] | None = None, defaults=None,
-                 stopped=None, events: dict | None = None) -> Outcomes:
+                 stopped=None, events: dict | None = None, comparison: dict | None = None) -> Outcomes:
     """Hand-made outcomes, one dict per path: ``job_starts`` {month: treated job starts} (EUR 1 each
     when paid), ``saved`` {month: comparison benefit months} (EUR ``benefit`` each saved); ``events``
-    {outcome: [{month: count} per path]} for other treated outcomes."""
+    {outcome: [{month: count} per path]} for other treated outcomes, ``comparison`` the same for the
+    comparison group."""
     T, P = contract.horizon_months, len(job_starts)
     K, Q = len(contract.outcomes), len(contract.costs)
     treated = np.zeros((P, 1, K, T), dtype=np.int32)
+    counterfactual = np.zeros((P, 1, K, T), dtype=np.int32)
     comparison_costs = np.zeros((P, 1, Q, T), dtype=np.int32)
-    for name, per_path in {"job_start": job_starts, **(events or {})}.items():
-        k = contract.outcome_index(name)
-        for p, entries in enumerate(per_path):
-            for m, n in entries.items():
-                treated[p, 0, k, m] += n
+    for target, table in ((treated, {"job_start": job_starts, **(events or {})}), (counterfactual, comparison or {})):
+        for name, per_path in table.items():
+            k = contract.outcome_index(name)
+            for p, entries in enumerate(per_path):
+                for m, n in entries.items():
+                    target[p, 0, k, m] += n
     for p, entries in enumerate(saved or []):
         for m, n in entries.items():
             comparison_costs[p, 0, 0, m] += n
     sizes = np.array([SIZE], np.int64)
     return Outcomes(GroupOutcomes(treated, np.zeros((P, 1, Q, T), np.int32), sizes, {}),
-                    GroupOutcomes(np.zeros((P, 1, K, T), np.int32), comparison_costs, sizes, {}),
+                    GroupOutcomes(counterfactual, comparison_costs, sizes, {}),
                     payer_default=defaults, external_stop=stopped)
 
 
@@ -561,3 +564,16 @@ def test_a_tranche_made_whole_by_a_guarantee_is_not_paid_its_loss_again_by_later
     cents(cash.guarantee_payouts[0, 0], monthly(T, {9: 700}))
     cents(cash.provider_payments[0], monthly(T, {9: 150, 10: 37.5, 11: 28.125}))
     cents(cash.withheld_by_payer[0], monthly(T, {9: 150, 10: 112.5, 11: 84.375}))
+
+
+def test_a_split_gives_nothing_to_a_tranche_that_drew_nothing():
+    # As above (A funds everything, B is never called), with steps: a split A 50 % / B 50 %, then
+    # everything to A.  At month 3, 300: A 150 by the split; B's 150 stays on offer (B has nothing
+    # to be repaid, no return to earn) and the next step gives it to A.  (The engine paid B 150.)
+    c = base_contract(months=(3,), budget={m: 100.0 for m in range(10)})
+    steps = (Step("split", shares=(("A", 0.5), ("B", 0.5))), Step("to_cap", ("A",)))
+    c = with_stack(c, investors=(Investor("A", 1_000.0), Investor("B", 1_000.0)),
+                   draw_order=DrawOrder((("A",), ("B",))), waterfall_terms=Waterfall(steps))
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{2: 300}]))
+    cents(cash.distributions[0], [monthly(T, {3: 300}), np.zeros(T)])

@@ -99,6 +99,7 @@ class Knobs:
     step_caps: bool = True
     guarantee_when: tuple = GUARANTEE_WHEN
     max_tranches: int = 4
+    upfront: bool = False          # every capital call before the first payment can fall due
 
 
 def _tranche(draw, i: int, knobs: Knobs) -> Investor:
@@ -250,7 +251,18 @@ def stacks(draw, knobs: Knobs = Knobs()):
         base, investors=tranches, draw_order=draw_order, provider_budget=Schedule(budget), fees=tuple(fees),
         payer=payer, payer_split=payers, guarantees=tuple(guarantees), waterfall_terms=terms,
         external_stop=stop, recycling=knobs.recycling and draw(st.integers(0, 3)) == 0)
-    try:  # the loader refuses planned calls beyond the commitments available month by month
+    return _checked(contract, knobs)
+
+
+def _checked(contract, knobs: Knobs):
+    """``contract`` with every call before the first payment if ``knobs.upfront``; rejected (as the loader
+    would refuse it) if its planned calls exceed the commitments available month by month."""
+    if knobs.upfront:
+        first = min(contract.payment_months)
+        budget = tuple((m, a) for m, a in contract.provider_budget.entries if m < first)
+        fees = tuple(f for f in contract.fees if f.paid_by != "investors" or f.schedule.last_month < first)
+        contract = dataclasses.replace(contract, provider_budget=Schedule(budget), fees=fees)
+    try:
         engine.planned_draws(contract)
     except RuntimeError:
         from hypothesis import reject
@@ -306,8 +318,8 @@ def recouping(draw, knobs: Knobs = Knobs()):
     terms = contract.waterfall_terms
     if terms is not None and not any(s.pay == "recoup" for s in terms.steps):
         terms = Waterfall((Step("recoup"),) + terms.steps, terms.on_termination)
-    return dataclasses.replace(contract, payer=payer, payer_split=payers, external_stop=ExternalStop(m, 0.5),
-                               guarantees=(guarantee,) + contract.guarantees, waterfall_terms=terms)
+    return _checked(dataclasses.replace(contract, payer=payer, payer_split=payers, external_stop=ExternalStop(m, 0.5),
+                                        guarantees=(guarantee,) + contract.guarantees, waterfall_terms=terms), knobs)
 
 
 @st.composite
