@@ -58,7 +58,7 @@ from sibsim.contracts import (
 )
 from sibsim.montecarlo import GroupOutcomes, Outcomes
 from sibsim.stack import COMPOUNDING, GUARANTEE_WHEN, STEP_ORDERS
-from tests.test_stack_deals import SIZE, base_contract, check_identities
+from tests.test_stack_deals import SIZE, base_contract, check_identities, outcomes_for
 
 EXAMPLES = 120
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -610,3 +610,110 @@ def test_the_cap_property_catches_a_guarantee_payout_that_leaves_the_tranche_owe
     with mock.patch.object(engine._Accounts, "cover", lambda self, paid: None):
         case = find(cases(), lambda c: _cap_violation(*c), settings=POWER)
         assert _cap_violation(*case)
+
+
+#: Where more outcomes must never lower what a tranche receives in all: nothing earns a rate (no interest,
+#: return caps and hurdles at 0 % or none), every capital call before the first payment, no ``after``
+#: condition, no step or payer cap, no default, no review.  Everything else stays random: kinds,
+#: seniorities, draw orders, splits (tranches, provider, payer), success fees, the fees step, guarantees
+#: of every kind and timing (recouped or not), two payers (one paying the provider), external stops,
+#: termination lists, balance-linked savings shares.  (Recycling is drawn too, but with every call made
+#: before any payment it has nothing to fund.)  Each condition is needed: see the counterexamples below.
+MONOTONE = Knobs(interest=False, positive_rates=False, after=False, review=False, defaults=False,
+                 step_caps=False, payer_caps=False, upfront=True)
+
+
+@SETTINGS
+@given(monotone_cases(MONOTONE))
+def test_more_outcomes_never_lower_what_a_tranche_receives(case):
+    contract, outcomes, more = case
+    assert monotone_violation(contract, outcomes, more) is None
+
+
+# Counterexamples: one for each condition above, hand-computed.  Each is economics, not an engine bug.
+def _received(contract, outcomes) -> np.ndarray:
+    cash = settle(contract, outcomes)
+    check_identities(contract, cash)
+    return received(cash)
+
+
+def test_counterexample_interest_a_loan_repaid_earlier_earns_less_interest():
+    # Loan L 1,000 at 5 % compounded monthly, drawn at month 0; steps: interest, principal (the rest is
+    # withheld).  Base: 600 @6, 500 @12.  More: 100 more job starts before month 6: 700 @6, 500 @12.
+    #   Base: @6 balance 1,000 x 1.05^0.5 = 1,024.695, paid 600 -> 424.695; @12: x 1.05^0.5 = 435.18
+    #   paid in full.  L: 1,035.18.   More: 324.695 left -> 332.71 @12.  L: 1,032.71 (less).
+    # Both repay the loan exactly with its 5 %: valued at 5 % a year, both are worth 0.
+    R = 1.05 ** 0.5
+    c = base_contract(months=(6, 12), budget={0: 1_000.0})
+    c = dataclasses.replace(c, investors=(Investor("L", 1_000.0, kind="loan", interest=0.05),),
+                            waterfall_terms=Waterfall((Step("interest", ("L",)), Step("principal", ("L",)))))
+    base = _received(c, outcomes_for(c, [{5: 600, 11: 500}]))
+    more = _received(c, outcomes_for(c, [{5: 700, 11: 500}]))
+    np.testing.assert_allclose([base[0, 0], more[0, 0]], [600 + (1_000 * R - 600) * R, 700 + (1_000 * R - 700) * R],
+                               atol=0.005)
+    assert more[0, 0] < base[0, 0] - 2
+    for got in (600, 700):  # valued at its 5 %: both zero
+        flows = np.array([-1_000.0, got, (1_000 * R - got) * R])
+        assert abs(flows @ (1.05 ** -np.array([0.0, 0.5, 1.0]))) < 1e-9
+
+
+def test_counterexample_after_an_earlier_repayment_switches_on_a_success_fee_ahead_of_a_junior():
+    # S 600 (seniority 1) and C 400 (seniority 2), no caps, drawn at month 0.  Steps: a success fee of
+    # half the cash on offer once S is repaid; principal to S; everything to C.  (The fee step comes
+    # before S's own step, so in the month S is repaid the fee still waits.)
+    #   Base 500 @3, 700 @6: @3 S 500.  @6 the fee waits (S owes 100), S 100, C 600.
+    #   More 600 @3, 700 @6: @3 S 600 (repaid).  @6 fee 350, C 350.  C: 600 -> 350.
+    c = base_contract(months=(3, 6), budget={0: 1_000.0})
+    steps = (Step("success_fee", share=0.5, after=("S",)), Step("principal", ("S",)), Step("to_cap", ("C",)))
+    c = dataclasses.replace(c, investors=(Investor("S", 600.0), Investor("C", 400.0, seniority=2)),
+                            waterfall_terms=Waterfall(steps))
+    base = _received(c, outcomes_for(c, [{2: 500, 5: 700}]))
+    more = _received(c, outcomes_for(c, [{2: 600, 5: 700}]))
+    np.testing.assert_allclose([base[0], more[0]], [[600, 600], [600, 350]], atol=0.005)
+
+
+def test_counterexample_review_passing_it_loses_the_floor_paid_on_termination():
+    # S 1,000 (no cap), 100 a month called in months 0-9; review at month 6 (fewer than 100 job starts:
+    # stop); a floor of 0.8 paid on termination.  Measurements at 6 and 10.
+    #   Base: 90 job starts before month 6: stopped at 6 with 600 drawn; 90 paid @6; floor 480 - 90 =
+    #   390.  S: 480.   More: 100 job starts: the contract runs, 1,000 drawn, 100 paid.  S: 100.
+    c = base_contract(months=(6, 10), budget={m: 100.0 for m in range(10)})
+    c = dataclasses.replace(c, investors=(Investor("S", 1_000.0),),
+                            guarantees=(Guarantee("Foundation", ("S",), kind="floor", floor=0.8, pays="termination"),),
+                            payer=dataclasses.replace(c.payer, review=Review(6, "job_start", "difference", 10.0)))
+    base = _received(c, outcomes_for(c, [{5: 90}]))
+    more = _received(c, outcomes_for(c, [{5: 100}]))
+    np.testing.assert_allclose([base[0, 0], more[0, 0]], [480, 100], atol=0.005)
+
+
+def test_counterexample_default_more_outcomes_move_money_into_a_missed_payment():
+    # A 1,000 (no cap) drawn at month 0; EUR 1 per net job start and per net sustained job, measured at 3
+    # and 6 (lag 0); the payer misses its first payment.  Comparison: 100 job starts in month 4.
+    #   Base: 100 sustained jobs in month 4.  Net at 3: 0; at 6: job starts -100 (counted as 0), sustained
+    #   100: entitlement 0, 100 -> paid 0 (missed) @3, 100 @6.  A: 100.
+    #   More: also 100 job starts in month 1.  Net at 3: 100; at 6: 0 and 100: entitlement 100, 100 ->
+    #   100 @3 (missed), 0 @6.  A: 0.
+    c = base_contract(months=(3, 6), budget={0: 1_000.0})
+    c = dataclasses.replace(c, investors=(Investor("A", 1_000.0),),
+                            payer=dataclasses.replace(c.payer, rate_card=(("job_start", 1.0), ("job_sustained", 1.0)),
+                                                      default_probability=0.5))
+    missed = np.array([[True, False]])
+    common = dict(events={"job_sustained": [{4: 100}]}, comparison={"job_start": [{4: 100}]}, defaults=missed)
+    base = _received(c, outcomes_for(c, [{}], **common))
+    more = _received(c, outcomes_for(c, [{1: 100}], **common))
+    np.testing.assert_allclose([base[0, 0], more[0, 0]], [100, 0], atol=0.005)
+
+
+def test_counterexample_calls_after_a_payment_with_a_payer_cap_money_early_bypasses_a_capped_senior():
+    # J 100 (no cap, seniority 2) drawn at month 0, then S 900 (0 % cap, seniority 1) 100 a month in
+    # months 1-9 (draw order J, S).  Payer cap 900; measurements at 3 and 10 (lag 0).
+    #   Base: 900 job starts in month 9: 900 @10, S has drawn 900: S 900.
+    #   More: also 500 in month 2: 500 @3, when S has drawn 300: S 300, J 200; the cap leaves 400 @10:
+    #   S 400.  S: 700 (and J, who drew 100, 200).
+    c = base_contract(months=(3, 10), budget={m: 100.0 for m in range(10)})
+    c = dataclasses.replace(c, investors=(Investor("S", 900.0, return_cap=0.0), Investor("J", 100.0, seniority=2)),
+                            draw_order=DrawOrder((("J",), ("S",))),
+                            payer=dataclasses.replace(c.payer, payment_cap=900.0))
+    base = _received(c, outcomes_for(c, [{9: 900}]))
+    more = _received(c, outcomes_for(c, [{2: 500, 9: 900}]))
+    np.testing.assert_allclose([base[0], more[0]], [[900, 0], [700, 200]], atol=0.005)
