@@ -24,11 +24,13 @@ from sibsim.cashflows import settle
 from sibsim.contracts import (
     DrawOrder,
     ExternalStop,
+    Fee,
     Guarantee,
     Investor,
     Payer,
     Review,
     SavingsShare,
+    Schedule,
     Step,
     Waterfall,
 )
@@ -577,3 +579,71 @@ def test_a_split_gives_nothing_to_a_tranche_that_drew_nothing():
     T = c.horizon_months
     cash = settled(c, outcomes_for(c, [{2: 300}]))
     cents(cash.distributions[0], [monthly(T, {3: 300}), np.zeros(T)])
+
+
+# ---------------------------------------------------------------------------------------
+# more rules, each by hand: the termination list, a hurdle and the fees step, recycling
+# ---------------------------------------------------------------------------------------
+def test_the_termination_list_runs_in_the_month_of_an_early_stop_only():
+    # S 600 (seniority 1) and J 400 (seniority 2), no caps, drawn at month 0.  Steps: everything to S
+    # then J (S, uncapped, takes it all); on termination: principal to J first, then S.  External stop
+    # at month 5 on path 0.  Payments: 500 @5 (measured at 5: held), 300 @8 (after the stop: not held).
+    #   Path 0: @5 the termination list: J 400, S 100.   Path 1: @5 S 500; @8 S 300.
+    c = base_contract(months=(5, 8), budget={0: 1_000.0})
+    c = with_stack(c, investors=(Investor("S", 600.0), Investor("J", 400.0, seniority=2)),
+                   waterfall_terms=Waterfall((Step("to_cap", ("S", "J")),),
+                                             on_termination=(Step("principal", ("J", "S"), order="sequential"),)),
+                   external_stop=ExternalStop(5, 0.5))
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{4: 500, 7: 300}] * 2, stopped=np.array([True, False])))
+    cents(cash.distributions[0], [monthly(T, {5: 100}), monthly(T, {5: 400})])
+    cents(cash.distributions[1], [monthly(T, {5: 500, 8: 300}), np.zeros(T)])
+
+
+def test_fees_in_arrears_then_principal_then_a_10_percent_hurdle_then_a_split():
+    # S 600 and J 400 (seniority 2), no caps, drawn at month 0.  A fee paid by the waterfall: 30 due at
+    # month 2, 10 at month 3.  Steps: fees; principal to S; J's capital plus 10 % a year (hurdle); split
+    # J 50 % / provider 50 %.  Payments 20 @3, 1,200 @12.
+    #   @3: fees due so far 40: 20 paid (20 in arrears).
+    #   @12: fees 20; S 600; J's hurdle 400 x 1.10^(12/12) = 440; 140 left: J 70, provider 70.
+    c = base_contract(months=(3, 12), budget={0: 1_000.0})
+    steps = (Step("fees"), Step("principal", ("S",)), Step("hurdle", ("J",), rate=0.10),
+             Step("split", shares=(("J", 0.5), ("provider", 0.5))))
+    c = with_stack(c, investors=(Investor("S", 600.0), Investor("J", 400.0, seniority=2)),
+                   fees=(Fee("servicer", "waterfall", Schedule(((2, 30.0), (3, 10.0)))),),
+                   waterfall_terms=Waterfall(steps))
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{2: 20, 11: 1_200}]))
+    cents(cash.waterfall_fees[0], monthly(T, {3: 20, 12: 20}))
+    cents(cash.distributions[0], [monthly(T, {12: 600}), monthly(T, {12: 440 + 70})])
+    cents(cash.provider_payments[0], monthly(T, {12: 70}))
+    cents(cash.principal_repaid[0, 1], monthly(T, {12: 400}))
+
+
+def test_recycling_funds_delivery_then_releases_the_rest_once_delivery_has_ended():
+    # A 1,000 (no cap); delivery 100 a month in months 0-9; recycling.  Payments 300 @3, 200 @10.
+    #   @3: the 300 is held and funds months 3, 4 and 5 (held 200, 100, 0): no calls then; calls
+    #   100 in months 0-2 and 6-9 (700).  @10: delivery has ended: the 200 is released to A.
+    c = base_contract(months=(3, 10), budget={m: 100.0 for m in range(10)})
+    c = with_stack(c, investors=(Investor("A", 1_000.0),), recycling=True)
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{2: 300, 9: 200}]))
+    cents(cash.capital_calls[0, 0], monthly(T, ranges=[(0, 2, 100), (6, 9, 100)]))
+    cents(cash.recycled[0], monthly(T, ranges=[(3, 5, 100)]))
+    cents(cash.vehicle_cash[0], monthly(T, {3: 200, 4: 100}))
+    cents(cash.distributions[0, 0], monthly(T, {10: 200}))
+
+
+@pytest.mark.parametrize("combine, expected", [("any", [6, 6, -1]), ("all", [6, -1, -1])])
+def test_a_review_with_two_conditions_any_or_all(combine, expected):
+    # Review at month 6: job starts per participant below 10 (100 among 10), sustained jobs below 5
+    # (50).  Path 0: 90 and 40 (both below); path 1: 90 and 60 (only job starts below); path 2: 120
+    # and 60 (neither).  "any" stops paths 0 and 1, "all" path 0 only.  A stopped path draws months 0-5.
+    c = base_contract(months=(6, 10), budget={m: 100.0 for m in range(10)})
+    c = with_stack(c, investors=(Investor("A", 1_000.0),))
+    c = with_payer(c, review=Review(6, "job_start", "difference", 10.0, more=(("job_sustained", "difference", 5.0),),
+                                    combine=combine))
+    cash = settled(c, outcomes_for(c, [{2: 90}, {2: 90}, {2: 120}],
+                                   events={"job_sustained": [{3: 40}, {3: 60}, {3: 60}]}))
+    np.testing.assert_array_equal(cash.termination_month, expected)
+    cents(cash.capital_calls.sum(axis=(1, 2)), [600 if m == 6 else 1_000 for m in expected])
