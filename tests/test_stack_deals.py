@@ -136,6 +136,9 @@ def check_identities(contract, cash, payer_splits=None) -> None:
     close(cash.payer_defaulted.sum(axis=0), cash.defaulted_by_payer)
     close(cash.payer_retained.sum(axis=0), cash.retained_by_payer)
     close(cash.payer_withheld.sum(axis=0), cash.withheld_by_payer)
+    # No payer's cumulative net payments (due, less defaulted, less retained) ever fall below zero.
+    net_paid = np.cumsum(cash.payer_due - cash.payer_defaulted - cash.payer_retained, axis=2)
+    assert (net_paid >= -EUR_TOL).all(), net_paid.min()
     # 2. retained, cumulated == withheld + what splits gave the payers.
     splits = np.cumsum(cash.retained_by_payer, axis=1) - cash.withheld_by_payer
     if payer_splits is not None:
@@ -647,3 +650,15 @@ def test_a_review_with_two_conditions_any_or_all(combine, expected):
                                    events={"job_sustained": [{3: 40}, {3: 60}, {3: 60}]}))
     np.testing.assert_array_equal(cash.termination_month, expected)
     cents(cash.capital_calls.sum(axis=(1, 2)), [600 if m == 6 else 1_000 for m in expected])
+
+
+def test_a_step_cap_counts_what_the_step_paid_over_the_whole_contract():
+    # A and B (500 each, no caps) drawn at month 0.  Steps: everything to A, but 250 in all; then
+    # everything to B.  Payments 200 @3, 200 @6, 100 @9: A 200, then 50 (its step's 250 reached) and B
+    # 150; then B 100.
+    c = base_contract(months=(3, 6, 9), budget={0: 1_000.0})
+    c = with_stack(c, investors=(Investor("A", 500.0), Investor("B", 500.0)),
+                   waterfall_terms=Waterfall((Step("to_cap", ("A",), cap=250.0), Step("to_cap", ("B",)))))
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{2: 200, 5: 200, 8: 100}]))
+    cents(cash.distributions[0], [monthly(T, {3: 200, 6: 50}), monthly(T, {6: 150, 9: 100})])
