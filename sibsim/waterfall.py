@@ -109,7 +109,7 @@ class _Accounts:
             owed = self.principal
         elif kind == "hurdle":
             owed = np.maximum(self.hurdles[rate], 0.0)
-        else:  # to_cap: a tranche that has drawn nothing has nothing to be repaid, no return to earn
+        else:  # to_cap, split: a tranche that has drawn nothing has nothing to be repaid, no return to earn
             return np.where(self.drawn > DUST, room, 0.0)
         return np.minimum(owed, room)
 
@@ -499,7 +499,10 @@ def _guarantees(contract, accounts: _Accounts, t: int, payout_month: int, termin
         covered = np.array([n in guarantee.investors for n in names])
         loss = np.maximum(accounts.drawn - accounts.received - got, 0.0) * covered[None, :]
         if guarantee.kind == "share":
-            cover = guarantee.share * loss
+            # Its share of the run's loss, never more than the loss still uncovered (shares adding up
+            # beyond 1 are refused by the loader; the engine never pays a loss twice either way).
+            left = np.maximum(accounts.drawn - accounts.received - to_tranches.sum(axis=2), 0.0)
+            cover = np.minimum(guarantee.share * loss, left * covered[None, :])
         elif guarantee.kind == "first_loss":
             total = loss.sum(axis=1, keepdims=True)
             cover = loss * np.minimum(np.divide(guarantee.amount, total, out=np.ones_like(total), where=total > 0), 1.0)

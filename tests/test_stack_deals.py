@@ -24,11 +24,13 @@ from sibsim.cashflows import settle
 from sibsim.contracts import (
     DrawOrder,
     ExternalStop,
+    Fee,
     Guarantee,
     Investor,
     Payer,
     Review,
     SavingsShare,
+    Schedule,
     Step,
     Waterfall,
 )
@@ -93,25 +95,28 @@ def with_payer(contract, **changes):
 
 
 def outcomes_for(contract, job_starts: list[dict], saved: list[dict] | None = None, defaults=None,
-                 stopped=None, events: dict | None = None) -> Outcomes:
+                 stopped=None, events: dict | None = None, comparison: dict | None = None) -> Outcomes:
     """Hand-made outcomes, one dict per path: ``job_starts`` {month: treated job starts} (EUR 1 each
     when paid), ``saved`` {month: comparison benefit months} (EUR ``benefit`` each saved); ``events``
-    {outcome: [{month: count} per path]} for other treated outcomes."""
+    {outcome: [{month: count} per path]} for other treated outcomes, ``comparison`` the same for the
+    comparison group."""
     T, P = contract.horizon_months, len(job_starts)
     K, Q = len(contract.outcomes), len(contract.costs)
     treated = np.zeros((P, 1, K, T), dtype=np.int32)
+    counterfactual = np.zeros((P, 1, K, T), dtype=np.int32)
     comparison_costs = np.zeros((P, 1, Q, T), dtype=np.int32)
-    for name, per_path in {"job_start": job_starts, **(events or {})}.items():
-        k = contract.outcome_index(name)
-        for p, entries in enumerate(per_path):
-            for m, n in entries.items():
-                treated[p, 0, k, m] += n
+    for target, table in ((treated, {"job_start": job_starts, **(events or {})}), (counterfactual, comparison or {})):
+        for name, per_path in table.items():
+            k = contract.outcome_index(name)
+            for p, entries in enumerate(per_path):
+                for m, n in entries.items():
+                    target[p, 0, k, m] += n
     for p, entries in enumerate(saved or []):
         for m, n in entries.items():
             comparison_costs[p, 0, 0, m] += n
     sizes = np.array([SIZE], np.int64)
     return Outcomes(GroupOutcomes(treated, np.zeros((P, 1, Q, T), np.int32), sizes, {}),
-                    GroupOutcomes(np.zeros((P, 1, K, T), np.int32), comparison_costs, sizes, {}),
+                    GroupOutcomes(counterfactual, comparison_costs, sizes, {}),
                     payer_default=defaults, external_stop=stopped)
 
 
@@ -131,6 +136,9 @@ def check_identities(contract, cash, payer_splits=None) -> None:
     close(cash.payer_defaulted.sum(axis=0), cash.defaulted_by_payer)
     close(cash.payer_retained.sum(axis=0), cash.retained_by_payer)
     close(cash.payer_withheld.sum(axis=0), cash.withheld_by_payer)
+    # No payer's cumulative net payments (due, less defaulted, less retained) ever fall below zero.
+    net_paid = np.cumsum(cash.payer_due - cash.payer_defaulted - cash.payer_retained, axis=2)
+    assert (net_paid >= -EUR_TOL).all(), net_paid.min()
     # 2. retained, cumulated == withheld + what splits gave the payers.
     splits = np.cumsum(cash.retained_by_payer, axis=1) - cash.withheld_by_payer
     if payer_splits is not None:
@@ -539,3 +547,118 @@ def test_a_tranche_without_a_cap_that_drew_nothing_receives_nothing():
     cash = settled(c, outcomes_for(c, [{2: 300, 8: 200}]))
     cents(cash.capital_calls[0], [monthly(T, ranges=[(0, 9, 100)]), np.zeros(T)])
     cents(cash.distributions[0], [monthly(T, {3: 300, 9: 200}), np.zeros(T)])
+
+
+def test_a_tranche_made_whole_by_a_guarantee_is_not_paid_its_loss_again_by_later_cash():
+    # Recoverable grant A 1,000 (principal only), drawn 100 a month in months 0-9.  Steps: a split of
+    # the cash on offer, A 50 %, provider 25 % (the other 25 % stays on offer: withheld, offered again
+    # next month).  A first-loss guarantee of up to 1,000 on A at maturity (month 9: the last call and
+    # the last payment).  Payment 600 at month 9.
+    #   @9: A 300, provider 150, 150 withheld.  Guarantee: loss 1,000 - 300 = 700 -> 700: A is whole.
+    #   @10: 150 on offer: A can take nothing more (its principal is covered), provider 37.50; 112.50
+    #   withheld.  @11: provider 28.125; 84.375 withheld to the end (the payer keeps it).
+    # (The engine paid A 75 @10 and 18.75 @11 again: 1,093.75 on 1,000 drawn, beyond a 0 % cap.)
+    c = base_contract(months=(9,), budget={m: 100.0 for m in range(10)})
+    c = with_stack(c, investors=(Investor("A", 1_000.0, kind="recoverable_grant"),),
+                   waterfall_terms=Waterfall((Step("split", shares=(("A", 0.5), ("provider", 0.25))),)),
+                   guarantees=(Guarantee("Foundation", ("A",), kind="first_loss", amount=1_000.0),))
+    T = c.horizon_months
+    assert T == 12
+    cash = settled(c, outcomes_for(c, [{8: 600}]))
+    cents(cash.distributions[0, 0], monthly(T, {9: 300}))
+    cents(cash.guarantee_payouts[0, 0], monthly(T, {9: 700}))
+    cents(cash.provider_payments[0], monthly(T, {9: 150, 10: 37.5, 11: 28.125}))
+    cents(cash.withheld_by_payer[0], monthly(T, {9: 150, 10: 112.5, 11: 84.375}))
+
+
+def test_a_split_gives_nothing_to_a_tranche_that_drew_nothing():
+    # As above (A funds everything, B is never called), with steps: a split A 50 % / B 50 %, then
+    # everything to A.  At month 3, 300: A 150 by the split; B's 150 stays on offer (B has nothing
+    # to be repaid, no return to earn) and the next step gives it to A.  (The engine paid B 150.)
+    c = base_contract(months=(3,), budget={m: 100.0 for m in range(10)})
+    steps = (Step("split", shares=(("A", 0.5), ("B", 0.5))), Step("to_cap", ("A",)))
+    c = with_stack(c, investors=(Investor("A", 1_000.0), Investor("B", 1_000.0)),
+                   draw_order=DrawOrder((("A",), ("B",))), waterfall_terms=Waterfall(steps))
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{2: 300}]))
+    cents(cash.distributions[0], [monthly(T, {3: 300}), np.zeros(T)])
+
+
+# ---------------------------------------------------------------------------------------
+# more rules, each by hand: the termination list, a hurdle and the fees step, recycling
+# ---------------------------------------------------------------------------------------
+def test_the_termination_list_runs_in_the_month_of_an_early_stop_only():
+    # S 600 (seniority 1) and J 400 (seniority 2), no caps, drawn at month 0.  Steps: everything to S
+    # then J (S, uncapped, takes it all); on termination: principal to J first, then S.  External stop
+    # at month 5 on path 0.  Payments: 500 @5 (measured at 5: held), 300 @8 (after the stop: not held).
+    #   Path 0: @5 the termination list: J 400, S 100.   Path 1: @5 S 500; @8 S 300.
+    c = base_contract(months=(5, 8), budget={0: 1_000.0})
+    c = with_stack(c, investors=(Investor("S", 600.0), Investor("J", 400.0, seniority=2)),
+                   waterfall_terms=Waterfall((Step("to_cap", ("S", "J")),),
+                                             on_termination=(Step("principal", ("J", "S"), order="sequential"),)),
+                   external_stop=ExternalStop(5, 0.5))
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{4: 500, 7: 300}] * 2, stopped=np.array([True, False])))
+    cents(cash.distributions[0], [monthly(T, {5: 100}), monthly(T, {5: 400})])
+    cents(cash.distributions[1], [monthly(T, {5: 500, 8: 300}), np.zeros(T)])
+
+
+def test_fees_in_arrears_then_principal_then_a_10_percent_hurdle_then_a_split():
+    # S 600 and J 400 (seniority 2), no caps, drawn at month 0.  A fee paid by the waterfall: 30 due at
+    # month 2, 10 at month 3.  Steps: fees; principal to S; J's capital plus 10 % a year (hurdle); split
+    # J 50 % / provider 50 %.  Payments 20 @3, 1,200 @12.
+    #   @3: fees due so far 40: 20 paid (20 in arrears).
+    #   @12: fees 20; S 600; J's hurdle 400 x 1.10^(12/12) = 440; 140 left: J 70, provider 70.
+    c = base_contract(months=(3, 12), budget={0: 1_000.0})
+    steps = (Step("fees"), Step("principal", ("S",)), Step("hurdle", ("J",), rate=0.10),
+             Step("split", shares=(("J", 0.5), ("provider", 0.5))))
+    c = with_stack(c, investors=(Investor("S", 600.0), Investor("J", 400.0, seniority=2)),
+                   fees=(Fee("servicer", "waterfall", Schedule(((2, 30.0), (3, 10.0)))),),
+                   waterfall_terms=Waterfall(steps))
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{2: 20, 11: 1_200}]))
+    cents(cash.waterfall_fees[0], monthly(T, {3: 20, 12: 20}))
+    cents(cash.distributions[0], [monthly(T, {12: 600}), monthly(T, {12: 440 + 70})])
+    cents(cash.provider_payments[0], monthly(T, {12: 70}))
+    cents(cash.principal_repaid[0, 1], monthly(T, {12: 400}))
+
+
+def test_recycling_funds_delivery_then_releases_the_rest_once_delivery_has_ended():
+    # A 1,000 (no cap); delivery 100 a month in months 0-9; recycling.  Payments 300 @3, 200 @10.
+    #   @3: the 300 is held and funds months 3, 4 and 5 (held 200, 100, 0): no calls then; calls
+    #   100 in months 0-2 and 6-9 (700).  @10: delivery has ended: the 200 is released to A.
+    c = base_contract(months=(3, 10), budget={m: 100.0 for m in range(10)})
+    c = with_stack(c, investors=(Investor("A", 1_000.0),), recycling=True)
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{2: 300, 9: 200}]))
+    cents(cash.capital_calls[0, 0], monthly(T, ranges=[(0, 2, 100), (6, 9, 100)]))
+    cents(cash.recycled[0], monthly(T, ranges=[(3, 5, 100)]))
+    cents(cash.vehicle_cash[0], monthly(T, {3: 200, 4: 100}))
+    cents(cash.distributions[0, 0], monthly(T, {10: 200}))
+
+
+@pytest.mark.parametrize("combine, expected", [("any", [6, 6, -1]), ("all", [6, -1, -1])])
+def test_a_review_with_two_conditions_any_or_all(combine, expected):
+    # Review at month 6: job starts per participant below 10 (100 among 10), sustained jobs below 5
+    # (50).  Path 0: 90 and 40 (both below); path 1: 90 and 60 (only job starts below); path 2: 120
+    # and 60 (neither).  "any" stops paths 0 and 1, "all" path 0 only.  A stopped path draws months 0-5.
+    c = base_contract(months=(6, 10), budget={m: 100.0 for m in range(10)})
+    c = with_stack(c, investors=(Investor("A", 1_000.0),))
+    c = with_payer(c, review=Review(6, "job_start", "difference", 10.0, more=(("job_sustained", "difference", 5.0),),
+                                    combine=combine))
+    cash = settled(c, outcomes_for(c, [{2: 90}, {2: 90}, {2: 120}],
+                                   events={"job_sustained": [{3: 40}, {3: 60}, {3: 60}]}))
+    np.testing.assert_array_equal(cash.termination_month, expected)
+    cents(cash.capital_calls.sum(axis=(1, 2)), [600 if m == 6 else 1_000 for m in expected])
+
+
+def test_a_step_cap_counts_what_the_step_paid_over_the_whole_contract():
+    # A and B (500 each, no caps) drawn at month 0.  Steps: everything to A, but 250 in all; then
+    # everything to B.  Payments 200 @3, 200 @6, 100 @9: A 200, then 50 (its step's 250 reached) and B
+    # 150; then B 100.
+    c = base_contract(months=(3, 6, 9), budget={0: 1_000.0})
+    c = with_stack(c, investors=(Investor("A", 500.0), Investor("B", 500.0)),
+                   waterfall_terms=Waterfall((Step("to_cap", ("A",), cap=250.0), Step("to_cap", ("B",)))))
+    T = c.horizon_months
+    cash = settled(c, outcomes_for(c, [{2: 200, 5: 200, 8: 100}]))
+    cents(cash.distributions[0], [monthly(T, {3: 200, 6: 50}), monthly(T, {6: 150, 9: 100})])

@@ -15,8 +15,8 @@ Properties, on every path and month:
 * cash is conserved: the identities of the :mod:`sibsim.cashflows` docstring, per payer and in total,
   and across payers, tranches, guarantors, the provider, fees and what the payers retain
   (:func:`tests.test_stack_deals.check_identities`);
-* no tranche is paid beyond its return cap: its claim (capital drawn less distributions, both
-  compounded at the cap) never falls below minus a cent;
+* no tranche is paid beyond its return cap: its claim (capital drawn less distributions and guarantee
+  payouts, compounded at the cap) never falls below minus a cent;
 * a step sharing by seniority (or in sequence) never pays a junior tranche while a senior one in the
   same step is still owed, both inside the engine (every call of its sharing rule) and from the
   ledgers of a one-step waterfall;
@@ -58,7 +58,7 @@ from sibsim.contracts import (
 )
 from sibsim.montecarlo import GroupOutcomes, Outcomes
 from sibsim.stack import COMPOUNDING, GUARANTEE_WHEN, STEP_ORDERS
-from tests.test_stack_deals import SIZE, base_contract, check_identities
+from tests.test_stack_deals import SIZE, base_contract, check_identities, outcomes_for
 
 EXAMPLES = 120
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,
@@ -95,6 +95,11 @@ class Knobs:
     guarantees: bool = True
     termination_list: bool = True
     waterfall_fees: bool = True    # a fee paid by the waterfall's fees step
+    payer_caps: bool = True
+    step_caps: bool = True
+    guarantee_when: tuple = GUARANTEE_WHEN
+    max_tranches: int = 4
+    upfront: bool = False          # every capital call before the first payment can fall due
 
 
 def _tranche(draw, i: int, knobs: Knobs) -> Investor:
@@ -126,7 +131,7 @@ def _step(draw, repayable, kinds, knobs: Knobs) -> Step:
     pay = draw(st.sampled_from(kinds))
     to = _subset(draw, repayable)
     order = draw(st.sampled_from(STEP_ORDERS))
-    cap = draw(st.sampled_from((None, None, None, 50.0, 300.0)))
+    cap = draw(st.sampled_from((None, None, None, 50.0, 300.0))) if knobs.step_caps else None
     after = _subset(draw, repayable) if knobs.after and draw(st.integers(0, 3)) == 0 else ()
     kw = {}
     if pay == "hurdle":
@@ -166,7 +171,7 @@ class Case:
 def stacks(draw, knobs: Knobs = Knobs()):
     """A generated contract (stack, payers, termination) on the base contract."""
     base = _base()
-    tranches = tuple(_tranche(draw, i, knobs) for i in range(draw(st.integers(1, 4))))
+    tranches = tuple(_tranche(draw, i, knobs) for i in range(draw(st.integers(1, knobs.max_tranches))))
     names = [t.name for t in tranches]
     repayable = [t.name for t in tranches if t.repayable]
     draw_order = DrawOrder()
@@ -187,12 +192,13 @@ def stacks(draw, knobs: Knobs = Knobs()):
     measurement = tuple(sorted(set(draw(st.lists(st.integers(1, TERM), min_size=1, max_size=3)))))
     payer = dataclasses.replace(base.payer, measurement_months=measurement,
                                 payment_lag_months=draw(st.integers(0, 2)),
-                                payment_cap=draw(st.sampled_from((None, None, 300.0, 1_500.0))),
+                                payment_cap=draw(st.sampled_from((None, None, 300.0, 1_500.0))) if knobs.payer_caps else None,
                                 default_probability=0.2 if knobs.defaults and draw(st.booleans()) else 0.0)
     payers = ()
     if draw(st.booleans()):
         def one(name, buys, share):
-            return Payer(name, buys, share, draw(st.sampled_from((None, None, 200.0, 800.0))), draw(st.integers(0, 2)),
+            cap = draw(st.sampled_from((None, None, 200.0, 800.0))) if knobs.payer_caps else None
+            return Payer(name, buys, share, cap, draw(st.integers(0, 2)),
                          0.2 if knobs.defaults and draw(st.booleans()) else 0.0,
                          draw(st.sampled_from(("investors", "investors", "provider"))))
         if draw(st.booleans()):
@@ -224,7 +230,7 @@ def stacks(draw, knobs: Knobs = Knobs()):
                 share=draw(st.sampled_from((0.5, 1.0))), cap=draw(st.sampled_from((None, 100.0, 400.0))), kind=kind,
                 amount=draw(st.sampled_from((50.0, 300.0))) if kind == "first_loss" else None,
                 floor=draw(st.sampled_from((0.5, 0.8, 1.0))) if kind == "floor" else None,
-                pays=draw(st.sampled_from(GUARANTEE_WHEN)), recoup=draw(st.booleans())))
+                pays=draw(st.sampled_from(knobs.guarantee_when)), recoup=draw(st.booleans())))
     recoups = any(g.recoup for g in guarantees)
 
     terms = None
@@ -245,7 +251,18 @@ def stacks(draw, knobs: Knobs = Knobs()):
         base, investors=tranches, draw_order=draw_order, provider_budget=Schedule(budget), fees=tuple(fees),
         payer=payer, payer_split=payers, guarantees=tuple(guarantees), waterfall_terms=terms,
         external_stop=stop, recycling=knobs.recycling and draw(st.integers(0, 3)) == 0)
-    try:  # the loader refuses planned calls beyond the commitments available month by month
+    return _checked(contract, knobs)
+
+
+def _checked(contract, knobs: Knobs):
+    """``contract`` with every call before the first payment if ``knobs.upfront``; rejected (as the loader
+    would refuse it) if its planned calls exceed the commitments available month by month."""
+    if knobs.upfront:
+        first = min(contract.payment_months)
+        budget = tuple((m, a) for m, a in contract.provider_budget.entries if m < first)
+        fees = tuple(f for f in contract.fees if f.paid_by != "investors" or f.schedule.last_month < first)
+        contract = dataclasses.replace(contract, provider_budget=Schedule(budget), fees=fees)
+    try:
         engine.planned_draws(contract)
     except RuntimeError:
         from hypothesis import reject
@@ -301,13 +318,14 @@ def recouping(draw, knobs: Knobs = Knobs()):
     terms = contract.waterfall_terms
     if terms is not None and not any(s.pay == "recoup" for s in terms.steps):
         terms = Waterfall((Step("recoup"),) + terms.steps, terms.on_termination)
-    return dataclasses.replace(contract, payer=payer, payer_split=payers, external_stop=ExternalStop(m, 0.5),
-                               guarantees=(guarantee,) + contract.guarantees, waterfall_terms=terms)
+    return _checked(dataclasses.replace(contract, payer=payer, payer_split=payers, external_stop=ExternalStop(m, 0.5),
+                                        guarantees=(guarantee,) + contract.guarantees, waterfall_terms=terms), knobs)
 
 
 @st.composite
 def cases(draw, knobs: Knobs = Knobs()):
-    contract = draw(stacks(knobs) if not knobs.guarantees or draw(st.integers(0, 3)) else recouping(knobs))
+    recoup = knobs.guarantees and "termination" in knobs.guarantee_when and not draw(st.integers(0, 3))
+    contract = draw(recouping(knobs) if recoup else stacks(knobs))
     return contract, draw(outcomes_of(contract, knobs.defaults))
 
 
@@ -323,9 +341,10 @@ def conservation_violation(contract, outcomes) -> str | None:
     return None
 
 
-def cap_claims(contract, cash) -> np.ndarray:
+def cap_claims(contract, cash, guarantees: bool = True) -> np.ndarray:
     """Each capped tranche's claim at the end of every month, computed from the ledgers alone, (P, N, T):
-    capital drawn less distributions, compounded at its cap rate; +inf without a cap."""
+    capital drawn less distributions (and guarantee payouts: a tranche made whole is not paid its loss
+    again), compounded at its cap rate; +inf without a cap."""
     P, N, T = cash.distributions.shape
     out = np.full((P, N, T), np.inf)
     for i, t in enumerate(contract.investors):
@@ -335,6 +354,8 @@ def cap_claims(contract, cash) -> np.ndarray:
         claim = np.zeros(P)
         for m in range(T):
             claim = claim * g + cash.capital_calls[:, i, m] - cash.distributions[:, i, m]
+            if guarantees:
+                claim = claim - cash.guarantee_payouts[:, i, m]
             out[:, i, m] = claim
     return out
 
@@ -391,10 +412,13 @@ def test_no_tranche_is_paid_beyond_its_return_cap_and_guarantees_stay_within_the
         if t.kind == "grant":
             assert (cash.distributions[:, i] == 0).all()
     assert guarantee_violation(contract, cash) is None
-    # Steps with a cap never pay beyond it: success fees in all never beyond their amount.
-    for s in contract.waterfall.steps:
-        if s.pay == "success_fee" and s.amount is not None and len(contract.waterfall.steps) == 1:
-            assert (cash.provider_payments.sum(axis=1) <= s.amount + TOL).all()
+    # Success fees of an amount never pay beyond it (the termination list's steps count on their own).
+    w = contract.waterfall
+    to_provider = [s for s in w.steps + w.on_termination
+                   if s.pay == "success_fee" or (s.pay == "split" and "provider" in dict(s.shares))]
+    if all(s.pay == "success_fee" and s.amount is not None for s in to_provider):
+        limit = sum(min(s.amount, s.cap if s.cap is not None else np.inf) for s in to_provider)
+        assert (cash.provider_payments.sum(axis=1) <= limit + TOL).all()
 
 
 # ---------------------------------------------------------------------------------------
@@ -460,7 +484,7 @@ def one_step_ledger_violation(contract, cash) -> str | None:
     if step.pay == "principal":
         owed = np.cumsum(cash.capital_calls - cash.distributions, axis=2)
     else:
-        owed = cap_claims(contract, cash)
+        owed = cap_claims(contract, cash, guarantees=False)
         drew = np.cumsum(cash.capital_calls, axis=2) > engine.DUST
         owed = np.where(drew, owed, 0.0)
     for ai, a in enumerate(cols):
@@ -542,3 +566,158 @@ def test_the_seniority_property_catches_a_waterfall_that_pays_juniors_first():
         case = find(one_step_cases(), lambda c: one_step_ledger_violation(c[0], settle(*c)) is not None,
                     settings=POWER)
         assert one_step_ledger_violation(case[0], settle(*case)) is not None
+
+
+# ---------------------------------------------------------------------------------------
+# monotonicity: more outcomes
+# ---------------------------------------------------------------------------------------
+@st.composite
+def more_of(draw, outcomes: Outcomes) -> Outcomes:
+    """The same paths with more treated outcomes: extra job starts and sustained jobs (never fewer), and
+    fewer treated benefit months (more savings); the same defaults and stops."""
+    t = outcomes.treated
+    extra = np.zeros_like(t.events)
+    for k in range(extra.shape[2]):
+        extra[:, :, k] = _counts(draw, extra[:, :, k].shape, 100)
+    fewer = np.minimum(_counts(draw, t.costs.shape, 100), t.costs)
+    return dataclasses.replace(outcomes, treated=dataclasses.replace(t, events=t.events + extra, costs=t.costs - fewer))
+
+
+def received(cash) -> np.ndarray:
+    """What each tranche received in all, per path: distributions and guarantee payouts, (P, N)."""
+    return (cash.distributions + cash.guarantee_payouts).sum(axis=2)
+
+
+def monotone_violation(contract, outcomes, more) -> str | None:
+    base, richer = received(settle(contract, outcomes)), received(settle(contract, more))
+    scale = 1e-9 * (1.0 + contract.total_commitment)
+    worse = richer < base - TOL - scale
+    if worse.any():
+        p, i = map(int, np.argwhere(worse)[0])
+        return f"{contract.tranche_names[i]} received {richer[p, i]:.6f} < {base[p, i]:.6f} on path {p}"
+    return None
+
+
+@st.composite
+def monotone_cases(draw, knobs: Knobs):
+    contract, outcomes = draw(cases(knobs))
+    return contract, outcomes, draw(more_of(outcomes))
+
+
+def _cap_violation(contract, outcomes) -> bool:
+    return bool((cap_claims(contract, settle(contract, outcomes)) < -CENT).any())
+
+
+def test_the_cap_property_catches_a_guarantee_payout_that_leaves_the_tranche_owed():
+    # The engine before its fix: a guarantee payout did not lower what the tranche was still owed, so
+    # cash offered later paid it its loss a second time, beyond its return cap.
+    with mock.patch.object(engine._Accounts, "cover", lambda self, paid: None):
+        case = find(cases(), lambda c: _cap_violation(*c), settings=POWER)
+        assert _cap_violation(*case)
+
+
+#: Where more outcomes must never lower what a tranche receives in all: nothing earns a rate (no interest,
+#: return caps and hurdles at 0 % or none), every capital call before the first payment, no ``after``
+#: condition, no step or payer cap, no default, no review.  Everything else stays random: kinds,
+#: seniorities, draw orders, splits (tranches, provider, payer), success fees, the fees step, guarantees
+#: of every kind and timing (recouped or not), two payers (one paying the provider), external stops,
+#: termination lists, balance-linked savings shares.  (Recycling is drawn too, but with every call made
+#: before any payment it has nothing to fund.)  Each condition is needed: see the counterexamples below.
+MONOTONE = Knobs(interest=False, positive_rates=False, after=False, review=False, defaults=False,
+                 step_caps=False, payer_caps=False, upfront=True)
+
+
+@SETTINGS
+@given(monotone_cases(MONOTONE))
+def test_more_outcomes_never_lower_what_a_tranche_receives(case):
+    contract, outcomes, more = case
+    assert monotone_violation(contract, outcomes, more) is None
+
+
+# Counterexamples: one for each condition above, hand-computed.  Each is economics, not an engine bug.
+def _received(contract, outcomes) -> np.ndarray:
+    cash = settle(contract, outcomes)
+    check_identities(contract, cash)
+    return received(cash)
+
+
+def test_counterexample_interest_a_loan_repaid_earlier_earns_less_interest():
+    # Loan L 1,000 at 5 % compounded monthly, drawn at month 0; steps: interest, principal (the rest is
+    # withheld).  Base: 600 @6, 500 @12.  More: 100 more job starts before month 6: 700 @6, 500 @12.
+    #   Base: @6 balance 1,000 x 1.05^0.5 = 1,024.695, paid 600 -> 424.695; @12: x 1.05^0.5 = 435.18
+    #   paid in full.  L: 1,035.18.   More: 324.695 left -> 332.71 @12.  L: 1,032.71 (less).
+    # Both repay the loan exactly with its 5 %: valued at 5 % a year, both are worth 0.
+    R = 1.05 ** 0.5
+    c = base_contract(months=(6, 12), budget={0: 1_000.0})
+    c = dataclasses.replace(c, investors=(Investor("L", 1_000.0, kind="loan", interest=0.05),),
+                            waterfall_terms=Waterfall((Step("interest", ("L",)), Step("principal", ("L",)))))
+    base = _received(c, outcomes_for(c, [{5: 600, 11: 500}]))
+    more = _received(c, outcomes_for(c, [{5: 700, 11: 500}]))
+    np.testing.assert_allclose([base[0, 0], more[0, 0]], [600 + (1_000 * R - 600) * R, 700 + (1_000 * R - 700) * R],
+                               atol=0.005)
+    assert more[0, 0] < base[0, 0] - 2
+    for got in (600, 700):  # valued at its 5 %: both zero
+        flows = np.array([-1_000.0, got, (1_000 * R - got) * R])
+        assert abs(flows @ (1.05 ** -np.array([0.0, 0.5, 1.0]))) < 1e-9
+
+
+def test_counterexample_after_an_earlier_repayment_switches_on_a_success_fee_ahead_of_a_junior():
+    # S 600 (seniority 1) and C 400 (seniority 2), no caps, drawn at month 0.  Steps: a success fee of
+    # half the cash on offer once S is repaid; principal to S; everything to C.  (The fee step comes
+    # before S's own step, so in the month S is repaid the fee still waits.)
+    #   Base 500 @3, 700 @6: @3 S 500.  @6 the fee waits (S owes 100), S 100, C 600.
+    #   More 600 @3, 700 @6: @3 S 600 (repaid).  @6 fee 350, C 350.  C: 600 -> 350.
+    c = base_contract(months=(3, 6), budget={0: 1_000.0})
+    steps = (Step("success_fee", share=0.5, after=("S",)), Step("principal", ("S",)), Step("to_cap", ("C",)))
+    c = dataclasses.replace(c, investors=(Investor("S", 600.0), Investor("C", 400.0, seniority=2)),
+                            waterfall_terms=Waterfall(steps))
+    base = _received(c, outcomes_for(c, [{2: 500, 5: 700}]))
+    more = _received(c, outcomes_for(c, [{2: 600, 5: 700}]))
+    np.testing.assert_allclose([base[0], more[0]], [[600, 600], [600, 350]], atol=0.005)
+
+
+def test_counterexample_review_passing_it_loses_the_floor_paid_on_termination():
+    # S 1,000 (no cap), 100 a month called in months 0-9; review at month 6 (fewer than 100 job starts:
+    # stop); a floor of 0.8 paid on termination.  Measurements at 6 and 10.
+    #   Base: 90 job starts before month 6: stopped at 6 with 600 drawn; 90 paid @6; floor 480 - 90 =
+    #   390.  S: 480.   More: 100 job starts: the contract runs, 1,000 drawn, 100 paid.  S: 100.
+    c = base_contract(months=(6, 10), budget={m: 100.0 for m in range(10)})
+    c = dataclasses.replace(c, investors=(Investor("S", 1_000.0),),
+                            guarantees=(Guarantee("Foundation", ("S",), kind="floor", floor=0.8, pays="termination"),),
+                            payer=dataclasses.replace(c.payer, review=Review(6, "job_start", "difference", 10.0)))
+    base = _received(c, outcomes_for(c, [{5: 90}]))
+    more = _received(c, outcomes_for(c, [{5: 100}]))
+    np.testing.assert_allclose([base[0, 0], more[0, 0]], [480, 100], atol=0.005)
+
+
+def test_counterexample_default_more_outcomes_move_money_into_a_missed_payment():
+    # A 1,000 (no cap) drawn at month 0; EUR 1 per net job start and per net sustained job, measured at 3
+    # and 6 (lag 0); the payer misses its first payment.  Comparison: 100 job starts in month 4.
+    #   Base: 100 sustained jobs in month 4.  Net at 3: 0; at 6: job starts -100 (counted as 0), sustained
+    #   100: entitlement 0, 100 -> paid 0 (missed) @3, 100 @6.  A: 100.
+    #   More: also 100 job starts in month 1.  Net at 3: 100; at 6: 0 and 100: entitlement 100, 100 ->
+    #   100 @3 (missed), 0 @6.  A: 0.
+    c = base_contract(months=(3, 6), budget={0: 1_000.0})
+    c = dataclasses.replace(c, investors=(Investor("A", 1_000.0),),
+                            payer=dataclasses.replace(c.payer, rate_card=(("job_start", 1.0), ("job_sustained", 1.0)),
+                                                      default_probability=0.5))
+    missed = np.array([[True, False]])
+    common = dict(events={"job_sustained": [{4: 100}]}, comparison={"job_start": [{4: 100}]}, defaults=missed)
+    base = _received(c, outcomes_for(c, [{}], **common))
+    more = _received(c, outcomes_for(c, [{1: 100}], **common))
+    np.testing.assert_allclose([base[0, 0], more[0, 0]], [100, 0], atol=0.005)
+
+
+def test_counterexample_calls_after_a_payment_with_a_payer_cap_money_early_bypasses_a_capped_senior():
+    # J 100 (no cap, seniority 2) drawn at month 0, then S 900 (0 % cap, seniority 1) 100 a month in
+    # months 1-9 (draw order J, S).  Payer cap 900; measurements at 3 and 10 (lag 0).
+    #   Base: 900 job starts in month 9: 900 @10, S has drawn 900: S 900.
+    #   More: also 500 in month 2: 500 @3, when S has drawn 300: S 300, J 200; the cap leaves 400 @10:
+    #   S 400.  S: 700 (and J, who drew 100, 200).
+    c = base_contract(months=(3, 10), budget={m: 100.0 for m in range(10)})
+    c = dataclasses.replace(c, investors=(Investor("S", 900.0, return_cap=0.0), Investor("J", 100.0, seniority=2)),
+                            draw_order=DrawOrder((("J",), ("S",))),
+                            payer=dataclasses.replace(c.payer, payment_cap=900.0))
+    base = _received(c, outcomes_for(c, [{9: 900}]))
+    more = _received(c, outcomes_for(c, [{2: 500, 9: 900}]))
+    np.testing.assert_allclose([base[0], more[0]], [[900, 0], [700, 200]], atol=0.005)
