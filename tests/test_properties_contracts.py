@@ -286,7 +286,8 @@ def native_docs(draw, measures=ALL_MEASURES):
     doc["comparison"] = comparison
     payer = doc["payer"]
     # Priced per event and per day always; the other outcomes sometimes.
-    card = {"visits": draw(money(0.0, 300.0)), "housed_days": draw(money(0.0, 40.0))}
+    # (at least one price above 0 per event or day: the payer must pay for something, as the loader requires)
+    card = {"visits": draw(money(0.0, 300.0)), "housed_days": draw(money(0.01, 40.0))}
     card.update({k: draw(money(0.0, 3_000.0)) for k in ("housings", "incidents") if draw(st.booleans())})
     payer["rate_card"] = card
     for term in payer.get("tiers", []) + [payer[k] for k in ("trigger", "review") if k in payer]:
