@@ -142,7 +142,9 @@ class Step:
       at this step each month).
     * ``split``: the cash on offer at this step in ``shares`` (targets: tranche names,
       ``"provider"``, ``"payer"``, which keeps its share); a tranche takes at most its cap, and
-      what a target cannot take stays on offer for the next steps.
+      what a target cannot take stays on offer for the next steps.  A split (and a success fee
+      given as a share) divides only the cash that arrived this month, never money withheld
+      before (which would be split again and again).
     * ``recoup``: guarantors whose guarantee is ``recoup = True`` get back what they paid out.
 
     Limits and conditions: ``to`` is shared by ``order`` (``seniority``: by seniority, pro rata

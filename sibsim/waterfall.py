@@ -182,12 +182,21 @@ class _StepState:
     paid: np.ndarray  # (P,) EUR the step has paid so far (its cap, a success fee's amount)
 
 
-def _run_steps(steps, columns, accounts: _Accounts, offer: np.ndarray, ctx) -> np.ndarray:
-    """Apply ``steps`` to ``offer`` (P,) in order; books every payment in ``ctx``; returns what is left."""
+def _run_steps(steps, columns, accounts: _Accounts, offer: np.ndarray, ctx, fresh: np.ndarray) -> np.ndarray:
+    """Apply ``steps`` to ``offer`` (P,) in order; books every payment in ``ctx``; returns what is left.
+
+    ``fresh`` (P,) is the part of ``offer`` that arrived this month; the rest was withheld before.
+    A share of the cash (a split, a success fee as a share) is taken of the fresh part only, so
+    money withheld after a split is never split again (the provider's share would compound month
+    after month); claims (interest, principal, hurdles, caps, fees, recoup) take withheld money first.
+    """
     left = offer
+    old = np.maximum(offer - fresh, 0.0)  # withheld money still on offer
     for s, step in steps:
         state = ctx.step_state[s]
-        base = left if not step.after else np.where(accounts.repaid(columns[s + ("after",)]), left, 0.0)
+        shared = step.pay == "split" or (step.pay == "success_fee" and step.amount is None)
+        on_offer = np.maximum(left - old, 0.0) if shared else left
+        base = on_offer if not step.after else np.where(accounts.repaid(columns[s + ("after",)]), on_offer, 0.0)
         cap_left = None if step.cap is None else np.maximum(step.cap - state.paid, 0.0)
         # A cap limits what the step pays: for a share of the cash (a split, a success fee as a
         # share) the share is taken of all that is on offer and then cut to the cap.
@@ -243,6 +252,8 @@ def _run_steps(steps, columns, accounts: _Accounts, offer: np.ndarray, ctx) -> n
                     paid[:, ctx.index[target]] += part
             ctx.book_tranches(accounts, paid)
         state.paid = state.paid + spent
+        if not shared:
+            old = np.maximum(old - spent, 0.0)
         left = np.maximum(left - spent, 0.0)
     return np.where(left < DUST, 0.0, left)
 
@@ -437,14 +448,17 @@ def run(contract, due: np.ndarray, defaults: list, needs: np.ndarray, terminatio
         ctx.fees_due_to_date = waterfall_fee_schedule[t]
         pools = released + withheld
         offer = pools.sum(axis=0)
+        fresh = released.sum(axis=0)
         wound_down = terminated & (t >= termination_month)
         if not (offer > DUST).any():
             left = np.zeros(P)  # nothing on offer: no step can pay (round-off dust is not money)
         elif wound_down.any() and term_steps is not steps:
-            left = (_run_steps(steps, columns, accounts, np.where(wound_down, 0.0, offer), ctx)
-                    + _run_steps(term_steps, columns, accounts, np.where(wound_down, offer, 0.0), ctx))
+            left = (_run_steps(steps, columns, accounts, np.where(wound_down, 0.0, offer), ctx,
+                               np.where(wound_down, 0.0, fresh))
+                    + _run_steps(term_steps, columns, accounts, np.where(wound_down, offer, 0.0), ctx,
+                                 np.where(wound_down, fresh, 0.0)))
         else:
-            left = _run_steps(steps, columns, accounts, offer, ctx)
+            left = _run_steps(steps, columns, accounts, offer, ctx, fresh)
         share = np.divide(pools, offer, out=np.zeros_like(pools), where=offer > 0)  # each payer's part
         withheld = share * left
         payer_withheld[:, :, t] = withheld

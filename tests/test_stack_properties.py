@@ -531,9 +531,9 @@ POWER = settings(max_examples=400, database=None, derandomize=True, phases=(Phas
                                         HealthCheck.filter_too_much])
 
 
-def _losing_run_steps(steps, columns, accounts, offer, ctx):
+def _losing_run_steps(steps, columns, accounts, offer, ctx, fresh):
     """Deliberately wrong: what no step takes in a month is lost (neither withheld nor kept by the payer)."""
-    _real_run_steps(steps, columns, accounts, offer, ctx)
+    _real_run_steps(steps, columns, accounts, offer, ctx, fresh)
     return np.zeros_like(offer)
 
 

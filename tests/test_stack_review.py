@@ -457,3 +457,22 @@ def test_a_balance_linked_savings_share_paid_to_the_provider_keeps_the_first_rat
     cents(cash.provider_outcome_payments[0], monthly(T, {6: 570, 12: 950}))
     cents(cash.distributions, 0.0)
     cents(cash.net_savings[0], monthly(T, {2: 600, 6: -570, 8: 1_000, 12: -950}))
+
+
+def test_money_withheld_after_a_split_is_never_split_again():
+    # Found by the hand-computed deals: F 100 (capped at 0 %), a split 50 % F / 50 % provider, 400 in
+    # month 1.  F takes its room 100 of its 200 share, the provider 200; the 100 F could not take is
+    # withheld.  Offered again in months 2-5 it is not split again (the provider's share would
+    # otherwise compound: 50, 25, 12.50, ...): it stays withheld, 100, to the end.
+    from sibsim.stack import Step, Waterfall
+    from tests.test_cashflows import base_doc, contract_of, distribute
+
+    c = dataclasses.replace(contract_of(base_doc()), investors=(Investor("F", 100.0, return_cap=0.0),),
+                            waterfall_terms=Waterfall((Step("split", shares=(("F", 0.5), ("provider", 0.5))),)))
+    calls = np.zeros((1, 6))
+    calls[0, 0] = 100.0
+    due = np.zeros((1, 6))
+    due[0, 1] = 400.0
+    got, withheld = distribute(c, calls, due)
+    np.testing.assert_allclose(got[0, 0], [0, 100, 0, 0, 0, 0], atol=0.005)
+    np.testing.assert_allclose(withheld[0], [0, 100, 100, 100, 100, 100], atol=0.005)
