@@ -37,27 +37,14 @@ from sibsim.contracts import (
 from sibsim.montecarlo import GroupOutcomes, Outcomes
 from sibsim.scenario import contract_from_dict
 from tests import legacy
+from tests.test_cashflows import CENT, EUR_TOL, cents, monthly  # noqa: F401  (the suite's cent and identity tolerances)
 
-CENT = 0.005   # "to the cent"
-EUR_TOL = 1e-6  # identities, on every path and month
 SIZE = 10       # participants in the one cohort (treated and comparison)
 
 
 # ---------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------
-def cents(actual, expected):
-    np.testing.assert_allclose(np.asarray(actual, float), np.asarray(expected, float), rtol=0, atol=CENT)
-
-
-def monthly(T: int, entries: dict[int, float] | None = None, ranges=()) -> np.ndarray:
-    """Hand-written monthly series: {month: EUR} plus (from, to_inclusive, EUR) ranges."""
-    out = np.zeros(T)
-    for m0, m1, v in ranges:
-        out[m0:m1 + 1] = v
-    for m, v in (entries or {}).items():
-        out[m] = v
-    return out
 
 
 _NOBODY = dict(max_training_months=0, diploma=0.0, dropout=0.0, job_with_diploma=0.0, job_without_diploma=0.0,
