@@ -256,26 +256,44 @@ def _pooled(counts: Counts, months) -> tuple[np.ndarray, np.ndarray]:
     return counts.treated[..., index].sum(axis=1), counts.counterfactual[..., index].sum(axis=1)
 
 
-def monthly_costs(contract: Contract, group_costs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def monthly_costs(contract: Contract, group_costs: np.ndarray, weights: np.ndarray,
+                  by_cohort: bool = False) -> np.ndarray:
     """EUR the payer spends on a group each month, (P, T): cost units x EUR per unit, cohorts weighted.
 
     ``weights`` is (C,) or (P, C): enrolment, times the comparison scale for the counterfactual.
+    ``by_cohort``: each cohort's, (P, C, T).
     """
+    P, C = group_costs.shape[:2]
     if not contract.costs:
-        return np.zeros((group_costs.shape[0], contract.horizon_months))
+        return np.zeros((P, C, contract.horizon_months) if by_cohort else (P, contract.horizon_months))
     price = contract.cost_per_unit()  # (Q, T)
-    w = np.broadcast_to(weights, (group_costs.shape[0], group_costs.shape[1]))
+    w = np.broadcast_to(weights, (P, C))
+    if by_cohort:
+        return np.einsum("pcqt,qt->pct", group_costs, price) * w[:, :, None]
     # Cohorts weighted first (units are whole numbers: exact), then priced: faster than one 3-operand einsum.
     return (np.einsum("pcqt,pc->pqt", group_costs, w) * price[None]).sum(axis=1)
 
 
-def _monthly_net_saved(contract: Contract, outcomes: Outcomes, enrolled=None) -> np.ndarray:
-    """EUR the payer saves each month: the counterfactual's costs less the treated group's, (P, T)."""
+def _monthly_net_saved(contract: Contract, outcomes: Outcomes, enrolled=None, by_cohort: bool = False) -> np.ndarray:
+    """EUR the payer saves each month: the counterfactual's costs less the treated group's, (P, T)
+    (``by_cohort``: each cohort's, (P, C, T))."""
     scale = outcomes.comparison_scale
     P, C = outcomes.n_paths, len(scale)
     enrolled = np.ones((P, C)) if enrolled is None else enrolled
-    return (monthly_costs(contract, outcomes.comparison.costs, enrolled * scale[None, :])
-            - monthly_costs(contract, outcomes.treated.costs, enrolled))
+    return (monthly_costs(contract, outcomes.comparison.costs, enrolled * scale[None, :], by_cohort)
+            - monthly_costs(contract, outcomes.treated.costs, enrolled, by_cohort))
+
+
+def _cohort_weights(sizes: np.ndarray, enrolled: np.ndarray) -> np.ndarray:
+    """(P, C): each cohort's share of the capital, its participants' share of those enrolled.
+
+    The capital finances every enrolled participant alike; a cohort not enrolled (after an early
+    termination) has no share.  Every path enrols the first cohort, but a path with none would
+    fall back to the planned sizes rather than divide by 0."""
+    people = sizes[None, :] * enrolled
+    total = people.sum(axis=1, keepdims=True)
+    planned = np.broadcast_to(sizes / sizes.sum(), people.shape)
+    return np.where(total > 0, people / np.where(total > 0, total, 1.0), planned)
 
 
 def _savings_followed(contract: Contract, monthly_saved: np.ndarray) -> np.ndarray:
@@ -294,11 +312,11 @@ def _savings_followed(contract: Contract, monthly_saved: np.ndarray) -> np.ndarr
 
 
 def _measured_savings(contract: Contract, monthly_saved: np.ndarray) -> np.ndarray:
-    """Cumulative EUR saved before each measurement month, (P, M)."""
+    """Cumulative EUR saved before each measurement month, (P, M) from (P, T) (or (P, C, M) from (P, C, T))."""
     months = np.array(contract.payer.measurement_months, dtype=int)
-    saved = np.zeros((monthly_saved.shape[0], monthly_saved.shape[1] + 1))
-    np.cumsum(monthly_saved, axis=1, out=saved[:, 1:])
-    return saved[:, months]
+    saved = np.zeros(monthly_saved.shape[:-1] + (monthly_saved.shape[-1] + 1,))
+    np.cumsum(monthly_saved, axis=-1, out=saved[..., 1:])
+    return saved[..., months]
 
 
 # --- 2. review and termination -------------------------------------------------------------
@@ -465,32 +483,63 @@ class _BalanceLinkedSavings:
     paid), and at ``rate_after`` beyond.  Each payer pays its share ``lag`` months later; a share
     paid to the provider directly never reaches the tranches, so the switch waits for the part
     paid into the vehicle.
+
+    Per cohort, each cohort ``c`` has its own high-water mark and its own need: its share ``w_c``
+    (participants enrolled) of the balance the tranches would have without any savings-share
+    payment, less what its own savings paid into the vehicle (both at ``until_rate`` a year, like
+    the balance), less its own payments not yet paid.  The needs add up to the pooled need, so
+    one cohort equals the pooled share; a cohort that saved nothing leaves its part of the need
+    to its own later savings instead of another cohort's.  A cohort is credited with what fell
+    due from its savings, paid or defaulted: the balance still shows a default, so the other
+    cohorts' needs grow by it.
     """
 
-    def __init__(self, contract: Contract, measured_savings: np.ndarray, measured: np.ndarray):
+    def __init__(self, contract: Contract, measured_savings: np.ndarray, measured: np.ndarray,
+                 cohort_weights: np.ndarray | None = None):
+        """``measured_savings`` (P, M) pooled or (P, C, M) per cohort; ``cohort_weights`` (P, C) the
+        cohorts' shares of the balance (rows summing to 1), with per-cohort savings only."""
         terms = contract.payer.savings_share
         self.rate, self.rate_after, self.until_rate = terms.rate, terms.rate_after, terms.until_rate
         self.columns = np.array([contract.tranche_names.index(n) for n in terms.until_tranches])
         self.months = {m: i for i, m in enumerate(contract.payer.measurement_months)}
-        self.savings = np.where(measured, measured_savings, -np.inf)  # (P, M); not measured: no payment
+        self.per_cohort = measured_savings.ndim == 3
+        savings = measured_savings if self.per_cohort else measured_savings[:, None, :]
+        self.savings = np.where(measured[:, None, :], savings, -np.inf)  # (P, C, M); not measured: no payment
+        P, C = self.savings.shape[:2]
+        self.cohort_weights = np.ones((P, 1)) if cohort_weights is None else cohort_weights
         self.weights = part_weights(contract, "savings")                # (J,)
         self.lags = np.array([p.payment_lag_months for p in contract.payers])
         self.to_vehicle = np.array([p.paid_to != "provider" for p in contract.payers], dtype=float)
-        P, T = measured_savings.shape[0], contract.horizon_months
-        self.high = np.zeros(P)
+        T = contract.horizon_months
+        self.high = np.zeros((P, C))
         self.schedule = np.zeros((len(self.lags), P, T + int(self.lags.max()) + 1))  # (J, P, month) due
+        self.into_vehicle = np.zeros((P, C, self.schedule.shape[2]))  # each cohort's part paid into the vehicle
+        self.credited = np.zeros((P, C))  # what each cohort's savings paid into the vehicle, at until_rate
+        self.growth = (1.0 + self.until_rate) ** (1 / 12)
+
+    def _needs(self, t: int, accounts) -> np.ndarray:
+        """(P, C): the savings-share money each cohort still owes the tranches before the switch."""
+        balance = np.maximum(accounts.hurdles[self.until_rate][:, self.columns], 0.0).sum(axis=1)
+        pending = self.into_vehicle[:, :, t:].sum(axis=2)
+        if not self.per_cohort:
+            return np.maximum(balance[:, None] - pending, 0.0)
+        before_savings = balance + self.credited.sum(axis=1)
+        return np.maximum(self.cohort_weights * before_savings[:, None] - self.credited - pending, 0.0)
 
     def __call__(self, t: int, accounts) -> np.ndarray:
+        if self.per_cohort and t:
+            # A payment due in month s is received then, after that month's accrual (as the balance
+            # is): it grows from month s + 1 on.
+            self.credited = (self.credited + self.into_vehicle[:, :, t - 1]) * self.growth
         i = self.months.get(t)
         if i is not None:
-            balance = np.maximum(accounts.hurdles[self.until_rate][:, self.columns], 0.0).sum(axis=1)
+            needs = self._needs(t, accounts)
             # Only what goes into the vehicle can reach the tranches: the part paid to the provider
             # directly does not count towards the switch.
-            pending = np.einsum("j,jp->p", self.to_vehicle, self.schedule[:, :, t:].sum(axis=2))
             share_to_vehicle = float(self.to_vehicle @ self.weights)
-            need = (np.maximum(balance - pending, 0.0) / share_to_vehicle if share_to_vehicle > 0
-                    else np.full(balance.shape, np.inf))  # nothing reaches them: the first rate throughout
-            counted = np.maximum(self.savings[:, i], self.high)
+            need = (needs / share_to_vehicle if share_to_vehicle > 0
+                    else np.full(needs.shape, np.inf))  # nothing reaches them: the first rate throughout
+            counted = np.maximum(self.savings[:, :, i], self.high)
             new = counted - self.high
             self.high = counted
             first = self.rate * new
@@ -499,8 +548,10 @@ class _BalanceLinkedSavings:
             over = first > need
             amount = first.copy()
             amount[over] = need[over] + self.rate_after * (new[over] - need[over] / self.rate)
+            total = amount.sum(axis=1)
             for j, lag in enumerate(self.lags):
-                self.schedule[j, :, t + lag] += amount * self.weights[j]
+                self.schedule[j, :, t + lag] += total * self.weights[j]
+                self.into_vehicle[:, :, t + lag] += amount * (self.weights[j] * self.to_vehicle[j])
         return self.schedule[:, :, t]
 
 
@@ -545,8 +596,13 @@ def settle(contract: Contract, outcomes: Outcomes) -> Cashflows:
         if terms.trigger is not None and (w := part_weights(contract, terms.trigger.outcome)[j]):
             trigger_due = trigger_payments(contract, counts, enrolled, end, lag=payer.payment_lag_months)
             due[j] += trigger_due if w == 1 else trigger_due * w
-    savings = (_BalanceLinkedSavings(contract, measured_savings, measured)
-               if terms.savings_share.follows_balance and len(months) else None)
+    savings = None
+    if terms.savings_share.follows_balance and len(months):
+        if terms.savings_share.per_cohort:
+            by_cohort = _measured_savings(contract, _monthly_net_saved(contract, outcomes, enrolled, by_cohort=True))
+            savings = _BalanceLinkedSavings(contract, by_cohort, measured, _cohort_weights(sizes, enrolled))
+        else:
+            savings = _BalanceLinkedSavings(contract, measured_savings, measured)
 
     provider_funding = contract.provider_budget.to_array(T)[None, :] * active
     investor_fees = contract.fee_schedule("investors")[None, :] * active

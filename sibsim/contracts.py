@@ -83,6 +83,11 @@ class SavingsShare:
     (a fixed amount); ``until_tranches`` switches once those tranches have received their capital
     actually drawn plus ``until_rate`` a year on it (a balance that follows the draws and
     receipts, see :mod:`sibsim.waterfall`).  Neither: one rate throughout.
+
+    ``per_cohort`` (with ``until_tranches`` only): each cohort's savings switch on their own,
+    against the cohort's share of that balance (its participants' share of the enrolled
+    participants), credited with the savings-share payments its own savings made; pooled (the
+    default), all cohorts' savings count together, so one cohort's success carries another's.
     """
 
     rate: float = 0.0
@@ -90,6 +95,11 @@ class SavingsShare:
     rate_after: float = 0.0
     until_tranches: tuple[str, ...] = ()
     until_rate: float = 0.0
+    per_cohort: bool = False
+
+    def __post_init__(self):
+        if self.per_cohort and not self.until_tranches:
+            raise ValueError("per_cohort needs until_tranches: only a switch that follows a balance is per cohort")
 
     @property
     def follows_balance(self) -> bool:

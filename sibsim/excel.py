@@ -25,7 +25,7 @@ from .errors import OutputError
 from .metrics import npv_notes
 from .output import SUFFIXES, atomic_path, excel_properties
 from .safetext import excel_text_cells
-from .stack_text import guarantee_text, payer_text, tranche_text, waterfall_text
+from .stack_text import guarantee_text, payer_text, savings_share_text, tranche_text, waterfall_text
 
 PERCENTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -51,7 +51,7 @@ def contract_terms(contract) -> pd.DataFrame:
     for outcome, price in payer.rate_card:
         rows.append((f"price per net {outcome}", f"{cur} {price:,.2f}"))
     if payer.savings_share.rate:
-        rows.append(("share of measured savings", f"{payer.savings_share.rate:.0%}"))
+        rows.append(("share of measured savings", savings_share_text(payer.savings_share)))
     for t in payer.tiers:
         rows.append((f"tier table on {t.outcome} ({t.measure})", "; ".join(f"{x:g}: {cur} {y:,.0f}" for x, y in t.points)))
     if payer.trigger is not None:

@@ -43,7 +43,7 @@ import pandas as pd
 from .contracts import Contract
 from .journey import is_inline
 from .metrics import NON_MONEY_UNITS, PER_PARTICIPANT, PERCENT_UNITS, primary_direction
-from .stack_text import KIND_WORDS, guarantee_text, payer_text, waterfall_text
+from .stack_text import KIND_WORDS, guarantee_text, payer_text, savings_share_text, waterfall_text
 
 #: Columns a sensitivity frame must have (see ``sibsim.sensitivity.tornado``).
 SENSITIVITY_COLUMNS = ("assumption", "measure", "low", "base", "high")
@@ -471,11 +471,7 @@ def _paid_for(contract: Contract) -> list[str]:
         if price > 0:
             out.append(_price_text(key, price, contract))
     if payer.savings_share.rate > 0:
-        s = payer.savings_share
-        text = f"{_pct(s.rate)} of the measured savings"
-        if s.switch_multiple is not None:
-            text += (f" until {s.switch_multiple:g} times the capital has been paid, then {_pct(s.rate_after)}")
-        out.append(text)
+        out.append(savings_share_text(payer.savings_share))
     for tier in payer.tiers:
         # The label is the outcome's own words (e.g. "days incarcerated within 12 months of release"):
         # never pluralised by appending a letter.

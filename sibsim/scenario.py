@@ -91,7 +91,7 @@ def _savings_share(c: _Checker, value, field: str, tranches: stack.Tranches) -> 
         rate = c.number(t, "rate", field, ge=0, le=1)
         switch = c.number(t, "switch_multiple", field, default=None, gt=0, le=100)
         after = c.number(t, "rate_after", field, default=0.0, ge=0, le=1)
-        until = stack.read_until(c, t["until"], _join(field, "until"), tranches) if "until" in t else ((), 0.0)
+        until = stack.read_until(c, t["until"], _join(field, "until"), tranches) if "until" in t else ((), 0.0, False)
         if "until" in t and "switch_multiple" in t:
             c.problem(_join(field, "until"), "give switch_multiple (a multiple of the planned capital) or until (the "
                       "tranches' balance), not both: a share switches once, got both")

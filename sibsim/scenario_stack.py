@@ -666,17 +666,19 @@ def capital_protection_problems(c: _Checker, tranches: Tranches, payers: tuple[P
 
 
 # --- the savings share's switch, the review, an external stop -----------------------------------------
-def read_until(c: _Checker, value, field: str, tranches: Tranches) -> tuple[tuple[str, ...], float] | None:
-    """``until = { tranches, rate }``: the switch once those tranches have their capital plus ``rate`` a year."""
-    t = c.table(value, field, required=("tranches", "rate"))
+def read_until(c: _Checker, value, field: str, tranches: Tranches) -> tuple[tuple[str, ...], float, bool] | None:
+    """``until = { tranches, rate, per_cohort }``: the switch once those tranches have their capital plus
+    ``rate`` a year; ``per_cohort = true``: each cohort's savings against its share (default: pooled)."""
+    t = c.table(value, field, required=("tranches", "rate"), optional=("per_cohort",))
     if t is None:
         return None
     names = tranche_list(c, t["tranches"], _join(field, "tranches"), tranches,
                          f"{GRANT_NEVER_REPAID} (the switch would never come)") if "tranches" in t else None
     rate = c.annual_rate(t, "rate", field, gt=0)
-    if names is None or rate is None:
+    per_cohort = c.boolean(t, "per_cohort", field, default=False)
+    if names is None or rate is None or per_cohort is None:
         return None
-    return names, float(rate)
+    return names, float(rate), per_cohort
 
 
 def read_review(c: _Checker, item, field: str, last_month: int, outcome_choice) -> Review | None:

@@ -49,6 +49,22 @@ def tranche_text(t: Tranche, currency: str) -> str:
     return ", ".join(parts)
 
 
+def savings_share_text(share) -> str:
+    """A :class:`~sibsim.contracts.SavingsShare` in words, e.g. "95 % of the measured savings until Loan
+    has received its capital drawn plus 5 % a year, then 40 %"."""
+    text = f"{_pct(share.rate)} of the measured savings"
+    if share.switch_multiple is not None:
+        text += f" until {share.switch_multiple:g} times the capital has been paid, then {_pct(share.rate_after)}"
+    elif share.until_tranches:
+        who = _names(share.until_tranches)
+        has = "has" if len(share.until_tranches) == 1 else "have"
+        text += (f" until {who} {has} received the capital drawn plus {_pct(share.until_rate)} a year, then "
+                 f"{_pct(share.rate_after)}")
+        text += (" (each cohort's savings against its share of that balance)" if share.per_cohort
+                 else " (all cohorts' savings pooled)")
+    return text
+
+
 def step_text(step: Step, currency: str, tranches: tuple[str, ...]) -> str:
     """One waterfall step in words, e.g. "interest to Senior loan"."""
     to = _names(step.to or tranches)

@@ -844,6 +844,23 @@ def test_until_names_tranches_never_a_grant():
     refused(doc, "payer.savings_share.until.tranches", "missing required field")
 
 
+@pytest.mark.parametrize("value, ok", [(True, True), (False, True), (1, False), ("true", False)])
+def test_until_per_cohort_true_or_false_pooled_by_default(value, ok):
+    doc = base()
+    assert accepted(doc).payer.savings_share.per_cohort is False
+    doc["payer"]["savings_share"]["until"]["per_cohort"] = value
+    if ok:
+        assert accepted(doc).payer.savings_share.per_cohort is value
+    else:
+        refused(doc, "payer.savings_share.until.per_cohort", "must be true or false, got")
+
+
+def test_per_cohort_belongs_to_until():
+    doc = base()
+    doc["payer"]["savings_share"]["per_cohort"] = True
+    refused(doc, "payer.savings_share.per_cohort", "unknown key (allowed: rate, rate_after, switch_multiple, until)")
+
+
 @pytest.mark.parametrize("after, ok", [(0.5, True), (0.5000001, False)])
 def test_rate_after_at_most_rate_with_until(after, ok):
     doc = base()

@@ -441,6 +441,102 @@ def test_balance_linked_savings_share_95_until_the_loan_is_repaid_with_5_percent
                              monthly(T, {2: 200, 6: -190, 8: 300, 12: -285})])
 
 
+def _two_cohorts(sizes=(10, 30)):
+    """The contract of deal (f) with two cohorts (intake months 0 and 1) of ``sizes``."""
+    c = base_contract(months=(6, 12), budget={0: 1_000.0}, benefit=1.0)
+    cohorts = tuple(dataclasses.replace(c.cohorts[0], intake_month=m, size=n) for m, n in enumerate(sizes))
+    return dataclasses.replace(c, cohorts=cohorts)
+
+
+def _saved_by_cohort(contract, saved: list[list[dict]]) -> Outcomes:
+    """Outcomes with nothing but comparison benefit months: ``saved[p][c]`` {month: months} of cohort c."""
+    T, P, C = contract.horizon_months, len(saved), len(contract.cohorts)
+    K, Q = len(contract.outcomes), len(contract.costs)
+    costs = np.zeros((P, C, Q, T), dtype=np.int32)
+    for p, per_cohort in enumerate(saved):
+        for c, entries in enumerate(per_cohort):
+            for m, n in entries.items():
+                costs[p, c, 0, m] += n
+    sizes = np.array([co.size for co in contract.cohorts], np.int64)
+    none = np.zeros((P, C, K, T), np.int32)
+    return Outcomes(GroupOutcomes(none, np.zeros_like(costs), sizes, {}), GroupOutcomes(none.copy(), costs, sizes, {}))
+
+
+def test_balance_linked_savings_share_per_cohort_each_cohort_against_its_share_of_the_loan():
+    # Deal (f) with two cohorts: A (10 participants, intake month 0) and B (30, month 1), so A carries
+    # a quarter of the loan and B three quarters.  Per cohort, each cohort's new savings are shared at
+    # 95 % up to its own need: its share of what L would need without any savings payment (1,000 x
+    # 1.05^(m/12) here, as all the savings money reaches L), less what its own savings paid in (grown
+    # at 5 % a year from the month after it was paid).
+    c = _two_cohorts()
+    per_cohort = SavingsShare(0.95, rate_after=0.40, until_tranches=("L",), until_rate=0.05, per_cohort=True)
+    steps = (Step("interest", ("L",)), Step("principal", ("L",)), Step("split", shares=(("provider", 1.0),)))
+    c = with_stack(c, investors=(Investor("L", 1_000.0, kind="loan", interest=0.05),), waterfall_terms=Waterfall(steps))
+    c = with_payer(c, savings_share=per_cohort)
+    T = c.horizon_months
+    R = 1.05 ** 0.5  # six months at 5 % a year
+    saved = [[{2: 800, 8: 200}, {8: 300}],               # A saves first, B later
+             [{2: 150, 8: 250}, {2: 450, 8: 750}],       # in proportion to their sizes
+             [{8: 200}, {2: 800, 8: 300}]]               # B saves first, A later
+    cash = settled(c, _saved_by_cohort(c, saved))
+
+    # Path 0.  Month 6: A needs 1,000 R / 4 = 256.174; 95 % of its 800 = 760 is more, so 256.174 at
+    # 95 % (of 269.657 saved) and the other 530.343 at 40 %: a6 = 256.174 + 212.137 = 468.311.  B saved
+    # nothing.  (Pooled, 760 would be due: A's savings would carry B's part.)
+    a6 = 250 * R + 0.4 * (800 - 250 * R / 0.95)
+    assert a6 == pytest.approx(468.311, abs=1e-3)
+    # Month 12: A needs 1,050 / 4 - a6 R < 0: its 200 at 40 % = 80; B needs 1,050 x 3/4 = 787.5, and 95 %
+    # of its 300 = 285 is less: 285.  365 due, all to L (its balance 1,050 - a6 R = 570.1).
+    cents(cash.outcome_payments_due[0], monthly(T, {6: a6, 12: 80 + 285}))
+    cents(cash.distributions[0, 0], monthly(T, {6: a6, 12: 365}))
+    cents(cash.interest_paid[0, 0], monthly(T, {6: 1_000 * (R - 1), 12: (1_000 * R - a6) * (R - 1)}))
+    cents(cash.provider_payments[0], 0.0)
+
+    # Path 1: savings in proportion to the cohorts' shares, so each cohort's need is its share of the
+    # pooled need and the payments are deal (f)'s path 0: 570 at month 6; at month 12 the loan needs
+    # 1,050 - 570 R, the first (1,050 - 570 R) / 0.95 of the 1,000 saved at 95 %, the rest at 40 %.
+    need = 1_050 - 570 * R
+    cents(cash.outcome_payments_due[1], monthly(T, {6: 570, 12: need + 0.4 * (1_000 - need / 0.95)}))
+    cents(cash.distributions[1, 0], monthly(T, {6: 570, 12: need}))
+    cents(cash.provider_payments[1], monthly(T, {12: 0.4 * (1_000 - need / 0.95)}))
+
+    # Path 2.  Month 6: B needs 750 R = 768.521 > 95 % of 800 = 760: 760 due.  Month 12: A needs
+    # 1,050 / 4 = 262.5 > 95 % of 200 = 190: 190; B needs 787.5 - 760 R = 8.732: 8.732 at 95 % and the
+    # rest of its 300 at 40 %: 125.055.  315.055 due; L's balance is 1,050 - 760 R = 271.232, so L is
+    # repaid to the cent and the provider gets 43.823.
+    b12 = (787.5 - 760 * R) + 0.4 * (300 - (787.5 - 760 * R) / 0.95)
+    assert b12 == pytest.approx(125.055, abs=1e-3)
+    cents(cash.outcome_payments_due[2], monthly(T, {6: 760, 12: 190 + b12}))
+    cents(cash.distributions[2, 0], monthly(T, {6: 760, 12: 1_050 - 760 * R}))
+    cents(cash.principal_repaid[2, 0].sum(), 1_000.0)
+    cents(cash.provider_payments[2], monthly(T, {12: 190 + b12 - (1_050 - 760 * R)}))
+
+    # Pooled, the same savings pay more on path 0 (A carries B) and the same on path 1.
+    pooled = settled(with_payer(c, savings_share=dataclasses.replace(per_cohort, per_cohort=False)),
+                     _saved_by_cohort(c, saved))
+    cents(pooled.outcome_payments_due[0, 6], 760.0)
+    cents(pooled.outcome_payments_due[1], cash.outcome_payments_due[1])
+
+
+def test_balance_linked_savings_share_per_cohort_with_one_cohort_is_the_pooled_share():
+    # One cohort carries the whole balance: per cohort and pooled are the same contract.
+    c = base_contract(months=(6, 12), budget={0: 1_000.0}, benefit=1.0)
+    steps = (Step("interest", ("L",)), Step("principal", ("L",)), Step("split", shares=(("provider", 1.0),)))
+    c = with_stack(c, investors=(Investor("L", 1_000.0, kind="loan", interest=0.05),), waterfall_terms=Waterfall(steps))
+    share = SavingsShare(0.95, rate_after=0.40, until_tranches=("L",), until_rate=0.05)
+    outcomes = outcomes_for(c, [{}, {}, {}], saved=[{2: 600, 8: 1_000}, {2: 200, 8: 300}, {2: 1_500, 8: 40}])
+    pooled = settled(with_payer(c, savings_share=share), outcomes)
+    cohort = settled(with_payer(c, savings_share=dataclasses.replace(share, per_cohort=True)), outcomes)
+    cents(cohort.outcome_payments_due, pooled.outcome_payments_due)
+    cents(cohort.distributions, pooled.distributions)
+    cents(cohort.provider_payments, pooled.provider_payments)
+
+
+def test_per_cohort_needs_a_switch_that_follows_a_balance():
+    with pytest.raises(ValueError, match="per_cohort needs until_tranches"):
+        SavingsShare(0.5, switch_multiple=1.2, rate_after=0.1, per_cohort=True)
+
+
 # ---------------------------------------------------------------------------------------
 # (g) a payer paying the provider directly
 # ---------------------------------------------------------------------------------------

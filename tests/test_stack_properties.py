@@ -212,7 +212,11 @@ def stacks(draw, knobs: Knobs = Knobs()):
         savings = SavingsShare(draw(st.sampled_from((0.2, 0.5))))
     elif kind == "balance":
         savings = SavingsShare(0.9, rate_after=0.3, until_tranches=_subset(draw, repayable, 1),
-                               until_rate=draw(st.sampled_from((0.0, 0.05) if knobs.positive_rates else (0.0,))))
+                               until_rate=draw(st.sampled_from((0.0, 0.05) if knobs.positive_rates else (0.0,))),
+                               per_cohort=draw(st.booleans()))
+        if savings.per_cohort:  # two cohorts, a quarter and three quarters of the participants
+            base = dataclasses.replace(base, cohorts=(base.cohorts[0], dataclasses.replace(
+                base.cohorts[0], intake_month=1, size=3 * SIZE)))
     payer = dataclasses.replace(payer, savings_share=savings)
     if knobs.review and draw(st.integers(0, 2)) == 0:
         more = (("job_sustained", "difference", 1.0),) if draw(st.booleans()) else ()
@@ -279,14 +283,15 @@ def _counts(draw, shape, hi):
 def outcomes_of(draw, contract, defaults: bool = True):
     """Random treated and comparison counts on ``PATHS`` paths; the contract's random defaults and stops."""
     T, K, Q = contract.horizon_months, len(contract.outcomes), len(contract.costs)
-    treated = np.zeros((PATHS, 1, K, T), np.int32)
-    comparison = np.zeros((PATHS, 1, K, T), np.int32)
+    C = len(contract.cohorts)
+    treated = np.zeros((PATHS, C, K, T), np.int32)
+    comparison = np.zeros((PATHS, C, K, T), np.int32)
     for name, hi in (("job_start", 200), ("job_sustained", 100)):
         k = contract.outcome_index(name)
-        treated[:, 0, k] = _counts(draw, (PATHS, T), hi)
-        comparison[:, 0, k] = _counts(draw, (PATHS, T), hi // 2)
-    costs_t = _counts(draw, (PATHS, 1, Q, T), 100)
-    costs_c = _counts(draw, (PATHS, 1, Q, T), 300)
+        treated[:, :, k] = _counts(draw, (PATHS, C, T), hi)
+        comparison[:, :, k] = _counts(draw, (PATHS, C, T), hi // 2)
+    costs_t = _counts(draw, (PATHS, C, Q, T), 100)
+    costs_c = _counts(draw, (PATHS, C, Q, T), 300)
     default = []
     for j, p in enumerate(contract.payers):
         n = len(contract.payer_payment_months(j))
@@ -295,7 +300,7 @@ def outcomes_of(draw, contract, defaults: bool = True):
     stopped = None
     if contract.external_stop is not None:
         stopped = np.array(draw(st.lists(st.booleans(), min_size=PATHS, max_size=PATHS)))
-    sizes = np.array([SIZE], np.int64)
+    sizes = np.array([co.size for co in contract.cohorts], np.int64)
     return Outcomes(GroupOutcomes(treated, costs_t, sizes, {}), GroupOutcomes(comparison, costs_c, sizes, {}),
                     payer_default=default[0] if len(default) == 1 else tuple(default), external_stop=stopped)
 
