@@ -299,6 +299,12 @@ class Contract:
     #: outcome no contract term uses); ``sibsim validate`` prints them.
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
+    def __post_init__(self):
+        # With several payers each has its own cap and default risk: the formula's would be ignored.
+        if self.payer_split and (self.payer.payment_cap is not None or self.payer.default_probability):
+            raise ValueError("with payer_split, give each Payer its payment_cap and default_probability: "
+                             "payer.payment_cap and payer.default_probability would be ignored")
+
     # --- derived quantities -------------------------------------------------
     @property
     def horizon_months(self) -> int:

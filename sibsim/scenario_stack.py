@@ -69,7 +69,7 @@ _STEP_REQUIRED = {"hurdle": ("rate",), "split": ("shares",)}
 #: The field each guarantee kind requires (and only it takes).
 _GUARANTEE_TERM = {"share": "share", "first_loss": "amount", "floor": "floor"}
 _GUARANTEE_COMMON = ("guarantor", "investors", "classes", "cap", "kind", "pays", "recoup")
-_PAYER_KEYS = ("buys", "share", "payment_cap", "default_probability", "paid_to")
+_PAYER_KEYS = ("buys", "share", "payment_cap", "default_probability", "paid_to", "above_cap_of")
 #: [payer] keys each of [[payers]] gives instead.
 PAYER_OWN_KEYS = ("payment_cap", "payment_lag_months", "default_probability")
 
@@ -600,6 +600,8 @@ def read_payers(c: _Checker, data, parts: tuple[str, ...] | None) -> tuple[Payer
     payers = [_payer(c, item, f"payers[{i}]", names, parts) for i, item in enumerate(items)]
     if not items or None in payers or parts is None:
         return None
+    if not _above_caps_fit(c, payers):
+        return None
     for part in parts:
         buying = [p for p in payers if p.buys_part(part)]
         total = math.fsum(p.share for p in buying)
@@ -610,6 +612,38 @@ def read_payers(c: _Checker, data, parts: tuple[str, ...] | None) -> tuple[Payer
     return tuple(payers)
 
 
+def _above_caps_fit(c: _Checker, payers: list[Payer]) -> bool:
+    """``above_cap_of`` names a payer listed before, with a cap and the same lag, topped up by no other."""
+    ok = True
+    for k, p in enumerate(payers):
+        if p.above_cap_of is None:
+            continue
+        f = f"payers[{k}].above_cap_of"
+        earlier = {q.name: j for j, q in enumerate(payers[:k])}
+        if p.above_cap_of not in earlier:
+            if p.above_cap_of in {q.name for q in payers}:
+                c.problem(f, f"must name a payer listed before this one (it pays what that payer's cap left, in "
+                          f"the same month), got {p.above_cap_of!r}")
+            else:
+                _known(c, f, p.above_cap_of, earlier, "payer")
+            ok = False
+            continue
+        below = payers[earlier[p.above_cap_of]]
+        if below.payment_cap is None:
+            c.problem(f, f"must name a payer with a payment_cap (there is nothing above no cap), got "
+                      f"{p.above_cap_of!r}")
+            ok = False
+        elif below.payment_lag_months != p.payment_lag_months:
+            c.problem(f"payers[{k}].payment_lag_months", f"must equal {p.above_cap_of}'s "
+                      f"({below.payment_lag_months}): it pays what that cap left, in the same month, got "
+                      f"{p.payment_lag_months}")
+            ok = False
+        elif any(q.above_cap_of == p.above_cap_of for q in payers[:k]):
+            c.problem(f, f"one payer at most pays above the cap of {p.above_cap_of!r}, got a second")
+            ok = False
+    return ok
+
+
 def _payer(c: _Checker, item, f: str, names: dict, parts) -> Payer | None:
     t = c.table(item, f, required=("name", "payment_lag_months"), optional=_PAYER_KEYS)
     if t is None:
@@ -617,6 +651,15 @@ def _payer(c: _Checker, item, f: str, names: dict, parts) -> Payer | None:
     name = c.name(t, "name", f)
     if not c.unique_name(name, _join(f, "name"), names):
         name = None
+    above = c.name(t, "above_cap_of", f) if "above_cap_of" in t else None
+    if above is not None:
+        for key in ("buys", "share"):
+            if key in t:
+                c.problem(_join(f, key), f"must be left out with above_cap_of (the payer buys nothing of its own: "
+                          f"it pays what {above!r}'s cap left), got {_describe(t[key])}")
+                return None
+    if "above_cap_of" in t and above is None:
+        return None
     buys = _buys(c, t["buys"], _join(f, "buys"), parts) if "buys" in t else ()
     share = c.number(t, "share", f, gt=0, le=1) if "share" in t else 1.0
     cap = c.amount(t, "payment_cap", f, gt=0) if "payment_cap" in t else None
@@ -625,7 +668,7 @@ def _payer(c: _Checker, item, f: str, names: dict, parts) -> Payer | None:
     paid_to = c.choice(t, "paid_to", f, PAID_TO) if "paid_to" in t else "investors"
     if None in (name, buys, share, lag, default_p, paid_to) or ("payment_cap" in t and cap is None):
         return None
-    return Payer(name, buys, float(share), None if cap is None else float(cap), lag, float(default_p), paid_to)
+    return Payer(name, buys, float(share), None if cap is None else float(cap), lag, float(default_p), paid_to, above)
 
 
 def _buys(c: _Checker, value, field: str, parts) -> tuple[str, ...] | None:

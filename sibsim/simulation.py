@@ -165,6 +165,10 @@ MONTHLY_COPIES = 2
 #: memory follows the count arrays (paths x cohorts x measures x months), not the participants.
 BLOCK_FIT = (0.45e6, 116.0, 15.9, 3.04, 0.435)
 BLOCK_MARGIN = 1.5
+#: Bytes per path-month of each payer beyond the first and of each guarantee: the waterfall's ledgers
+#: per party (due, defaulted, retained, withheld per payer; payments and recoveries per guarantee).
+#: Measured: Peterborough's second payer added 434 kB to a 150-path, 96-month block (30 bytes).
+PAYER_BYTES, GUARANTEE_BYTES = 40.0, 24.0
 #: Private memory of a worker process besides its block (interpreter heap touched after the fork, and
 #: the compiled journey kernel loaded from numba's cache or compiled: about 20 MB traced on first use).
 WORKER_BYTES = 60e6
@@ -181,7 +185,8 @@ def block_working_set(contract: Contract, n_paths: int | None = None) -> float:
     const, per_path_month, per_cell, per_expected_cell, per_edge = BLOCK_FIT
     fit = (const + per_path_month * n * months + per_cell * n * cells
            + (per_expected_cell * n * cells + per_edge * n * _expected_edges(contract) * months if expected else 0.0))
-    return BLOCK_MARGIN * fit
+    parties = PAYER_BYTES * (len(contract.payers) - 1) + GUARANTEE_BYTES * len(contract.guarantees)
+    return BLOCK_MARGIN * (fit + parties * n * months)
 
 
 def _expected_edges(contract: Contract) -> int:

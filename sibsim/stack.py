@@ -263,6 +263,10 @@ class Payer:
         Probability it does not pay a payment when due, independently per payment.
     paid_to : str
         ``"investors"`` (into the waterfall) or ``"provider"`` (directly, outside the waterfall).
+    above_cap_of : str or None
+        The payer whose cap it tops up: it buys nothing of its own and pays, in that payer's
+        months, what that payer's ``payment_cap`` left unpaid (e.g. a fund paying up to its
+        grant, the ministry beyond it).  It is listed after that payer, with the same lag.
     """
 
     name: str
@@ -272,10 +276,11 @@ class Payer:
     payment_lag_months: int = 0
     default_probability: float = 0.0
     paid_to: str = "investors"
+    above_cap_of: str | None = None
 
     def buys_part(self, part: str) -> bool:
-        """Whether it pays for ``part`` (an outcome name or ``"savings"``)."""
-        return not self.buys or part in self.buys
+        """Whether it pays for ``part`` (an outcome name or ``"savings"``) of its own."""
+        return self.above_cap_of is None and (not self.buys or part in self.buys)
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,8 @@ def payer_text(p: Payer, currency: str) -> str:
     """E.g. "50 % of the payments for employment; cap USD 12,000,000; 3 months after each measurement"."""
     what = "every payment" if not p.buys else "the payments for " + _names([b.replace("_", " ") for b in p.buys])
     parts = [f"{_pct(p.share)} of {what}" if p.share != 1 else what[0].upper() + what[1:]]
+    if p.above_cap_of is not None:
+        parts = [f"What {p.above_cap_of}'s cap leaves unpaid"]
     parts.append(f"cap {_money(p.payment_cap, currency)}" if p.payment_cap is not None else "no cap")
     parts.append(f"{p.payment_lag_months} months after each measurement")
     if p.default_probability:

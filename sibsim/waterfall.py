@@ -10,8 +10,9 @@ Each month ``t``, in this order:
 1. **Accrue.** Interest on each tranche's balance (:mod:`sibsim.stack` notes); return-cap and
    hurdle claims grow at their rates.
 2. **Receive.** Each payer's payment due this month, within its cap (which counts what it paid
-   or still owes), unless it defaults on it.  Payments ``paid_to = "provider"`` go to the
-   provider directly; the rest into the vehicle.
+   or still owes), unless it defaults on it.  What a cap cuts off is owed, in the same month, by
+   the payer ``above_cap_of`` it (if any; within its own cap and defaults).  Payments
+   ``paid_to = "provider"`` go to the provider directly; the rest into the vehicle.
 3. **Fund delivery.** With recycling, money held by the vehicle funds this month's delivery
    budget and investor fees first; capital is called for the rest, split over the tranches by
    the draw order (never beyond a commitment, never before a tranche is available).  Without
@@ -381,6 +382,8 @@ def run(contract, due: np.ndarray, defaults: list, needs: np.ndarray, terminatio
     pay_index = [{m: k for k, m in enumerate(contract.payer_payment_months(j))} for j in range(J)]
     to_vehicle = np.array([p.paid_to != "provider" for p in payers])
     payer_caps = [p.payment_cap for p in payers]
+    # The payer (if any) paying above each payer's cap.
+    tops_up = [next((k for k, q in enumerate(payers) if q.above_cap_of == p.name), None) for p in payers]
     remaining = np.broadcast_to(np.array([t.commitment for t in tranches], dtype=float), (P, N)).copy()
 
     # Recycling: the vehicle releases what it holds once delivery has ended as planned, or at an
@@ -413,6 +416,8 @@ def run(contract, due: np.ndarray, defaults: list, needs: np.ndarray, terminatio
             amount = owed_now[j]
             if payer_caps[j] is not None:
                 amount = np.minimum(amount, np.maximum(payer_caps[j] - counted[j], 0.0))
+                if tops_up[j] is not None:  # listed later, same months: it owes what the cap left
+                    owed_now[tops_up[j]] += owed_now[j] - amount
             missed = amount * defaults[j][:, pay_index[j][t]] if defaults[j] is not None else np.zeros(P)
             payer_due[j, :, t] = amount
             payer_defaulted[j, :, t] = missed

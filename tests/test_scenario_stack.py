@@ -182,7 +182,7 @@ def test_any_value_anywhere_in_the_stack_gives_scenario_error_lines_only():
 # --- old scenarios keep their meaning ------------------------------------------------------------
 #: Shipped scenarios written with the capital stack (their published terms need it); every other
 #: shipped scenario must load to the default stack, as it did before the stack became data.
-WITH_A_STACK = {"new_york_state_employment.toml"}
+WITH_A_STACK = {"new_york_state_employment.toml", "peterborough.toml"}
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in SCENARIOS.glob("*.toml") if p.name not in WITH_A_STACK))
@@ -212,6 +212,18 @@ def test_new_york_state_reads_as_its_terms():
     assert {t.outcome: t.measure for t in c.payer.tiers} == {"days_incarcerated": "relative_reduction",
                                                               "employed_q4": "difference"}
     assert sum(co.size for co in c.cohorts) == 2000
+
+
+def test_peterborough_reads_as_its_terms():
+    """Two payers as the deal had them: the Big Lottery Fund's published GBP 6,255,751 first, the
+    Ministry of Justice above it to GBP 8M in all (assumption); otherwise the default stack."""
+    c = load_scenario(SCENARIOS / "peterborough.toml")
+    fund, ministry = c.payers
+    assert (fund.name, fund.payment_cap, fund.above_cap_of) == ("Big Lottery Fund", 6_255_751, None)
+    assert (ministry.name, ministry.above_cap_of) == ("Ministry of Justice", "Big Lottery Fund")
+    assert fund.payment_cap + ministry.payment_cap == 8_000_000
+    assert fund.payment_lag_months == ministry.payment_lag_months == 12
+    assert (c.draw_order, c.waterfall_terms, c.external_stop, c.guarantees) == (DrawOrder(), None, None, ())
 
 
 def test_waterfall_by_seniority_is_the_default_and_nothing_else():
@@ -778,6 +790,62 @@ def test_payer_terms_at_their_bounds(key, value, ok):
         assert all("must add up to 1, got 1.6" in line for line in problems(doc))
     else:
         refused(doc, f"payers[1].{key}", ok)
+
+
+def _topped_up() -> dict:
+    """The fixture with Ministry paying above Municipality's cap (Municipality then buys everything)."""
+    doc = base()
+    doc["payers"][0]["share"] = 1.0
+    doc["payers"][1] = {"name": "Ministry", "above_cap_of": "Municipality", "payment_lag_months": 3}
+    return doc
+
+
+def test_a_payer_above_another_payers_cap():
+    contract = accepted(_topped_up())
+    assert contract.payer_split[1].above_cap_of == "Municipality"
+    assert not contract.payer_split[1].buys_part("diploma")
+
+
+@pytest.mark.parametrize("lag, ok", [(3, True), (4, False), (2, False)])
+def test_above_cap_of_has_the_same_lag(lag, ok):
+    doc = _topped_up()
+    doc["payers"][1]["payment_lag_months"] = lag
+    if ok:
+        accepted(doc)
+    else:
+        refused(doc, "payers[1].payment_lag_months", f"must equal Municipality's (3): it pays what that cap left, "
+                                                     f"in the same month, got {lag}")
+
+
+def test_above_cap_of_names_an_earlier_payer_with_a_cap():
+    doc = _topped_up()
+    doc["payers"][1]["above_cap_of"] = "municipality"
+    refused(doc, "payers[1].above_cap_of", "unknown payer 'municipality'; did you mean 'Municipality'?")
+    doc["payers"][1]["above_cap_of"] = "Ministry"
+    refused(doc, "payers[1].above_cap_of", "must name a payer listed before this one")
+    doc = _topped_up()
+    doc["payers"].reverse()
+    doc["payers"][1]["share"] = 1.0
+    refused(doc, "payers[0].above_cap_of", "must name a payer listed before this one")
+    doc = _topped_up()
+    del doc["payers"][0]["payment_cap"]
+    refused(doc, "payers[1].above_cap_of", "must name a payer with a payment_cap (there is nothing above no cap)")
+
+
+@pytest.mark.parametrize("key, value", [("buys", ["diploma"]), ("share", 1.0)])
+def test_above_cap_of_buys_nothing_of_its_own(key, value):
+    doc = _topped_up()
+    doc["payers"][1][key] = value
+    refused(doc, f"payers[1].{key}", "must be left out with above_cap_of (the payer buys nothing of its own")
+
+
+def test_one_payer_at_most_above_a_cap():
+    doc = _topped_up()
+    doc["payers"].append({"name": "Region", "above_cap_of": "Municipality", "payment_lag_months": 3})
+    refused(doc, "payers[2].above_cap_of", "one payer at most pays above the cap of 'Municipality', got a second")
+    doc["payers"][1]["payment_cap"] = 500  # a chain is allowed: Region above Ministry's cap
+    doc["payers"][2]["above_cap_of"] = "Ministry"
+    assert accepted(doc).payer_split[2].above_cap_of == "Ministry"
 
 
 def test_each_payer_gives_its_lag():

@@ -68,8 +68,13 @@ def test_neither_bar_reached_nothing_paid(peterborough):
 
 
 def test_payment_cap_and_return_cap_apply(peterborough):
-    capped = dataclasses.replace(peterborough, payer=dataclasses.replace(peterborough.payer, payment_cap=3_000_000))
-    assert settle(capped, PB_PUBLISHED).cashflows.outcome_payments_due.sum() == pytest.approx(3_000_000)
+    # The Big Lottery Fund's cap and the Ministry's above it: GBP 2M + 1M, so 3M of the 5.625M due.
+    fund, ministry = peterborough.payer_split
+    capped = dataclasses.replace(peterborough, payer_split=(dataclasses.replace(fund, payment_cap=2_000_000),
+                                                            dataclasses.replace(ministry, payment_cap=1_000_000)))
+    cash = settle(capped, PB_PUBLISHED).cashflows
+    assert cash.outcome_payments_due.sum() == pytest.approx(3_000_000)
+    assert cash.payer_due.sum(axis=(1, 2)) == pytest.approx([2_000_000, 1_000_000])
     # A huge effect would pay more than the 13 % cap allows: the excess stays with the payer.
     result = settle(peterborough, counts(cohort1=100, cohort2=100))
     cash = result.cashflows

@@ -170,6 +170,15 @@ def check_identities(contract, cash, payer_splits=None) -> None:
         if payer.payment_cap is not None:
             counted = (cash.payer_due[j] - cash.payer_defaulted[j]).sum(axis=1)
             assert (counted <= payer.payment_cap + EUR_TOL).all()
+    # A payer above another's cap owes something only in a month that uses that cap up (counting this
+    # month's payment whether or not it is defaulted on: the cap cut it off all the same).
+    names = contract.payer_names
+    for k, payer in enumerate(contract.payers):
+        if payer.above_cap_of is not None:
+            j = names.index(payer.above_cap_of)
+            used = np.cumsum(cash.payer_due[j] - cash.payer_defaulted[j], axis=1) + cash.payer_defaulted[j]
+            owing = cash.payer_due[k] > EUR_TOL
+            assert (used[owing] >= contract.payers[j].payment_cap - EUR_TOL).all()
     # Guarantee caps.
     for g, guarantee in enumerate(contract.guarantees):
         if guarantee.cap is not None:
@@ -537,6 +546,33 @@ def test_per_cohort_needs_a_switch_that_follows_a_balance():
         SavingsShare(0.5, switch_multiple=1.2, rate_after=0.1, per_cohort=True)
 
 
+def test_a_payer_above_another_payers_cap_pays_what_that_cap_left():
+    # Fund pays everything up to its cap of 6,000; Ministry (above_cap_of Fund, its own cap 2,000, same
+    # lag 0) pays what Fund's cap left.  Payments due (job starts at EUR 1): 5,000 @3, 2,500 @6, 4,000 @9,
+    # all to tranche A (uncapped).
+    #   Path 0: Fund 5,000 @3, 1,000 @6 (cap reached), 0 @9; Ministry 1,500 @6 and 500 @9 (its cap):
+    #   3,500 of the last payment is paid by nobody, as a single payer capped at 8,000 would leave it.
+    #   Path 1: Fund defaults on its 1,000 @6: the default is not passed on (Ministry pays 1,500, what
+    #   the cap left), and as a defaulted payment does not use up Fund's cap, Fund pays 1,000 @9 and
+    #   Ministry the 500 left of its own cap.
+    c = base_contract(months=(3, 6, 9), budget={0: 1_000.0})
+    c = with_stack(c, investors=(Investor("A", 1_000.0),),
+                   payer_split=(Payer("Fund", payment_cap=6_000.0, default_probability=0.1),
+                                Payer("Ministry", payment_cap=2_000.0, above_cap_of="Fund")))
+    T = c.horizon_months
+    starts = {2: 5_000, 5: 2_500, 8: 4_000}
+    defaults = (np.array([[False, False, False], [False, True, False]]), None)
+    cash = settled(c, outcomes_for(c, [starts, starts], defaults=defaults))
+    cents(cash.payer_due[0], [monthly(T, {3: 5_000, 6: 1_000}), monthly(T, {3: 5_000, 6: 1_000, 9: 1_000})])
+    cents(cash.payer_defaulted[0], [np.zeros(T), monthly(T, {6: 1_000})])
+    cents(cash.payer_due[1], [monthly(T, {6: 1_500, 9: 500}), monthly(T, {6: 1_500, 9: 500})])
+    cents(cash.payer_defaulted[1], 0.0)
+    cents(cash.distributions[:, 0], [monthly(T, {3: 5_000, 6: 2_500, 9: 500}), monthly(T, {3: 5_000, 6: 1_500, 9: 1_500})])
+    # On path 0 the two pay what one payer capped at 8,000 pays.
+    one = with_payer(with_stack(c, payer_split=()), payment_cap=8_000.0)
+    cents(settled(one, outcomes_for(one, [starts])).outcome_payments[0], cash.outcome_payments[0])
+
+
 # ---------------------------------------------------------------------------------------
 # (g) a payer paying the provider directly
 # ---------------------------------------------------------------------------------------
@@ -745,3 +781,10 @@ def test_a_step_cap_counts_what_the_step_paid_over_the_whole_contract():
     T = c.horizon_months
     cash = settled(c, outcomes_for(c, [{2: 200, 5: 200, 8: 100}]))
     cents(cash.distributions[0], [monthly(T, {3: 200, 6: 50}), monthly(T, {6: 150, 9: 100})])
+
+
+def test_with_several_payers_the_formulas_cap_and_default_are_refused_not_ignored():
+    c = with_stack(base_contract(), payer_split=(Payer("Fund", payment_cap=10.0), Payer("Ministry", above_cap_of="Fund")))
+    for change in ({"payment_cap": 8_000.0}, {"default_probability": 0.1}):
+        with pytest.raises(ValueError, match="give each Payer its payment_cap and default_probability"):
+            with_payer(c, **change)

@@ -201,11 +201,19 @@ def stacks(draw, knobs: Knobs = Knobs()):
             return Payer(name, buys, share, cap, draw(st.integers(0, 2)),
                          0.2 if knobs.defaults and draw(st.booleans()) else 0.0,
                          draw(st.sampled_from(("investors", "investors", "provider"))))
-        if draw(st.booleans()):
+        how = draw(st.sampled_from(("shares", "parts", "above_cap") if knobs.payer_caps else ("shares", "parts")))
+        if how == "shares":
             share = draw(st.sampled_from((0.5, 0.3)))
             payers = (one("Gov", (), share), one("City", (), 1.0 - share))
-        else:
+        elif how == "parts":
             payers = (one("Gov", ("job_start",), 1.0), one("City", ("job_sustained", "savings"), 1.0))
+        else:  # City pays what Gov's cap left
+            gov = dataclasses.replace(one("Gov", (), 1.0), payment_cap=draw(st.sampled_from((200.0, 800.0))))
+            city = dataclasses.replace(one("City", (), 1.0), above_cap_of="Gov",
+                                       payment_lag_months=gov.payment_lag_months)
+            payers = (gov, city)
+        # Each payer has its own cap and default risk; the formula's would be ignored (and are refused).
+        payer = dataclasses.replace(payer, payment_cap=None, default_probability=0.0)
     savings = SavingsShare()
     kind = draw(st.sampled_from(("none", "none", "plain", "balance" if (knobs.balance_savings and repayable) else "plain")))
     if kind == "plain":

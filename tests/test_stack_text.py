@@ -80,3 +80,10 @@ def test_savings_share_in_words_says_its_switch_and_whether_cohorts_are_pooled(c
     assert stack_text.savings_share_text(SavingsShare(0.5, 1.2, 0.1)) == (
         "50 % of the measured savings until 1.2 times the capital has been paid, then 10 %")
     assert stack_text.savings_share_text(SavingsShare(0.5)) == "50 % of the measured savings"
+
+
+def test_a_payer_above_another_payers_cap_in_words():
+    from sibsim.contracts import Payer
+    above = Payer("Ministry", payment_cap=1_744_249.0, payment_lag_months=12, above_cap_of="Big Lottery Fund")
+    assert stack_text.payer_text(above, "GBP") == (
+        "What Big Lottery Fund's cap leaves unpaid; cap GBP 1,744,249; 12 months after each measurement")
