@@ -8,6 +8,9 @@ largest worker process) is its own. Cases:
 * simulation alone (journeys of both groups, no settlement), Colour Kitchen, 1 process: the compiled
   engine (:mod:`sibsim.engine`) against the numpy engine it replaced (``benchmarks/numpy_engine.py``,
   the hard-coded chain), same paths, same run;
+* the random-number floor: the uniforms the engine consumes per path (counted on a probe run) and
+  their logarithms drawn alone, in float64 and float32, for the largest run's paths on the same
+  cores, and how many times above it the engine is;
 * the two largest non-Colour-Kitchen scenarios end to end on 1 process, each against the pure-Python
   reference simulator (:mod:`sibsim.reference`) run on a few paths and extrapolated linearly (a
   per-path cost), as for Colour Kitchen.
@@ -62,6 +65,17 @@ def tree_memory_mib():
     return total / 1024
 
 
+def _draw_uniforms(count, bits, seed):
+    # As the engine draws them: chunks of engine.CHUNK uniforms and the logarithm of 1 - u.
+    dtype = np.float64 if bits == "64" else np.float32
+    rng = np.random.default_rng(seed)
+    uni, log_q = np.empty(1 << 16, dtype), np.empty(1 << 16, dtype)
+    for _ in range(-(-count // uni.size)):
+        rng.random(out=uni, dtype=dtype)
+        np.subtract(1.0, uni, out=log_q)
+        np.log(log_q, out=log_q)
+
+
 peak_total, done = [0.0], threading.Event()
 
 
@@ -105,6 +119,26 @@ elif kind == "numpy_engine":  # the hard-coded chain's numpy engine, the same jo
             drawn = draw_parameters(journey, rng, m)
             q = {k: drawn[:, journey.parameter_names.index(k)] for k in JOURNEY_PROBABILITIES}
             simulate_group(q, L, intake, group_sizes, T, 6, rng)
+elif kind in ("floor64", "floor32"):  # the random numbers alone: the engine's uniforms and their logs
+    from concurrent.futures import ProcessPoolExecutor
+    from sibsim import engine
+    from sibsim.montecarlo import simulate_outcomes
+    drawn, run_buffered = [0], engine._run_buffered
+    def counting(*a, **k):
+        used = run_buffered(*a, **k)
+        drawn[0] += used
+        return used
+    engine._run_buffered = counting
+    probe = 2_000
+    simulate_outcomes(contract, probe, np.random.default_rng(0))
+    engine._run_buffered = run_buffered
+    per_path = drawn[0] / probe
+    extra["uniforms_per_path"] = per_path
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        jobs = [pool.submit(_draw_uniforms, int(per_path * n / workers), kind[-2:], w) for w in range(workers)]
+        for job in jobs:
+            job.result()
 elif kind == "reference":
     from sibsim.cashflows import settle as settle_cash
     from sibsim.engine import draw_parameters
@@ -199,6 +233,8 @@ def main(argv=None) -> int:
                                                                                scenario=path))
               for path in OTHERS]
     irr_case = measure("irr", 200_000)
+    # The random-number floor for the largest engine run, on the same cores, in both precisions.
+    floors = {bits: measure(f"floor{bits}", runs[-1]["paths"], cores, args.repeat) for bits in ("64", "32")}
 
     def row(label, r, note=""):
         return (f"| {label} | {r['paths']:,} | {r['workers']} | {r['seconds']:.2f} | {r['cpu_seconds']:.1f} | "
@@ -247,6 +283,13 @@ def main(argv=None) -> int:
     lines += ["", f"IRR solver alone (investor flows, {irr_case['paths']:,} paths, 1 process, 1 BLAS thread, "
                   "best of 3): "
                   f"{irr_case['paths_per_s']:,.0f} paths/s."]
+    big = runs[-1]
+    f64, f32 = floors["64"], floors["32"]
+    lines += ["", f"Random-number floor ({big['paths']:,} paths, {cores} processes): the uniforms the engine draws "
+                  f"({f64['uniforms_per_path']:,.0f} per path) and their logarithms, nothing else: "
+                  f"{f64['seconds']:.2f} s in float64, {f32['seconds']:.2f} s in float32. The engine run "
+                  f"({big['seconds']:.2f} s) is {big['seconds'] / f64['seconds']:.1f}x the float64 floor "
+                  f"({big['seconds'] / f32['seconds']:.1f}x the float32 floor)."]
     table = "\n".join(lines)
     print(table)
     if args.write:
