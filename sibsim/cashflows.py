@@ -187,30 +187,82 @@ class Counts:
         return Counts(self.months, self.treated * mask, self.counterfactual * mask)
 
 
-def cumulative_counts(contract: Contract, outcomes: Outcomes, months) -> Counts:
-    """Cumulative counts before each of ``months`` (0..T).
+@dataclass(frozen=True)
+class Totals:
+    """Each group's outcome counts before each of ``months``, as counted (no scale), (P, C, K, M) each.
 
-    Integer counts (the engine's) are summed exactly (whole numbers in float64, far below 2**53);
-    the scale (units per count) and the counterfactual's cohort scaling are applied afterwards
-    (both linear).
+    Computed once per block (:func:`event_totals`) and read by settlement and the metrics alike.
     """
-    T = contract.horizon_months
-    months = tuple(sorted({int(m) for m in months}))
-    units = contract.outcome_scales[None, None, :, None]
 
-    # Totals before each month read as one matrix product with a 0/1 "month t < m" matrix: the counts
-    # are whole numbers far below 2**53, so float64 sums of them are exact, and BLAS beats a running
-    # sum over every month (a 4-D temporary) or many short reductions.
+    months: tuple[int, ...]
+    treated: np.ndarray
+    comparison: np.ndarray
+
+    def at(self, month: int) -> tuple[np.ndarray, np.ndarray]:
+        i = self.months.index(month)
+        return self.treated[..., i], self.comparison[..., i]
+
+
+def event_totals(group, months) -> np.ndarray:
+    """Occurrences of each outcome of ``group`` before each of ``months``, (P, C, K, len(months)).
+
+    One matrix product with a 0/1 "month t < m" matrix: BLAS beats a running sum over every month
+    (a 4-D temporary) or many short reductions.  Sums of whole numbers are exact in floating point
+    whatever the order while every partial sum is exact: always in float64 (far below 2**53), and
+    in float32 when the numbers are not negative and a row's total is below 2**24 (no partial sum
+    exceeds the total).  Integer counts (the engine's) are therefore summed in float32, converted
+    in one pass from the (strided) events, half the memory of float64, with a column of row
+    totals: if every total is below 2**23 (float32's rounding cannot halve a total of 2**24 or
+    more), the sums are exact and equal float64's bit for bit; otherwise, or with a negative
+    count, they are summed again in float64.
+    """
+    events = group.events
+    T = events.shape[-1]
     before = (np.arange(T)[:, None] < np.asarray(months, dtype=np.int64)[None, :]).astype(float)
+    out = None
+    if np.issubdtype(events.dtype, np.integer):
+        whole = events.astype(np.float32).reshape(-1, T)
+        if not whole.size or whole.min() >= 0:
+            sums = whole @ np.hstack([before, np.ones((T, 1))]).astype(np.float32)
+            if not sums.size or sums[:, -1].max() < 2.0 ** 23:
+                out = sums[:, :-1].astype(float)
+    if out is None:
+        out = events.reshape(-1, T).astype(float, copy=False) @ before
+    return out.reshape(events.shape[:3] + (len(months),))
 
-    def reduce(group):
-        part = group.events
-        flat = part.reshape(-1, part.shape[-1]).astype(float, copy=False)
-        out = (flat @ before[: part.shape[-1]]).reshape(part.shape[:3] + (len(months),))
-        return out * units
 
+def settlement_months(contract: Contract) -> set[int]:
+    """The months settlement reads counts before: measurements, the review, a trigger's cohort dates."""
+    terms = contract.payer
+    needed = set(terms.measurement_months)
+    if terms.review is not None:
+        needed.add(terms.review.month)
+    if contract.trigger_months is not None:
+        needed |= {int(m) for m in contract.trigger_months[0]}
+    return needed
+
+
+def block_totals(contract: Contract, outcomes: Outcomes, months=()) -> Totals:
+    """:class:`Totals` before the settlement months and ``months`` (e.g. the end of the term)."""
+    months = tuple(sorted(settlement_months(contract) | {int(m) for m in months}))
+    return Totals(months, event_totals(outcomes.treated, months), event_totals(outcomes.comparison, months))
+
+
+def cumulative_counts(contract: Contract, outcomes: Outcomes, months, totals: Totals | None = None) -> Counts:
+    """Cumulative counts before each of ``months`` (0..T), from ``totals`` when given (they must cover them).
+
+    Integer counts (the engine's) are summed exactly (:func:`event_totals`); the scale (units per
+    count) and the counterfactual's cohort scaling are applied afterwards (both linear).
+    """
+    months = tuple(sorted({int(m) for m in months}))
+    if totals is None:
+        treated, comparison = event_totals(outcomes.treated, months), event_totals(outcomes.comparison, months)
+    else:
+        index = [totals.months.index(m) for m in months]
+        treated, comparison = totals.treated[..., index], totals.comparison[..., index]
+    units = contract.outcome_scales[None, None, :, None]
     scale = outcomes.comparison_scale[None, :, None, None]
-    return Counts(months, reduce(outcomes.treated), reduce(outcomes.comparison) * scale)
+    return Counts(months, treated * units, comparison * units * scale)
 
 
 def improvement(treated: np.ndarray, counterfactual: np.ndarray, size, measure: str) -> np.ndarray:
@@ -556,18 +608,15 @@ class _BalanceLinkedSavings:
 
 
 # --- all together -------------------------------------------------------------------------------
-def settle(contract: Contract, outcomes: Outcomes) -> Cashflows:
-    """Turn simulated (or observed) outcomes into every party's monthly ledger."""
+def settle(contract: Contract, outcomes: Outcomes, totals: Totals | None = None) -> Cashflows:
+    """Turn simulated (or observed) outcomes into every party's monthly ledger.
+
+    ``totals``: the block's :func:`block_totals`, if already computed (the same numbers)."""
     T = contract.horizon_months
     P = outcomes.n_paths
     terms = contract.payer
     months = np.array(terms.measurement_months, dtype=int)
-    needed = set(terms.measurement_months)
-    if terms.review is not None:
-        needed.add(terms.review.month)
-    if contract.trigger_months is not None:
-        needed |= {int(m) for m in contract.trigger_months[0]}
-    counts = cumulative_counts(contract, outcomes, needed)
+    counts = cumulative_counts(contract, outcomes, settlement_months(contract), totals)
 
     end, reason, enrolled = termination(contract, counts, outcomes.external_stop)
     terminated = end >= 0

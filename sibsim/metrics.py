@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .cashflows import Cashflows
+from .cashflows import Cashflows, event_totals
 from .contracts import Contract
 from .irr import STATUS_LABELS, irr, npv
 from .montecarlo import Outcomes
@@ -101,11 +101,12 @@ def within_term(group, term: int, scales: np.ndarray | None = None) -> np.ndarra
 
     Whole counts are summed exactly (in float64, far below 2**53) before the scale is applied.
     """
-    events = group.events
-    # A product with a 0/1 "within the term" vector: whole counts sum exactly in float64 (far below 2**53),
-    # and BLAS beats short reductions with a cast.
-    within = (np.arange(events.shape[-1]) < term).astype(float)
-    total = (events.reshape(-1, events.shape[-1]).astype(float, copy=False) @ within).reshape(events.shape[:3])
+    total = event_totals(group, [term])[..., 0]  # whole counts: exact (sibsim.cashflows.event_totals)
+    return scaled_within(total, scales)
+
+
+def scaled_within(total: np.ndarray, scales: np.ndarray | None) -> np.ndarray:
+    """Counts within the term (P, C, K) in the outcomes' units."""
     return total if scales is None else total * np.asarray(scales)[None, None, :]
 
 

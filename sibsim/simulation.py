@@ -21,11 +21,11 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .cashflows import settle
+from .cashflows import block_totals, settle
 from .cashflows import monthly_costs
 from .contracts import Contract
 from .errors import InsufficientMemoryError
-from .metrics import path_metric_arrays, within_term
+from .metrics import path_metric_arrays, scaled_within
 from .montecarlo import block_size, simulate_outcomes
 from .results import MONTHLY_SERIES, BlockAssembler, Results
 
@@ -286,10 +286,12 @@ def _run_block(contract: Contract, seed: np.random.SeedSequence, n_paths: int, k
     """Simulate, settle and measure one block; returns plain numpy arrays (cheap to send between processes)."""
     rng = np.random.Generator(np.random.PCG64(seed))
     outcomes = simulate_outcomes(contract, n_paths, rng)
-    cash = settle(contract, outcomes)
     term = contract.term_months
+    # One pass over each group's monthly counts gives settlement's months and the end of the term.
+    totals = block_totals(contract, outcomes, [term])
+    cash = settle(contract, outcomes, totals)
     scales = contract.outcome_scales
-    within = within_term(outcomes.treated, term, scales), within_term(outcomes.comparison, term, scales)  # (P, C, K)
+    within = tuple(scaled_within(t, scales) for t in totals.at(term))  # (P, C, K) each
     paths = path_metric_arrays(contract, cash, outcomes, within)
     shares = {}
     for group_name, group, total in (("treated", outcomes.treated, within[0]),
