@@ -219,16 +219,25 @@ def event_totals(group, months) -> np.ndarray:
     events = group.events
     T = events.shape[-1]
     before = (np.arange(T)[:, None] < np.asarray(months, dtype=np.int64)[None, :]).astype(float)
-    out = None
-    if np.issubdtype(events.dtype, np.integer):
-        whole = events.astype(np.float32).reshape(-1, T)
-        if not whole.size or whole.min() >= 0:
-            sums = whole @ np.hstack([before, np.ones((T, 1))]).astype(np.float32)
-            if not sums.size or sums[:, -1].max() < 2.0 ** 23:
-                out = sums[:, :-1].astype(float)
+    out = _exact_float32_sums(events, before)
     if out is None:
         out = events.reshape(-1, T).astype(float, copy=False) @ before
     return out.reshape(events.shape[:3] + (len(months),))
+
+
+def _exact_float32_sums(events: np.ndarray, before: np.ndarray) -> np.ndarray | None:
+    """``events`` (..., T) rows times ``before`` (T, M) in float32, as float64; None unless provably
+    exact (integers, none negative, every row total below 2**23: see :func:`event_totals`)."""
+    if not np.issubdtype(events.dtype, np.integer):
+        return None
+    T = events.shape[-1]
+    whole = events.astype(np.float32).reshape(-1, T)
+    if whole.size and whole.min() < 0:
+        return None
+    sums = whole @ np.hstack([before, np.ones((T, 1))]).astype(np.float32)
+    if sums.size and sums[:, -1].max() >= 2.0 ** 23:
+        return None
+    return sums[:, :-1].astype(float)
 
 
 def settlement_months(contract: Contract) -> set[int]:
@@ -336,16 +345,19 @@ def _monthly_net_saved(contract: Contract, outcomes: Outcomes, enrolled=None, by
             - monthly_costs(contract, outcomes.treated.costs, enrolled, by_cohort))
 
 
-def _cohort_weights(sizes: np.ndarray, enrolled: np.ndarray) -> np.ndarray:
-    """(P, C): each cohort's share of the capital, its participants' share of those enrolled.
+def _cohort_weights(contract: Contract) -> np.ndarray:
+    """(M, C): each cohort's share of the capital at each measurement month, its participants' share
+    of those whose cohort started before that month.
 
-    The capital finances every enrolled participant alike; a cohort not enrolled (after an early
-    termination) has no share.  Every path enrols the first cohort, but a path with none would
-    fall back to the planned sizes rather than divide by 0."""
-    people = sizes[None, :] * enrolled
-    total = people.sum(axis=1, keepdims=True)
-    planned = np.broadcast_to(sizes / sizes.sum(), people.shape)
-    return np.where(total > 0, people / np.where(total > 0, total, 1.0), planned)
+    The capital drawn so far financed the cohorts started so far, alike per participant.  It
+    depends on the terms only: never on a later review or stop (a measurement up to the review
+    must not depend on its result), and a cohort yet to start carries nothing.  A measurement
+    before any cohort started has no savings to share; it falls back to the planned sizes."""
+    sizes = np.array([c.size for c in contract.cohorts], dtype=float)
+    intake = np.array([c.intake_month for c in contract.cohorts])
+    started = sizes[None, :] * (intake[None, :] < np.array(contract.payer.measurement_months)[:, None])
+    total = started.sum(axis=1, keepdims=True)
+    return np.where(total > 0, started / np.where(total > 0, total, 1.0), sizes / sizes.sum())
 
 
 def _savings_followed(contract: Contract, monthly_saved: np.ndarray) -> np.ndarray:
@@ -537,10 +549,11 @@ class _BalanceLinkedSavings:
     paid into the vehicle.
 
     Per cohort, each cohort ``c`` has its own high-water mark and its own need: its share ``w_c``
-    (participants enrolled) of the balance the tranches would have without any savings-share
-    payment, less what its own savings paid into the vehicle (both at ``until_rate`` a year, like
-    the balance), less its own payments not yet paid.  The needs add up to the pooled need, so
-    one cohort equals the pooled share; a cohort that saved nothing leaves its part of the need
+    (its participants' share of those whose cohort started before the measurement) of the balance
+    the tranches would have without any savings-share payment, less what its own savings paid into
+    the vehicle (both at ``until_rate`` a year, like the balance), less its own payments not yet
+    paid.  Before each is floored at 0, the needs add up to the pooled need, so one cohort equals
+    the pooled share; a cohort that saved nothing leaves its part of the need
     to its own later savings instead of another cohort's.  A cohort is credited with what fell
     due from its savings, paid or defaulted: the balance still shows a default, so the other
     cohorts' needs grow by it.
@@ -548,8 +561,8 @@ class _BalanceLinkedSavings:
 
     def __init__(self, contract: Contract, measured_savings: np.ndarray, measured: np.ndarray,
                  cohort_weights: np.ndarray | None = None):
-        """``measured_savings`` (P, M) pooled or (P, C, M) per cohort; ``cohort_weights`` (P, C) the
-        cohorts' shares of the balance (rows summing to 1), with per-cohort savings only."""
+        """``measured_savings`` (P, M) pooled or (P, C, M) per cohort; ``cohort_weights`` (M, C) the
+        cohorts' shares of the balance at each measurement (rows summing to 1), per cohort only."""
         terms = contract.payer.savings_share
         self.rate, self.rate_after, self.until_rate = terms.rate, terms.rate_after, terms.until_rate
         self.columns = np.array([contract.tranche_names.index(n) for n in terms.until_tranches])
@@ -558,7 +571,7 @@ class _BalanceLinkedSavings:
         savings = measured_savings if self.per_cohort else measured_savings[:, None, :]
         self.savings = np.where(measured[:, None, :], savings, -np.inf)  # (P, C, M); not measured: no payment
         P, C = self.savings.shape[:2]
-        self.cohort_weights = np.ones((P, 1)) if cohort_weights is None else cohort_weights
+        self.cohort_weights = np.ones((len(self.months), 1)) if cohort_weights is None else cohort_weights
         self.weights = part_weights(contract, "savings")                # (J,)
         self.lags = np.array([p.payment_lag_months for p in contract.payers])
         self.to_vehicle = np.array([p.paid_to != "provider" for p in contract.payers], dtype=float)
@@ -576,7 +589,8 @@ class _BalanceLinkedSavings:
         if not self.per_cohort:
             return np.maximum(balance[:, None] - pending, 0.0)
         before_savings = balance + self.credited.sum(axis=1)
-        return np.maximum(self.cohort_weights * before_savings[:, None] - self.credited - pending, 0.0)
+        weights = self.cohort_weights[self.months[t]][None, :]
+        return np.maximum(weights * before_savings[:, None] - self.credited - pending, 0.0)
 
     def __call__(self, t: int, accounts) -> np.ndarray:
         if self.per_cohort and t:
@@ -649,7 +663,7 @@ def settle(contract: Contract, outcomes: Outcomes, totals: Totals | None = None)
     if terms.savings_share.follows_balance and len(months):
         if terms.savings_share.per_cohort:
             by_cohort = _measured_savings(contract, _monthly_net_saved(contract, outcomes, enrolled, by_cohort=True))
-            savings = _BalanceLinkedSavings(contract, by_cohort, measured, _cohort_weights(sizes, enrolled))
+            savings = _BalanceLinkedSavings(contract, by_cohort, measured, _cohort_weights(contract))
         else:
             savings = _BalanceLinkedSavings(contract, measured_savings, measured)
 

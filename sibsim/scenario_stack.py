@@ -638,6 +638,10 @@ def _above_caps_fit(c: _Checker, payers: list[Payer]) -> bool:
                       f"({below.payment_lag_months}): it pays what that cap left, in the same month, got "
                       f"{p.payment_lag_months}")
             ok = False
+        elif below.paid_to != p.paid_to:
+            c.problem(f"payers[{k}].paid_to", f"must equal {p.above_cap_of}'s ({below.paid_to!r}): it pays what "
+                      f"that cap left, to the same party, got {p.paid_to!r}")
+            ok = False
         elif any(q.above_cap_of == p.above_cap_of for q in payers[:k]):
             c.problem(f, f"one payer at most pays above the cap of {p.above_cap_of!r}, got a second")
             ok = False

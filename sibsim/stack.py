@@ -266,7 +266,8 @@ class Payer:
     above_cap_of : str or None
         The payer whose cap it tops up: it buys nothing of its own and pays, in that payer's
         months, what that payer's ``payment_cap`` left unpaid (e.g. a fund paying up to its
-        grant, the ministry beyond it).  It is listed after that payer, with the same lag.
+        grant, the ministry beyond it).  It is listed after that payer, with the same lag and
+        ``paid_to``.
     """
 
     name: str

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sibsim import load_scenario
-from sibsim.cashflows import block_totals, event_totals, settle
+from sibsim.cashflows import _exact_float32_sums, block_totals, event_totals, settle
 from sibsim.metrics import within_term
 from sibsim.montecarlo import GroupOutcomes, simulate_outcomes
 from tests.conftest import SCENARIOS
@@ -38,6 +38,8 @@ def test_engine_counts_sum_exactly(ck):
         got = event_totals(group, months)
         np.testing.assert_array_equal(got, _exact(group.events, months))
         assert got.dtype == np.float64
+        # ... and by the float32 route (the one the engine's counts are meant to take).
+        assert _exact_float32_sums(group.events, np.ones((group.events.shape[-1], 1))) is not None
 
 
 def test_a_total_of_2_to_the_23_or_more_is_summed_in_float64():
@@ -51,8 +53,14 @@ def test_a_total_of_2_to_the_23_or_more_is_summed_in_float64():
     np.testing.assert_array_equal(event_totals(group, months), _exact(group.events, months))
     naive = counts.reshape(-1, 5).astype(np.float32) @ np.ones((5, 1), np.float32)
     assert naive[1, 0] != 2 ** 24 + 3  # what the guard prevents
-    small = _group(counts[1:].copy(), 2)
+    ones = np.ones((5, 1))
+    assert _exact_float32_sums(group.events, ones) is None
+    small = _group(counts[1:].copy(), 2)  # its largest total is 2**23 - 1: the float32 route, exact
+    assert _exact_float32_sums(small.events, ones) is not None
     np.testing.assert_array_equal(event_totals(small, months), _exact(small.events, months))
+    edge = _group(counts[1:].copy() + np.eye(1, 5, 4, dtype=np.int32), 2)  # total exactly 2**23: float64
+    assert _exact_float32_sums(edge.events, ones) is None
+    np.testing.assert_array_equal(event_totals(edge, months), _exact(edge.events, months))
 
 
 def test_negative_integers_are_summed_in_float64():
@@ -61,6 +69,7 @@ def test_negative_integers_are_summed_in_float64():
     counts = np.zeros((1, 1, 1, 4), dtype=np.int64)
     counts[0, 0, 0] = [2 ** 25 + 1, -(2 ** 25), 1, 0]
     group = _group(counts, 1)
+    assert _exact_float32_sums(group.events, np.ones((4, 1))) is None
     np.testing.assert_array_equal(event_totals(group, [1, 2, 3, 4]), _exact(group.events, [1, 2, 3, 4]))
 
 

@@ -817,6 +817,17 @@ def test_above_cap_of_has_the_same_lag(lag, ok):
                                                      f"in the same month, got {lag}")
 
 
+@pytest.mark.parametrize("paid_to, ok", [("investors", True), ("provider", False)])
+def test_above_cap_of_pays_the_same_party(paid_to, ok):
+    doc = _topped_up()
+    doc["payers"][1]["paid_to"] = paid_to
+    if ok:
+        accepted(doc)
+    else:
+        refused(doc, "payers[1].paid_to", "must equal Municipality's ('investors'): it pays what that cap left, "
+                                          "to the same party, got 'provider'")
+
+
 def test_above_cap_of_names_an_earlier_payer_with_a_cap():
     doc = _topped_up()
     doc["payers"][1]["above_cap_of"] = "municipality"

@@ -527,6 +527,27 @@ def test_balance_linked_savings_share_per_cohort_each_cohort_against_its_share_o
     cents(pooled.outcome_payments_due[1], cash.outcome_payments_due[1])
 
 
+def test_per_cohort_shares_follow_the_cohorts_started_never_a_later_review():
+    # Cohorts A (10, intake 0) and B (30, intake 8); a review at month 7 on job starts, which path 0
+    # passes (5 job starts) and path 1 fails (none): path 1 terminates at month 7 and B never starts.
+    # At month 6 only A has started, so A carries the whole balance on both paths: 95 % of its 800 =
+    # 760 is below 1,000 x 1.05^0.5 = 1,024.70, so 760 due on both (as pooled), whatever the review
+    # says a month later.
+    c = _two_cohorts()
+    c = dataclasses.replace(c, cohorts=(c.cohorts[0], dataclasses.replace(c.cohorts[1], intake_month=8)))
+    share = SavingsShare(0.95, rate_after=0.40, until_tranches=("L",), until_rate=0.05, per_cohort=True)
+    steps = (Step("interest", ("L",)), Step("principal", ("L",)), Step("split", shares=(("provider", 1.0),)))
+    c = with_stack(c, investors=(Investor("L", 1_000.0, kind="loan", interest=0.05),), waterfall_terms=Waterfall(steps))
+    c = with_payer(c, savings_share=share, review=Review(7, "job_start", "difference", 0.1))
+    outcomes = _saved_by_cohort(c, [[{2: 800}, {}], [{2: 800}, {}]])
+    starts = outcomes.treated.events.copy()
+    starts[0, 0, c.outcome_index("job_start"), 3] = 5
+    outcomes = dataclasses.replace(outcomes, treated=dataclasses.replace(outcomes.treated, events=starts))
+    cash = settled(c, outcomes)
+    np.testing.assert_array_equal(cash.termination_month, [-1, 7])
+    cents(cash.outcome_payments_due[:, 6], [760.0 + 5.0, 760.0])  # path 0 also earns its 5 job starts
+
+
 def test_balance_linked_savings_share_per_cohort_with_one_cohort_is_the_pooled_share():
     # One cohort carries the whole balance: per cohort and pooled are the same contract.
     c = base_contract(months=(6, 12), budget={0: 1_000.0}, benefit=1.0)
@@ -788,3 +809,22 @@ def test_with_several_payers_the_formulas_cap_and_default_are_refused_not_ignore
     for change in ({"payment_cap": 8_000.0}, {"default_probability": 0.1}):
         with pytest.raises(ValueError, match="give each Payer its payment_cap and default_probability"):
             with_payer(c, **change)
+
+
+@pytest.mark.parametrize("ministry", [
+    Payer("Ministry", payment_cap=2_000.0, above_cap_of="Fund", payment_lag_months=1),    # another lag
+    Payer("Ministry", payment_cap=2_000.0, above_cap_of="Fund", paid_to="provider"),     # another party
+    Payer("Ministry", payment_cap=2_000.0, above_cap_of="fund"),                          # no such payer
+])
+def test_a_payer_above_a_cap_that_could_not_be_read_is_refused_not_lost(ministry):
+    c = base_contract()
+    with pytest.raises(ValueError, match="above_cap_of must name a payer listed before it"):
+        with_stack(c, payer_split=(Payer("Fund", payment_cap=6_000.0), ministry))
+    with pytest.raises(ValueError, match="above_cap_of must name a payer listed before it"):  # listed first
+        with_stack(c, payer_split=(Payer("Ministry", above_cap_of="Fund"), Payer("Fund", payment_cap=6_000.0)))
+    with pytest.raises(ValueError, match="above_cap_of must name a payer listed before it"):  # Fund has no cap
+        with_stack(c, payer_split=(Payer("Fund"), Payer("Ministry", above_cap_of="Fund")))
+    with pytest.raises(ValueError, match="above_cap_of must name a payer listed before it"):  # two above one cap
+        with_stack(c, payer_split=(Payer("Fund", payment_cap=6_000.0), Payer("Ministry", above_cap_of="Fund"),
+                                   Payer("Region", above_cap_of="Fund")))
+    with_stack(c, payer_split=(Payer("Fund", payment_cap=6_000.0), Payer("Ministry", above_cap_of="Fund")))

@@ -210,7 +210,7 @@ def stacks(draw, knobs: Knobs = Knobs()):
         else:  # City pays what Gov's cap left
             gov = dataclasses.replace(one("Gov", (), 1.0), payment_cap=draw(st.sampled_from((200.0, 800.0))))
             city = dataclasses.replace(one("City", (), 1.0), above_cap_of="Gov",
-                                       payment_lag_months=gov.payment_lag_months)
+                                       payment_lag_months=gov.payment_lag_months, paid_to=gov.paid_to)
             payers = (gov, city)
         # Each payer has its own cap and default risk; the formula's would be ignored (and are refused).
         payer = dataclasses.replace(payer, payment_cap=None, default_probability=0.0)
@@ -325,7 +325,9 @@ def recouping(draw, knobs: Knobs = Knobs()):
     m = draw(st.integers(2, 9))
     payer = dataclasses.replace(contract.payer, measurement_months=tuple(sorted({*contract.payer.measurement_months, m})),
                                 payment_lag_months=draw(st.integers(1, 2)), review=None)
-    payers = tuple(dataclasses.replace(p, payment_lag_months=draw(st.integers(1, 2))) for p in contract.payer_split)
+    lags = {p.name: draw(st.integers(1, 2)) for p in contract.payer_split}
+    # A payer above another's cap pays in that payer's months.
+    payers = tuple(dataclasses.replace(p, payment_lag_months=lags[p.above_cap_of or p.name]) for p in contract.payer_split)
     guarantee = Guarantee("Foundation", _subset(draw, repayable, 1), share=draw(st.sampled_from((0.5, 1.0))),
                           pays="termination", recoup=True)
     terms = contract.waterfall_terms
