@@ -99,7 +99,7 @@ def within_term(group, term: int, scales: np.ndarray | None = None) -> np.ndarra
     """Occurrences of each outcome within the term per path and cohort, (P, C, K), in the outcome's
     unit (counts times its ``scale``).
 
-    Whole counts are summed exactly (in float64, far below 2**53) before the scale is applied.
+    Whole counts are summed exactly (:func:`sibsim.cashflows.event_totals`) before the scale is applied.
     """
     total = event_totals(group, [term])[..., 0]  # whole counts: exact (sibsim.cashflows.event_totals)
     return scaled_within(total, scales)
