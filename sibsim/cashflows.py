@@ -571,7 +571,7 @@ class _BalanceLinkedSavings:
         savings = measured_savings if self.per_cohort else measured_savings[:, None, :]
         self.savings = np.where(measured[:, None, :], savings, -np.inf)  # (P, C, M); not measured: no payment
         P, C = self.savings.shape[:2]
-        self.cohort_weights = np.ones((len(self.months), 1)) if cohort_weights is None else cohort_weights
+        self.cohort_weights = cohort_weights  # per cohort only: pooled, the one need is the balance's
         self.weights = part_weights(contract, "savings")                # (J,)
         self.lags = np.array([p.payment_lag_months for p in contract.payers])
         self.to_vehicle = np.array([p.paid_to != "provider" for p in contract.payers], dtype=float)

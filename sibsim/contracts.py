@@ -25,6 +25,7 @@ import numpy as np
 
 from .journey import CostBand, CostItem, Journey, Outcome, Prior  # noqa: F401  (CostBand, Prior: re-exported)
 from .stack import DrawOrder, ExternalStop, Guarantee, Investor, Payer, Step, Tranche, Waterfall  # noqa: F401  (re-exported)
+from .stack import above_cap_problem
 
 
 @dataclass(frozen=True)
@@ -304,18 +305,9 @@ class Contract:
         if self.payer_split and (self.payer.payment_cap is not None or self.payer.default_probability):
             raise ValueError("with payer_split, give each Payer its payment_cap and default_probability: "
                              "payer.payment_cap and payer.default_probability would be ignored")
-        # A payer above another's cap is read in the same month, after it: anything else would lose
-        # what the cap cut off without a word (the loader says the same per field).
         for k, p in enumerate(self.payer_split):
-            if p.above_cap_of is None:
-                continue
-            below = next((q for q in self.payer_split[:k] if q.name == p.above_cap_of), None)
-            if (below is None or below.payment_cap is None or below.payment_lag_months != p.payment_lag_months
-                    or below.paid_to != p.paid_to
-                    or any(q.above_cap_of == p.above_cap_of for q in self.payer_split[:k])):
-                raise ValueError(f"payer {p.name!r}: above_cap_of must name a payer listed before it, with a "
-                                 f"payment_cap, the same payment_lag_months and paid_to, topped up by no other "
-                                 f"payer, got {p.above_cap_of!r}")
+            if (problem := above_cap_problem(self.payer_split, k)) is not None:
+                raise ValueError(f"payer {p.name!r}: {problem[0]}: {problem[1]}")
 
     # --- derived quantities -------------------------------------------------
     @property

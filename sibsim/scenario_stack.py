@@ -40,6 +40,7 @@ from .stack import (
     Payer,
     Step,
     Waterfall,
+    above_cap_problem,
 )
 
 #: The one-line waterfall: what no ``[waterfall]`` table means.
@@ -613,37 +614,16 @@ def read_payers(c: _Checker, data, parts: tuple[str, ...] | None) -> tuple[Payer
 
 
 def _above_caps_fit(c: _Checker, payers: list[Payer]) -> bool:
-    """``above_cap_of`` names a payer listed before, with a cap and the same lag, topped up by no other."""
+    """``above_cap_of`` names a payer listed before, with a cap, the same lag and ``paid_to``, topped up
+    by no other (:func:`sibsim.stack.above_cap_problem`); a name of no payer gets its near miss."""
     ok = True
+    names = {q.name for q in payers}
     for k, p in enumerate(payers):
-        if p.above_cap_of is None:
-            continue
-        f = f"payers[{k}].above_cap_of"
-        earlier = {q.name: j for j, q in enumerate(payers[:k])}
-        if p.above_cap_of not in earlier:
-            if p.above_cap_of in {q.name for q in payers}:
-                c.problem(f, f"must name a payer listed before this one (it pays what that payer's cap left, in "
-                          f"the same month), got {p.above_cap_of!r}")
-            else:
-                _known(c, f, p.above_cap_of, earlier, "payer")
+        if p.above_cap_of is not None and p.above_cap_of not in names:
+            _known(c, f"payers[{k}].above_cap_of", p.above_cap_of, names, "payer")
             ok = False
-            continue
-        below = payers[earlier[p.above_cap_of]]
-        if below.payment_cap is None:
-            c.problem(f, f"must name a payer with a payment_cap (there is nothing above no cap), got "
-                      f"{p.above_cap_of!r}")
-            ok = False
-        elif below.payment_lag_months != p.payment_lag_months:
-            c.problem(f"payers[{k}].payment_lag_months", f"must equal {p.above_cap_of}'s "
-                      f"({below.payment_lag_months}): it pays what that cap left, in the same month, got "
-                      f"{p.payment_lag_months}")
-            ok = False
-        elif below.paid_to != p.paid_to:
-            c.problem(f"payers[{k}].paid_to", f"must equal {p.above_cap_of}'s ({below.paid_to!r}): it pays what "
-                      f"that cap left, to the same party, got {p.paid_to!r}")
-            ok = False
-        elif any(q.above_cap_of == p.above_cap_of for q in payers[:k]):
-            c.problem(f, f"one payer at most pays above the cap of {p.above_cap_of!r}, got a second")
+        elif (problem := above_cap_problem(payers, k)) is not None:
+            c.problem(f"payers[{k}].{problem[0]}", problem[1])
             ok = False
     return ok
 

@@ -284,6 +284,34 @@ class Payer:
         return self.above_cap_of is None and (not self.buys or part in self.buys)
 
 
+def above_cap_problem(payers, k: int) -> tuple[str, str] | None:
+    """Why ``payers[k]`` cannot pay above the cap it names: ``(field, rule)``, or None if it can (or
+    names none).  The waterfall reads a payer above another's cap in the same month, after it, to
+    the same party: anything else would lose what the cap cut off without a word.  Checked by the
+    loader (per field) and by :class:`~sibsim.contracts.Contract` (for contracts built in Python)."""
+    p = payers[k]
+    if p.above_cap_of is None:
+        return None
+    name = p.above_cap_of
+    below = next((q for q in payers[:k] if q.name == name), None)
+    if below is None:
+        if any(q.name == name for q in payers):
+            return "above_cap_of", (f"must name a payer listed before this one (it pays what that payer's cap "
+                                    f"left, in the same month), got {name!r}")
+        return "above_cap_of", f"names no payer, got {name!r}"
+    if below.payment_cap is None:
+        return "above_cap_of", f"must name a payer with a payment_cap (there is nothing above no cap), got {name!r}"
+    if below.payment_lag_months != p.payment_lag_months:
+        return "payment_lag_months", (f"must equal {name}'s ({below.payment_lag_months}): it pays what that cap "
+                                      f"left, in the same month, got {p.payment_lag_months}")
+    if below.paid_to != p.paid_to:
+        return "paid_to", (f"must equal {name}'s ({below.paid_to!r}): it pays what that cap left, to the same "
+                           f"party, got {p.paid_to!r}")
+    if any(q.above_cap_of == name for q in payers[:k]):
+        return "above_cap_of", f"one payer at most pays above the cap of {name!r}, got a second"
+    return None
+
+
 @dataclass(frozen=True)
 class ExternalStop:
     """An event outside the programme that stops it at ``month`` (e.g. a policy change), on a

@@ -15,6 +15,7 @@ checks the ledger identities of the :mod:`sibsim.cashflows` docstring (:func:`ch
 from __future__ import annotations
 
 import dataclasses
+import re
 from functools import partial
 
 import numpy as np
@@ -811,20 +812,22 @@ def test_with_several_payers_the_formulas_cap_and_default_are_refused_not_ignore
             with_payer(c, **change)
 
 
-@pytest.mark.parametrize("ministry", [
-    Payer("Ministry", payment_cap=2_000.0, above_cap_of="Fund", payment_lag_months=1),    # another lag
-    Payer("Ministry", payment_cap=2_000.0, above_cap_of="Fund", paid_to="provider"),     # another party
-    Payer("Ministry", payment_cap=2_000.0, above_cap_of="fund"),                          # no such payer
+@pytest.mark.parametrize("ministry, rule", [
+    (Payer("Ministry", payment_cap=2_000.0, above_cap_of="Fund", payment_lag_months=1),
+     "payment_lag_months: must equal Fund's (0): it pays what that cap left, in the same month, got 1"),
+    (Payer("Ministry", payment_cap=2_000.0, above_cap_of="Fund", paid_to="provider"),
+     "paid_to: must equal Fund's ('investors'): it pays what that cap left, to the same party, got 'provider'"),
+    (Payer("Ministry", payment_cap=2_000.0, above_cap_of="fund"), "above_cap_of: names no payer, got 'fund'"),
 ])
-def test_a_payer_above_a_cap_that_could_not_be_read_is_refused_not_lost(ministry):
+def test_a_payer_above_a_cap_that_could_not_be_read_is_refused_not_lost(ministry, rule):
     c = base_contract()
-    with pytest.raises(ValueError, match="above_cap_of must name a payer listed before it"):
+    with pytest.raises(ValueError, match=re.escape(f"payer 'Ministry': {rule}")):
         with_stack(c, payer_split=(Payer("Fund", payment_cap=6_000.0), ministry))
-    with pytest.raises(ValueError, match="above_cap_of must name a payer listed before it"):  # listed first
+    with pytest.raises(ValueError, match="above_cap_of: must name a payer listed before this one"):  # listed first
         with_stack(c, payer_split=(Payer("Ministry", above_cap_of="Fund"), Payer("Fund", payment_cap=6_000.0)))
-    with pytest.raises(ValueError, match="above_cap_of must name a payer listed before it"):  # Fund has no cap
+    with pytest.raises(ValueError, match="above_cap_of: must name a payer with a payment_cap"):  # Fund has no cap
         with_stack(c, payer_split=(Payer("Fund"), Payer("Ministry", above_cap_of="Fund")))
-    with pytest.raises(ValueError, match="above_cap_of must name a payer listed before it"):  # two above one cap
+    with pytest.raises(ValueError, match="one payer at most pays above the cap of 'Fund', got a second"):
         with_stack(c, payer_split=(Payer("Fund", payment_cap=6_000.0), Payer("Ministry", above_cap_of="Fund"),
                                    Payer("Region", above_cap_of="Fund")))
     with_stack(c, payer_split=(Payer("Fund", payment_cap=6_000.0), Payer("Ministry", above_cap_of="Fund")))
