@@ -13,7 +13,10 @@ largest worker process) is its own. Cases:
   cores, and how many times above it the engine is;
 * the two largest non-Colour-Kitchen scenarios end to end on 1 process, each against the pure-Python
   reference simulator (:mod:`sibsim.reference`) run on a few paths and extrapolated linearly (a
-  per-path cost), as for Colour Kitchen.
+  per-path cost), as for Colour Kitchen;
+* the largest non-employment scenario (Peterborough: 4,000 participants over 96 months, 13 times
+  Colour Kitchen's participant-months per path) end to end on all cores, against its own
+  random-number floor measured in the same run.
 
 Figures are reported as ratios within the run (the machine is shared and noisy), never checked
 against pass/fail thresholds.
@@ -37,6 +40,8 @@ ROOT = HERE.parent
 SCENARIO = ROOT / "scenarios" / "utrecht_colour_kitchen.toml"
 #: The largest shipped scenarios besides Colour Kitchen (participants x months x measures).
 OTHERS = (ROOT / "scenarios" / "werk_na_detentie.toml", ROOT / "scenarios" / "dwp_innovation_fund.toml")
+#: The largest non-employment scenario (reoffending): participant-months per path, both groups.
+LARGEST_OTHER = ROOT / "scenarios" / "peterborough.toml"
 NOTES_MARKER = "<!-- notes: kept when the table above is rewritten -->"
 
 CASE = r"""
@@ -217,6 +222,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paths", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--reference-paths", type=int, default=100)
+    parser.add_argument("--other-paths", type=int, default=100_000,
+                        help="paths of the largest non-employment scenario's run and floor")
     parser.add_argument("--repeat", type=int, default=1, help="best of N for each engine case")
     parser.add_argument("--write", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args(argv)
@@ -235,6 +242,8 @@ def main(argv=None) -> int:
     irr_case = measure("irr", 200_000)
     # The random-number floor for the largest engine run, on the same cores, in both precisions.
     floors = {bits: measure(f"floor{bits}", runs[-1]["paths"], cores, args.repeat) for bits in ("64", "32")}
+    largest = measure("engine", args.other_paths, cores, args.repeat, LARGEST_OTHER)
+    largest_floor = measure("floor64", args.other_paths, cores, args.repeat, LARGEST_OTHER)
 
     def row(label, r, note=""):
         return (f"| {label} | {r['paths']:,} | {r['workers']} | {r['seconds']:.2f} | {r['cpu_seconds']:.1f} | "
@@ -264,6 +273,7 @@ def main(argv=None) -> int:
         row("simulation alone: numpy engine of the hard-coded chain", old, "benchmarks/numpy_engine.py"),
     ]
     lines += [row(f"engine, {cores} processes", r) for r in runs]
+    lines += [row(f"{LARGEST_OTHER.stem}: engine, {cores} processes", largest, "largest non-employment scenario")]
     for path, engine_run, ref_run in others:
         lines += [row(f"{path.stem}: engine, 1 process", engine_run),
                   row(f"{path.stem}: reference simulator", ref_run, "extrapolated below")]
@@ -290,6 +300,10 @@ def main(argv=None) -> int:
                   f"{f64['seconds']:.2f} s in float64, {f32['seconds']:.2f} s in float32. The engine run "
                   f"({big['seconds']:.2f} s) is {big['seconds'] / f64['seconds']:.1f}x the float64 floor "
                   f"({big['seconds'] / f32['seconds']:.1f}x the float32 floor)."]
+    lines += ["", f"Largest non-employment scenario, {LARGEST_OTHER.stem} ({largest['paths']:,} paths, {cores} "
+                  f"processes): its floor (the {largest_floor['uniforms_per_path']:,.0f} uniforms per path it draws, "
+                  f"and their logarithms, in float64) takes {largest_floor['seconds']:.2f} s; the engine run "
+                  f"({largest['seconds']:.2f} s) is {largest['seconds'] / largest_floor['seconds']:.1f}x that floor."]
     table = "\n".join(lines)
     print(table)
     if args.write:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import waterfall
+from . import tallies, waterfall, waterfall_kernel
 from .contracts import Contract
 from .montecarlo import Outcomes
 
@@ -206,38 +206,17 @@ class Totals:
 def event_totals(group, months) -> np.ndarray:
     """Occurrences of each outcome of ``group`` before each of ``months``, (P, C, K, len(months)).
 
-    One matrix product with a 0/1 "month t < m" matrix: BLAS beats a running sum over every month
-    (a 4-D temporary) or many short reductions.  Sums of whole numbers are exact in floating point
-    whatever the order while every partial sum is exact: always in float64 (far below 2**53), and
-    in float32 when the numbers are not negative and a row's total is below 2**24 (no partial sum
-    exceeds the total).  Integer counts (the engine's) are therefore summed in float32, converted
-    in one pass from the (strided) events, half the memory of float64, with a column of row
-    totals: if every total is below 2**23 (float32's rounding cannot halve a total of 2**24 or
-    more), the sums are exact and equal float64's bit for bit; otherwise, or with a negative
-    count, they are summed again in float64.
+    Whole counts (the engine's) are summed exactly in 64-bit integers, in one compiled pass
+    (:func:`sibsim.tallies.counts_before`).  Other counts (expectations, observed shares) by one
+    matrix product with a 0/1 "month t < m" matrix in float64.
     """
     events = group.events
+    if np.issubdtype(events.dtype, np.integer):
+        return tallies.counts_before(events, months)
     T = events.shape[-1]
     before = (np.arange(T)[:, None] < np.asarray(months, dtype=np.int64)[None, :]).astype(float)
-    out = _exact_float32_sums(events, before)
-    if out is None:
-        out = events.reshape(-1, T).astype(float, copy=False) @ before
+    out = events.reshape(-1, T).astype(float, copy=False) @ before
     return out.reshape(events.shape[:3] + (len(months),))
-
-
-def _exact_float32_sums(events: np.ndarray, before: np.ndarray) -> np.ndarray | None:
-    """``events`` (..., T) rows times ``before`` (T, M) in float32, as float64; None unless provably
-    exact (integers, none negative, every row total below 2**23: see :func:`event_totals`)."""
-    if not np.issubdtype(events.dtype, np.integer):
-        return None
-    T = events.shape[-1]
-    whole = events.astype(np.float32).reshape(-1, T)
-    if whole.size and whole.min() < 0:
-        return None
-    sums = whole @ np.hstack([before, np.ones((T, 1))]).astype(np.float32)
-    if sums.size and sums[:, -1].max() >= 2.0 ** 23:
-        return None
-    return sums[:, :-1].astype(float)
 
 
 def settlement_months(contract: Contract) -> set[int]:
@@ -327,12 +306,9 @@ def monthly_costs(contract: Contract, group_costs: np.ndarray, weights: np.ndarr
     P, C = group_costs.shape[:2]
     if not contract.costs:
         return np.zeros((P, C, contract.horizon_months) if by_cohort else (P, contract.horizon_months))
-    price = contract.cost_per_unit()  # (Q, T)
-    w = np.broadcast_to(weights, (P, C))
-    if by_cohort:
-        return np.einsum("pcqt,qt->pct", group_costs, price) * w[:, :, None]
-    # Cohorts weighted first (units are whole numbers: exact), then priced: faster than one 3-operand einsum.
-    return (np.einsum("pcqt,pc->pqt", group_costs, w) * price[None]).sum(axis=1)
+    # Cohorts weighted first (whole units with weights 0 or 1: exact), then priced, item by item
+    # (one compiled pass over the units: sibsim.tallies; per cohort: priced, then weighted).
+    return tallies.priced_costs(group_costs, weights, contract.cost_per_unit(), by_cohort)
 
 
 def _monthly_net_saved(contract: Contract, outcomes: Outcomes, enrolled=None, by_cohort: bool = False) -> np.ndarray:
@@ -622,10 +598,23 @@ class _BalanceLinkedSavings:
 
 
 # --- all together -------------------------------------------------------------------------------
-def settle(contract: Contract, outcomes: Outcomes, totals: Totals | None = None) -> Cashflows:
+#: The two readers of the capital stack's terms: the compiled engine and its numpy oracle.
+STACK_ENGINES = {"compiled": waterfall_kernel.run, "reference": waterfall.run}
+#: What :func:`settle` runs unless told: the compiled engine (tests that break the numpy
+#: statement on purpose, to show a property's power, switch to ``"reference"``).
+DEFAULT_STACK = "compiled"
+
+
+def settle(contract: Contract, outcomes: Outcomes, totals: Totals | None = None, stack: str | None = None) -> Cashflows:
     """Turn simulated (or observed) outcomes into every party's monthly ledger.
 
-    ``totals``: the block's :func:`block_totals`, if already computed (the same numbers)."""
+    ``totals``: the block's :func:`block_totals`, if already computed (the same numbers).
+    ``stack``: ``"compiled"`` runs the capital stack with :mod:`sibsim.waterfall_kernel`,
+    ``"reference"`` with :mod:`sibsim.waterfall` (the numpy statement of the same rules, its
+    oracle: the two agree to dust, see :mod:`sibsim.waterfall_kernel`); None: :data:`DEFAULT_STACK`."""
+    stack = DEFAULT_STACK if stack is None else stack
+    if stack not in STACK_ENGINES:
+        raise ValueError(f"stack: one of {', '.join(STACK_ENGINES)}, got {stack!r}")
     T = contract.horizon_months
     P = outcomes.n_paths
     terms = contract.payer
@@ -670,7 +659,7 @@ def settle(contract: Contract, outcomes: Outcomes, totals: Totals | None = None)
     provider_funding = contract.provider_budget.to_array(T)[None, :] * active
     investor_fees = contract.fee_schedule("investors")[None, :] * active
     defaults = outcomes.payer_defaults(len(payers))
-    stack = waterfall.run(contract, due, defaults, provider_funding + investor_fees, end, savings)
+    stack = STACK_ENGINES[stack](contract, due, defaults, provider_funding + investor_fees, end, savings)
     retained = stack.payer_retained.sum(axis=0)
     paid = (stack.payer_due - stack.payer_defaulted).sum(axis=0)
     payer_mask = np.array([g.guarantor in contract.payer_names for g in contract.guarantees], dtype=bool)

@@ -1,7 +1,7 @@
-"""Totals of the engine's monthly counts (sibsim.cashflows.event_totals): exact, whatever route.
+"""Totals of the engine's monthly counts (sibsim.cashflows.event_totals): exact.
 
-Whole counts are summed in float32 when every row's total is below 2**23 (then exact) and in
-float64 otherwise (or with a negative number); both must equal the integer sums exactly.
+Whole counts are summed in 64-bit integers (:func:`sibsim.tallies.counts_before`) and must equal
+the integer sums exactly, whatever their size or sign; other counts are summed in float64.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from sibsim import load_scenario
-from sibsim.cashflows import _exact_float32_sums, block_totals, event_totals, settle
+from sibsim.cashflows import block_totals, event_totals, settle
 from sibsim.metrics import within_term
 from sibsim.montecarlo import GroupOutcomes, simulate_outcomes
+from sibsim.tallies import counts_before
 from tests.conftest import SCENARIOS
 
 
@@ -38,39 +39,29 @@ def test_engine_counts_sum_exactly(ck):
         got = event_totals(group, months)
         np.testing.assert_array_equal(got, _exact(group.events, months))
         assert got.dtype == np.float64
-        # ... and by the float32 route (the one the engine's counts are meant to take).
-        assert _exact_float32_sums(group.events, np.ones((group.events.shape[-1], 1))) is not None
 
 
-def test_a_total_of_2_to_the_23_or_more_is_summed_in_float64():
-    # One row's total is 2**24 + 3: float32 cannot hold the partial sums (2**24 + 1 rounds), so the
-    # float32 route would be wrong (shown below) and the float64 route must take over.
-    counts = np.ones((2, 1, 3, 5), dtype=np.int32)
+def test_large_and_negative_whole_counts_sum_exactly_in_any_month_order():
+    # Totals float32 could not hold (2**24 + 3) or float64 partial sums in another order would round
+    # (2**53 against 1): summed as integers, they are exact.  Months unsorted, repeated, 0 and past T.
+    counts = np.ones((2, 1, 3, 5), dtype=np.int64)
     counts[0, 0, 1, 0] = 2 ** 24 - 1
-    counts[1, 0, 0, 2] = 2 ** 23 - 5  # below 2**23 in all (2**23 - 1): still float32, still exact
+    counts[1, 0, 0] = [2 ** 53, -(2 ** 53), 1, 3, -2]
     group = _group(counts, 2)
-    months = [1, 2, 4, 5]
-    np.testing.assert_array_equal(event_totals(group, months), _exact(group.events, months))
-    naive = counts.reshape(-1, 5).astype(np.float32) @ np.ones((5, 1), np.float32)
-    assert naive[1, 0] != 2 ** 24 + 3  # what the guard prevents
-    ones = np.ones((5, 1))
-    assert _exact_float32_sums(group.events, ones) is None
-    small = _group(counts[1:].copy(), 2)  # its largest total is 2**23 - 1: the float32 route, exact
-    assert _exact_float32_sums(small.events, ones) is not None
-    np.testing.assert_array_equal(event_totals(small, months), _exact(small.events, months))
-    edge = _group(counts[1:].copy() + np.eye(1, 5, 4, dtype=np.int32), 2)  # total exactly 2**23: float64
-    assert _exact_float32_sums(edge.events, ones) is None
-    np.testing.assert_array_equal(event_totals(edge, months), _exact(edge.events, months))
+    months = [5, 1, 0, 4, 4, 9]
+    got = event_totals(group, months)
+    np.testing.assert_array_equal(got, _exact(group.events, months))
+    assert got[0, 0, 1, 1] == 2 ** 24 - 1 and got[0, 0, 1, 0] == 2 ** 24 + 3
+    assert got[1, 0, 0, 0] == 2  # the large counts cancel exactly
+    assert (float(2 ** 53) + 1.0 - 2 ** 53) == 0.0  # what float64, summing in this order, would lose
 
 
-def test_negative_integers_are_summed_in_float64():
-    # A negative count is no count, but an integer array may hold one: partial sums can then exceed
-    # the row's total, so only the float64 route is exact.
-    counts = np.zeros((1, 1, 1, 4), dtype=np.int64)
-    counts[0, 0, 0] = [2 ** 25 + 1, -(2 ** 25), 1, 0]
-    group = _group(counts, 1)
-    assert _exact_float32_sums(group.events, np.ones((4, 1))) is None
-    np.testing.assert_array_equal(event_totals(group, [1, 2, 3, 4]), _exact(group.events, [1, 2, 3, 4]))
+def test_counts_that_are_not_whole_are_summed_in_float64():
+    counts = np.full((1, 2, 1, 4), 0.25)
+    group = GroupOutcomes(counts, counts[:, :, :0], np.ones(2, np.int64), {})
+    np.testing.assert_array_equal(event_totals(group, [0, 2, 4]), [[[[0.0, 0.5, 1.0]], [[0.0, 0.5, 1.0]]]])
+    with pytest.raises(TypeError, match="integer dtype"):
+        counts_before(counts, [1])
 
 
 def test_the_block_totals_give_the_same_settlement_and_within_term_counts(ck):

@@ -25,8 +25,11 @@ Properties, on every path and month:
 * monotonicity: more outcomes never lower a tranche's total received, under the conditions stated at
   :func:`test_more_outcomes_never_lower_what_a_tranche_receives` (and the counterexamples beside it).
 
-Two deliberately broken engines (a waterfall that loses what it cannot place, and one that pays
-juniors first) must each be caught.
+The properties run on the compiled stack (:mod:`sibsim.waterfall_kernel`, what settlement uses), and
+the compiled stack must agree with its numpy statement (:mod:`sibsim.waterfall`) on every generated
+case, to dust.  Two deliberately broken engines (a waterfall that loses what it cannot place, and one
+that pays juniors first) must each be caught: they are the numpy statement broken on purpose (its
+Python functions can be replaced), and the properties run on it for that.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
+from sibsim import cashflows
 from sibsim import waterfall as engine
 from sibsim.cashflows import settle
 from sibsim.contracts import (
@@ -406,6 +410,54 @@ def guarantee_violation(contract, cash) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------
+# the compiled stack and its numpy statement
+# ---------------------------------------------------------------------------------------
+#: Where the two may differ: the numpy loop skips a step when no path of the block has more than
+#: DUST on offer for it, the compiled one when this path has not (sibsim.waterfall_kernel notes).
+DUST_PER_MONTH = 1e-8
+
+
+def stack_disagreement(contract, outcomes) -> str | None:
+    """The first ledger in which the compiled stack and the numpy statement differ beyond dust."""
+    compiled, reference = settle(contract, outcomes), settle(contract, outcomes, stack="reference")
+    for name in compiled.__dataclass_fields__:
+        a, b = getattr(compiled, name), getattr(reference, name)
+        if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+            if a.shape != b.shape:
+                return f"{name}: shapes {a.shape} and {b.shape}"
+            bound = DUST_PER_MONTH * (1 + a.shape[-1])
+            if not np.allclose(a, b, rtol=1e-12, atol=bound, equal_nan=True):
+                return f"{name}: differs by {np.nanmax(np.abs(a - b)):.3g}"
+        elif isinstance(a, np.ndarray) and not np.array_equal(a, b):
+            return f"{name}: differs"
+    return None
+
+
+@SETTINGS
+@given(cases())
+def test_the_compiled_stack_agrees_with_its_numpy_statement_on_every_generated_case(case):
+    assert stack_disagreement(*case) is None
+
+
+def test_the_agreement_test_catches_a_compiled_stack_that_misreads_one_term(monkeypatch):
+    """A compiled stack reading every sequential step as pro rata must disagree on some case."""
+    from sibsim import waterfall_kernel
+
+    real = waterfall_kernel._steps_table
+
+    def misread(contract, steps, hurdle_index):
+        table = real(contract, steps, hurdle_index)
+        sequential = table["order"] == waterfall_kernel.SEQUENTIAL
+        table["group"][sequential] = 0
+        table["ngroups"][sequential] = np.minimum(table["ngroups"][sequential], 1)
+        return table
+
+    monkeypatch.setattr(waterfall_kernel, "_steps_table", misread)
+    case = find(cases(), lambda c: stack_disagreement(*c) is not None, settings=POWER)
+    assert stack_disagreement(*case) is not None
+
+
+# ---------------------------------------------------------------------------------------
 # cash conserved, caps, guarantees
 # ---------------------------------------------------------------------------------------
 @SETTINGS
@@ -476,11 +528,13 @@ def watching_share_out():
 
 
 def seniority_violation(contract, outcomes) -> str | None:
+    """Inside the engine (the numpy statement: its sharing rule can be watched) and from the ledgers
+    of the stack settlement runs (compiled unless a test says otherwise)."""
     with watching_share_out() as found:
-        cash = settle(contract, outcomes)
+        settle(contract, outcomes, stack="reference")
     if found:
         return found[0]
-    return one_step_ledger_violation(contract, cash)
+    return one_step_ledger_violation(contract, settle(contract, outcomes))
 
 
 def one_step_ledger_violation(contract, cash) -> str | None:
@@ -555,7 +609,13 @@ def _losing_run_steps(steps, columns, accounts, offer, ctx, fresh):
 _real_run_steps = engine._run_steps
 
 
-def test_the_conservation_property_catches_a_waterfall_that_loses_what_it_cannot_place():
+@pytest.fixture
+def numpy_stack(monkeypatch):
+    """Settle with the numpy statement of the stack, whose functions a test can break on purpose."""
+    monkeypatch.setattr(cashflows, "DEFAULT_STACK", "reference")
+
+
+def test_the_conservation_property_catches_a_waterfall_that_loses_what_it_cannot_place(numpy_stack):
     with mock.patch.object(engine, "_run_steps", _losing_run_steps):
         case = find(cases(), lambda c: conservation_violation(*c) is not None, settings=POWER)
         assert conservation_violation(*case) is not None
@@ -573,7 +633,7 @@ def _juniors_first(offer, owed, order, seniority, weights=None):
 _real_share_out = engine._share_out
 
 
-def test_the_seniority_property_catches_a_waterfall_that_pays_juniors_first():
+def test_the_seniority_property_catches_a_waterfall_that_pays_juniors_first(numpy_stack):
     with mock.patch.object(engine, "_share_out", _juniors_first):
         case = find(cases(), lambda c: seniority_violation(*c) is not None, settings=POWER)
         assert seniority_violation(*case) is not None
@@ -623,7 +683,7 @@ def _cap_violation(contract, outcomes) -> bool:
     return bool((cap_claims(contract, settle(contract, outcomes)) < -CENT).any())
 
 
-def test_the_cap_property_catches_a_guarantee_payout_that_leaves_the_tranche_owed():
+def test_the_cap_property_catches_a_guarantee_payout_that_leaves_the_tranche_owed(numpy_stack):
     # The engine before its fix: a guarantee payout did not lower what the tranche was still owed, so
     # cash offered later paid it its loss a second time, beyond its return cap.
     with mock.patch.object(engine._Accounts, "cover", lambda self, paid: None):

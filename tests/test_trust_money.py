@@ -23,16 +23,12 @@ from sibsim import simulate
 from sibsim.cashflows import settle
 from sibsim.contracts import Investor, SavingsShare, Schedule, TierTable
 from sibsim.montecarlo import simulate_outcomes
-from tests.test_cashflows import EUR_TOL, JOB_AT_INTAKE, NOTHING, cents, check_ledgers, contract_of, monthly
+from tests.test_cashflows import EUR_TOL, JOB_AT_INTAKE, NOTHING, base_doc, cents, check_ledgers, contract_of, monthly
 from tests.test_mechanisms import mechanism_cases
 from tests.test_properties_contracts import PROPERTY_SETTINGS, contract_docs, load, native_docs
 
 T = 14
-EXAMPLES_FOR_POWER = 300
-# Paths settled per generated contract in the power test.  On 8 paths about 2 % of generated contracts
-# show the wrong waterfall's violation, and the engine's draws changed with the state machine: the first
-# 300 contracts then held none.  On 32 paths about 5 % do (15 of 300 generated): 300 miss them all with
-# probability about 0.95^300 < 1e-6.
+# Paths settled per generated contract by the monotonicity property.
 PATHS_FOR_POWER = 32
 
 
@@ -266,7 +262,8 @@ def capped_docs(draw):
     total = sum(b["amount"] if "amount" in b else b["per_month"] * (b["to_month"] - b["from_month"] + 1)
                 for b in doc["provider"]["budget"])
     per_month = np.floor(total / term * 100) / 100  # never more than the commitments cover
-    if per_month * term >= 1:  # at least one currency unit called in all, as the loader requires
+    budget = Schedule(tuple((t, float(per_month)) for t in range(term)))
+    if budget.total >= 1:  # at least one currency unit called in all, summed as the loader sums it
         doc["provider"]["budget"] = [{"from_month": 0, "to_month": term - 1, "per_month": float(per_month)}]
     for inv in doc["investors"]:
         if inv.get("class") != "grant":
@@ -305,15 +302,38 @@ def _forfeiting_steps(real):
 
 
 def test_the_property_catches_a_waterfall_that_loses_money_above_the_caps(monkeypatch):
-    from hypothesis import Phase, find, settings
+    """Worked by hand.  One tranche of 84,000 capped at 0 % (its claim is what it drew), drawn 8,000 a
+    month from month 0 to 9 (plus a 4,000 fee at month 0); ten job starts in month 0, all sustained and
+    long-term by month 12; measured at months 1 and 12, paid at once; the payer pays at most 60,000.
 
-    from sibsim import waterfall
+    * Prices 1,000 / 3,000 / 2,000: 10,000 at month 1 (the claim is 20,000), 50,000 at month 12: 60,000.
+    * Prices x 4 + 100: 41,000 at month 1, of which 20,000 fits the claim; the 21,000 above it is
+      withheld and paid as capital is drawn; the cap leaves 19,000 at month 12: 60,000 again.
+    * A waterfall that forfeits what a claim cannot take at once loses the 21,000: 39,000, worse
+      off for a higher price, which the property must see.
+    (A generated search found such cases too, but which ones hypothesis generates depends on the
+    state of the process, so the case the test relies on is written out.)"""
+    from sibsim import cashflows, waterfall
 
+    doc = base_doc()
+    doc["investors"] = [{"name": "A", "commitment": 84_000, "return_cap": 0.0}]
+    doc["provider"]["budget"] = [{"from_month": 0, "to_month": 9, "per_month": 8_000}]
+    doc["payer"].update(measurement_months=[1, 12], payment_lag_months=0, savings_share=0.0, payment_cap=60_000)
+    contract = contract_of(doc)
+    card = tuple((k, v * 4 + 100) for k, v in contract.payer.rate_card)
+    richer = dataclasses.replace(contract, payer=dataclasses.replace(contract.payer, rate_card=card))
+    outcomes = simulate_outcomes(contract, 2, np.random.default_rng(0))
+    cash, cash_more = settle(contract, outcomes), settle(richer, outcomes)
+    cents(cash.distributions.sum(axis=(1, 2)), [60_000, 60_000])
+    cents(cash_more.distributions.sum(axis=(1, 2)), [60_000, 60_000])
+    assert_not_worse(contract, cash, cash_more, "price")
+    # The numpy statement of the stack, broken on purpose (the compiled stack agrees with it unbroken).
+    monkeypatch.setattr(cashflows, "DEFAULT_STACK", "reference")
     monkeypatch.setattr(waterfall, "_run_steps", _forfeiting_steps(waterfall._run_steps))
-    doc, seed = find(st.tuples(capped_docs(), st.integers(0, 2**32 - 1)), lambda case: _violation(*case),
-                     settings=settings(max_examples=EXAMPLES_FOR_POWER, database=None, derandomize=True,
-                                       phases=(Phase.generate,)))  # the first one found; no shrinking
-    assert _violation(doc, seed)
+    cash, cash_more = settle(contract, outcomes), settle(richer, outcomes)
+    cents(cash_more.distributions.sum(axis=(1, 2)), [39_000, 39_000])
+    with pytest.raises(AssertionError):
+        assert_not_worse(contract, cash, cash_more, "price")
 
 
 # ---------------------------------------------------------------------------------------
