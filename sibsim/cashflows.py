@@ -211,6 +211,12 @@ def event_totals(group, months) -> np.ndarray:
     matrix product with a 0/1 "month t < m" matrix in float64.
     """
     events = group.events
+    if events is None:  # counted as totals by the engine (GroupOutcomes.totals)
+        counted, totals = group.totals
+        missing = sorted({int(m) for m in months} - set(counted))
+        if missing:
+            raise ValueError(f"outcomes counted as totals before months {list(counted)} only, not {missing}")
+        return totals[..., [counted.index(int(m)) for m in months]]
     if np.issubdtype(events.dtype, np.integer):
         return tallies.counts_before(events, months)
     T = events.shape[-1]

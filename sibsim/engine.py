@@ -391,18 +391,20 @@ def _date(window, lag, month, intake, n_months):
 
 @_jit(error_model="numpy")  # divisions are guarded: no zero checks in the loop
 def _kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, start_cdf, counts,
+            monthly_row, totals, totals_row, before, occupancy,
             n_months, timing, in_order, limit, after, exit_ptr, exit_to, exit_param, exit_event, rec_ptr,
             rec_event, rec_param, sb_ptr, sb_branch, br_slot, br_at, br_to, br_param, br_event, slot_mask,
             in_ptr, in_slot, out_ptr, out_slot, kind, mask, slot, every, months, consecutive, window, lag,
             at_ptr, at_months, entry_ptr, entry_idx, occ_ptr, occ_idx, status_ptr, status_idx, mile_ptr,
             mile_idx, ev_ptr, ev_idx):
-    """The simulation loop (module notes) from path ``first_path`` on, filling ``counts`` in place.
+    """The simulation loop (module notes) from path ``first_path`` on, filling ``counts`` and
+    ``totals`` in place (:func:`_emit`: what each measure is written as).
 
     ``uni`` holds the uniforms in stream order and ``log_q = log(1 - uni)`` (exponential variates,
-    negated), both computed in numpy; the other arguments are ``Machine``'s fields one by one.
-    Returns ``(p, used)``: the first path not simulated (``n_paths`` when all are) and the uniforms
-    its predecessors consumed. A path whose uniforms run past the buffer is left untouched (its
-    counts zero) for the next call to redo on the following uniforms.
+    negated), both computed in numpy; the arguments after ``occupancy`` are ``Machine``'s fields one
+    by one.  Returns ``(p, used)``: the first path not simulated (``n_paths`` when all are) and the
+    uniforms its predecessors consumed. A path whose uniforms run past the buffer is left untouched
+    (nothing written) for the next call to redo on the following uniforms.
     """
     T = n_months
     S = timing.size
@@ -422,8 +424,7 @@ def _kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, 
     pos = 0
     for p in range(first_path, n_paths):
         path_pos = pos
-        short = False  # the buffer ran out within this path
-        tally[:] = 0
+        short = False  # the buffer ran out within this path (the tally is zero: _emit resets it)
         # Per-path exit law of each state: log of the monthly stay probability, cumulative exit shares.
         for s in range(S):
             a, b = exit_ptr[s], exit_ptr[s + 1]
@@ -644,19 +645,50 @@ def _kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, 
             if short:
                 break
         if short:
-            return p, path_pos  # counts[p] untouched: the next call simulates the path again
-        # Copy out (occupancy marks summed over months): counts is written in order, once per path.
-        for c in range(C):
-            for e in range(M):
-                if kind[e] == OCCUPANCY:
-                    acc_i = 0
-                    for t in range(T):
-                        acc_i += tally[c, e, t]
-                        counts[p, c, e, t] = acc_i
-                else:
-                    for t in range(T):
-                        counts[p, c, e, t] = tally[c, e, t]
+            tally[:] = 0
+            return p, path_pos  # nothing written: the next call simulates the path again
+        _emit(tally, occupancy, p, counts, monthly_row, totals, totals_row, before)
     return n_paths, pos
+
+
+@_jit
+def _emit(tally, occupancy, p, counts, monthly_row, totals, totals_row, before):
+    """Write path ``p``'s tally (C, M, T) out, and reset it to zero for the next path.
+
+    Occupancy marks (``occupancy[e]``: +1 / -1 at the intervals' ends) are summed over months
+    first.  Measure ``e`` is written month by month to ``counts[p, :, monthly_row[e]]`` if that
+    is not -1, and as its totals before each month of ``before`` (sorted; month ``m`` counts
+    months ``0 .. m - 1``) to ``totals[p, :, totals_row[e]]`` if that is not -1.  Totals are
+    whole numbers summed in 64-bit integers, then stored in float64 (exact below 2**53).
+    Reading the tally while it is in cache (one path's, a few kB) spares writing the month by
+    month counts of measures that are only read as totals, and reading them again.
+    """
+    C, M, T = tally.shape
+    B = before.shape[0]
+    for c in range(C):
+        for e in range(M):
+            j, i = monthly_row[e], totals_row[e]
+            occ = occupancy[e] == 1
+            level = np.int64(0)
+            total = np.int64(0)
+            b = 0
+            for t in range(T):
+                x = np.int64(tally[c, e, t])
+                tally[c, e, t] = 0
+                if occ:
+                    level += x
+                    x = level
+                if i >= 0:
+                    while b < B and before[b] <= t:
+                        totals[p, c, i, b] = total
+                        b += 1
+                    total += x
+                if j >= 0:
+                    counts[p, c, j, t] = x
+            if i >= 0:
+                while b < B:
+                    totals[p, c, i, b] = total
+                    b += 1
 
 
 #: Uniforms drawn per call of the kernel at first (doubled while a single path needs more): large
@@ -715,7 +747,7 @@ def _run_buffered(rng: np.random.Generator, kernel_args: tuple, n_paths: int, ch
 
 def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.ndarray,
                    intake_months: np.ndarray, sizes: np.ndarray, starts: np.ndarray, n_months: int,
-                   rng: np.random.Generator, kernel: str | None = None) -> np.ndarray:
+                   rng: np.random.Generator, kernel: str | None = None, totals=None):
     """One group's journeys on a block of paths, counted per measure and month.
 
     Parameters
@@ -742,11 +774,17 @@ def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
         By default the specialised one when the block has at least :data:`SPECIALISE_FROM`
         participant-months (and the journey at most ``engine_codegen.MAX_STATES`` states), unless
         the environment sets ``SIBSIM_GENERIC_KERNEL=1`` or no cache directory is writable.
+    totals : (months, measure indices) or None
+        Measures to count only as totals before each of ``months`` (month ``m``: months
+        ``0 .. m - 1``), not month by month: what settlement reads of outcomes.  The same
+        numbers as summing the monthly counts, without writing and reading them.
 
     Returns
     -------
     ndarray (n_paths, C, n_measures, n_months) int32
-        Occurrences of each measure dated in each month, before :attr:`Outcome.scale`.
+        Occurrences of each measure dated in each month, before :attr:`Outcome.scale`; with
+        ``totals``, of the other measures only (in their order), and a second array
+        ``(n_paths, C, len(indices), len(months))`` float64 of the totals (whole numbers).
 
     Raises
     ------
@@ -754,7 +792,7 @@ def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
         Simultaneous exits summing above 1 on a path (:func:`check_exit_sums`), bad shapes, or a
         machine :func:`compile_machine` refuses.
     """
-    counts, args = _prepare(journey, measures, params, intake_months, sizes, starts, n_months)
+    counts, args = _prepare(journey, measures, params, intake_months, sizes, starts, n_months, totals)
     if kernel not in (None, "generic", "specialised"):
         raise ValueError(f"kernel: \"generic\" or \"specialised\", not {kernel!r}")
     fn = None
@@ -770,7 +808,7 @@ def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
             except OSError:  # nowhere to write its source: the generic kernel, same counts
                 fn = None
     _run_buffered(rng, args, counts.shape[0], kernel=fn)
-    return counts
+    return counts if totals is None else (counts, args[7])
 
 
 #: Participant-months in a block from which :func:`simulate_group` uses a machine's specialised
@@ -779,7 +817,7 @@ def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
 SPECIALISE_FROM = 2_000_000
 
 #: Leading kernel arguments after the buffers that are data, not machine (see :func:`_prepare`).
-N_DATA_ARGS = 6
+N_DATA_ARGS = 11
 
 
 @lru_cache(maxsize=16)
@@ -788,8 +826,9 @@ def _specialised(journey: Journey, measures: tuple[Outcome, ...], n_months: int)
     return engine_codegen.load_kernel(_compile(journey, measures, n_months))
 
 
-def _prepare(journey, measures, params, intake_months, sizes, starts, n_months):
-    """Checked inputs: the zero counts array and the kernel's arguments after the buffers."""
+def _prepare(journey, measures, params, intake_months, sizes, starts, n_months, totals=None):
+    """Checked inputs: the zero counts array and the kernel's arguments after the buffers (the data:
+    parameters, cohorts, starts, counts and what :func:`_emit` writes them as; then the machine)."""
     mc = compile_machine(journey, measures, n_months)
     params = np.ascontiguousarray(params, dtype=np.float64)
     S = len(journey.states)
@@ -809,5 +848,21 @@ def _prepare(journey, measures, params, intake_months, sizes, starts, n_months):
     cdf[~positive] = -np.inf  # a state with no share is never drawn
     last = S - 1 - positive[:, ::-1].argmax(axis=1)
     cdf[np.arange(intake.size), last] = np.inf  # rounding in the shares never leaves one without a state
-    counts = np.zeros((params.shape[0], intake.size, len(mc.kind), int(n_months)), dtype=np.int32)
-    return counts, (params, intake, sizes, single, np.ascontiguousarray(cdf), counts, *mc)
+    M, P = len(mc.kind), params.shape[0]
+    months, as_totals = ((), ()) if totals is None else totals
+    as_totals = sorted({int(e) for e in as_totals})
+    if any(not 0 <= e < M for e in as_totals):
+        raise ValueError(f"totals: measure indices must be in 0 .. {M - 1}, got {as_totals}")
+    before = np.array(sorted(int(m) for m in months), dtype=np.int64)
+    if totals is not None and list(before) != [int(m) for m in months]:
+        raise ValueError(f"totals: months must be sorted, got {list(months)}")
+    monthly = [e for e in range(M) if e not in as_totals]
+    monthly_row = np.full(M, -1, dtype=np.int64)
+    monthly_row[monthly] = np.arange(len(monthly))
+    totals_row = np.full(M, -1, dtype=np.int64)
+    totals_row[as_totals] = np.arange(len(as_totals))
+    counts = np.zeros((P, intake.size, len(monthly), int(n_months)), dtype=np.int32)
+    sums = np.zeros((P, intake.size, len(as_totals), len(before)))
+    occupancy = (np.asarray(mc.kind) == OCCUPANCY).astype(np.uint8)
+    return counts, (params, intake, sizes, single, np.ascontiguousarray(cdf), counts,
+                    monthly_row, sums, totals_row, before, occupancy, *mc)

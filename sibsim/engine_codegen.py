@@ -60,11 +60,21 @@ def _rows(ptr, flat, i) -> list[int]:
     return [int(x) for x in flat[ptr[i]:ptr[i + 1]]]
 
 
+def _emit_digest() -> str:
+    """SHA-256 of :func:`sibsim.engine._emit`'s source (the generated kernels call it)."""
+    import inspect
+
+    from . import engine
+
+    return hashlib.sha256(inspect.getsource(engine._emit.py_func).encode()).hexdigest()
+
+
 def kernel_source(mc) -> str:
     """Python source of the kernel specialised to machine ``mc`` (a :class:`sibsim.engine.Machine`).
 
     The module defines ``kernel(uni, log_q, first_path, params, intake_months, sizes, start_single,
-    start_cdf, counts)``, returning ``(p, used)`` as the generic kernel does.
+    start_cdf, counts, monthly_row, totals, totals_row, before, occupancy)``, returning ``(p, used)``
+    and writing each path out with :func:`sibsim.engine._emit`, as the generic kernel does.
 
     Raises
     ------
@@ -139,19 +149,26 @@ def kernel_source(mc) -> str:
     w("import numba")
     w("import numpy as np")
     w("")
+    w("from sibsim.engine import _emit")
+    # Numba's cache of this module does not see a change of _emit (another file): its source's
+    # digest is part of this source, so a new _emit is a new kernel file with a cache of its own.
+    w(f"# _emit: {_emit_digest()}")
+    w("")
     w("")
     w('@numba.njit(cache=True, error_model="numpy")')
-    w("def kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, start_cdf, counts):")
+    w("def kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, start_cdf, counts,")
+    w("           monthly_row, totals, totals_row, before, occupancy):")
     w.indent()
     w("n_paths, C = params.shape[0], sizes.size")
     w("n_uni = uni.size")
     w("pos = 0")
+    # One path's counts, kept in cache while its participants scatter into it; _emit writes them
+    # out and resets them to zero.
+    w(f"tally = np.zeros((C, {M}, {T}), dtype=np.int32)")
     w("for p in range(first_path, n_paths):")
     with w.indent():
         w("path_pos = pos")
         w("short = False")
-        # counts[p] is zero on entry (never written before): the path tallies into it in place.
-        w("tally = counts[p]")
         # Per-path exit laws, with the generic kernel's arithmetic in the same order.
         for s in range(S):
             a, b = int(mc.exit_ptr[s]), int(mc.exit_ptr[s + 1])
@@ -231,19 +248,9 @@ def kernel_source(mc) -> str:
                 w("break")
         w("if short:")
         with w.indent():
-            w("tally[:] = 0  # left as found: the next call simulates the path again")
+            w("tally[:] = 0  # nothing written: the next call simulates the path again")
             w("return p, path_pos")
-        occupancy = [e for e in range(M) if kind[e] == OCCUPANCY]
-        if occupancy:
-            # Occupancy marks (+1 / -1 at the intervals' ends) summed over months.
-            w("for c in range(C):")
-            with w.indent():
-                for e in occupancy:
-                    w("acc_i = 0")
-                    w(f"for t in range({T}):")
-                    with w.indent():
-                        w(f"acc_i += tally[c, {e}, t]")
-                        w(f"tally[c, {e}, t] = acc_i")
+        w("_emit(tally, occupancy, p, counts, monthly_row, totals, totals_row, before)")
     w("return n_paths, pos")
     return "\n".join(w.lines) + "\n"
 

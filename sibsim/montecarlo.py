@@ -41,21 +41,26 @@ class GroupOutcomes:
 
     Attributes
     ----------
-    events : ndarray, shape (paths, cohorts, outcomes, months)
+    events : ndarray, shape (paths, cohorts, outcomes, months), or None
         Occurrences of each outcome (:attr:`Contract.outcome_names` order) dated in each month,
         before the outcome's ``scale`` (int32 counts from the engine, float64 expectations).
+        None when only their totals were counted (``totals``).
     costs : ndarray, shape (paths, cohorts, cost items, months)
         Units (participant-months in the item's states, or events) of each cost item per month.
     sizes : ndarray, shape (cohorts,)
         Group members per cohort.
     parameters : dict of str -> ndarray (paths,)
         The journey parameters drawn for each path.
+    totals : (months, ndarray (paths, cohorts, outcomes, len(months))) or None
+        The outcomes counted before each of ``months`` (whole numbers, float64), when the engine
+        was asked for those instead of monthly counts (:func:`simulate_outcomes`).
     """
 
-    events: np.ndarray
+    events: np.ndarray | None
     costs: np.ndarray
     sizes: np.ndarray
     parameters: dict
+    totals: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ class Outcomes:
 
     @property
     def n_paths(self) -> int:
-        return self.treated.events.shape[0]
+        return self.treated.costs.shape[0]
 
     @property
     def comparison_scale(self) -> np.ndarray:
@@ -149,36 +154,59 @@ def split_counts(contract: Contract, counts: np.ndarray) -> tuple[np.ndarray, np
     return counts[:, :, :k], counts[:, :, k:]
 
 
-def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator) -> Outcomes:
-    """Draw parameters and journeys for the treated group and the counterfactual (draw order: module notes)."""
+def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator, totals_before=None) -> Outcomes:
+    """Draw parameters and journeys for the treated group and the counterfactual (draw order: module notes).
+
+    ``totals_before`` (months): the engine counts the outcomes only as totals before each of
+    those months (:attr:`GroupOutcomes.totals`, ``events`` None), what settlement and the path
+    metrics read, instead of month by month (cost items are always counted per month).  The same
+    numbers and the same draws; a modelled counterfactual keeps its monthly expectations too.
+    """
     intake = np.array([c.intake_month for c in contract.cohorts], dtype=np.int64)
     treated_sizes = np.array([c.size for c in contract.cohorts], dtype=np.int64)
     T = contract.horizon_months
     measures = contract.measures
+    K = len(contract.outcomes)
+    months = None if totals_before is None else tuple(sorted({int(m) for m in totals_before}))
+    as_totals = None if months is None else (months, tuple(range(K)))
+
+    def engine_group(journey, params, sizes, starts):
+        """One group's counts: (events, costs, totals) from the engine."""
+        out = engine.simulate_group(journey, measures, params, intake, sizes, starts, T, rng, totals=as_totals)
+        if as_totals is None:
+            return (*split_counts(contract, out), None)
+        return None, out[0], out[1]
+
     treated_params, comparison_params = draw_group_parameters(contract, rng, n_paths)
-    treated = engine.simulate_group(contract.journey, measures, treated_params, intake, treated_sizes,
-                                    start_distributions(contract), T, rng)
+    t_events, t_costs, t_totals = engine_group(contract.journey, treated_params, treated_sizes,
+                                               start_distributions(contract))
     c_starts = start_distributions(contract, comparison=True)
     journey = contract.comparison.journey
     if contract.comparison.method == "expected":
+        from .cashflows import event_totals
         from .expectation import expected_group
 
         comparison_sizes = treated_sizes
-        comparison = expected_group(journey, measures, comparison_params, intake, comparison_sizes, c_starts, T)
+        expected = expected_group(journey, measures, comparison_params, intake, comparison_sizes, c_starts, T)
+        c_events, c_costs = split_counts(contract, expected)
+        c_totals = None
+        if months is not None:
+            c_totals = event_totals(GroupOutcomes(c_events, c_costs, comparison_sizes, {}), months)
     else:
         comparison_sizes = contract.comparison_sizes
         # Slices of paths keep memory bounded for large comparison groups (a fixed split: reproducible).
         per_slice = max(1, (PARTICIPANT_PATHS_PER_BLOCK // 2) // int(comparison_sizes.sum()))
-        parts = [engine.simulate_group(journey, measures, comparison_params[a:a + per_slice], intake,
-                                       comparison_sizes, c_starts, T, rng)
+        parts = [engine_group(journey, comparison_params[a:a + per_slice], comparison_sizes, c_starts)
                  for a in range(0, n_paths, per_slice)]
-        comparison = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        c_events, c_costs, c_totals = (None if parts[0][i] is None else
+                                       parts[0][i] if len(parts) == 1 else np.concatenate([q[i] for q in parts])
+                                       for i in range(3))
     default, stopped = draw_settlement_risks(contract, n_paths, rng)
     return Outcomes(
-        treated=GroupOutcomes(*split_counts(contract, treated), treated_sizes,
-                              parameter_dict(contract.journey, treated_params)),
-        comparison=GroupOutcomes(*split_counts(contract, comparison), comparison_sizes,
-                                 parameter_dict(journey, comparison_params)),
+        treated=GroupOutcomes(t_events, t_costs, treated_sizes, parameter_dict(contract.journey, treated_params),
+                              None if t_totals is None else (months, t_totals)),
+        comparison=GroupOutcomes(c_events, c_costs, comparison_sizes, parameter_dict(journey, comparison_params),
+                                 None if c_totals is None else (months, c_totals)),
         payer_default=default,
         external_stop=stopped,
     )

@@ -374,6 +374,36 @@ def specialised_equals_generic(journey, measures, params, intake, sizes, starts,
     assert np.array_equal(out[0][0], out[1][0])
     assert out[0][1] == out[1][1]  # the same uniforms consumed
     assert out[0][0].any()
+    totals_equal_summed_months(journey, measures, params, intake, sizes, starts, n_months, seed, out[0])
+
+
+def totals_equal_summed_months(journey, measures, params, intake, sizes, starts, n_months, seed, full) -> None:
+    """Both kernels asked for some measures as totals before some months (as settlement asks for the
+    outcomes): exactly the monthly counts summed, the other measures' monthly counts unchanged, and the
+    same uniforms consumed."""
+    counts, state = full
+    M = len(measures)
+    as_totals = tuple(range(0, M, 2)) or (0,)
+    before = (0, 1, n_months // 2, n_months - 1, n_months, n_months + 7)
+    kept = [e for e in range(M) if e not in as_totals]
+    expected = np.stack([counts[:, :, list(as_totals), :min(m, n_months)].astype(np.int64).sum(axis=-1)
+                         for m in before], axis=-1)
+    for kernel in ("generic", "specialised"):
+        rng = np.random.default_rng(seed)
+        monthly, totals = simulate_group(journey, measures, params, np.asarray(intake), np.asarray(sizes), starts,
+                                         n_months, rng, kernel=kernel, totals=(before, as_totals))
+        assert np.array_equal(totals, expected) and totals.dtype == np.float64
+        assert np.array_equal(monthly, counts[:, :, kept]) and monthly.dtype == np.int32
+        assert rng.bit_generator.state == state
+
+
+def test_totals_refuse_unsorted_months_and_unknown_measures(colour_kitchen_machine):
+    journey, measures = colour_kitchen_machine
+    params = draw_parameters(journey, np.random.default_rng(3), 2)
+    for totals, rule in ((((12, 6), (0,)), "months must be sorted"), (((6,), (len(measures),)), "measure indices")):
+        with pytest.raises(ValueError, match=rule):
+            simulate_group(journey, measures, params, INTAKE, SIZES, STARTS, N_MONTHS, np.random.default_rng(0),
+                           totals=totals)
 
 
 def test_specialised_kernel_on_colour_kitchen(colour_kitchen_machine):

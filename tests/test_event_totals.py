@@ -74,3 +74,24 @@ def test_the_block_totals_give_the_same_settlement_and_within_term_counts(ck):
     np.testing.assert_array_equal(treated * ck.outcome_scales, within_term(outcomes.treated, ck.term_months,
                                                                           ck.outcome_scales))
     np.testing.assert_array_equal(comparison, within_term(outcomes.comparison, ck.term_months))
+
+
+@pytest.mark.parametrize("name", ["utrecht_colour_kitchen", "peterborough", "dwp_innovation_fund"])
+def test_outcomes_counted_as_totals_are_the_monthly_counts_summed(name):
+    """What a block asks the engine for (outcomes as totals before settlement's months, costs per
+    month): the same numbers as the monthly counts summed, the same draws, for a comparison group
+    (simulated in slices of paths at Peterborough) and a modelled counterfactual (DWP)."""
+    contract = load_scenario(SCENARIOS / f"{name}.toml")
+    months = (0, 6, contract.term_months, contract.horizon_months + 3)
+    full_rng, totals_rng = np.random.default_rng(5), np.random.default_rng(5)
+    n = 160  # Peterborough's comparison group: slices of 150 paths
+    full = simulate_outcomes(contract, n, full_rng)
+    counted = simulate_outcomes(contract, n, totals_rng, totals_before=months)
+    assert full_rng.bit_generator.state == totals_rng.bit_generator.state
+    for a, b in ((full.treated, counted.treated), (full.comparison, counted.comparison)):
+        assert np.array_equal(a.costs, b.costs)
+        assert b.totals[0] == months
+        np.testing.assert_array_equal(event_totals(b, months[::-1]), event_totals(a, months[::-1]))
+    assert counted.treated.events is None
+    with pytest.raises(ValueError, match="counted as totals before months"):
+        event_totals(counted.treated, [7])
