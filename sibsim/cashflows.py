@@ -206,7 +206,9 @@ class Totals:
 def event_totals(group, months) -> np.ndarray:
     """Occurrences of each outcome of ``group`` before each of ``months``, (P, C, K, len(months)).
 
-    Whole counts (the engine's) are summed exactly in 64-bit integers, in one compiled pass
+    When the engine counted only totals (``group.events`` None, :attr:`GroupOutcomes.totals`),
+    they are read from those, and a month it did not count is refused (ValueError).  Whole
+    monthly counts (the engine's) are summed exactly in 64-bit integers, in one compiled pass
     (:func:`sibsim.tallies.counts_before`).  Other counts (expectations, observed shares) by one
     matrix product with a 0/1 "month t < m" matrix in float64.
     """

@@ -93,7 +93,15 @@ class Outcomes:
         return self.treated.sizes / self.comparison.sizes
 
     def counterfactual_events(self) -> np.ndarray:
-        """Expected events of the treated group had it not taken part, as measured by the comparison group."""
+        """Expected events of the treated group had it not taken part, as measured by the comparison group.
+
+        Raises
+        ------
+        ValueError
+            When the outcomes were counted as totals only (``simulate_outcomes(..., totals_before=...)``).
+        """
+        if self.comparison.events is None:
+            raise ValueError("counterfactual_events: the outcomes were counted as totals only, not month by month")
         return self.comparison.events * self.comparison_scale[None, :, None, None]
 
     def counterfactual_costs(self) -> np.ndarray:

@@ -118,6 +118,48 @@ def test_two_roots_are_reported_as_multiple():
     assert res.labels() == "multiple_roots"
 
 
+def npv_sign_changes(row, low=-0.99, high=100.0, points=20001):
+    """Sign changes of one path's NPV on a fine grid of annual rates: its roots in range."""
+    rates = np.expm1(np.linspace(np.log1p(low), np.log1p(high), points))
+    return int(np.count_nonzero(np.diff(np.sign([npv(row, r) for r in rates]))))
+
+
+def test_a_single_sign_change_of_the_cumulative_flows_is_not_enough():
+    # Norström's criterion bounds the roots with R > 0 by the forward cumulative flows and those
+    # with R < 0 by the backward ones: one change in one direction says nothing of the other.
+    # -1, +2.5, -1.4 a year apart: cumulative -1, 1.5, 0.1 (one change) but roots at -15 % and +65 %.
+    two = flows(49, m0=-1.0, m12=2.5, m24=-1.4)
+    # Backward one change, forward two, and three roots (-81 %, +99 %, +623 %): the NPV has
+    # opposite signs at the ends of the range, so a bracket would have "found" one of them.
+    three = flows(49, m0=-0.3, m12=2.5, m24=-1.8, m36=-4.4, m48=0.9)
+    assert [npv_sign_changes(two), npv_sign_changes(three)] == [2, 3]
+    res = irr(np.stack([two, three]))
+    np.testing.assert_array_equal(res.status, [IRR_MULTIPLE] * 2)
+    assert np.isnan(res.rate).all()
+
+
+def recycled_paths(n, months=60, seed=0):
+    """Flows of both signs in any order (payments recycled into later calls), a few months each."""
+    rng = np.random.default_rng(seed)
+    cf = np.zeros((n, months))
+    for p in range(n):
+        at = rng.choice(months, size=rng.integers(2, 7), replace=False)
+        cf[p, at] = np.round(rng.uniform(-5, 5, at.size), 1)
+    return cf
+
+
+def test_the_unique_root_route_agrees_with_the_grid(monkeypatch):
+    # Paths the criterion routes past the grid must get what the grid gives them: same status,
+    # same rate to the refinement's tolerance.
+    cf = np.vstack([mixed_bag(), sib_paths(2000, months=61, seed=5), recycled_paths(3000, months=61)])
+    fast = irr(cf)
+    monkeypatch.setattr(irr_mod, "_NORSTROM_MAX_EXPONENT", 0.0)  # every path on the grid
+    grid = irr(cf)
+    np.testing.assert_array_equal(fast.status, grid.status)
+    np.testing.assert_allclose(fast.rate, grid.rate, rtol=1e-10, atol=1e-12, equal_nan=True)
+    assert (grid.status == IRR_MULTIPLE).sum() > 100  # the recycled paths do test the routing
+
+
 def test_root_outside_range():
     above = flows(13, m0=-1.0, m12=200.0)   # 19 900 % a year > high
     below = flows(13, m0=-100.0, m12=0.5)   # -99.5 % a year < low
