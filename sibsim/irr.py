@@ -234,6 +234,18 @@ _NORSTROM_MAX_EXPONENT = 600.0
 
 
 @numba.njit(cache=True)
+def _flow_span(c, p):
+    """Path ``p``'s first and last months with a flow (``first > last`` when it has none)."""
+    T = c.shape[1]
+    first, last = 0, T - 1
+    while first < T and c[p, first] == 0.0:
+        first += 1
+    while last >= 0 and c[p, last] == 0.0:
+        last -= 1
+    return first, last
+
+
+@numba.njit(cache=True)
 def _norstrom_paths(c, u, ppy, tol, max_iter, rate, status, grid):
     """Paths whose NPV has one root for ``R > -1`` by Norström's criterion: its rate (or no root in
     range), and ``grid[p] = False``; the others are left to the grid.
@@ -242,14 +254,10 @@ def _norstrom_paths(c, u, ppy, tol, max_iter, rate, status, grid):
     the NPV changes sign once), then refined as on the grid (:func:`_refine_path`): the same polynomial,
     iteration and stopping rule.  An exact zero at a grid point is the rate there, as on the grid.
     """
-    P, T = c.shape
+    P = c.shape[0]
     G = u.shape[0]
     for p in range(P):
-        first, last = 0, T - 1
-        while first < T and c[p, first] == 0.0:
-            first += 1
-        while last >= 0 and c[p, last] == 0.0:
-            last -= 1
+        first, last = _flow_span(c, p)
         if first > last:
             continue
         # Norström: the NPV has at most as many roots with R > 0 as the cumulative flows from the
@@ -407,14 +415,10 @@ def _grid_roots(c, u, ppy, tol):
 @numba.njit(cache=True)
 def _refine_cells(c, u_lo, u_hi, ppy, tol, max_iter):
     """:func:`_refine_path` for each path's bracket ``[u_lo[p], u_hi[p]]``: annual rates."""
-    P, T = c.shape
+    P = c.shape[0]
     out = np.full(P, np.nan)
     for p in range(P):
-        first, last = 0, T - 1
-        while first < T and c[p, first] == 0.0:
-            first += 1
-        while last >= 0 and c[p, last] == 0.0:
-            last -= 1
+        first, last = _flow_span(c, p)
         out[p] = _refine_path(c, p, first, last, u_lo[p], u_hi[p], ppy, tol, max_iter)
     return out
 
