@@ -478,24 +478,27 @@ NB02 = [
         side_by_side
     '''),
     md('''
-        **The difference, path by path.** Because the paths are paired, the difference can be computed
-        on each path and averaged; its standard error is far smaller than that of either column, so even
-        a small effect is visible with few paths.
+        **The difference, path by path.** Because the paths are paired, `compare` measures each
+        scenario's difference from the first on the paired paths (its `difference` and
+        `difference_std_error` columns); the standard error is far smaller than that of either
+        column, so even a small effect is visible with few paths. `compare` reads from the runs
+        whether they drew the same random numbers (`table.attrs`), and falls back to the errors of
+        independent runs where they did not (a changed prior, for example).
     '''),
     code('''
-        def paired(measure):
-            diff = res_guarantee.paths[measure].to_numpy(float) - res_base.paths[measure].to_numpy(float)
-            unpaired = np.hypot(*(r.paths[measure].std(ddof=1) / np.sqrt(r.n_paths) for r in (res_base, res_guarantee)))
-            return diff.mean(), diff.std(ddof=1) / np.sqrt(diff.size), unpaired
-
+        print("same random numbers:", table.attrs["common_random_numbers"])
         rows = []
-        for measure, unit, label in [("investor_moic", "x", "investor multiple"),
-                                     ("investor_loss", "EUR", "investor loss"),
-                                     ("net_savings", "EUR", "municipality net savings")]:
-            mean, se, se_unpaired = paired(measure)
-            rows.append({"": label, "change with guarantee": fmt(mean, unit, cur),
-                         "MC s.e., paired": fmt(se, unit, cur, se=True),
-                         "MC s.e. if not paired": fmt(se_unpaired, unit, cur, se=True)})
+        for metric, label in [("expected_moic", "investor multiple"),
+                              ("expected_loss", "investor loss"),
+                              ("expected_net_savings", "municipality net savings"),
+                              ("net_savings_p05", "municipality net savings, 5th percentile"),
+                              ("probability_pays_more_than_saves", "municipality: P(pays more than it saves)")]:
+            unit = table.loc[metric, ("unit", "")]
+            base_row, with_row = table.loc[metric, labels[0]], table.loc[metric, labels[1]]
+            rows.append({"": label, "change with guarantee": fmt(with_row["difference"], unit, cur),
+                         "MC s.e., paired": fmt(with_row["difference_std_error"], unit, cur, se=True),
+                         "MC s.e. if not paired": fmt(np.hypot(base_row["std_error"], with_row["std_error"]),
+                                                      unit, cur, se=True)})
         pd.DataFrame(rows).set_index("")
     '''),
     md('''

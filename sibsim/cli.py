@@ -282,30 +282,58 @@ def cmd_settle(args) -> int:
     return 0
 
 
+def _check_comparable(paths, contracts) -> None:
+    """Two or more scenarios in one currency, or one line naming the file and the rule."""
+    if len(contracts) < 2:
+        raise ScenarioError(f"compare: two or more scenarios are needed, got {len(contracts)} ({paths[0]})")
+    base = contracts[0].currency
+    for path, contract in zip(paths[1:], contracts[1:]):
+        if contract.currency != base:
+            raise ScenarioError(f"{path}: meta.currency: {contract.currency}, but {paths[0]} is in {base}: "
+                                "amounts in different currencies cannot be compared")
+
+
 def cmd_compare(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .compare import OVERLAYS, compare, plot_overlay
+    from .compare import OVERLAYS, compare, flat_columns, plot_overlay
     from .output import destination, write_outputs
     from .simulation import check_memory
 
     contracts = [load_scenario(path) for path in args.scenarios]
+    _check_comparable(args.scenarios, contracts)
     dest = destination(args.out, "dir", "compare", args.scenarios, force=args.force) if args.out else None
     check_memory(contracts, args.paths, args.workers)
     table, results = compare(contracts, n_paths=args.paths, seed=args.seed, workers=args.workers)
     labels = [label for label in table.columns.get_level_values(0).unique() if label != "unit"]
+    shared = table.attrs["common_random_numbers"]
     units = [r.summary()["unit"] for r in results]  # each scenario in its own currency
-    print(f"compare: {args.paths:,} paths, seed {args.seed} (common random numbers)")
-    print("\n".join(f"[{i + 1}] {label}" for i, label in enumerate(labels)))
-    print(f"{'metric':<44} " + " | ".join(f"{f'[{i + 1}] estimate':>16} {'+/- s.e.':>14}" for i in range(len(labels))))
+    print(f"compare: {args.paths:,} paths, seed {args.seed}; differences are each scenario minus [1]")
+    for i, label in enumerate(labels):
+        if i == 0:
+            how = "the base"
+        elif shared[label]:
+            how = "the same random numbers as [1] (common random numbers): differences paired path by path"
+        else:
+            how = ("not the random numbers of [1] (its groups, priors or journeys draw differently): "
+                   "differences' errors as for independent runs")
+        print(f"[{i + 1}] {label}: {how}")
+    head = [f"{f'[{i + 1}] estimate':>16} {'+/- s.e.':>14}" for i in range(len(labels))]
+    head += [f"{f'[{i + 1}] - [1]':>16} {'+/- s.e.':>14}" for i in range(1, len(labels))]
+    print(f"{'metric':<44} " + " | ".join(head))
     for metric in table.index:
         cells = [f"{_format_value(table.loc[metric, (label, 'estimate')], u[metric]):>16} "
                  f"{_format_value(table.loc[metric, (label, 'std_error')], u[metric]):>14}"
                  if metric in u.index else f"{'-':>16} {'':>14}"  # an outcome this deal does not define
                  for label, u in zip(labels, units)]
+        for label, u in zip(labels[1:], units[1:]):
+            both = metric in u.index and metric in units[0].index
+            cells.append(f"{_format_value(table.loc[metric, (label, 'difference')], u[metric]):>16} "
+                         f"{_format_value(table.loc[metric, (label, 'difference_std_error')], u[metric]):>14}"
+                         if both else f"{'-':>16} {'':>14}")
         print(f"{metric:<44} " + " | ".join(cells))
     if args.out:
         def png(measure):
@@ -316,10 +344,12 @@ def cmd_compare(args) -> int:
                 plt.close(fig)
             return write
 
-        writers = {"compare.csv": lambda p: csv_safe(table).to_csv(p)}  # titles stay text
+        # One header row: unit, "<label>: estimate", "<label>: std_error", "<label>: difference" ...
+        writers = {"compare.csv": lambda p: csv_safe(flat_columns(table)).to_csv(p)}  # titles stay text
         writers.update({f"compare_{m}.png": png(m) for m in OVERLAYS})
         manifest = {"sibsim_version": __version__, "scenarios": [str(Path(a).resolve()) for a in args.scenarios],
-                    "n_paths": args.paths, "seed": args.seed}
+                    "n_paths": args.paths, "seed": args.seed,
+                    "common_random_numbers_with_first": [bool(shared[label]) for label in labels]}
         write_outputs(Path(args.out), writers, manifest, dest)
         print(f"wrote compare.csv and {len(OVERLAYS)} plots to {args.out}/")
     return 0
@@ -390,7 +420,9 @@ def cmd_update(args) -> int:
         print(table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     summary, results = compare([contract, posterior], n_paths=args.paths, seed=args.seed, labels=["prior", "posterior"])
     units = results[0].summary()["unit"]
-    print(f"\nRe-forecast ({args.paths:,} paths, seed {args.seed}, common random numbers): prior -> posterior")
+    shared = ("common random numbers" if summary.attrs["common_random_numbers"]["posterior"]
+              else "same seed; the posterior's priors draw other random numbers")
+    print(f"\nRe-forecast ({args.paths:,} paths, seed {args.seed}, {shared}): prior -> posterior")
     for metric in ("expected_moic", "probability_of_loss", "median_irr", "expected_outcome_payments",
                    "expected_net_savings", "expected_net_savings_within_term", "probability_pays_more_than_saves",
                    "probability_pays_more_than_saves_within_term"):

@@ -1,8 +1,13 @@
-"""Side-by-side comparison of scenarios (e.g. with and without a guarantee).
+"""Side-by-side comparison of scenarios (e.g. with and without a guarantee), and their differences.
 
-Scenarios are simulated with the same seed: where their structure is the same (same
-cohorts and priors) the paths share their random numbers, so differences between
-scenarios are not Monte Carlo noise.
+Scenarios are simulated with the same seed.  Where they draw the same random numbers for the
+same paths (common random numbers: the same cohorts, groups, priors and journeys, so that only
+terms such as prices, caps or guarantees differ) each path of one scenario is the same future
+as that path of the other, and the difference between two estimates is measured on paired
+paths: what is common cancels, and its Monte Carlo error is that of the differences
+(:meth:`sibsim.estimators.Statistic.difference`).  Whether they did is read from the runs
+(:attr:`sibsim.results.Results.draws`), never assumed; where they did not, the differences'
+standard errors treat the runs as independent.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .contracts import Contract
+from .metrics import summary_statistics
 from .simulation import DEFAULT_SEED, simulate
 
 #: Per-path measures that can be overlaid, with axis labels (``{currency}``: the scenarios' currency).
@@ -28,13 +34,41 @@ def _currency(results) -> str:
     return "/".join(currencies)
 
 
+def shares_random_numbers(result, base) -> bool:
+    """Whether ``result`` drew the same random numbers as ``base`` for the same paths (same seed,
+    same number of paths and the same draws block by block, :attr:`sibsim.results.Results.draws`)."""
+    return (bool(result.draws) and result.draws == base.draws and result.n_paths == base.n_paths
+            and result.seed_entropy == base.seed_entropy and tuple(result.spawn_key) == tuple(base.spawn_key))
+
+
+def differences(result, base) -> pd.DataFrame:
+    """Each summary metric of ``result`` minus ``base``'s, with the difference's standard error.
+
+    Paired path by path when the runs share their random numbers (:func:`shares_random_numbers`),
+    else as independent runs.  Metrics only one of the two deals has are left out.
+
+    Returns
+    -------
+    DataFrame indexed by metric, columns ``difference`` and ``std_error``.
+    """
+    paired = shares_random_numbers(result, base)
+    mine = {name: stat for _, name, _, stat in summary_statistics(result.paths, result.outcome_shares, result.contract)}
+    rows = []
+    for _, name, _, stat in summary_statistics(base.paths, base.outcome_shares, base.contract):
+        if name in mine:
+            rows.append((name, *mine[name].difference(stat, paired)))
+    return pd.DataFrame(rows, columns=["metric", "difference", "std_error"]).set_index("metric")
+
+
 def compare(contracts: list[Contract], n_paths: int = 10_000, seed: int | None = DEFAULT_SEED, workers=None,
             labels: list[str] | None = None):
-    """Simulate each contract with the same seed and line up their summaries.
+    """Simulate each contract with the same seed, line up their summaries and their differences
+    from the first (the base).
 
     Parameters
     ----------
     contracts : list of Contract
+        Two or more, in one currency; the first is the base of the differences.
     n_paths, seed, workers
         As for :func:`sibsim.simulate`; the seed is shared (common random numbers).
     labels : list of str, optional
@@ -43,23 +77,53 @@ def compare(contracts: list[Contract], n_paths: int = 10_000, seed: int | None =
     Returns
     -------
     table : DataFrame
-        Index: summary metrics; columns: ``(label, "estimate")`` and ``(label, "std_error")``.
+        Index: summary metrics; columns: ``("unit", "")``, then per scenario ``(label, "estimate")``
+        and ``(label, "std_error")``, and for each scenario after the first ``(label, "difference")``
+        and ``(label, "difference_std_error")``: its estimate minus the base's (:func:`differences`).
+        ``table.attrs["common_random_numbers"]``: label -> whether it drew the base's random numbers.
     results : list of Results
+
+    Raises
+    ------
+    ValueError
+        Fewer than two contracts, or contracts in different currencies (their amounts cannot be
+        set side by side or subtracted).
     """
+    if len(contracts) < 2:
+        raise ValueError(f"compare: two or more scenarios are needed, got {len(contracts)}")
+    currencies = list(dict.fromkeys(c.currency for c in contracts))
+    if len(currencies) > 1:
+        raise ValueError(f"compare: the scenarios are in different currencies ({', '.join(currencies)}): "
+                         "their amounts cannot be compared")
     labels = labels or [c.title for c in contracts]
     if len(set(labels)) != len(labels):
         labels = [f"{i + 1}. {label}" for i, label in enumerate(labels)]
     results = [simulate(c, n_paths=n_paths, seed=seed, workers=workers) for c in contracts]
-    parts = {label: r.summary()[["estimate", "std_error"]] for label, r in zip(labels, results)}
+    parts = {}
+    for i, (label, r) in enumerate(zip(labels, results)):
+        part = r.summary()[["estimate", "std_error"]]
+        if i:
+            diff = differences(r, results[0]).rename(columns={"std_error": "difference_std_error"})
+            part = part.join(diff, how="left")
+        parts[label] = part
     # Deals define their own outcomes: every metric of any scenario has a row (empty where a deal
     # has no such outcome), in the order they first appear.
     order = list(dict.fromkeys(m for part in parts.values() for m in part.index))
     table = pd.concat(parts, axis=1).reindex(order)
     units = [r.summary()["unit"] for r in results]
-    # One unit per metric; money of scenarios in different currencies shows both (EUR/GBP).
     unit = pd.Series(["/".join(dict.fromkeys(u[m] for u in units if m in u.index)) for m in order], index=order)
     table.insert(0, ("unit", ""), unit)
+    table.attrs["common_random_numbers"] = {label: shares_random_numbers(r, results[0])
+                                            for label, r in zip(labels, results)}
     return table, results
+
+
+def flat_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`compare`'s table with one header row (``unit``, ``<label>: estimate`` ...), as compare.csv holds it."""
+    flat = table.copy()
+    flat.columns = [label if not stat else f"{label}: {stat}" for label, stat in table.columns]
+    flat.index.name = "metric"
+    return flat
 
 
 def plot_overlay(results, labels: list[str], measure: str = "investor_irr", ax=None):

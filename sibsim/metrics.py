@@ -4,10 +4,10 @@ Per path (:func:`path_metrics`): investor IRR (with a status, never a silent
 NaN), multiple (MOIC), NPV, loss; payer outcome payments, gross and net
 savings, NPV of net savings; payback months.
 
-Across paths (:func:`summarise`): estimates with Monte Carlo standard errors.
-Means use ``sd / sqrt(n)``, probabilities ``sqrt(p (1 - p) / n)``, ratios the
-delta method, and quantiles or tail means (CVaR) the spread of the estimate
-over 20 independent batches of paths (batch means).
+Across paths (:func:`summarise`): estimates with Monte Carlo standard errors
+(:mod:`sibsim.estimators`: means use ``sd / sqrt(n)``, probabilities
+``sqrt(p (1 - p) / n)``, ratios the delta method, and quantiles or tail means
+(CVaR) the spread of the estimate over 20 independent batches of paths).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .cashflows import Cashflows, event_totals
+from .estimators import Statistic
 from .contracts import Contract
 from .irr import STATUS_LABELS, irr, npv
 from .montecarlo import Outcomes
@@ -225,58 +226,6 @@ def ranked_irr(paths: pd.DataFrame) -> np.ndarray:
 
 
 # --- Monte Carlo summary ---------------------------------------------------------------
-N_BATCHES = 20
-
-
-def _batch_se(values: np.ndarray, statistic) -> float:
-    """Standard error of ``statistic(values)`` from independent batches of paths."""
-    n = len(values)
-    if n < 2 * N_BATCHES:
-        return float("nan")
-    batches = np.array_split(values, N_BATCHES)
-    stats = np.array([statistic(b) for b in batches], dtype=float)
-    stats = stats[np.isfinite(stats)]
-    if len(stats) < 2:
-        return float("nan")
-    # A batch of size n/B has B times the variance of the full-sample estimate.
-    return float(stats.std(ddof=1) / np.sqrt(len(stats)))
-
-
-def _mean(x):
-    x = np.asarray(x, dtype=float)
-    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
-
-
-def _prob(mask):
-    p = float(np.mean(mask))
-    return p, float(np.sqrt(p * (1 - p) / len(mask)))
-
-
-def _quantile(x, q):
-    x = np.asarray(x, dtype=float)
-    f = lambda v: np.nanquantile(v, q) if np.isfinite(v).any() else np.nan  # noqa: E731
-    return float(f(x)), _batch_se(x, f)
-
-
-def _cvar(x, alpha=0.05):
-    """Mean of the worst ``alpha`` share of outcomes (lower tail)."""
-    def f(v):
-        v = np.sort(v)
-        k = max(int(np.ceil(alpha * len(v))), 1)
-        return v[:k].mean()
-    x = np.asarray(x, dtype=float)
-    return float(f(x)), _batch_se(x, f)
-
-
-def _ratio(num, den):
-    """Ratio of means with a delta-method standard error."""
-    num, den = np.asarray(num, float), np.asarray(den, float)
-    mn, md = num.mean(), den.mean()
-    if md == 0:
-        return float("nan"), float("nan")
-    r = mn / md
-    resid = (num - r * den) / md
-    return float(r), float(resid.std(ddof=1) / np.sqrt(len(num)))
 
 
 def _rate_note(rate: float, field: str) -> str:
@@ -317,12 +266,6 @@ def summary_notes(contract: Contract | None) -> dict[str, str]:
     return notes
 
 
-def _upper_cvar(x, alpha=0.05):
-    """Mean of the largest ``alpha`` share of outcomes (a payer's or guarantor's bad tail)."""
-    est, se = _cvar(-np.asarray(x, dtype=float), alpha)
-    return -est, se
-
-
 def _party_rows(paths: pd.DataFrame, contract: Contract | None, cur: str) -> list:
     """Rows of the parties a deal may have beyond investors and one payer: each guarantor (expected
     payout, probability of paying, mean of its worst 5 % of payouts), each of several payers, the
@@ -333,26 +276,77 @@ def _party_rows(paths: pd.DataFrame, contract: Contract | None, cur: str) -> lis
     for column in paths.columns:
         if column.startswith(GUARANTOR_PAID):
             name, paid = column[len(GUARANTOR_PAID):], paths[column].to_numpy(float)
-            rows += [("guarantors", f"expected_payout[{name}]", cur, _mean(paid)),
-                     ("guarantors", f"probability_pays[{name}]", "probability", _prob(paid > 0.005)),
-                     ("guarantors", f"cvar95_payout[{name}]", cur, _upper_cvar(paid))]
+            rows += [("guarantors", f"expected_payout[{name}]", cur, Statistic.mean(paid)),
+                     ("guarantors", f"probability_pays[{name}]", "probability", Statistic.probability(paid > 0.005)),
+                     ("guarantors", f"cvar95_payout[{name}]", cur, Statistic.upper_tail_mean(paid))]
         elif column.startswith(PAYER_PAID):
             name = column[len(PAYER_PAID):]
-            rows.append(("payer", f"expected_outcome_payments[{name}]", cur, _mean(paths[column])))
+            rows.append(("payer", f"expected_outcome_payments[{name}]", cur, Statistic.mean(paths[column])))
     if any(s.pay in ("success_fee", "split") for s in contract.waterfall.steps + contract.waterfall.on_termination) \
             or any(p.paid_to == "provider" for p in contract.payers):
-        rows.append(("provider", "expected_provider_payments", cur, _mean(paths["provider_payments"])))
+        rows.append(("provider", "expected_provider_payments", cur, Statistic.mean(paths["provider_payments"])))
     if contract.external_stop is not None:
         reason = paths["termination_reason"].astype(str).to_numpy()
-        rows += [("payer", "probability_terminated_by_review", "probability", _prob(reason == "review")),
+        rows += [("payer", "probability_terminated_by_review", "probability", Statistic.probability(reason == "review")),
                  ("payer", "probability_terminated_by_external_event", "probability",
-                  _prob(reason == "external event"))]
+                  Statistic.probability(reason == "external event"))]
+    return rows
+
+
+def summary_statistics(paths: pd.DataFrame, outcome_shares: dict[str, np.ndarray],
+                       contract: Contract | None = None) -> list[tuple[str, str, str, Statistic]]:
+    """The rows of :func:`summarise` before they are estimated: ``(party, metric, unit, Statistic)``.
+
+    Kept apart so that two runs' rows can be differenced path by path
+    (:meth:`sibsim.estimators.Statistic.difference`, read by :func:`sibsim.compare.compare`).
+    """
+    cur = contract.currency if contract is not None else "EUR"
+    irr_ok = paths["irr_status"].isin(["defined", "total_loss"]).to_numpy()
+    irr_values = ranked_irr(paths)
+    moic = paths["investor_moic"].to_numpy()
+    investor_result = (paths["distributions"] - paths["capital_called"]).to_numpy()
+    rows = [
+        ("investors", "expected_moic", "x", Statistic.mean(moic)),
+        ("investors", "median_irr", "per year", Statistic.quantile(irr_values, 0.5)),
+        ("investors", "irr_p05", "per year", Statistic.quantile(irr_values, 0.05)),
+        ("investors", "irr_p95", "per year", Statistic.quantile(irr_values, 0.95)),
+        ("investors", "share_irr_defined", "share", Statistic.probability(irr_ok)),
+        ("investors", "probability_of_loss", "probability", Statistic.probability(moic < 1 - 1e-12)),
+        ("investors", "expected_loss", cur, Statistic.mean(paths["investor_loss"])),
+        ("investors", "cvar05_net_result", cur, Statistic.lower_tail_mean(investor_result)),
+        ("investors", "expected_npv", cur, Statistic.mean(paths["investor_npv"])),
+        ("investors", "expected_distributions", cur, Statistic.mean(paths["distributions"])),
+        ("investors", "expected_capital_called", cur, Statistic.mean(paths["capital_called"])),
+        ("investors", "expected_guarantee_payouts", cur, Statistic.mean(paths["guarantee_payouts"])),
+        ("payer", "expected_outcome_payments", cur, Statistic.mean(paths["outcome_payments"])),
+        ("payer", "expected_retained_above_caps", cur, Statistic.mean(paths["retained_by_payer"])),
+        ("payer", "expected_defaulted", cur, Statistic.mean(paths["defaulted_by_payer"])),
+        ("payer", "probability_terminated_early", "probability", Statistic.probability(paths["terminated"].to_numpy())),
+        ("payer", "expected_gross_savings", cur, Statistic.mean(paths["gross_savings"])),
+        ("payer", "expected_gross_savings_within_term", cur, Statistic.mean(paths["gross_savings_within_term"])),
+        ("payer", "expected_net_savings", cur, Statistic.mean(paths["net_savings"])),
+        ("payer", "expected_net_savings_within_term", cur, Statistic.mean(paths["net_savings_within_term"])),
+        ("payer", "net_savings_p05", cur, Statistic.quantile(paths["net_savings"], 0.05)),
+        ("payer", "probability_pays_more_than_saves", "probability", Statistic.probability(paths["net_savings"] < 0)),
+        ("payer", "probability_pays_more_than_saves_within_term", "probability",
+         Statistic.probability(paths["net_savings_within_term"] < 0)),
+        ("payer", "expected_npv_net_savings", cur, Statistic.mean(paths["payer_npv"])),
+        ("payer", "cost_per_primary_outcome", cur, Statistic.ratio(paths["outcome_payments"], paths["primary_outcomes"])),
+        ("payer", "cost_per_net_primary_outcome", cur,
+         Statistic.ratio(paths["outcome_payments"], paths["net_primary_outcomes"])),
+    ]
+    rows += _party_rows(paths, contract, cur)
+    once = {o.name: o.once_per_participant for o in contract.outcomes} if contract is not None else {}
+    for group, shares in outcome_shares.items():
+        outcome = group.split("_", 1)[1]
+        unit = "share" if once.get(outcome, True) else PER_PARTICIPANT
+        rows.append(("outcomes", group, unit, Statistic.mean(shares)))
     return rows
 
 
 def summarise(paths: pd.DataFrame, outcome_shares: dict[str, np.ndarray],
               contract: Contract | None = None) -> pd.DataFrame:
-    """Headline estimates with Monte Carlo standard errors.
+    """Headline estimates with Monte Carlo standard errors (:mod:`sibsim.estimators`).
 
     Parameters
     ----------
@@ -371,49 +365,7 @@ def summarise(paths: pd.DataFrame, outcome_shares: dict[str, np.ndarray],
     (the currency for money, ``x``, ``per year``, ``probability`` or ``share``), ``party``
     and ``note`` (empty where there is nothing to add).
     """
-    cur = contract.currency if contract is not None else "EUR"
-    irr_ok = paths["irr_status"].isin(["defined", "total_loss"]).to_numpy()
-    irr_values = ranked_irr(paths)
-    moic = paths["investor_moic"].to_numpy()
-    investor_result = (paths["distributions"] - paths["capital_called"]).to_numpy()
-    rows = [
-        ("investors", "expected_moic", "x", _mean(moic)),
-        ("investors", "median_irr", "per year", _quantile(irr_values, 0.5)),
-        ("investors", "irr_p05", "per year", _quantile(irr_values, 0.05)),
-        ("investors", "irr_p95", "per year", _quantile(irr_values, 0.95)),
-        ("investors", "share_irr_defined", "share", _prob(irr_ok)),
-        ("investors", "probability_of_loss", "probability", _prob(moic < 1 - 1e-12)),
-        ("investors", "expected_loss", cur, _mean(paths["investor_loss"])),
-        ("investors", "cvar05_net_result", cur, _cvar(investor_result)),
-        ("investors", "expected_npv", cur, _mean(paths["investor_npv"])),
-        ("investors", "expected_distributions", cur, _mean(paths["distributions"])),
-        ("investors", "expected_capital_called", cur, _mean(paths["capital_called"])),
-        ("investors", "expected_guarantee_payouts", cur, _mean(paths["guarantee_payouts"])),
-        ("payer", "expected_outcome_payments", cur, _mean(paths["outcome_payments"])),
-        ("payer", "expected_retained_above_caps", cur, _mean(paths["retained_by_payer"])),
-        ("payer", "expected_defaulted", cur, _mean(paths["defaulted_by_payer"])),
-        ("payer", "probability_terminated_early", "probability", _prob(paths["terminated"].to_numpy())),
-        ("payer", "expected_gross_savings", cur, _mean(paths["gross_savings"])),
-        ("payer", "expected_gross_savings_within_term", cur, _mean(paths["gross_savings_within_term"])),
-        ("payer", "expected_net_savings", cur, _mean(paths["net_savings"])),
-        ("payer", "expected_net_savings_within_term", cur, _mean(paths["net_savings_within_term"])),
-        ("payer", "net_savings_p05", cur, _quantile(paths["net_savings"], 0.05)),
-        ("payer", "probability_pays_more_than_saves", "probability", _prob(paths["net_savings"] < 0)),
-        ("payer", "probability_pays_more_than_saves_within_term", "probability",
-         _prob(paths["net_savings_within_term"] < 0)),
-        ("payer", "expected_npv_net_savings", cur, _mean(paths["payer_npv"])),
-        ("payer", "cost_per_primary_outcome", cur, _ratio(paths["outcome_payments"], paths["primary_outcomes"])),
-        ("payer", "cost_per_net_primary_outcome", cur,
-         _ratio(paths["outcome_payments"], paths["net_primary_outcomes"])),
-    ]
-    rows += _party_rows(paths, contract, cur)
-    once = {o.name: o.once_per_participant for o in contract.outcomes} if contract is not None else {}
-    for group, shares in outcome_shares.items():
-        outcome = group.split("_", 1)[1]
-        rows.append(("outcomes", group, "share" if once.get(outcome, True) else PER_PARTICIPANT, _mean(shares)))
     notes = summary_notes(contract)
-    frame = pd.DataFrame(
-        [(name, est, se, unit, party, notes.get(name, "")) for party, name, unit, (est, se) in rows],
-        columns=["metric", "estimate", "std_error", "unit", "party", "note"],
-    ).set_index("metric")
-    return frame
+    rows = [(name, *stat.estimate(), unit, party, notes.get(name, ""))
+            for party, name, unit, stat in summary_statistics(paths, outcome_shares, contract)]
+    return pd.DataFrame(rows, columns=["metric", "estimate", "std_error", "unit", "party", "note"]).set_index("metric")

@@ -22,6 +22,7 @@ can default), the external stop (only when its probability is below 1).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,6 +77,9 @@ class Outcomes:
     #: (paths,) True where the contract's external event stops the programme; None: on every
     #: path if the contract has one (a certain what-if).
     external_stop: np.ndarray | None = None
+    #: :func:`state_digest` of the generator once parameters and journeys were drawn ("" if not
+    #: recorded): two simulations with equal digests drew the same numbers for the same paths.
+    draws: str = ""
 
     def payer_defaults(self, n_payers: int) -> list:
         """Each payer's missed payments, a list of ``n_payers`` arrays or None."""
@@ -209,6 +213,7 @@ def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator
         c_events, c_costs, c_totals = (None if parts[0][i] is None else
                                        parts[0][i] if len(parts) == 1 else np.concatenate([q[i] for q in parts])
                                        for i in range(3))
+    drawn = state_digest(rng)  # before the settlement risks, which draw only for some contracts
     default, stopped = draw_settlement_risks(contract, n_paths, rng)
     return Outcomes(
         treated=GroupOutcomes(t_events, t_costs, treated_sizes, parameter_dict(contract.journey, treated_params),
@@ -217,7 +222,20 @@ def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator
                                  None if c_totals is None else (months, c_totals)),
         payer_default=default,
         external_stop=stopped,
+        draws=drawn,
     )
+
+
+def state_digest(rng: np.random.Generator) -> str:
+    """SHA-256 of the generator's state (hex).
+
+    Two simulations that start from the same seed and end with the same state drew the same
+    number of random numbers: with the engine's fixed draw order (module notes) they drew them
+    for the same parameters and participants of the same paths, up to a hash collision.
+    Parameters drawn by rejection (Beta, Gamma) consume a number of uniforms that depends on the
+    prior, so a changed prior or journey changes the state.
+    """
+    return hashlib.sha256(repr(rng.bit_generator.state).encode()).hexdigest()
 
 
 def draw_settlement_risks(contract: Contract, n_paths: int, rng: np.random.Generator):

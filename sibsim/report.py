@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from .contracts import Contract
+from .estimators import N_BATCHES
 from .journey import is_inline
 from .metrics import NON_MONEY_UNITS, PER_PARTICIPANT, PERCENT_UNITS, primary_direction
 from .stack_text import KIND_WORDS, guarantee_text, payer_text, savings_share_text, waterfall_text
@@ -51,7 +52,6 @@ SENSITIVITY_COLUMNS = ("assumption", "measure", "low", "base", "high")
 SCENARIO_META = "sibsim-scenario"
 #: Quantile used for the downside case.
 DOWNSIDE = 0.05
-_N_BATCHES = 20  # as sibsim.metrics: standard errors of quantiles from batches of paths
 
 #: Dutch terms glossed when they appear in the scenario text.
 GLOSSARY = {  # term: (short gloss, shown in the text; longer explanation, shown in the list)
@@ -209,9 +209,9 @@ def _quantile_with_se(values: np.ndarray, q: float) -> tuple[float, float]:
     """Quantile of ``values`` and its standard error from independent batches (as in sibsim.metrics)."""
     values = np.asarray(values, dtype=float)
     est = float(np.quantile(values, q))
-    if len(values) < 2 * _N_BATCHES:
+    if len(values) < 2 * N_BATCHES:
         return est, float("nan")
-    stats = np.array([np.quantile(b, q) for b in np.array_split(values, _N_BATCHES)])
+    stats = np.array([np.quantile(b, q) for b in np.array_split(values, N_BATCHES)])
     return est, float(stats.std(ddof=1) / np.sqrt(len(stats)))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +38,11 @@ class Results:
         Per-path monthly series for the first paths (fan charts).
     seed_entropy : int
         Entropy of the run's SeedSequence: ``simulate(..., seed=seed_entropy)`` repeats it.
+    draws : str
+        Digest of the random numbers each block drew for parameters and journeys
+        (:func:`sibsim.montecarlo.state_digest`, block by block): two runs with the same
+        digest drew the same numbers for the same paths (common random numbers); "" when
+        not known.
     """
 
     contract: Contract
@@ -47,6 +53,7 @@ class Results:
     seed_entropy: int
     spawn_key: tuple = ()
     block_size: int = 0
+    draws: str = ""
     _summary: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
@@ -116,6 +123,7 @@ class BlockAssembler:
         self.n_paths, self.kept_paths = n_paths, kept_paths
         self.position = self.kept_position = 0
         self.paths = self.shares = self.sums = self.monthly = None
+        self.draws = hashlib.sha256()  # each block's draws digest, in block order
 
     @staticmethod
     def _allocate(columns: dict, n: int) -> dict:
@@ -127,6 +135,7 @@ class BlockAssembler:
             self.paths = self._allocate(block["paths"], self.n_paths)
             self.shares = self._allocate(block["shares"], self.n_paths)
             self.sums = {k: 0 for k in block["ledger_sums"]}
+        self.draws.update(block["draws"].encode())
         a, b = self.position, self.position + n
         for k, v in block["paths"].items():
             self.paths[k][a:b] = v
@@ -152,4 +161,4 @@ class BlockAssembler:
         ledgers.index.name = "month"
         monthly = self.monthly or {k: np.zeros((0, contract.horizon_months), dtype=np.float32) for k in MONTHLY_SERIES}
         return Results(contract, paths, self.shares, ledgers, {k: monthly[k] for k in MONTHLY_SERIES},
-                       seed_entropy, tuple(spawn_key), block_size)
+                       seed_entropy, tuple(spawn_key), block_size, draws=self.draws.hexdigest())

@@ -46,8 +46,9 @@ from scipy import optimize, special, stats
 from .cashflows import settle
 from . import engine
 from .contracts import Contract, Prior
+from .estimators import N_BATCHES
 from .journey import Journey, is_inline
-from .metrics import N_BATCHES, path_metrics, ranked_irr
+from .metrics import path_metrics, ranked_irr
 from .montecarlo import (GroupOutcomes, Outcomes, block_size, draw_group_parameters, draw_settlement_risks, parameter_dict,
                          split_counts, start_distributions)
 from .simulation import DEFAULT_SEED

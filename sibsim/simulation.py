@@ -336,7 +336,7 @@ def _run_block(contract: Contract, seed: np.random.SeedSequence, n_paths: int, k
         }
         monthly = {k: v.astype(np.float32) for k, v in monthly.items()}
         assert set(monthly) == set(MONTHLY_SERIES)
-    return {"paths": paths, "shares": shares, "ledger_sums": ledger_sums, "monthly": monthly}
+    return {"paths": paths, "shares": shares, "ledger_sums": ledger_sums, "monthly": monthly, "draws": outcomes.draws}
 
 
 def _load_kernels(contract: Contract, n_paths: int) -> None:

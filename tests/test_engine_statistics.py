@@ -515,6 +515,7 @@ def _assert_same_run(a, b):
     assert a.monthly.keys() == b.monthly.keys()
     for key in a.monthly:
         np.testing.assert_array_equal(a.monthly[key], b.monthly[key])
+    assert a.draws == b.draws and len(a.draws) == 64  # the same random numbers, whatever the workers
 
 
 def test_same_seed_same_results(colour_kitchen):

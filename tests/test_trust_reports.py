@@ -150,7 +150,7 @@ def test_the_seed_used_is_printed_in_every_output(tmp_path, capsys):
     if _has_openpyxl():
         run = pd.read_excel(excel, sheet_name="Run")
         assert run.set_index("item").loc["seed", "value"] in (2015, "2015")
-    assert cli.main(["compare", str(CK), str(PB), "--paths", "50", "--out", str(tmp_path / "cmp")]) == 0
+    assert cli.main(["compare", str(CK), str(CK), "--paths", "50", "--out", str(tmp_path / "cmp")]) == 0
     assert "seed 2015" in capsys.readouterr().out.splitlines()[0]
     assert json.loads((tmp_path / "cmp" / "run.json").read_text())["seed"] == 2015
     assert cli.main(["noise", str(CK), "--paths", "40", "--out", str(tmp_path / "noise")]) == 0
@@ -313,8 +313,8 @@ def test_settle_and_compare_csv_write_formula_like_text_as_text(injected, tmp_pa
     assert cli.main(["compare", str(injected), str(CK), "--paths", "30", "--out", str(tmp_path / "cmp")]) == 0
     header = (tmp_path / "cmp" / "compare.csv").read_text(encoding="utf-8").splitlines()[0]
     assert "'=1+1 Colour Kitchen" in header and ",=1+1" not in header
-    table = pd.read_csv(tmp_path / "cmp" / "compare.csv", header=[0, 1], index_col=0)
-    assert (table.xs("estimate", axis=1, level=1).dtypes == float).all()
+    table = pd.read_csv(tmp_path / "cmp" / "compare.csv", index_col=0)  # one header row
+    assert (table.filter(like=": estimate").dtypes == float).all() and len(table.filter(like=": estimate").columns) == 2
 
 
 # --- 14. the scenario's currency on every amount ----------------------------------------------------------
@@ -331,7 +331,7 @@ def test_run_summary_prints_the_scenarios_currency(tmp_path, capsys):
     assert cli.main(["compare", str(PB), str(PB), "--paths", "30"]) == 0
     printed = capsys.readouterr().out
     line = next(line for line in printed.splitlines() if line.startswith("expected_outcome_payments"))
-    assert line.count("GBP ") == 4 and "EUR" not in printed
+    assert line.count("GBP ") == 6 and "EUR" not in printed  # two runs and their difference
     assert cli.main(["validate", str(PB)]) == 0
     assert "GBP 5,000,000 committed" in capsys.readouterr().out
 
