@@ -129,6 +129,7 @@ def _writers(results, plots: bool):
         "paths.csv": csv(results.paths, index_label="path"),
         "cashflows.csv": csv(results.cashflow_quantiles(), index=False),
         "expected_ledgers.csv": csv(results.expected_ledgers),
+        "convergence.csv": csv(results.convergence(), index=False),
         "paths_columns.txt": lambda p: p.write_text(
             "".join(f"{k}: {v}\n" for k, v in columns.items()), encoding="utf-8"),
     }
@@ -152,8 +153,26 @@ def _writers(results, plots: bool):
             "cash_fan_payer.png": png(lambda: results.plot_cash_fan(party="payer")),
             "outflow.png": png(lambda: results.plot_outflow()),
             "net_savings.png": png(lambda: results.plot_net_savings()),
+            "convergence.png": png(lambda: results.plot_convergence()),
         })
     return writers
+
+
+def load_with_changes(path, args):
+    """The scenario at ``path`` with the command line's ``--set`` and ``--scale`` changes (:mod:`sibsim.whatif`)."""
+    from .whatif import load_whatif
+
+    return load_whatif(path, getattr(args, "set", None) or (), getattr(args, "scale", None) or ())
+
+
+def add_whatif_arguments(parser) -> None:
+    """``--set FIELD=VALUE`` and ``--scale PARAMETER=FACTOR``, each repeatable."""
+    parser.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                        help="change a scenario field before it is checked, e.g. --set payer.rate_card.diploma=2500 "
+                             "(a TOML value; repeatable)")
+    parser.add_argument("--scale", action="append", metavar="PARAMETER=FACTOR",
+                        help="multiply a journey parameter (its mean) by FACTOR, e.g. --scale job_start=0.8; "
+                             "comparison.NAME for the comparison group's own value (repeatable)")
 
 
 def cmd_run(args) -> int:
@@ -161,7 +180,7 @@ def cmd_run(args) -> int:
     from .simulation import simulate  # it refuses a run that does not fit in memory, before allocating
 
     scenario = Path(args.scenario)
-    contract = load_scenario(scenario)
+    contract = load_with_changes(scenario, args)
     out = Path(args.out)
     dest = destination(out, "dir", "run", [scenario], force=args.force)
     excel = None
@@ -179,6 +198,8 @@ def cmd_run(args) -> int:
         # changed base changes the results, so it must change the record too.
         **contract.files_record(),
         "title": contract.title,
+        # Command-line changes to the file (--set, --scale): `sibsim report RUN_DIR` applies them again.
+        "command_line_changes": list(contract.command_line_changes),
         "n_paths": results.n_paths,
         "seed": args.seed,
         "seed_entropy": str(results.seed_entropy),
@@ -192,7 +213,9 @@ def cmd_run(args) -> int:
 
         files.append(write_excel(results, excel.path))
     if not args.quiet:
-        print(f"{contract.title}: {results.n_paths:,} paths, seed {results.seed_entropy}, {seconds:.1f} s")
+        print(f"{contract.title}: {results.n_paths:,} paths, seed {results.seed_entropy}, {seconds:.1f} s"
+              + (f"; changed on the command line: {' '.join(contract.command_line_changes)}"
+                 if contract.command_line_changes else ""))
         print(format_summary(results.summary()))
         print(f"wrote {len(files)} files to {out}/: " + ", ".join(f.name for f in files))
     return 0
@@ -303,7 +326,7 @@ def cmd_compare(args) -> int:
     from .output import destination, write_outputs
     from .simulation import check_memory
 
-    contracts = [load_scenario(path) for path in args.scenarios]
+    contracts = [load_with_changes(path, args) for path in args.scenarios]  # the same changes to each
     _check_comparable(args.scenarios, contracts)
     dest = destination(args.out, "dir", "compare", args.scenarios, force=args.force) if args.out else None
     check_memory(contracts, args.paths, args.workers)
@@ -311,15 +334,17 @@ def cmd_compare(args) -> int:
     labels = [label for label in table.columns.get_level_values(0).unique() if label != "unit"]
     shared = table.attrs["common_random_numbers"]
     units = [r.summary()["unit"] for r in results]  # each scenario in its own currency
-    print(f"compare: {args.paths:,} paths, seed {args.seed}; differences are each scenario minus [1]")
+    print(f"compare: {args.paths:,} paths, seed {args.seed}; differences are each scenario minus [1]"
+          + (f"; every scenario changed on the command line: {' '.join(contracts[0].command_line_changes)}"
+             if contracts[0].command_line_changes else ""))
     for i, label in enumerate(labels):
         if i == 0:
             how = "the base"
         elif shared[label]:
             how = "the same random numbers as [1] (common random numbers): differences paired path by path"
         else:
-            how = ("not the random numbers of [1] (its groups, priors or journeys draw differently): "
-                   "differences' errors as for independent runs")
+            how = ("not the random numbers of [1] (its groups, priors, journeys or settlement risks draw "
+                   "differently): differences' errors as for independent runs (approximately)")
         print(f"[{i + 1}] {label}: {how}")
     head = [f"{f'[{i + 1}] estimate':>16} {'+/- s.e.':>14}" for i in range(len(labels))]
     head += [f"{f'[{i + 1}] - [1]':>16} {'+/- s.e.':>14}" for i in range(1, len(labels))]
@@ -349,9 +374,29 @@ def cmd_compare(args) -> int:
         writers.update({f"compare_{m}.png": png(m) for m in OVERLAYS})
         manifest = {"sibsim_version": __version__, "scenarios": [str(Path(a).resolve()) for a in args.scenarios],
                     "n_paths": args.paths, "seed": args.seed,
+                    "command_line_changes": list(contracts[0].command_line_changes),
                     "common_random_numbers_with_first": [bool(shared[label]) for label in labels]}
         write_outputs(Path(args.out), writers, manifest, dest)
         print(f"wrote compare.csv and {len(OVERLAYS)} plots to {args.out}/")
+    return 0
+
+
+def cmd_new(args) -> int:
+    from .output import destination, write_text_atomic
+    from .scenario import contract_from_dict, parse_toml
+    from .template import scenario_template
+
+    # A template is the user's once written: replaced only with --force, even over one of its own.
+    dest = destination(args.out, "toml", "new", [], force=args.force, flag="file name", rerun_replaces=False)
+    try:
+        args.title.encode("utf-8")
+    except UnicodeEncodeError:  # bytes of the command line that are not UTF-8 (kept as surrogates)
+        raise ScenarioError(f"{dest.path} (--title): meta.title: must be UTF-8 text") from None
+    text = scenario_template(args.title)
+    contract_from_dict(parse_toml(text, str(dest.path)), f"{dest.path} (--title)")  # it validates, or one line says why
+    write_text_atomic(dest.path, text)
+    print(f"wrote {dest.path}: a scenario template that validates and runs; replace every number marked "
+          f"ASSUMPTION, then check it with: sibsim validate {dest.path}")
     return 0
 
 
@@ -571,6 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     run.add_argument("--quiet", action="store_true", help="print nothing")
     run.add_argument("--excel", help="also write an Excel workbook here (needs: pip install 'sibsim[excel]')")
+    add_whatif_arguments(run)
     run.set_defaults(func=cmd_run)
 
     st = sub.add_parser("settle", help="payment calculator: who is paid what and when, from observed outcomes")
@@ -587,7 +633,14 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--workers", type=_positive_int, default=None)
     cmp_.add_argument("--out", help="write compare.csv and overlaid distributions here")
     cmp_.add_argument("--force", action="store_true", help="replace a sibsim output of another command or scenarios")
+    add_whatif_arguments(cmp_)  # the same changes to every scenario compared
     cmp_.set_defaults(func=cmd_compare)
+
+    new = sub.add_parser("new", help="write a commented scenario template that validates (to fill in)")
+    new.add_argument("out", metavar="FILE.toml", help="the scenario file to write")
+    new.add_argument("--title", default="My Social Impact Bond", help="the deal's title (meta.title)")
+    new.add_argument("--force", action="store_true", help="replace a template sibsim new wrote before")
+    new.set_defaults(func=cmd_new)
 
     noise = sub.add_parser("noise", help="how much payment risk comes from a small comparison group")
     noise.add_argument("scenario")

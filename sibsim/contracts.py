@@ -252,6 +252,17 @@ class ComparisonGroup:
     shared: tuple[str, ...] = ()
 
 
+def files_digest(files) -> str:
+    """:attr:`Contract.files_sha256` of ``(path, sha256)`` pairs: the one file's SHA-256, or the
+    SHA-256 of their digests, one per line, top first ("" for none)."""
+    files = tuple(files)
+    if len(files) == 1:
+        return files[0][1]
+    if not files:
+        return ""
+    return hashlib.sha256("".join(f"{sha}\n" for _, sha in files).encode("ascii")).hexdigest()
+
+
 @dataclass(frozen=True)
 class Contract:
     """All terms and assumptions of one SIB scenario."""
@@ -299,6 +310,9 @@ class Contract:
     #: Lines ``file: field: warning: ...`` the loader found worth saying but not refusing (e.g. an
     #: outcome no contract term uses); ``sibsim validate`` prints them.
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    #: Changes made on the command line before the file was checked (``--set FIELD=VALUE``,
+    #: ``--scale PARAMETER=FACTOR``, :mod:`sibsim.whatif`), in order; empty: the file as written.
+    command_line_changes: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self):
         # With several payers each has its own cap and default risk: the formula's would be ignored.
@@ -428,11 +442,7 @@ class Contract:
         its bases, the SHA-256 of their digests, one per line, top first: it changes when any
         of them does.  Empty if the contract was not loaded from files.
         """
-        if len(self.files) == 1:
-            return self.files[0][1]
-        if not self.files:
-            return ""
-        return hashlib.sha256("".join(f"{sha}\n" for _, sha in self.files).encode("ascii")).hexdigest()
+        return files_digest(self.files)
 
     @property
     def start(self) -> str | None:

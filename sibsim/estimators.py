@@ -12,12 +12,14 @@ method, and quantiles or tail means (CVaR) the spread of the estimate over
 same draws, :attr:`sibsim.results.Results.draws`), the pairs of paths are independent of one
 another, so the difference's standard error is computed from the per-path differences (or from
 the batch estimates' differences): what is common to both runs cancels, which is the point of
-comparing deals on shared random numbers.  Otherwise the two runs are independent and the
-standard errors add in quadrature.
+comparing deals on shared random numbers.  Otherwise the standard errors add in quadrature, as
+for independent runs (approximately: the runs share their seed, and their draws agree up to the
+first one that differs, which usually makes this conservative).
 
 Batch errors need batches of some size: for the difference of two medians on shared random
 numbers they ran 30 % below the estimates' spread with 20 paths a batch (400 paths), 6 % with
-100 and none with 400 (8,000 paths), in tests/test_compare.py's setting.
+100 and none with 400 (8,000 paths), in tests/test_compare.py's setting; a paired difference of
+quantiles or tail means has no error below :data:`PAIRED_BATCH_FROM` paths.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ import numpy as np
 
 #: Batches of paths behind the standard errors of quantiles and tail means.
 N_BATCHES = 20
+#: Fewest paths for the paired error of a difference of quantiles or tail means (100 a batch):
+#: with fewer, batch errors of such differences run low (module notes).
+PAIRED_BATCH_FROM = 100 * N_BATCHES
 
 KINDS = ("mean", "probability", "quantile", "lower_tail_mean", "upper_tail_mean", "ratio")
 
@@ -173,6 +178,6 @@ class Statistic:
             if mine is None or theirs is None:
                 return difference, float("nan")
             return difference, _mean_se(mine[1] - theirs[1])
-        if self.n_paths < 2 * N_BATCHES:
+        if self.n_paths < PAIRED_BATCH_FROM:
             return difference, float("nan")
         return difference, _spread(np.subtract(self._batches(), base._batches()))

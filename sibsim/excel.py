@@ -102,7 +102,10 @@ def write_excel(results, path: str | Path) -> Path:
         columns=["kind", "text"])
     run = pd.DataFrame([("sibsim version", __version__), ("paths", results.n_paths),
                         ("seed", str(results.seed_entropy)), ("block size", results.block_size),
-                        ("scenario file", contract.source)], columns=["item", "value"])
+                        ("scenario file", contract.source),
+                        # what-ifs from the command line: the file alone gives other numbers
+                        ("changed on the command line", " ".join(contract.command_line_changes) or "nothing")],
+                       columns=["item", "value"])
     with atomic_path(path) as tmp, pd.ExcelWriter(tmp, engine="openpyxl") as xl:
         results.summary().to_excel(xl, sheet_name="Summary")
         results.expected_ledgers.to_excel(xl, sheet_name="Expected cashflows")

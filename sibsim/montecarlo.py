@@ -77,8 +77,9 @@ class Outcomes:
     #: (paths,) True where the contract's external event stops the programme; None: on every
     #: path if the contract has one (a certain what-if).
     external_stop: np.ndarray | None = None
-    #: :func:`state_digest` of the generator once parameters and journeys were drawn ("" if not
-    #: recorded): two simulations with equal digests drew the same numbers for the same paths.
+    #: Digest of the generator's state (:func:`state_digest`) once parameters and journeys were
+    #: drawn and at the end ("" if not recorded): two simulations of a block with equal digests drew
+    #: the same numbers, in the same places of the fixed draw order (module notes).
     draws: str = ""
 
     def payer_defaults(self, n_payers: int) -> list:
@@ -213,8 +214,11 @@ def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator
         c_events, c_costs, c_totals = (None if parts[0][i] is None else
                                        parts[0][i] if len(parts) == 1 else np.concatenate([q[i] for q in parts])
                                        for i in range(3))
-    drawn = state_digest(rng)  # before the settlement risks, which draw only for some contracts
+    journeys_drawn = state_digest(rng)
     default, stopped = draw_settlement_risks(contract, n_paths, rng)
+    # Both points: the same journeys' draws and then the same settlement draws (a payer's defaults,
+    # the external stop), so that equal digests mean every draw of a path is the other's too.
+    drawn = hashlib.sha256(f"{journeys_drawn} {state_digest(rng)}".encode()).hexdigest()
     return Outcomes(
         treated=GroupOutcomes(t_events, t_costs, treated_sizes, parameter_dict(contract.journey, treated_params),
                               None if t_totals is None else (months, t_totals)),
@@ -229,11 +233,13 @@ def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator
 def state_digest(rng: np.random.Generator) -> str:
     """SHA-256 of the generator's state (hex).
 
-    Two simulations that start from the same seed and end with the same state drew the same
-    number of random numbers: with the engine's fixed draw order (module notes) they drew them
-    for the same parameters and participants of the same paths, up to a hash collision.
-    Parameters drawn by rejection (Beta, Gamma) consume a number of uniforms that depends on the
-    prior, so a changed prior or journey changes the state.
+    Two simulations from the same seed whose states are equal at the same points of the draw
+    order (after the journeys, at the end of the block) drew the same number of random numbers
+    up to each point.  With the fixed draw order (module notes) that is the same numbers for the
+    same parameters, participants and paths, unless two different scenarios happen to consume
+    exactly as many uniforms in a different way, which the parameter draws by rejection (Beta,
+    Gamma: a number of uniforms that depends on the prior) and the journeys make a coincidence.
+    A changed prior, journey, group or settlement risk changes the state.
     """
     return hashlib.sha256(repr(rng.bit_generator.state).encode()).hexdigest()
 

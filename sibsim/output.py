@@ -94,6 +94,8 @@ class Owner:
     files: tuple[str, ...] | None = field(default=None, compare=False)
 
     def describe(self) -> str:
+        if self.command == "new":
+            return "'sibsim new' (a scenario template)"
         names = " and ".join(_shown(s) for s in self.scenarios) or "an unknown scenario"
         return f"'sibsim {self.command}' for {names}"
 
@@ -143,7 +145,9 @@ def _is_manifest(manifest) -> bool:
 #: only these names are replaced in such a directory, anything else is the user's.
 LEGACY_FILES = {
     "run": ("summary.csv", "paths.csv", "cashflows.csv", "expected_ledgers.csv", "paths_columns.txt",
-            "irr_distribution.png", "cash_fan_investors.png", "cash_fan_payer.png", "outflow.png", "net_savings.png"),
+            "irr_distribution.png", "cash_fan_investors.png", "cash_fan_payer.png", "outflow.png", "net_savings.png",
+            # written since (a re-run into an old folder replaces them too)
+            "convergence.csv", "convergence.png"),
     "settle": ("schedule.csv", "investors.csv"),
     "compare": ("compare.csv", "compare_investor_irr.png", "compare_investor_moic.png", "compare_net_savings.png",
                 "compare_outcome_payments.png"),
@@ -211,7 +215,11 @@ def excel_properties(command: str, scenarios: Iterable[str | Path]) -> dict:
 def _toml_owner(path: Path) -> Owner | None:
     from .scenario import read_scenario_bytes  # a regular file of at most 1 MB, read with a bounded read
 
+    from .template import HEADER as TEMPLATE_HEADER
+
     text = read_scenario_bytes(path).decode("utf-8")
+    if text.startswith(TEMPLATE_HEADER):  # a template: replaced only with --force (the user fills it in)
+        return Owner("new", ())
     if not text.startswith(UPDATE_HEADER):
         return None
     base = tomllib.loads(text).get("extends")
@@ -351,6 +359,8 @@ class Destination:
     def _not_ours(self) -> str:
         if self.kind == "dir":
             return f"not a sibsim output directory (no sibsim {MANIFEST})"
+        if self.kind == "toml" and self.command == "new":
+            return "exists and is not a scenario written by sibsim update or sibsim new"
         return f"exists and is not {_WHAT[self.kind]}"
 
     def manifest(self, **fields) -> dict:

@@ -32,6 +32,7 @@ import html
 import io
 import math
 import re
+import shlex
 import sys
 from datetime import date, datetime
 from pathlib import Path
@@ -664,6 +665,7 @@ class _Memo:
     def __init__(self, results, sensitivity, generated, run_dir=None):
         self.run_dir = run_dir
         self.r = results
+        self.n_figures = 0  # numbered figures so far (plots() sets it; the method section's number on)
         self.c: Contract = results.contract
         self.cur = self.c.currency
         self.s = results.summary()
@@ -1041,6 +1043,7 @@ class _Memo:
              + (", and the dashed line marks the return cap that limits the upside." if cap else ".")),
         ]
         figs = []
+        self.n_figures = len(specs)  # later figures (the method section's) number on from here
         for n, (fid, plot, title, caption) in enumerate(specs, start=1):
             uri = _png(plot, cur)
             figs.append(f'<figure id="fig-{fid}"><img src="{uri}" alt="{e(title)}">'
@@ -1056,6 +1059,11 @@ class _Memo:
                "<p>Published facts are listed with their sources. Every number that is <em>not</em> published "
                "is an assumption of this scenario and is listed below; change them in the scenario file and "
                "run the simulation again to see their effect.</p>"]
+        if self.c.command_line_changes:  # what-ifs from the command line: the file alone gives other numbers
+            changes = "".join(f"<li><code>{e(o)}</code></li>" for o in self.c.command_line_changes)
+            out.append('<div class="note" id="overrides"><p><b>Changed for this memo, not in the scenario '
+                       "file:</b> these command-line changes were made to the file before it was checked and "
+                       f"simulated (every --set first, then every --scale):</p><ul>{changes}</ul></div>")
         sources = list(meta.get("sources", ()))
         assumptions = list(meta.get("assumptions", ()))
         if assumptions:
@@ -1370,8 +1378,10 @@ class _Memo:
 
         cmd = None
         if source and not tuple(r.spawn_key):
+            changes = "".join(f" {flag} {shlex.quote(change)}"
+                              for flag, change in (o.split(" ", 1) for o in c.command_line_changes))
             cmd = (f"sibsim report {self.run_dir} --out memo.html" if self.run_dir else
-                   f"sibsim report {c.source} --paths {r.n_paths} --seed {r.seed_entropy} --out memo.html")
+                   f"sibsim report {c.source} --paths {r.n_paths} --seed {r.seed_entropy}{changes} --out memo.html")
         counterfactual = ("a model of the expected course without the programme"
                           if c.comparison.method == "expected" else "a comparison group followed alongside")
         saves = _saves_benefits(c)
@@ -1405,7 +1415,9 @@ class _Memo:
         if source:
             bases = ", ".join(Path(p).name for p, _ in c.files[1:])
             repro.append(f"scenario file {source}" + (f" extending {bases}" if bases else "")
-                         + (f" (SHA-256 {sha}{' over all of them' if bases else ''})" if sha else ""))
+                         + (f" (SHA-256 {sha}{' over all of them' if bases else ''})" if sha else "")
+                         + (f", changed on the command line: {' '.join(c.command_line_changes)}"
+                            if c.command_line_changes else ""))
         return ('<section id="method"><h2>7. Method and caveats</h2>'
                 "<h3>How the simulation works</h3>"
                 f"<p>Participants enter the programme in {len(c.cohorts)} group{'s' if len(c.cohorts) != 1 else ''} "
@@ -1422,6 +1434,7 @@ class _Memo:
                 "runs). Running four times as many futures halves the error. For averages it is the spread "
                 "divided by the square root of the number of futures; for percentiles it comes from 20 "
                 "independent batches of futures.</p>"
+                f"{self.convergence_html()}"
                 "<h3>What the model leaves out</h3>"
                 f'<ul class="caveats">{"".join(f"<li>{e(x)}</li>" for x in caveats)}</ul>'
                 "<h3>Reproducing these numbers</h3>"
@@ -1429,6 +1442,45 @@ class _Memo:
                 "the same numbers on any computer"
                 + (f": <code>{e(cmd)}</code>" if cmd else "")
                 + ".</p></section>")
+
+    def convergence_html(self) -> str:
+        """How the key figures settle as futures are added: a table (4 path counts) and a plot (all)."""
+        frame = self.r.convergence()
+        if frame.empty or frame["paths"].nunique() < 2:
+            return ""
+        counts = sorted(frame["paths"].unique())
+        shown = counts[-4:]  # the last four path counts fit a printed page
+        rows = []
+        for metric in dict.fromkeys(frame["metric"]):
+            part = frame[frame["metric"] == metric].set_index("paths")
+            cells = []
+            for k in shown:
+                value, se, unit = part.loc[k, ["estimate", "std_error", "unit"]]
+                text, err = format_estimate(value, se, unit, self.cur)
+                cells.append(e(f"{text} ({err})" if err.startswith("±") else text))
+            rows.append([e(part["label"].iloc[0][:1].upper() + part["label"].iloc[0][1:])] + cells)
+        head = ["Key figure"] + [f"{k:,} futures" for k in shown]
+        table = self.table(head, rows, num_cols=tuple(range(1, len(shown) + 1)),
+                           caption="Key figures on the first futures simulated, with their Monte Carlo error")
+        from matplotlib.figure import Figure
+
+        from .convergence import plot_convergence
+
+        fig = plot_convergence(frame, fig=Figure(figsize=(9.0, 5.2)), currency=self.cur)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=150)
+        uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        return ("<h3>How the figures settle</h3>"
+                f"<p>The key figures computed on the first {counts[0]:,}, {counts[1]:,}, ... of the "
+                f"{self.r.n_paths:,} futures: each moves less as futures are added, and the shaded band (the "
+                "estimate plus or minus twice its Monte Carlo error) narrows. Where the last columns still "
+                "differ by more than a decision could bear, more futures are needed.</p>"
+                f"{table}"
+                f'<figure id="fig-convergence"><img src="{uri}" alt="How the key figures settle">'
+                f"<figcaption><b>Figure {self.n_figures + 1}. How the key figures settle.</b> "
+                "Each figure on the first futures simulated "
+                "(log scale), with its 95 % interval; the dashed line is the value on all of them."
+                "</figcaption></figure>")
 
     def journey_html(self) -> str:
         """The journey, what the contract counts and what the payer spends, from the scenario's own data."""
@@ -1577,6 +1629,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--sensitivity-paths", type=_positive_int, default=None,
                    help="paths of the sensitivity run (default: the memo's own paths and seed, so its base equals "
                         "the key figures; fewer is faster and is labelled in the memo as a separate run)")
+    from .cli import add_whatif_arguments
+
+    add_whatif_arguments(p)  # a RUN_DIR takes the changes its run was made with, recorded in its run.json
     p.set_defaults(func=cmd_report)
     return p
 
@@ -1655,16 +1710,29 @@ def rerun(run: _RunRecord, workers=None):
     check the result against its ``summary.csv``; returns ``(Results, scenario path)``."""
     from .errors import OutputError
     from .output import MANIFEST
-    from .scenario import load_scenario
+    from .contracts import files_digest
+    from .scenario import _read_document
     from .simulation import simulate
+    from .whatif import load_whatif
 
     run_dir, manifest, scenario, sha, recorded = run.run_dir, run.manifest, run.scenario, run.sha256, run.recorded
-    contract = load_scenario(scenario)
-    if contract.files_sha256 != sha:  # over every file read: the scenario and each base it extends
-        changed = [path for path, digest in contract.files if digest != recorded.get(str(Path(path).resolve()))]
-        what = ", ".join(changed) if changed and len(changed) < len(contract.files) else str(scenario)
+    overrides = manifest.get("command_line_changes", [])
+    if not isinstance(overrides, list) or not all(isinstance(o, str) and o.startswith(("--set ", "--scale "))
+                                                  for o in overrides):
+        raise OutputError(f"{run_dir}: {MANIFEST}: command_line_changes: must be a list of '--set FIELD=VALUE' "
+                          f"and '--scale PARAMETER=FACTOR', got {overrides!r}"[:300])
+    sets = [o[len("--set "):] for o in overrides if o.startswith("--set ")]
+    scales = [o[len("--scale "):] for o in overrides if o.startswith("--scale ")]
+    # The files first: a changed file is said to be changed, not reported through a change that no
+    # longer applies to it.
+    files: list[tuple[str, str]] = []
+    _read_document(Path(scenario), files=files)
+    if files_digest(files) != sha:  # over every file read: the scenario and each base it extends
+        changed = [path for path, d in files if d != recorded.get(str(Path(path).resolve()))]
+        what = ", ".join(changed) if changed and len(changed) < len(files) else str(scenario)
         raise OutputError(f"{run_dir}: scenario {what} changed since the run (SHA-256 differs from "
                           f"{MANIFEST}); run `sibsim run` again or restore the file")
+    contract = load_whatif(scenario, sets, scales)  # the changes the run was made with
     summary_csv = run_dir / "summary.csv"
     if not summary_csv.is_file():  # the memo must show the run's own numbers, checked
         raise OutputError(f"{run_dir}: no summary.csv to check the re-created run against; run `sibsim run` again")
@@ -1697,7 +1765,6 @@ def cmd_report(args) -> int:
     """
     from .cli import DEFAULT_SEED
     from .errors import OutputError
-    from .scenario import load_scenario
     from .simulation import simulate
 
     target = Path(args.scenario)
@@ -1708,6 +1775,9 @@ def cmd_report(args) -> int:
         if args.paths is not None or args.seed is not None:
             raise OutputError(f"{target}: is a run directory; it is re-created with its own paths and seed, so "
                               "drop --paths and --seed (or give the scenario file instead)")
+        if getattr(args, "set", None) or getattr(args, "scale", None):
+            raise OutputError(f"{target}: is a run directory; it is re-created with the changes recorded in its "
+                              "run.json, so drop --set and --scale (or give the scenario file instead)")
         run_dir = target
         run = read_run(target)
         check_report_path(out, run.scenario, getattr(args, "force", False))
@@ -1715,7 +1785,9 @@ def cmd_report(args) -> int:
         contract = results.contract
     else:
         scenario = target
-        contract = load_scenario(scenario)
+        from .cli import load_with_changes
+
+        contract = load_with_changes(scenario, args)
         check_report_path(out, scenario, getattr(args, "force", False))
         paths = args.paths if args.paths is not None else 10_000
         seed = args.seed if args.seed is not None else DEFAULT_SEED

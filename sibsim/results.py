@@ -55,6 +55,7 @@ class Results:
     block_size: int = 0
     draws: str = ""
     _summary: pd.DataFrame | None = field(default=None, repr=False)
+    _convergence: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def n_paths(self) -> int:
@@ -65,6 +66,21 @@ class Results:
         if self._summary is None:
             self._summary = summarise(self.paths, self.outcome_shares, self.contract)
         return self._summary
+
+    def convergence(self) -> pd.DataFrame:
+        """The headline estimates and their 95 % intervals on the first 100, 200, 500, ... paths
+        (:func:`sibsim.convergence.convergence`; computed once)."""
+        from .convergence import convergence
+
+        if self._convergence is None:
+            self._convergence = convergence(self.paths, self.outcome_shares, self.contract)
+        return self._convergence
+
+    def plot_convergence(self, fig=None):
+        """:func:`sibsim.convergence.plot_convergence` of :meth:`convergence`; returns the figure."""
+        from .convergence import plot_convergence
+
+        return plot_convergence(self.convergence(), fig=fig, currency=self.contract.currency)
 
     def to_frame(self) -> pd.DataFrame:
         """Per-path measures (same as ``paths``)."""

@@ -213,15 +213,18 @@ def _old_keys(doc: dict) -> list[tuple[str, str]]:
 
 
 def contract_from_dict(doc: dict, file: str = "<scenario>",
-                       files: tuple[tuple[str, str], ...] = ()) -> Contract:
+                       files: tuple[tuple[str, str], ...] = (), label: str | None = None) -> Contract:
     """Build a :class:`Contract` from a parsed TOML document; raise :class:`ScenarioError`.
 
     ``files`` is recorded as :attr:`Contract.files`: ``(path, sha256)`` of every file read.
+    ``label`` names the document in problems and warnings instead of ``file`` (e.g. the file
+    with the command line's changes, :mod:`sibsim.whatif`); ``file`` stays the contract's source.
     """
-    c = _Checker(file)
+    shown = file if label is None else label
+    c = _Checker(shown)
     old = old_format_problem(doc) if isinstance(doc, dict) else None
     if old:  # a whole scenario in the old format: one line pointing to the new one, not dozens of unknown keys
-        raise ScenarioError([f"{file}: {old}"])
+        raise ScenarioError([f"{shown}: {old}"])
     if isinstance(doc, dict):
         doc = _without_old_keys(c, doc)
     top = c.table(doc, "", required=[k for k, req in _TOP.items() if req], optional=list(_TOP))
@@ -525,15 +528,15 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
         source=file,
         files=tuple(files),
         defaulted=tuple(c.defaulted),
-        warnings=(_unused_outcomes(file, outcomes, rate_card, tiers, trigger, review)
-                  + _unused_parameters(file, journey)),
+        warnings=(_unused_outcomes(shown, outcomes, rate_card, tiers, trigger, review)
+                  + _unused_parameters(shown, journey)),
     )
     # Windows need the horizon, which every part of the contract sets: checked on the whole contract.
     first_intake = min((co.intake_month for co in contract.cohorts), default=0)
     outcome_problems(c, outcomes, contract.horizon_months, first_intake)
     if c.problems:
         raise ScenarioError(c.problems)
-    late = _late_counts(file, contract) + stack.stack_warnings(file, contract)
+    late = _late_counts(shown, contract) + stack.stack_warnings(shown, contract)
     return dataclasses.replace(contract, warnings=contract.warnings + late) if late else contract
 
 

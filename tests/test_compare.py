@@ -9,8 +9,9 @@ import pytest
 
 from sibsim import cli, load_scenario, simulate
 from sibsim.compare import compare, differences, flat_columns, shares_random_numbers
-from sibsim.estimators import N_BATCHES, Statistic
+from sibsim.estimators import N_BATCHES, PAIRED_BATCH_FROM, Statistic
 from sibsim.sensitivity import success_variant
+from sibsim.whatif import load_whatif
 
 from .conftest import SCENARIOS
 
@@ -46,15 +47,17 @@ def test_paired_differences_of_means_probabilities_and_ratios_by_hand():
 
 def test_quantile_differences_use_the_batches_differences():
     rng = np.random.default_rng(4)
-    a = rng.normal(size=2 * N_BATCHES)  # the smallest run with batch errors: two paths a batch
+    a = rng.normal(size=PAIRED_BATCH_FROM)  # the smallest run with a paired batch error: 100 paths a batch
     b = a + rng.normal(scale=0.1, size=a.size)
     est, se = Statistic.quantile(b, 0.5).difference(Statistic.quantile(a, 0.5), paired=True)
     assert est == pytest.approx(np.median(b) - np.median(a), rel=1e-14)
     per_batch = [np.median(y) - np.median(x) for x, y in zip(np.array_split(a, N_BATCHES), np.array_split(b, N_BATCHES))]
     assert se == pytest.approx(np.std(per_batch, ddof=1) / np.sqrt(N_BATCHES), rel=1e-14)
-    # one path fewer than two a batch: no batch error, paired or not
+    # one path fewer: no paired error (batch errors of differences run low with small batches) ...
     assert np.isnan(Statistic.quantile(b[1:], 0.5).difference(Statistic.quantile(a[1:], 0.5), paired=True)[1])
-    assert np.isnan(Statistic.quantile(b[1:], 0.5).estimate()[1])
+    # ... while a single quantile keeps its batch error down to two paths a batch
+    assert np.isfinite(Statistic.quantile(b[:2 * N_BATCHES], 0.5).estimate()[1])
+    assert np.isnan(Statistic.quantile(b[:2 * N_BATCHES - 1], 0.5).estimate()[1])
     # runs of different lengths cannot be paired: independent errors
     est, se = Statistic.mean(b).difference(Statistic.mean(a[1:]), paired=True)
     assert se == pytest.approx(np.hypot(Statistic.mean(b).estimate()[1], Statistic.mean(a[1:]).estimate()[1]))
@@ -100,6 +103,13 @@ def test_runs_share_random_numbers_only_when_they_drew_the_same():
     assert not shares_random_numbers(simulate(ck, n_paths=300, seed=6, workers=1), base)
     assert not shares_random_numbers(simulate(ck, n_paths=301, seed=5, workers=1), base)
     assert not shares_random_numbers(simulate(success_variant(ck, 0.9), n_paths=300, seed=5, workers=1), base)
+    # A payer's default risk in one deal only draws uniforms the other does not: not shared either
+    # (the digest covers the end of each block) ...
+    risky = simulate(load_whatif(CK, ["payer.default_probability=0.1"]), n_paths=300, seed=5, workers=1)
+    assert not shares_random_numbers(risky, base)
+    # ... while two deals with the same risk and other prices draw the same numbers.
+    pricier = load_whatif(CK, ["payer.default_probability=0.1", "payer.rate_card.diploma=3000"])
+    assert shares_random_numbers(simulate(pricier, n_paths=300, seed=5, workers=1), risky)
     unknown = dataclasses.replace(base, draws="")
     assert not shares_random_numbers(unknown, unknown)
 

@@ -506,7 +506,7 @@ def test_any_other_os_error_is_one_line(ck, tmp_path, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(ck))
 
-    monkeypatch.setattr(cli, "load_scenario", broken)
+    monkeypatch.setattr(cli, "load_with_changes", broken)
     assert quick_run(ck, tmp_path / "out") == 2
     assert one_line_error(capsys) == f"error: {ck}: Permission denied"
 
