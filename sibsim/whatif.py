@@ -62,6 +62,11 @@ def _value(text: str):
     return doc["v"] if set(doc) == {"v"} else _MISSING_VALUE
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    """``text`` for a one-line message: at most ``limit`` characters, line breaks escaped."""
+    text = text.replace("\n", "\\n").replace("\r", "\\r")
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
 
 def parse_assignment(text: str, flag: str, file: str) -> tuple[str, str]:
     """``FIELD=VALUE`` -> ``(FIELD, VALUE)`` (both stripped), or a one-line :class:`ScenarioError`."""
@@ -74,21 +79,22 @@ def parse_assignment(text: str, flag: str, file: str) -> tuple[str, str]:
     field, value = field.strip(), value.strip()
     if not sep or not field or not value:
         what = "FIELD=VALUE" if flag == "--set" else "PARAMETER=FACTOR"
-        raise ScenarioError(f"{file}: {flag} {text}: must be {what}, e.g. {flag} "
+        raise ScenarioError(f"{file}: {flag} {_shown(text)}: must be {what}, e.g. {flag} "
                             + ("payer.rate_card.job_sustained=2500" if flag == "--set" else "job_start=0.8"))
     return field, value
 
 
 def apply_set(doc: dict, field: str, text: str, file: str) -> None:
     """Set ``field`` of the scenario document to the TOML value ``text``, in place."""
-    where = f"{file}: --set {field}={text}"
+    where = f"{file}: --set {_shown(field)}={_shown(text)}"
     path = _split(field)
     if path is None or not isinstance(path[0], str):
         raise ScenarioError(f"{where}: FIELD must be keys joined by dots, with [i] for an item of an array "
                             "(e.g. investors[1].commitment)")
     value = _value(text)
     if value is _MISSING_VALUE:
-        raise ScenarioError(f"{where}: {text} is not a TOML value (text goes in quotes: {field}=\"...\")")
+        raise ScenarioError(f"{where}: {_shown(text)} is not a TOML value (text goes in quotes: "
+                            f"{_shown(field)}=\"...\")")
     node, shown = doc, ""
     for i, step in enumerate(path):
         last = i == len(path) - 1
@@ -121,10 +127,10 @@ def _join(a: str, b: str) -> str:
 
 def apply_scale(doc: dict, name: str, text: str, file: str) -> None:
     """Multiply a journey parameter's number (or prior mean) in the document by ``text``, in place."""
-    where = f"{file}: --scale {name}={text}"
+    where = f"{file}: --scale {_shown(name)}={_shown(text)}"
     factor = _value(text)
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor <= 0:
-        raise ScenarioError(f"{where}: FACTOR must be a number > 0, got {text}")
+        raise ScenarioError(f"{where}: FACTOR must be a number > 0, got {_shown(text)}")
     group, _, key = name.rpartition(".")
     if group not in ("", "comparison"):
         raise ScenarioError(f"{where}: PARAMETER is a name of [journey.parameters], or comparison.NAME for one "
@@ -186,6 +192,6 @@ def load_whatif(path: str | Path, sets=(), scales=()) -> Contract:
         name, factor = parse_assignment(text, "--scale", str(path))
         apply_scale(doc, name, factor, str(path))
         overrides.append(f"--scale {name}={factor}")
-    label = f"{path} (with {' '.join(overrides)})"
+    label = f"{path} (with {' '.join(_shown(o) for o in overrides)})"
     contract = contract_from_dict(doc, str(path), tuple(files), label=label)
     return replace(contract, command_line_changes=tuple(overrides))

@@ -54,12 +54,18 @@ def test_a_new_key_in_an_existing_table_is_the_loaders_to_judge():
     # values no TOML reader should take silently, or that would raise instead of one line
     ("payer.payment_cap=" + "9" * 5000, "is not a TOML value"),
     ("payer.payment_cap=" + "[" * 5000, "is not a TOML value"),
-    ("payer.payment_cap=1\nname = 2", "is not a TOML value"),
+    ("payer.payment_cap=1\nname = 2", ": --set payer.payment_cap=1\\nname = 2: 1\\nname = 2 is not a TOML value"),
     ("payer.name=\"caf\udce9\"", "must be UTF-8 text"),
 ])
 def test_set_refusals_name_the_file_the_change_and_the_rule(change, message):
     line = refused([change])
     assert line.startswith(str(CK)) and message in line, line
+
+
+def test_a_long_change_is_shortened_in_the_one_line_message():
+    line = refused(["payer.payment_cap=" + "9" * 300])
+    assert "(with --set payer.payment_cap=" + "9" * 56 + "... (324 characters)): payer.payment_cap: must be <= " in line
+    assert len(line) < 400
 
 
 def test_the_last_item_of_an_array_and_the_largest_valid_factor_are_the_boundaries():
