@@ -137,8 +137,13 @@ class _Checker:
 
     def plain_text(self, value: str, field: str) -> bool:
         """Free text without control characters (tabs and line breaks aside): a bell or a NUL character
-        cannot be written to a workbook (openpyxl refuses it, after the run) nor shown in a memo."""
+        cannot be written to a workbook (openpyxl refuses it, after the run) nor shown in a memo; and
+        UTF-8 text (a file always is; bytes of a command line that are not arrive as lone surrogates,
+        which no file, memo or terminal can hold)."""
         for i, ch in enumerate(value):
+            if unicodedata.category(ch) == "Cs":
+                self.problem(field, "must be UTF-8 text")
+                return False
             if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r":
                 self.problem(field, f"must not contain control characters, got U+{ord(ch):04X} at position {i + 1}")
                 return False

@@ -388,10 +388,6 @@ def cmd_new(args) -> int:
 
     # A template is the user's once written: replaced only with --force, even over one of its own.
     dest = destination(args.out, "toml", "new", [], force=args.force, flag="file name", rerun_replaces=False)
-    try:
-        args.title.encode("utf-8")
-    except UnicodeEncodeError:  # bytes of the command line that are not UTF-8 (kept as surrogates)
-        raise ScenarioError(f"{dest.path} (--title): meta.title: must be UTF-8 text") from None
     text = scenario_template(args.title)
     contract_from_dict(parse_toml(text, str(dest.path)), f"{dest.path} (--title)")  # it validates, or one line says why
     write_text_atomic(dest.path, text)

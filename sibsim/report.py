@@ -564,6 +564,11 @@ def _png(plot, currency: str) -> str:
     ax.grid(True, axis="y", color="#e3e8ee", lw=0.8)
     ax.set_axisbelow(True)
     fig.tight_layout()
+    return _data_uri(fig)
+
+
+def _data_uri(fig) -> str:
+    """A figure as a PNG (150 dpi) ``data:`` URI, embedded in the memo."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=150)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -1466,10 +1471,7 @@ class _Memo:
 
         from .convergence import plot_convergence
 
-        fig = plot_convergence(frame, fig=Figure(figsize=(9.0, 5.2)), currency=self.cur)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=150)
-        uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        uri = _data_uri(plot_convergence(frame, fig=Figure(figsize=(9.0, 5.2)), currency=self.cur))
         return ("<h3>How the figures settle</h3>"
                 f"<p>The key figures computed on the first {counts[0]:,}, {counts[1]:,}, ... of the "
                 f"{self.r.n_paths:,} futures: each moves less as futures are added, and the shaded band (the "

@@ -23,7 +23,6 @@ the memo.
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 import tomllib
@@ -88,7 +87,7 @@ def apply_set(doc: dict, field: str, text: str, file: str) -> None:
     """Set ``field`` of the scenario document to the TOML value ``text``, in place."""
     where = f"{file}: --set {_shown(field)}={_shown(text)}"
     path = _split(field)
-    if path is None or not isinstance(path[0], str):
+    if path is None:
         raise ScenarioError(f"{where}: FIELD must be keys joined by dots, with [i] for an item of an array "
                             "(e.g. investors[1].commitment)")
     value = _value(text)
@@ -182,7 +181,7 @@ def load_whatif(path: str | Path, sets=(), scales=()) -> Contract:
         return load_scenario(path)
     path = Path(path)
     files: list[tuple[str, str]] = []
-    doc = copy.deepcopy(_read_document(path, files=files))
+    doc = _read_document(path, files=files)  # read for this call alone: changed in place
     overrides = []
     for text in sets:
         field, value = parse_assignment(text, "--set", str(path))

@@ -6,12 +6,7 @@ import pytest
 
 from sibsim import cli, load_scenario, simulate
 from sibsim.template import HEADER, scenario_template
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    return err[0]
+from tests.test_trust_outputs import one_line_error
 
 
 def test_the_template_validates_runs_and_marks_its_placeholders(tmp_path, capsys):
@@ -69,3 +64,18 @@ def test_a_title_the_loader_refuses_is_one_line_and_nothing_is_written(tmp_path,
     assert not path.exists() and not list(tmp_path.iterdir())
     assert cli.main(["new", str(path), "--title", "x"]) == 0  # one character: the boundary, written
     assert load_scenario(path).title == "x"
+
+
+def test_the_loader_refuses_text_that_is_not_utf8_in_any_free_text_field():
+    # What a file cannot hold (a lone surrogate: command-line bytes that are not UTF-8) is refused by
+    # the loader's free-text rule itself, whichever way it arrives (here the Python API).
+    from sibsim.errors import ScenarioError
+    from sibsim.scenario import contract_from_dict, parse_toml
+
+    doc = parse_toml(scenario_template(), "t.toml")
+    doc["meta"]["description"] = "caf\udce9"
+    with pytest.raises(ScenarioError) as exc:
+        contract_from_dict(doc, "t.toml")
+    assert exc.value.problems == ["t.toml: meta.description: must be UTF-8 text"]
+    doc["meta"]["description"] = "café"  # UTF-8 text: the boundary, accepted
+    assert contract_from_dict(doc, "t.toml").title == "My Social Impact Bond"
