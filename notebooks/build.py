@@ -245,6 +245,30 @@ NB01 = [
         by_year.map(lambda v: f"{v:,.0f}")
     '''),
     md('''
+        ### The budget-year reserve
+
+        A municipality budgets per calendar year (begrotingsjaar) and reserves for a bad year. `budget()`
+        groups the months in calendar years (from the scenario's start date, April 2015) and gives, per
+        year, what the municipality pays in all (outcome payments, evaluation fees, any guarantee) on
+        average, its P90 and P95 (exceeded in 1 year in 10 and 1 in 20), and the most the contract can
+        make it pay (the payment cap in every year from the first payment date on, since money held back
+        above the return cap can be paid later, plus that year's fees). The reserve
+        above the budgeted average, for a 1-in-20 year, is P95 less the mean. The caps hold for the
+        whole contract, so the years' maxima do not add up; the last row is the whole contract's.
+    '''),
+    code('''
+        budget = results.budget()
+        paid = budget[(budget["party"] == contract.payer.name) & (budget["item"] == "total paid")]
+        reserve = paid.set_index("months")[["mean", "p90", "p95", "maximum"]]
+        reserve["reserve for a 1-in-20 year (P95 - mean)"] = reserve["p95"] - reserve["mean"]
+        print(f"{contract.payer.name}: all it pays per budget year ({cur}; {results.n_paths:,} paths)")
+        reserve.map(lambda v: f"{v:,.0f}")
+    '''),
+    code('''
+        fig = results.plot_budget()
+        plt.show()
+    '''),
+    md('''
         The totals match the table of section 3 (there with their standard errors). An average can
         hide a wide spread: the fan chart shows the municipality's cumulative position (savings less
         payments and fees) over time. The dark band holds the middle half of the simulated futures,
@@ -621,8 +645,9 @@ NB03 = [
         sensitivity = tornado(contract, n_paths=N_PATHS, seed=SEED, shift=SHIFT,
                               measures=("investor_moic", "net_savings"))
         fig, (ax_left, ax_right) = plt.subplots(1, 2, figsize=(14, 5))
-        plot_tornado(sensitivity, "investor_moic", ax=ax_left)
-        plot_tornado(sensitivity, "net_savings", ax=ax_right)
+        words = dict(payer=contract.payer.name, currency=contract.currency)
+        plot_tornado(sensitivity, "investor_moic", ax=ax_left, **words)
+        plot_tornado(sensitivity, "net_savings", ax=ax_right, **words)
         fig.tight_layout()
         plt.show()
     '''),

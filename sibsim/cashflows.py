@@ -96,6 +96,9 @@ class Cashflows:
         Fees borne by the payer.
     measured_outcomes : (P, K, M)
         Net outcomes (treated minus counterfactual) per outcome at each measurement.
+    measured_treated, measured_counterfactual : (P, K, M)
+        The two counts behind them (the counterfactual: the comparison group scaled to the
+        treated group, or its exact expectation).
     terminated : (P,) bool
         The contract ended early.
     termination_month, termination_reason : (P,)
@@ -134,6 +137,8 @@ class Cashflows:
     provider_outcome_payments: np.ndarray | None = None
     provider_payments: np.ndarray | None = None
     waterfall_fees: np.ndarray | None = None
+    measured_treated: np.ndarray | None = None
+    measured_counterfactual: np.ndarray | None = None
 
     def _or_zeros(self, value, shape):
         return np.zeros(shape) if value is None else value
@@ -688,6 +693,8 @@ def settle(contract: Contract, outcomes: Outcomes, totals: Totals | None = None,
         investor_fees=investor_fees,
         payer_fees=contract.fee_schedule("payer"),
         measured_outcomes=net_outcomes,
+        measured_treated=treated_pooled,
+        measured_counterfactual=cf_pooled,
         terminated=terminated,
         payer_guarantee_mask=payer_mask,
         termination_month=end,

@@ -109,7 +109,7 @@ def _need_openpyxl() -> None:
                           "or leave out --excel") from None
 
 
-def _writers(results, plots: bool):
+def _writers(results, plots: bool, svg: bool = False):
     from .metrics import GUARANTOR_PAID, PATH_COLUMNS, PAYER_PAID, npv_notes
 
     columns = dict(PATH_COLUMNS)
@@ -130,6 +130,7 @@ def _writers(results, plots: bool):
         "cashflows.csv": csv(results.cashflow_quantiles(), index=False),
         "expected_ledgers.csv": csv(results.expected_ledgers),
         "convergence.csv": csv(results.convergence(), index=False),
+        "budget.csv": csv(results.budget(), index=False),
         "paths_columns.txt": lambda p: p.write_text(
             "".join(f"{k}: {v}\n" for k, v in columns.items()), encoding="utf-8"),
     }
@@ -139,22 +140,28 @@ def _writers(results, plots: bool):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        def png(plot):
+        def figure(plot, tight, fmt):
             def write(path):
                 fig = plot()
-                fig.tight_layout()
-                fig.savefig(path, dpi=110, format="png")
+                if tight:  # a figure with a legend below its panels lays itself out
+                    fig.tight_layout()
+                fig.savefig(path, dpi=150, format=fmt)  # 150 dpi PNG; SVG is vector
                 plt.close(fig)
             return write
 
-        writers.update({
-            "irr_distribution.png": png(lambda: results.plot_irr()),
-            "cash_fan_investors.png": png(lambda: results.plot_cash_fan(party="investors")),
-            "cash_fan_payer.png": png(lambda: results.plot_cash_fan(party="payer")),
-            "outflow.png": png(lambda: results.plot_outflow()),
-            "net_savings.png": png(lambda: results.plot_net_savings()),
-            "convergence.png": png(lambda: results.plot_convergence()),
-        })
+        figures = {  # name: (draw, lay out tightly)
+            "irr_distribution": (lambda: results.plot_irr(), True),
+            "cash_fan_investors": (lambda: results.plot_cash_fan(party="investors"), True),
+            "cash_fan_payer": (lambda: results.plot_cash_fan(party="payer"), True),
+            "outflow": (lambda: results.plot_outflow(), True),
+            "net_savings": (lambda: results.plot_net_savings(), True),
+            "convergence": (lambda: results.plot_convergence(), True),
+            "budget": (lambda: results.plot_budget(), False),
+        }
+        for name, (plot, tight) in figures.items():
+            writers[f"{name}.png"] = figure(plot, tight, "png")
+            if svg:
+                writers[f"{name}.svg"] = figure(plot, tight, "svg")
     return writers
 
 
@@ -207,7 +214,7 @@ def cmd_run(args) -> int:
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(seconds, 2),
     }
-    files = write_outputs(out, _writers(results, plots=not args.no_plots), manifest, dest)
+    files = write_outputs(out, _writers(results, plots=not args.no_plots, svg=args.svg), manifest, dest)
     if excel is not None:
         from .excel import write_excel
 
@@ -365,7 +372,7 @@ def cmd_compare(args) -> int:
             def write(path):
                 fig = plot_overlay(results, labels, measure)
                 fig.tight_layout()
-                fig.savefig(path, dpi=110, format="png")
+                fig.savefig(path, dpi=150, format="png")
                 plt.close(fig)
             return write
 
@@ -609,7 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="output directory")
     run.add_argument("--workers", type=_positive_int, default=None, help="processes (default: all cores for large runs)")
     run.add_argument("--force", action="store_true", help="replace a sibsim output of another command or scenario")
-    run.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    run.add_argument("--no-plots", action="store_true", help="skip the plots")
+    run.add_argument("--svg", action="store_true", help="also write each plot as SVG (vector, for print)")
     run.add_argument("--quiet", action="store_true", help="print nothing")
     run.add_argument("--excel", help="also write an Excel workbook here (needs: pip install 'sibsim[excel]')")
     add_whatif_arguments(run)

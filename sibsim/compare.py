@@ -19,12 +19,13 @@ from .contracts import Contract
 from .metrics import summary_statistics
 from .simulation import DEFAULT_SEED, simulate
 
-#: Per-path measures that can be overlaid, with axis labels (``{currency}``: the scenarios' currency).
+#: Per-path measures that can be overlaid, with axis labels (``{currency}``: the scenarios' currency;
+#: ``{payer}``: the payer's name, or "the payer" when the scenarios have different payers).
 OVERLAYS = {
-    "investor_irr": "investor IRR (per year)",
-    "investor_moic": "investor multiple (MOIC)",
-    "net_savings": "payer net savings ({currency})",
-    "outcome_payments": "outcome payments ({currency})",
+    "investor_irr": "investors' annual return (IRR)",
+    "investor_moic": "investors' multiple (money received per unit paid in)",
+    "net_savings": "{payer}: net savings ({currency})",
+    "outcome_payments": "{payer}: outcome payments ({currency})",
 }
 
 
@@ -138,13 +139,33 @@ def plot_overlay(results, labels: list[str], measure: str = "investor_irr", ax=N
     if finite.size == 0:
         ax.text(0.5, 0.5, f"no finite {measure}", ha="center", transform=ax.transAxes)
         return fig
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    from .plots import _money, _percent_axis, _plain
+
     lo, hi = np.quantile(finite, [0.001, 0.999])
     bins = np.linspace(lo, hi if hi > lo else lo + 1, 60)
+    currency = _currency(results)
+    if measure == "investor_irr":
+        shown = lambda v: f"{v * 100:.1f} %"  # noqa: E731
+    elif measure == "investor_moic":
+        shown = lambda v: f"{v:.3f}x"  # noqa: E731
+    else:
+        shown = _money(currency)
     for label, values in zip(labels, columns):
         values = values[np.isfinite(values)]
         ax.hist(np.clip(values, lo, hi), bins=bins, histtype="step", lw=2, density=True,
-                label=f"{label} (mean {values.mean():,.3g})" if values.size else label)
-    label = OVERLAYS.get(measure, measure).format(currency=_currency(results))
-    ax.set(xlabel=label, ylabel="density", title=f"Compared: {label}")
+                label=_plain(f"{label} (average {shown(values.mean())})") if values.size else _plain(label))
+    payers = {r.contract.payer.name for r in results}
+    payer = payers.pop() if len(payers) == 1 else "the payer"
+    label = OVERLAYS.get(measure, measure.replace("_", " ")).format(currency=currency, payer=payer)
+    if measure == "investor_irr":
+        _percent_axis(ax.xaxis)
+    elif measure == "investor_moic":
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2f}x"))
+    else:
+        ax.xaxis.set_major_formatter(FuncFormatter(_money(currency)))  # never an offset such as 1e6
+    ax.yaxis.set_major_formatter(NullFormatter())  # a density's scale means nothing to a reader
+    ax.set(xlabel=_plain(label), ylabel="how often (density)", title=_plain(f"Compared: {label}"))
     ax.legend(frameon=False, fontsize=8)
     return fig

@@ -289,6 +289,13 @@ class Contract:
     #: of the outcome is better, lowered when the contract pays for it to fall.
     success_parameters: tuple[str, ...] = ()
     failure_parameters: tuple[str, ...] = ()
+    #: Parameters the memo's named what-ifs move (:mod:`sibsim.stress`; ``[analysis]``): outflow
+    #: (uitstroom: leaving benefits for work; empty: the success parameters), relapse (back on
+    #: benefits; empty: no relapse what-if) and the labour market (job finding in both groups;
+    #: empty: the outflow parameters).
+    outflow_parameters: tuple[str, ...] = ()
+    relapse_parameters: tuple[str, ...] = ()
+    labour_market_parameters: tuple[str, ...] = ()
     guarantees: tuple[Guarantee, ...] = ()
     recycling: bool = False
     #: How capital calls are split over the tranches (empty: pro rata to commitments).
@@ -370,6 +377,17 @@ class Contract:
         if self.success_parameters or self.failure_parameters:
             return self.failure_parameters
         return self._drivers() if self.primary_direction < 0 else ()
+
+    @property
+    def outflow_parameter_names(self) -> tuple[str, ...]:
+        """The treated parameters of outflow (``analysis.outflow_parameters``, else the success parameters)."""
+        return self.outflow_parameters or self.success_parameter_names
+
+    @property
+    def labour_market_parameter_names(self) -> tuple[str, ...]:
+        """Parameters a labour market moves in both groups (``analysis.labour_market_parameters``, else
+        the outflow parameters)."""
+        return self.labour_market_parameters or self.outflow_parameter_names
 
     def _drivers(self) -> tuple[str, ...]:
         """Parameters of the exits and branches into the primary outcome's states, or producing its event."""
@@ -453,6 +471,11 @@ class Contract:
     def is_default(self, name: str) -> bool:
         """Whether a field (e.g. ``"analysis.public_discount_rate"``) took its default, not given in the file."""
         return name in self.defaulted
+
+    @property
+    def language(self) -> str:
+        """The memo's language (``meta.language``: ``en`` or ``nl``; default ``en``)."""
+        return str(dict(self.meta).get("language", "en"))
 
     @property
     def currency(self) -> str:

@@ -86,12 +86,16 @@ def convergence(paths: pd.DataFrame, outcome_shares: dict, contract, metrics=HEA
                              kind="stable").reset_index(drop=True)
 
 
-def plot_convergence(frame: pd.DataFrame, fig=None, currency: str = "EUR"):
+def plot_convergence(frame: pd.DataFrame, fig=None, currency: str = "EUR", lang: str = "en", labels=None):
     """One panel per metric of :func:`convergence`'s table: the estimate and its 95 % interval
     against the number of futures (log scale), the final estimate dashed; returns the figure."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter, PercentFormatter
+    from matplotlib.ticker import FuncFormatter
 
+    from .language import Locale
+    from .plots import _money
+
+    loc = Locale(lang)
     metrics = list(dict.fromkeys(frame["metric"]))
     cols = 3 if len(metrics) > 4 else 2
     rows = -(-len(metrics) // cols)
@@ -101,18 +105,23 @@ def plot_convergence(frame: pd.DataFrame, fig=None, currency: str = "EUR"):
         part = frame[frame["metric"] == metric]
         ax = fig.add_subplot(rows, cols, i + 1)
         x = part["paths"].to_numpy()
-        ax.fill_between(x, part["low"], part["high"], color="#9ecae1", alpha=0.6, lw=0, label="95 % interval")
-        ax.plot(x, part["estimate"], color="#1f5f8b", marker="o", ms=3, lw=1.5, label="estimate")
+        ax.fill_between(x, part["low"], part["high"], color="#9ecae1", alpha=0.6, lw=0,
+                        label="95 %-interval" if loc.dutch else "95 % interval")
+        ax.plot(x, part["estimate"], color="#1f5f8b", marker="o", ms=3, lw=1.5,
+                label="schatting" if loc.dutch else "estimate")
         ax.axhline(part["estimate"].iloc[-1], color="#52606d", ls="--", lw=0.8)
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: loc.number(v)))
         unit = part["unit"].iloc[0]
         if unit in ("probability", "share", "per year"):
-            ax.yaxis.set_major_formatter(PercentFormatter(1.0))  # as many decimals as the ticks need
-        elif unit != "x":
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{currency} {v:,.0f}"))
-        ax.set_title(textwrap.fill(part["label"].iloc[0], 30), fontsize=9)  # long labels on two lines
-        ax.set_xlabel("simulated futures", fontsize=8)
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: loc.percent(v, 1)))
+        elif unit == "x":
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: loc.number(v, 3) + "x"))  # no offset
+        else:
+            ax.yaxis.set_major_formatter(FuncFormatter(_money(currency, lang)))
+        label = (labels or {}).get(metric, part["label"].iloc[0])
+        ax.set_title(textwrap.fill(label, 30), fontsize=9)  # long labels on two lines
+        ax.set_xlabel("gesimuleerde toekomsten" if loc.dutch else "simulated futures", fontsize=8)
         ax.tick_params(labelsize=7)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)

@@ -147,7 +147,7 @@ LEGACY_FILES = {
     "run": ("summary.csv", "paths.csv", "cashflows.csv", "expected_ledgers.csv", "paths_columns.txt",
             "irr_distribution.png", "cash_fan_investors.png", "cash_fan_payer.png", "outflow.png", "net_savings.png",
             # written since (a re-run into an old folder replaces them too)
-            "convergence.csv", "convergence.png"),
+            "convergence.csv", "convergence.png", "budget.csv", "budget.png"),
     "settle": ("schedule.csv", "investors.csv"),
     "compare": ("compare.csv", "compare_investor_irr.png", "compare_investor_moic.png", "compare_net_savings.png",
                 "compare_outcome_payments.png"),

@@ -44,6 +44,7 @@ import pandas as pd
 from .contracts import Contract
 from .estimators import N_BATCHES
 from .journey import is_inline
+from .language import LANGUAGES
 from .metrics import NON_MONEY_UNITS, PER_PARTICIPANT, PERCENT_UNITS, primary_direction
 from .stack_text import KIND_WORDS, guarantee_text, payer_text, savings_share_text, waterfall_text
 
@@ -654,21 +655,65 @@ footer { margin-top: 40px; padding-top: 10px; border-top: 1px solid var(--line);
   .glossary dt { float: none; width: auto; }
   .glossary dd { margin-left: 16px; }
 }
+.print-only { display: none; }
+.council { border: 2px solid var(--accent); padding: 4px 18px 8px; margin: 18px 0 26px; }
+.council h2 { border: 0; margin-top: 12px; }
+table.council-table th[scope=row] { width: 34%; }
+@page { size: A4; margin: 16mm 14mm 16mm 14mm; }
 @media print {
   html { background: #fff; }
+  body { font-size: 9pt; line-height: 1.3; }
+  h1 { font-size: 18pt; } h2 { font-size: 13.5pt; margin: 5mm 0 2mm; } h3 { font-size: 11pt; margin: 4mm 0 1.5mm; }
+  p, ul { margin: 1.5mm 0; }
+  th, td { padding: 2px 4px; }
+  .kf { gap: 3mm; } .kf-value { font-size: 13pt; } .kf-item { padding: 3px 0 4px; }
+  .kf-explain { font-size: 8pt; line-height: 1.2; }
+  .kf-group { display: grid; grid-template-columns: 1fr 1fr; column-gap: 3mm; }
+  .kf-group h3 { grid-column: 1 / -1; }
+  .kf-item:nth-of-type(2) { border-top: 0; }
+  /* the plots two by two: a printed memo stays short */
+  #plots { display: grid; grid-template-columns: 1fr 1fr; column-gap: 5mm; }
+  #plots > h2, #plots > p { grid-column: 1 / -1; }
+  figure { margin: 2mm 0 3mm; }
+  figcaption { font-size: 8pt; }
   main { box-shadow: none; margin: 0; padding: 0; max-width: none; }
-  nav.toc { display: none; }
+  nav.toc, details { display: none; }
+  .council { break-after: page; }
   h2, h3 { break-after: avoid; }
-  .kf, table, figure { break-inside: avoid; }
+  h2 { break-before: auto; }
+  .kf, table, figure, tr, .callout { break-inside: avoid; }
+  table.long { break-inside: auto; }
+  thead { display: table-header-group; }
+  figure img { max-height: 60mm; width: auto; max-width: 100%; margin: 0 auto; }
+  .table-wrap { overflow: visible; }
+  table { font-size: 8pt; }
+  table.sens { font-size: 7.5pt; line-height: 1.15; }
+  table.sens tr.no-effect, table.sens code { display: none; }  /* the scenario's own names: on screen only */
+  .print-only { display: block; }
+  table.sens .note { font-size: 7pt; }
+  table.sens .bar { display: none; }  /* on paper the numbers say it; the last column keeps its notes */
+  table.sens col:first-child { width: 40% !important; }
+  table.sens col:last-child { width: 15% !important; }
+  table.sens td br { display: none; }  /* value, error and setting on as few lines as the column allows */
+  table.sens td .note::before { content: " "; }
+  #all-estimates td, #all-estimates th { padding: 1px 4px; font-size: 7.5pt; }
+  .bar { min-width: 0; }
+  a { color: inherit; text-decoration: none; }
 }
 """
+
+
+#: Rows above which a table may continue on the next printed page (between rows, header repeated).
+LONG_TABLE_ROWS = 18
 
 
 class _Memo:
     """Builds the memo's HTML from one Results (all methods return HTML-safe strings)."""
 
-    def __init__(self, results, sensitivity, generated, run_dir=None):
+    def __init__(self, results, sensitivity, generated, run_dir=None, stress=None, break_even=None):
         self.run_dir = run_dir
+        self.stress, self.break_even = stress, break_even
+        self.lang = "en"
         self.r = results
         self.n_figures = 0  # numbered figures so far (plots() sets it; the method section's number on)
         self.c: Contract = results.contract
@@ -722,6 +767,9 @@ class _Memo:
                 tds.append(f'<td class="{" ".join(classes)}">{cell}</td>' if classes else f"<td>{cell}</td>")
             rc = (row_classes or {}).get(k)
             body.append(f'<tr class="{rc}">' + "".join(tds) + "</tr>" if rc else "<tr>" + "".join(tds) + "</tr>")
+        # A long table may continue on the next printed page (between rows, its header repeated);
+        # a short one is kept on one page.
+        cls = " ".join(x for x in (cls, "long" if len(rows) > LONG_TABLE_ROWS else "") if x)
         cls_attr = f' class="{cls}"' if cls else ""
         return (f'<div class="table-wrap"><table{cls_attr}>{cap}<thead>{group_head}<tr>{ths}</tr></thead>'
                 f'<tbody>{"".join(body)}</tbody></table></div>')
@@ -738,6 +786,12 @@ class _Memo:
                 f"<code>{e(source)}</code> &nbsp;·&nbsp; <b>Simulated futures:</b> {r.n_paths:,} "
                 f"&nbsp;·&nbsp; <b>Seed:</b> {e(self.seed_text())}</p></header>"
                 f'<nav class="toc" aria-label="Contents"><b>Contents</b><ol>{toc}</ol></nav>')
+
+    def council(self) -> str:
+        """The first page, for a council member who reads nothing else (:mod:`sibsim.council`)."""
+        from .council import council_page
+
+        return council_page(self.r, self.break_even, lang=self.lang)
 
     def seed_text(self) -> str:
         key = tuple(self.r.spawn_key)
@@ -882,6 +936,9 @@ class _Memo:
         return f"; rendered from the run directory {self.run_dir}" if self.run_dir else ""
 
     def yearly_schedule(self) -> tuple[pd.DataFrame, list[str]]:
+        """The expected cash per budget year (calendar years when the scenario gives a start date)."""
+        from .budget import budget_years
+
         led = self.r.expected_ledgers
         received = led["distributions"] + led["guarantee_payouts"]
         other = led["gross_savings"] - led["outcome_payments"] - led["net_savings"]
@@ -894,13 +951,125 @@ class _Memo:
             "other_costs": other,
             "net_savings": led["net_savings"],
         })
-        year = np.asarray(led.index) // 12
-        yearly = frame.groupby(year).sum()
-        labels = []
-        for y in yearly.index:
-            first, last = 12 * int(y), min(12 * int(y) + 11, int(led.index.max()))
-            labels.append(f"Year {int(y) + 1}|{self.cal.span(first, last)}")
+        years = budget_years(self.c)
+        sums = years.sums(frame.to_numpy().T).T
+        yearly = pd.DataFrame(sums, columns=frame.columns)
+        labels = [f"{years.label(k)[:1].upper() + years.label(k)[1:]}|{years.span(k)}" for k in range(len(years))]
         return yearly, labels
+
+    def budget_html(self) -> str:
+        """What the payer pays and saves per budget year: average, bad year and the contract's maximum."""
+        from matplotlib.figure import Figure
+
+        from .budget import budget_years, reserve_rows
+        from .plots import plot_budget
+
+        cur, payer, c = self.cur, self.payer, self.c
+        years = budget_years(c)
+        rows_frame = reserve_rows(self.r.budget(), c)
+
+        def cell(v):
+            return "no cap" if v != v else (e(f"{v:,.0f}") if abs(v) >= 0.5 else "0")
+
+        rows = []
+        for _, row in rows_frame.iterrows():
+            rows.append([e(row["label"])] + [cell(row[k]) for k in (
+                "paid_mean", "paid_p90", "paid_p95", "maximum", "savings_mean", "savings_p10", "net_mean", "net_p10")])
+        group = ('<tr><th></th><th class="group" colspan="4">Paid (outcome payments, fees, guarantees)</th>'
+                 '<th class="group" colspan="2">Savings</th><th class="group" colspan="2">Net</th></tr>')
+        head = ["Budget year", "Expected", "P90", "P95", "Maximum", "Expected", "P10", "Expected", "P10"]
+        table = self.table(head, rows, num_cols=range(1, 9), group_head=group,
+                           caption=f"{e(payer)} per budget year ({e(cur)}): expected, a bad year and the most "
+                                   "the contract can make it pay",
+                           row_classes={len(rows) - 1: "total"})
+        basis = ("calendar year" if years.basis == "calendar" else
+                 "contract year (the scenario gives no start date, meta.start, so no calendar years)")
+        uri = _data_uri(plot_budget(self.r, fig=Figure(figsize=(9.0, 4.4))))
+        self.n_figures = 1
+        caps = [p.payment_cap for p in c.payers]
+        cap_note = ("No payment cap limits what it pays, so the maximum is unbounded."
+                    if any(cap is None for cap in caps) else
+                    "The maximum is set by the contract, whatever the outcomes: the payment cap in each year from "
+                    "the first payment date on (money held back is paid later), plus the fees it owes that year and the most its guarantees can pay; the cap "
+                    "holds for the whole contract, so the years' maxima do not add up (the last row is the "
+                    "whole contract's maximum).")
+        return ("<h3>Budget years: what to reserve</h3>"
+                f"<p>Per {e(basis)}: what {e(payer)} pays on average, and in a bad year: P90 is exceeded in 1 "
+                "future in 10, P95 in 1 in 20. Savings and the net position (savings less what it pays) show "
+                "their P10: 1 future in 10 is worse. The bad years of different columns, and of different "
+                f"years, need not be the same future. {e(cap_note)} Every figure, with its Monte Carlo error, is "
+                "in <code>budget.csv</code> and the workbook.</p>"
+                f"{table}"
+                f'<figure id="fig-budget"><img src="{uri}" alt="Payments by date and per budget year">'
+                f"<figcaption><b>Figure 1. {e(payer)}: payments by date and per budget year.</b> Left: the "
+                "average outcome payment in each month. Right: all it pays in each budget year, on average "
+                "(bars), with P90 and P95 (markers).</figcaption></figure>")
+
+    def what_if_html(self) -> str:
+        """The named what-ifs (one line each, with paired errors) and the break-even success."""
+        out = []
+        if self.stress is not None and len(self.stress):
+            frame = self.stress
+            cur = self.cur
+            cols = [("outcome_payments", "Outcome payments"), ("gross_savings", "Savings"),
+                    ("net_savings", "Net savings"), ("investor_irr_median", "Investors' median IRR")]
+
+            def change(value, se, unit):
+                if not _finite(value):
+                    return "n/a"
+                text, err = format_estimate(value, se, unit, cur)
+                if unit in PERCENT_UNITS:  # a difference of rates: percentage points
+                    text = text.replace(" a year", "").replace(" %", " pp")
+                    err = err.replace(" percentage points", " pp")
+                sign = "+" if value > 0 and not text.lstrip("-").startswith(("0 ", f"{cur} 0")) else ""
+                return f"{sign}{text}" + (f" ({err})" if err.startswith("±") else "")
+
+            rows = []
+            for key in dict.fromkeys(frame["stress"]):
+                part = frame[frame["stress"] == key].set_index("measure")
+                first = part.iloc[0]
+                if first["reason"]:
+                    rows.append([f"<b>{e(first['label'])}</b>", e(f"not computed: {first['reason']}")]
+                                + ["" for _ in cols])
+                    continue
+                cells = []
+                for measure, _ in cols:
+                    row = part.loc[measure]
+                    cells.append(e(change(row["difference"], row["difference_se"], row["unit"])))
+                rows.append([f"<b>{e(first['label'])}</b>", self.text(first["change"])] + cells)
+            head = ["What if", "What changes"] + [label for _, label in cols]
+            n = frame.attrs.get("n_paths")
+            table = self.table(head, rows, num_cols=range(2, 6),
+                               caption=f"Change against the expected case ({e(cur)}; IRR in percentage points, pp), "
+                                       "with its Monte Carlo error")
+            paired = (f" on {n:,} simulated futures" if n else "")
+            out.append("<h3>What if ...?</h3>"
+                       f"<p>Standard questions, each answered by simulating the scenario again with one change{paired}, "
+                       "on the same random numbers as the expected case, so that each difference is the effect of "
+                       "the change (its Monte Carlo error is that of the difference). A parameter's average is "
+                       "changed, its uncertainty kept.</p>" + table)
+        be = self.break_even or {}
+        lines = []
+        for target, who in (("investor", "The investors get their capital back on average"),
+                            ("payer", f"{self.payer} saves on average as much as it pays")):
+            res = be.get(target)
+            if not res:
+                continue
+            if res.get("status") != "ok":
+                lines.append(f"<li>{e(who)}: {e(res.get('message', 'no break-even found'))}.</li>")
+                continue
+            outcome = _outcome_label(res.get("primary_outcome") or self.c.primary_outcome, self.c)
+            factor = format_estimate(res["factor"], res["factor_se"], "x", self.cur)
+            share = format_estimate(res["primary_share"], res["primary_share_se"], "share", self.cur)
+            base = format_estimate(res["base_primary_share"], float("nan"), "share", self.cur)[0]
+            lines.append(f"<li>{e(who)} if the programme is at least <b>{e(factor[0].rstrip('x'))} times</b> as "
+                         f"successful as assumed ({e(factor[1])}): {e(share[0])} of participants reaching "
+                         f"{e(outcome)} ({e(share[1])}), against {e(base)} expected.</li>")
+        if lines:
+            out.append("<h3>Break-even success</h3><p>How successful the programme must be (its success "
+                       "probabilities scaled together) for each side to break even, on average:</p>"
+                       f"<ul>{''.join(lines)}</ul>")
+        return "".join(out)
 
     def cash(self) -> str:
         cur, payer, c = self.cur, self.payer, self.c
@@ -918,10 +1087,10 @@ class _Memo:
         rows.append(["Total"] + cells([yearly[k].sum() for k in cols]))
         group = ('<tr><th></th><th class="group" colspan="3">Investors</th>'
                  f'<th class="group" colspan="4">{e(payer)}</th></tr>')
-        head = ["Year", "Capital paid in", "Money received", "Net", "Savings", "Outcome payments",
+        head = ["Budget year", "Capital paid in", "Money received", "Net", "Savings", "Outcome payments",
                 "Fees and other costs", "Net"]
         table = self.table(head, rows, num_cols=range(1, 8), group_head=group,
-                           caption=f"Expected cash per year ({e(cur)}, average over all simulated futures)",
+                           caption=f"Expected cash per budget year ({e(cur)}, average over all simulated futures)",
                            row_classes={len(rows) - 1: "total"})
 
         retained, _, _ = self.est("expected_retained_above_caps")
@@ -986,7 +1155,9 @@ class _Memo:
         # cumulative position at the end of each year: expected vs 5th percentile
         q = self.r.cashflow_quantiles()
         last = int(q["month"].max())
-        ends = sorted({min(12 * k + 11, last) for k in range(last // 12 + 1)})
+        from .budget import budget_years
+
+        ends = sorted({min(m, last) for m in budget_years(self.c).last})  # the end of each budget year
         crow = []
         for m in ends:
             inv = q[(q.party == "investors") & (q.month == m)].iloc[0]
@@ -1005,18 +1176,19 @@ class _Memo:
                       f"{_cost_titles(c)}" if _saves_benefits(c) else "")
         return ('<section id="cash"><h2>3. Expected case and downside case</h2>'
                 "<h3>Expected case: when the money moves</h3>"
-                f"<p>The table shows, year by year, the average cash movement for each party. Investors pay "
+                f"<p>The table shows, budget year by budget year, the average cash movement for each party. Investors pay "
                 f"capital in while the programme runs and are paid back from outcome payments; {e(payer)} "
                 f"pays for outcomes after each measurement{self.text(saves_text)}.</p>"
                 f"{table}<p class=\"note\">{' '.join(notes)}</p>"
                 f"<details><summary>Month by month</summary>{monthly}</details>"
+                f"{self.budget_html()}"
                 "<h3>Downside case: what if it goes badly?</h3>"
                 f"<div class=\"callout bad\"><p>{ns_sentence}. {ir_sentence}"
                 f"{'' if not _finite(irr_p05) else f' (an annual return of {e(irr_text)} or less)'}.</p></div>"
                 f"{downside_table}"
                 f"<p>The next table follows the positions over time. The bad case in each row is the 5th "
                 f"percentile at that date{e(kept_note)}; it need not be the same future from row to row.</p>"
-                f"{cum_table}</section>")
+                f"{cum_table}{self.what_if_html()}</section>")
 
     def plots(self) -> str:
         r, cur, payer = self.r, self.cur, self.payer
@@ -1048,8 +1220,9 @@ class _Memo:
              + (", and the dashed line marks the return cap that limits the upside." if cap else ".")),
         ]
         figs = []
-        self.n_figures = len(specs)  # later figures (the method section's) number on from here
-        for n, (fid, plot, title, caption) in enumerate(specs, start=1):
+        first = self.n_figures + 1  # after the budget figure (section 3)
+        self.n_figures += len(specs)  # later figures (the method section's) number on from here
+        for n, (fid, plot, title, caption) in enumerate(specs, start=first):
             uri = _png(plot, cur)
             figs.append(f'<figure id="fig-{fid}"><img src="{uri}" alt="{e(title)}">'
                         f"<figcaption><b>Figure {n}. {e(title)}.</b> {e(caption)}</figcaption></figure>")
@@ -1196,8 +1369,9 @@ class _Memo:
             + (f"; at 0 % the {' and '.join(nominal)} present value is the nominal sum" if nominal else "")))
         add("Primary outcome (cost per outcome)", e(_outcome_label(c.primary_outcome, c)))
         body = "".join(f'<tr><th scope="row">{e(k)}</th><td>{v}</td></tr>' for k, v in rows)
-        return ('<div class="table-wrap"><table class="terms"><caption>Key contract terms (from the scenario file)'
-                f"</caption><tbody>{body}</tbody></table></div>")
+        long = " long" if len(rows) > LONG_TABLE_ROWS else ""
+        return (f'<div class="table-wrap"><table class="terms{long}"><caption>Key contract terms (from the scenario '
+                f"file)</caption><tbody>{body}</tbody></table></div>")
 
     def investors_table(self) -> str:
         c, cur = self.c, self.cur
@@ -1303,7 +1477,7 @@ class _Memo:
                     return e(f"{float(v):.3f}x")
                 return e(_num(v) + (f" {unit}" if unit else ""))
 
-            rows = []
+            rows, quiet, quiet_names = [], {}, []
             for _, row in group.iterrows():
                 ses = [row.get(k) if has_se else None for k in ("low_se", "base_se", "high_se")]
                 cells = [_assumption_label(row["assumption"], self.c)]
@@ -1323,12 +1497,17 @@ class _Memo:
                         noise = 2 * math.hypot(float(row["low_se"]), float(row["high_se"]))
                         if row["swing"] == 0 and noise == 0:
                             bar += '<span class="note">no effect</span>'
+                            quiet[len(rows)] = "no-effect"  # left out of the printed memo (named below it)
+                            quiet_names.append(_assumption_label(row["assumption"], self.c))
                         elif row["swing"] <= noise:
                             bar += '<span class="note">within Monte Carlo noise</span>'
                 cells.append(bar)
                 rows.append(cells)
             blocks.append(self.table(head, rows, num_cols=range(first_num, first_num + 3), cls="sens",
-                                     caption=e(_measure_label(measure)), widths=widths))
+                                     caption=e(_measure_label(measure)), widths=widths, row_classes=quiet))
+            if quiet_names:
+                blocks.append(f'<p class="note print-only">Not printed: the assumptions that cannot change this '
+                              f"measure (no effect): {', '.join(quiet_names)}.</p>")
         shift = ""
         if has_settings:
             moved = frame[frame["assumption"] != "tail_months"]  # the tail is set to 0 and twice its value
@@ -1525,7 +1704,7 @@ class _Memo:
         from . import __version__
 
         source = str(Path(c.source).resolve()) if c.source else ""
-        body = "".join([self.header(), self.what(), self.key_figures(), self.cash(), self.plots(),
+        body = "".join([self.header(), self.council(), self.what(), self.key_figures(), self.cash(), self.plots(),
                         self.assumptions(), self.sensitivity_section(), self.method(), self.appendix()])
         footer = (f"<footer>Generated by sibsim {e(__version__)} on {e(self.generated.isoformat(timespec='minutes'))}. "
                   "This memo is a single file: its charts are embedded, it needs no internet connection and "
@@ -1540,6 +1719,7 @@ class _Memo:
 
 
 SECTIONS = (
+    ("council", "At a glance"),
     ("what", "What this is"),
     ("key-figures", "Key figures"),
     ("cash", "Expected case and downside case"),
@@ -1552,7 +1732,8 @@ SECTIONS = (
 
 
 def render_report(results, sensitivity: pd.DataFrame | None = None, *, generated: datetime | date | None = None,
-                  run_dir: str | Path | None = None) -> str:
+                  run_dir: str | Path | None = None, stress: pd.DataFrame | None = None,
+                  break_even: dict | None = None, lang: str | None = None) -> str:
     """A self-contained HTML memo of a simulation run.
 
     Parameters
@@ -1573,6 +1754,15 @@ def render_report(results, sensitivity: pd.DataFrame | None = None, *, generated
         Date printed on the memo (default: now).
     run_dir : str or Path, optional
         The ``sibsim run`` directory whose run ``results`` re-creates (named in the memo).
+    stress : DataFrame, optional
+        :func:`sibsim.stress.stress_test`: the named what-ifs (section 3), each against the base with
+        its paired Monte Carlo error.
+    break_even : dict, optional
+        ``{"investor": ..., "payer": ...}``, each :func:`sibsim.sensitivity.break_even`: the success
+        at which the investors, and the payer, break even (section 3).
+    lang : {"en", "nl"}, optional
+        The memo's language (default: the scenario's ``[meta] language``, else English); ``"nl"``
+        writes :class:`sibsim.report_nl.DutchMemo`.
 
     Returns
     -------
@@ -1584,7 +1774,19 @@ def render_report(results, sensitivity: pd.DataFrame | None = None, *, generated
         generated = datetime.now().astimezone()
     elif not isinstance(generated, datetime):
         generated = datetime(generated.year, generated.month, generated.day)
-    return _Memo(results, sensitivity, generated, run_dir=run_dir).render()
+    for target, res in (break_even or {}).items():
+        needs = {"status"} | ({"factor", "factor_se", "primary_share", "primary_share_se", "base_primary_share"}
+                              if isinstance(res, dict) and res.get("status") == "ok" else set())
+        if target not in ("investor", "payer") or not isinstance(res, dict) or not needs <= set(res):
+            raise ValueError(f"break_even: a dict of 'investor' and/or 'payer' to sibsim.sensitivity.break_even "
+                             f"results, got {target!r}: {res!r:.80}")
+    lang = lang or results.contract.language
+    if lang not in LANGUAGES:
+        raise ValueError(f"lang: must be one of {', '.join(LANGUAGES)}, got {lang!r}")
+    memo = _Memo
+    if lang == "nl":
+        from .report_nl import DutchMemo as memo
+    return memo(results, sensitivity, generated, run_dir=run_dir, stress=stress, break_even=break_even).render()
 
 
 # --- writing and the command line ---------------------------------------------------------------
@@ -1601,6 +1803,10 @@ def write_report(out: Path, text: str) -> Path:
     from .output import write_text_atomic
 
     return write_text_atomic(out, text)
+
+
+#: Most paths of the memo's named what-ifs and break-even search (each a paired run; their errors are shown).
+WHAT_IF_PATHS = 4000
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -1631,6 +1837,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--sensitivity-paths", type=_positive_int, default=None,
                    help="paths of the sensitivity run (default: the memo's own paths and seed, so its base equals "
                         "the key figures; fewer is faster and is labelled in the memo as a separate run)")
+    p.add_argument("--lang", choices=LANGUAGES, default=None,
+                   help="the memo's language: en (English) or nl (Dutch: headings, sentences, numbers and dates); "
+                        "default: the scenario's [meta] language, else en")
+    p.add_argument("--what-if-paths", type=_positive_int, default=None,
+                   help=f"paths of the named what-ifs and the break-even success in section 3 (default: the "
+                        f"memo's paths, at most {WHAT_IF_PATHS:,}; on the memo's seed)")
     from .cli import add_whatif_arguments
 
     add_whatif_arguments(p)  # a RUN_DIR takes the changes its run was made with, recorded in its run.json
@@ -1803,7 +2015,16 @@ def cmd_report(args) -> int:
         # By default the memo's own paths and seed: the tornado's base is then the key figures' run.
         n = getattr(args, "sensitivity_paths", None) or results.n_paths
         sens = tornado(contract, n_paths=n, seed=results.seed_entropy)
-    text = render_report(results, sensitivity=sens, run_dir=run_dir)
+    from .sensitivity import break_even
+    from .stress import stress_test
+
+    # The named what-ifs and the break-even success, on the memo's seed (common random numbers).
+    n_what_if = getattr(args, "what_if_paths", None) or min(results.n_paths, WHAT_IF_PATHS)
+    stress = stress_test(contract, n_paths=n_what_if, seed=results.seed_entropy)
+    even = {target: break_even(contract, target, n_paths=max(n_what_if, 2), seed=results.seed_entropy)
+            for target in ("investor", "payer")}
+    text = render_report(results, sensitivity=sens, run_dir=run_dir, stress=stress, break_even=even,
+                         lang=getattr(args, "lang", None))
     write_report(out, text)
     if not getattr(args, "quiet", False):
         origin = f"run {run_dir}, " if run_dir else ""

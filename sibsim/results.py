@@ -38,6 +38,12 @@ class Results:
         Per-path monthly series for the first paths (fan charts).
     seed_entropy : int
         Entropy of the run's SeedSequence: ``simulate(..., seed=seed_entropy)`` repeats it.
+    budget_paths : dict of str -> ndarray (paths, budget years), float32
+        Per-path sums per budget year (:func:`sibsim.budget.path_years`).
+    expected_measurements : DataFrame
+        Mean counts per outcome at each measurement month of the payer: ``outcome``, ``month``,
+        ``treated``, ``counterfactual`` (scaled to the treated group) and ``net`` (their difference;
+        payments read its positive part, so the payment on these means is not the mean payment).
     draws : str
         Digest of the random numbers each block drew for parameters and journeys
         (:func:`sibsim.montecarlo.state_digest`, block by block): two runs with the same
@@ -54,8 +60,11 @@ class Results:
     spawn_key: tuple = ()
     block_size: int = 0
     draws: str = ""
+    budget_paths: dict = field(default_factory=dict)
+    expected_measurements: pd.DataFrame | None = None
     _summary: pd.DataFrame | None = field(default=None, repr=False)
     _convergence: pd.DataFrame | None = field(default=None, repr=False)
+    _budget: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def n_paths(self) -> int:
@@ -76,11 +85,26 @@ class Results:
             self._convergence = convergence(self.paths, self.outcome_shares, self.contract)
         return self._convergence
 
-    def plot_convergence(self, fig=None):
+    def budget(self) -> pd.DataFrame:
+        """Per budget year and party: expected cash, its quantiles and the maximum exposure
+        (:func:`sibsim.budget.budget_table`; computed once)."""
+        from .budget import budget_table
+
+        if self._budget is None:
+            self._budget = budget_table(self.contract, self.budget_paths, self.expected_ledgers)
+        return self._budget
+
+    def plot_budget(self, fig=None, lang: str = "en"):
+        """:func:`sibsim.plots.plot_budget`: the payer's payments by date and per budget year; returns the figure."""
+        from .plots import plot_budget
+
+        return plot_budget(self, fig=fig, lang=lang)
+
+    def plot_convergence(self, fig=None, lang: str = "en"):
         """:func:`sibsim.convergence.plot_convergence` of :meth:`convergence`; returns the figure."""
         from .convergence import plot_convergence
 
-        return plot_convergence(self.convergence(), fig=fig, currency=self.contract.currency)
+        return plot_convergence(self.convergence(), fig=fig, currency=self.contract.currency, lang=lang)
 
     def to_frame(self) -> pd.DataFrame:
         """Per-path measures (same as ``paths``)."""
@@ -104,21 +128,21 @@ class Results:
         return pd.concat(frames, ignore_index=True)
 
     # --- plots (each takes ax= and returns the figure) ---------------------------------
-    def plot_irr(self, ax=None):
+    def plot_irr(self, ax=None, lang: str = "en"):
         from .plots import plot_irr_distribution
-        return plot_irr_distribution(self, ax=ax)
+        return plot_irr_distribution(self, ax=ax, lang=lang)
 
-    def plot_cash_fan(self, ax=None, party: str = "investors"):
+    def plot_cash_fan(self, ax=None, party: str = "investors", lang: str = "en"):
         from .plots import plot_cash_fan
-        return plot_cash_fan(self, ax=ax, party=party)
+        return plot_cash_fan(self, ax=ax, party=party, lang=lang)
 
-    def plot_outflow(self, ax=None):
+    def plot_outflow(self, ax=None, lang: str = "en"):
         from .plots import plot_outflow
-        return plot_outflow(self, ax=ax)
+        return plot_outflow(self, ax=ax, lang=lang)
 
-    def plot_net_savings(self, ax=None):
+    def plot_net_savings(self, ax=None, lang: str = "en"):
         from .plots import plot_net_savings
-        return plot_net_savings(self, ax=ax)
+        return plot_net_savings(self, ax=ax, lang=lang)
 
 
 def _first(columns: dict) -> np.ndarray:
@@ -138,7 +162,7 @@ class BlockAssembler:
     def __init__(self, n_paths: int, kept_paths: int):
         self.n_paths, self.kept_paths = n_paths, kept_paths
         self.position = self.kept_position = 0
-        self.paths = self.shares = self.sums = self.monthly = None
+        self.paths = self.shares = self.sums = self.monthly = self.budget = self.measured = None
         self.draws = hashlib.sha256()  # each block's draws digest, in block order
 
     @staticmethod
@@ -150,15 +174,21 @@ class BlockAssembler:
         if self.paths is None:
             self.paths = self._allocate(block["paths"], self.n_paths)
             self.shares = self._allocate(block["shares"], self.n_paths)
+            self.budget = self._allocate(block["budget"], self.n_paths)
             self.sums = {k: 0 for k in block["ledger_sums"]}
+            self.measured = {k: 0 for k in block["measured_sums"]}
         self.draws.update(block["draws"].encode())
         a, b = self.position, self.position + n
         for k, v in block["paths"].items():
             self.paths[k][a:b] = v
         for k, v in block["shares"].items():
             self.shares[k][a:b] = v
+        for k, v in block["budget"].items():
+            self.budget[k][a:b] = v
         for k, v in block["ledger_sums"].items():
             self.sums[k] = self.sums[k] + v
+        for k, v in block["measured_sums"].items():
+            self.measured[k] = self.measured[k] + v
         self.position = b
         if block["monthly"] is not None:
             if self.monthly is None:
@@ -177,4 +207,17 @@ class BlockAssembler:
         ledgers.index.name = "month"
         monthly = self.monthly or {k: np.zeros((0, contract.horizon_months), dtype=np.float32) for k in MONTHLY_SERIES}
         return Results(contract, paths, self.shares, ledgers, {k: monthly[k] for k in MONTHLY_SERIES},
-                       seed_entropy, tuple(spawn_key), block_size, draws=self.draws.hexdigest())
+                       seed_entropy, tuple(spawn_key), block_size, draws=self.draws.hexdigest(),
+                       budget_paths=self.budget, expected_measurements=self._measurements(contract))
+
+    def _measurements(self, contract: Contract) -> pd.DataFrame:
+        """Mean counts per outcome at each measurement month (long format)."""
+        rows = []
+        treated, counterfactual = (np.asarray(self.measured[k], dtype=float) / self.n_paths
+                                   for k in ("treated", "counterfactual"))
+        for k, outcome in enumerate(contract.outcome_names):
+            for m, month in enumerate(contract.payer.measurement_months):
+                rows.append((outcome, int(month), treated[k, m], counterfactual[k, m]))
+        frame = pd.DataFrame(rows, columns=["outcome", "month", "treated", "counterfactual"])
+        frame["net"] = frame["treated"] - frame["counterfactual"]
+        return frame

@@ -56,14 +56,17 @@ def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def excel_text_cells(workbook) -> int:
+def excel_text_cells(workbook, formula_sheets=()) -> int:
     """Type every formula-like string cell of an openpyxl workbook as text with a quote prefix.
 
-    openpyxl stores a string starting with ``=`` as a formula; sibsim writes no formulas,
-    so every such cell is text from the scenario.  Returns the number of cells changed.
+    openpyxl stores a string starting with ``=`` as a formula; sibsim writes formulas only on
+    ``formula_sheets`` (which write their labels as text themselves), so every such cell of the
+    other sheets is text from the scenario.  Returns the number of cells changed.
     """
     changed = 0
     for sheet in workbook.worksheets:
+        if sheet.title in formula_sheets:
+            continue
         for row in sheet.iter_rows():
             for cell in row:
                 if formula_like(cell.value):

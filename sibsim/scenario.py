@@ -51,6 +51,7 @@ from .contracts import (
     TierTable,
 )
 from .errors import ScenarioError
+from .language import LANGUAGES
 from .scenario_journey import JourneyReader, old_format_problem, outcome_problems
 
 
@@ -112,6 +113,10 @@ def _savings_share(c: _Checker, value, field: str, tranches: stack.Tranches) -> 
         return SavingsShare(float(rate), None if switch is None else float(switch), float(after), *until)
     rate = c.check_number(value, field, ge=0, le=1)
     return None if rate is None else SavingsShare(float(rate))
+
+
+#: ``[analysis]`` lists of journey parameters the named what-ifs move (:mod:`sibsim.stress`).
+STRESS_ROLES = ("outflow_parameters", "relapse_parameters", "labour_market_parameters")
 
 
 def _start_date(c: _Checker, value, field: str) -> str | None:
@@ -234,7 +239,8 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
 
     # [meta]
     meta = c.table(g("meta"), "meta", required=("title",),
-                   optional=("description", "currency", "start", "sources", "assumptions", "notes")) or {}
+                   optional=("description", "currency", "start", "sources", "assumptions", "notes",
+                             "language")) or {}
     title = c.string(meta, "title", "meta")
     if title is not None and not c.plain_text(title, "meta.title"):
         title = None
@@ -255,6 +261,9 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     else:
         c.currency = currency
     start = _start_date(c, meta["start"], "meta.start") if "start" in meta else None
+    if "language" in meta and meta["language"] not in LANGUAGES:  # the memo's language (sibsim report)
+        c.problem("meta.language", f"must be one of {', '.join(LANGUAGES)} (English, Dutch), "
+                  f"got {_describe(meta['language'])}")
 
     # [term]
     term = c.table(g("term"), "term", required=("term_months",), optional=("tail_months",)) or {}
@@ -412,7 +421,7 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     # [analysis]
     a = c.table(doc.get("analysis", {}), "analysis",
                 optional=("investor_discount_rate", "public_discount_rate", "primary_outcome",
-                          "success_parameters", "failure_parameters")) or {}
+                          "success_parameters", "failure_parameters") + STRESS_ROLES) or {}
     # >= -0.9, not just > -1: discount factors (1 + r)^(-t/12) stay below 1e151 over the longest horizon
     # (1,801 months), so NPVs of any accepted amounts stay finite (closer to -1 they overflow: NaN NPVs).
     # The default of 0 is recorded in Contract.defaulted, so reports can say the rate was assumed.
@@ -428,7 +437,8 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     # from the primary outcome, see Contract.success_parameter_names).
     chosen = {}
     names = journey.parameter_names if journey is not None else None
-    for key in ("success_parameters", "failure_parameters"):
+    # The memo's named what-ifs read the parameters of outflow, relapse and the labour market (sibsim.stress).
+    for key in ("success_parameters", "failure_parameters") + STRESS_ROLES:
         if key not in a:
             continue
         raw, where = a[key], f"analysis.{key}"
@@ -522,6 +532,9 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
         primary_outcome=primary,
         success_parameters=chosen.get("success_parameters", ()),
         failure_parameters=chosen.get("failure_parameters", ()),
+        outflow_parameters=chosen.get("outflow_parameters", ()),
+        relapse_parameters=chosen.get("relapse_parameters", ()),
+        labour_market_parameters=chosen.get("labour_market_parameters", ()),
         meta=tuple((k, start if k == "start" else tuple(v) if isinstance(v, list)
                     else tuple(v.items()) if isinstance(v, dict) else v)
                    for k, v in meta.items()),

@@ -177,6 +177,11 @@ class _Paired:
             rng = np.random.Generator(np.random.PCG64(0))  # state replaced at every stage
             t = _remap_journey(treated, base.journey, variant.journey)
             c = _remap_journey(comparison, base.comparison.journey, variant.comparison.journey)
+            # Shared parameters are the treated group's draws in the comparison group too (one labour
+            # market, as draw_group_parameters makes them): a change to them moves both groups.
+            names, cnames = variant.journey.parameter_names, variant.comparison.journey.parameter_names
+            for name in variant.comparison.shared:
+                c[:, cnames.index(name)] = t[:, names.index(name)]
             frames.append(_paths(variant, _outcomes(variant, t, c, rng, marks)))
         return pd.concat(frames, ignore_index=True)
 
@@ -453,11 +458,52 @@ def _tail_rows(contract: Contract, n_paths: int, seed, measures, settings, base:
 
 
 # --- 2. plot -----------------------------------------------------------------------------------------
-def plot_tornado(frame: pd.DataFrame, measure: str, ax=None):
+#: Words for the tornado's assumptions and measures (figures and memo), per language.
+TORNADO_WORDS = {
+    "en": {"treated": "{name} (programme)", "comparison": "{name} (comparison group)",
+           "cost_amounts": "costs per participant", "prices": "prices per outcome",
+           "provider_budget": "provider's budget", "tail_months": "months of savings after the term",
+           "investor_moic": "investors' expected multiple", "investor_irr_median": "investors' median return",
+           "net_savings": "{payer}: net savings", "probability_of_loss": "investors' chance of a loss",
+           "outcome_payments": "{payer}: outcome payments", "down": "assumption lower",
+           "up": "assumption higher", "title": "{measure}: one assumption at a time (base {base})"},
+    "nl": {"treated": "{name} (programma)", "comparison": "{name} (vergelijkingsgroep)",
+           "cost_amounts": "kosten per deelnemer", "prices": "prijzen per uitkomst",
+           "provider_budget": "budget van de uitvoerder", "tail_months": "maanden besparing na de looptijd",
+           "investor_moic": "verwachte terugbetaling per euro", "investor_irr_median": "mediaan jaarrendement",
+           "net_savings": "{payer}: nettobesparing", "probability_of_loss": "kans op verlies voor investeerders",
+           "outcome_payments": "{payer}: uitkomstbetalingen", "down": "aanname lager",
+           "up": "aanname hoger", "title": "{measure}: één aanname tegelijk (basis {base})"},
+}
+
+
+def assumption_words(name: str, lang: str = "en") -> str:
+    """A tornado assumption in words: ``treated.job_with_diploma`` -> ``job with diploma (programme)``."""
+    w = TORNADO_WORDS[lang]
+    group, _, param = str(name).partition(".")
+    if param and group in ("treated", "comparison"):
+        return w[group].format(name=param.replace("_", " "))
+    return w.get(name, str(name).replace("_", " "))
+
+
+def measure_words(measure: str, payer: str, lang: str = "en") -> str:
+    """A tornado measure in words, e.g. ``net_savings`` -> ``Gemeente Utrecht: net savings``."""
+    text = TORNADO_WORDS[lang].get(measure, str(measure).replace("_", " ")).format(payer=payer)
+    return text[:1].upper() + text[1:]
+
+
+def plot_tornado(frame: pd.DataFrame, measure: str, ax=None, payer: str = "payer", currency: str = "EUR",
+                 lang: str = "en"):
     """Tornado chart of one measure from :func:`tornado`: bars from the base to the low and high results.
 
-    Error bars are +/- 2 Monte Carlo standard errors of each difference.  Returns the figure.
+    Error bars are +/- 2 Monte Carlo standard errors of each difference.  Assumptions and the
+    measure read as words, the axis in money, percent or a multiple.  Returns the figure.
     """
+    from matplotlib.ticker import FuncFormatter
+
+    from .language import Locale
+    from .plots import _money, _plain
+
     rows = frame[frame["measure"] == measure].sort_values("swing", kind="stable")
     if rows.empty:
         raise ValueError(f"measure {measure!r} is not in the tornado frame")
@@ -467,15 +513,24 @@ def plot_tornado(frame: pd.DataFrame, measure: str, ax=None):
         fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(rows) + 1.6))
     else:
         fig = ax.figure
+    w, loc = TORNADO_WORDS[lang], Locale(lang)
     base = float(rows["base"].iloc[0])
     y = np.arange(len(rows))
-    for col, color, label in (("low", "#c0392b", "assumption down"), ("high", "#2e86c1", "assumption up")):
+    for col, color, label in (("low", "#c0392b", w["down"]), ("high", "#2e86c1", w["up"])):
         ax.barh(y, rows[col] - base, left=base, color=color, alpha=0.8, label=label,
                 xerr=2 * rows[f"{col}_se"].fillna(0.0), error_kw=dict(ecolor="black", lw=0.8, capsize=2))
     ax.axvline(base, color="black", lw=1)
-    ax.set_yticks(y, labels=rows["assumption"])
+    ax.set_yticks(y, labels=[_plain(assumption_words(a, lang)) for a in rows["assumption"]])
     unit = rows["unit"].iloc[0]
-    ax.set(xlabel=f"{measure} ({unit})", title=f"{measure}: one assumption at a time (base {base:,.4g})")
+    if unit in ("per year", "probability", "share"):
+        fmt = lambda v, _=None: loc.percent(v, 1)  # noqa: E731
+    elif unit == "x":
+        fmt = lambda v, _=None: loc.number(v, 3) + "x"  # noqa: E731
+    else:
+        fmt = _money(currency, lang)
+    ax.xaxis.set_major_formatter(FuncFormatter(fmt))  # never an offset such as 1e6
+    name = _plain(measure_words(measure, payer, lang))
+    ax.set(title=w["title"].format(measure=name, base=fmt(base)))
     ax.legend(frameon=False, loc="lower right", fontsize=8)
     return fig
 
@@ -782,9 +837,9 @@ def cmd_sensitivity(args) -> int:
             matplotlib.use("Agg")
             import matplotlib.pyplot as plt
 
-            fig = plot_tornado(torn, measure)
+            fig = plot_tornado(torn, measure, payer=contract.payer.name, currency=contract.currency)
             fig.tight_layout()
-            fig.savefig(path, dpi=110, format="png")
+            fig.savefig(path, dpi=150, format="png")
             plt.close(fig)
         return write
 

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from .budget import bytes_per_path, path_years
 from .cashflows import block_totals, settle, settlement_months
 from .cashflows import monthly_costs
 from .contracts import Contract
@@ -230,7 +231,8 @@ def estimate_memory(contract: Contract, n_paths: int, workers: int | None = None
     monthly = MONTHLY_COPIES * len(MONTHLY_SERIES) * 4 * contract.horizon_months * min(n_paths, MONTHLY_PATHS_KEPT)
     blocks = workers * (block_working_set(contract, min(size, n_paths)) + (WORKER_BYTES if workers > 1 else 0))
     fixed = math.ceil(COMMAND_BYTES + monthly + blocks)  # whole bytes: the boundary needed == available is exact
-    return {"needed": fixed + BYTES_PER_PATH * n_paths, "per_path": BYTES_PER_PATH, "fixed": fixed,
+    per_path = BYTES_PER_PATH + bytes_per_path(contract)  # the budget years' sums (sibsim.budget)
+    return {"needed": fixed + per_path * n_paths, "per_path": per_path, "fixed": fixed,
             "workers": workers}
 
 
@@ -336,7 +338,11 @@ def _run_block(contract: Contract, seed: np.random.SeedSequence, n_paths: int, k
         }
         monthly = {k: v.astype(np.float32) for k, v in monthly.items()}
         assert set(monthly) == set(MONTHLY_SERIES)
-    return {"paths": paths, "shares": shares, "ledger_sums": ledger_sums, "monthly": monthly, "draws": outcomes.draws}
+    # Sums over the block's paths of the counts at each measurement (outcome x measurement).
+    measured_sums = {"treated": cash.measured_treated.sum(axis=0),
+                     "counterfactual": cash.measured_counterfactual.sum(axis=0)}
+    return {"paths": paths, "shares": shares, "ledger_sums": ledger_sums, "monthly": monthly,
+            "budget": path_years(contract, cash), "measured_sums": measured_sums, "draws": outcomes.draws}
 
 
 def _load_kernels(contract: Contract, n_paths: int) -> None:

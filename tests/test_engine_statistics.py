@@ -516,6 +516,9 @@ def _assert_same_run(a, b):
     for key in a.monthly:
         np.testing.assert_array_equal(a.monthly[key], b.monthly[key])
     assert a.draws == b.draws and len(a.draws) == 64  # the same random numbers, whatever the workers
+    assert a.budget_paths.keys() == b.budget_paths.keys() and a.budget_paths
+    for key in a.budget_paths:  # the budget years' per-path sums too
+        np.testing.assert_array_equal(a.budget_paths[key], b.budget_paths[key])
 
 
 def test_same_seed_same_results(colour_kitchen):

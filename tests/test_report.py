@@ -99,7 +99,7 @@ def test_memo_is_self_contained_and_well_formed(memo):
     assert not names & {"script", "link", "iframe", "object", "embed", "frame", "base", "form"}, names
     assert not re.search(r"<script", memo, flags=re.I)
     images = [attrs for tag, attrs in p.tags if tag == "img"]
-    assert len(images) == 6  # five plots, and how the figures settle (method)
+    assert len(images) == 7  # the budget years (section 3), five plots, and how the figures settle (method)
     for attrs in images:
         assert attrs["src"].startswith("data:image/png;base64,")
         assert base64.b64decode(attrs["src"].split(",", 1)[1])[:8] == PNG_MAGIC
@@ -142,8 +142,8 @@ def test_memo_has_every_section(memo):
     assert ("bijstand (welfare benefit) for each month in training, job search, job search with diploma, "
             "relapsed or relapsed with diploma; top-up benefit in part-time work for each month in job, job with "
             "diploma, long term job or long term job with diploma") in what
-    assert text.count("Figure ") >= 6 and len([t for t, _ in p.tags if t == "figcaption"]) == 6
-    assert "Figure 6. How the key figures settle." in text
+    assert text.count("Figure ") >= 7 and len([t for t, _ in p.tags if t == "figcaption"]) == 7
+    assert "Figure 7. How the key figures settle." in text
     # Contract terms come from the Contract: prices, cap, dates, lag, cohorts.
     for phrase in ("EUR 5,500 per additional job held 6 months", "EUR 1,000,000 in all",
                    "month 12 (Apr 2016)", "3 months after each measurement", "12 cohorts (21 each), 252",
@@ -233,7 +233,7 @@ def test_scenario_text_is_escaped(tmp_path):
     assert "<img src=x" not in memo and "&lt;img src=x onerror=alert(1)&gt; source" in memo
     assert "<b>Foundation</b>" not in memo and "Start &lt;b&gt;Foundation&lt;/b&gt;" in memo
     assert "<i>Utrecht</i>" not in memo and "Gemeente &lt;i&gt;Utrecht&lt;/i&gt;" in memo
-    assert len([t for t, _ in p.tags if t == "img"]) == 6
+    assert len([t for t, _ in p.tags if t == "img"]) == 7
     assert not [a for t, a in p.tags if t == "i"]
     title = re.search(r"<title>(.*?)</title>", memo).group(1)
     assert title.startswith("&lt;script&gt;")
@@ -402,7 +402,7 @@ def test_memo_describes_the_colour_kitchen_journey_from_its_data(memo):
             "The payer's costs per participant rise only by their assumed indexation."):
         assert phrase in method, phrase
     caption = " ".join(parse(_section(memo, "plots")).text)
-    assert "Figure 4. Gemeente Utrecht: spending on participants." in caption
+    assert "Figure 5. Gemeente Utrecht: spending on participants." in caption
     assert "What Gemeente Utrecht spends on the participants each month, in EUR (bijstand" in caption
     assert "gross saving" in caption and "in work (off benefits)" not in caption
     key = " ".join(parse(_section(memo, "key-figures")).text)
@@ -441,7 +441,7 @@ def test_memo_of_a_deal_without_jobs_speaks_of_its_own_journey(name, phrases):
     memo = report.render_report(simulate(contract, n_paths=300, seed=1))
     p = parse(memo)
     text = " ".join(p.text)
-    assert len([t for t, _ in p.tags if t == "img"]) == 6
+    assert len([t for t, _ in p.tags if t == "img"]) == 7
     for phrase in phrases:
         assert phrase in text, phrase
     # Every state, outcome and cost item of the deal is named; nothing of the employment chain is.

@@ -600,3 +600,31 @@ def test_the_comparison_groups_own_start_wins_over_a_cohorts():
     c = contract_from_dict(d, "f.toml")
     comparison = start_distributions(c, comparison=True)
     assert comparison[0, names.index("job_search_with_diploma")] == 1.0  # no start of its own: as the cohort
+
+
+# --- the named what-ifs' parameters (analysis.outflow_parameters, ...) ---------------------------------
+@pytest.mark.parametrize("key", ["outflow_parameters", "relapse_parameters", "labour_market_parameters"])
+def test_what_if_parameters_name_journey_parameters_once(key):
+    d = doc()
+    d.setdefault("analysis", {})[key] = ["relapse"]  # one name: the smallest list accepted
+    assert getattr(contract_from_dict(d, "f.toml"), key) == ("relapse",)
+    d["analysis"][key] = ["relapse", "jobs"]
+    assert problems(d) == [f"analysis.{key}: must name parameters of [journey.parameters] (diploma, dropout, "
+                           "job_with_diploma, job_without_diploma, relapse, long_term_contract), got 'jobs'"]
+    d["analysis"][key] = ["relapse", "relapse"]
+    assert problems(d) == [f"analysis.{key}: must name each parameter once, got 'relapse' twice"]
+    d["analysis"][key] = []
+    assert problems(d) == [f"analysis.{key}: must be a non-empty list of parameter names, got an array"]
+    d["analysis"][key] = "relapse"
+    assert problems(d)[0].startswith(f"analysis.{key}: must be a non-empty list of parameter names, got ")
+
+
+def test_outflow_and_labour_market_default_to_the_success_parameters():
+    d = doc()
+    d.setdefault("analysis", {})["success_parameters"] = ["job_with_diploma", "job_without_diploma"]
+    c = contract_from_dict(d, "f.toml")
+    assert c.outflow_parameter_names == c.labour_market_parameter_names == ("job_with_diploma", "job_without_diploma")
+    assert c.relapse_parameters == ()
+    d["analysis"]["outflow_parameters"] = ["job_without_diploma"]
+    c = contract_from_dict(d, "f.toml")
+    assert c.outflow_parameter_names == c.labour_market_parameter_names == ("job_without_diploma",)

@@ -649,10 +649,13 @@ def test_the_command_line_refuses_a_billion_paths_in_one_line(ck, tmp_path, caps
 
 def test_estimate_matches_about_210_bytes_kept_per_path(colour_kitchen):
     one, two = (simulation.estimate_memory(colour_kitchen, n, workers=1)["needed"] for n in (10**8, 2 * 10**8))
-    assert 200 * 10**8 <= two - one <= 400 * 10**8
+    per_path = simulation.estimate_memory(colour_kitchen, 10**8, workers=1)["per_path"]
+    assert two - one == per_path * 10**8 and 300 <= per_path <= 500  # with the budget years' 120 bytes
     res = simulate(colour_kitchen, n_paths=2000, seed=1, workers=1)
     kept = (res.paths.memory_usage(index=False).sum() + sum(v.nbytes for v in res.outcome_shares.values())) / 2000
     assert kept <= simulation.BYTES_PER_PATH
+    budget = sum(v.nbytes for v in res.budget_paths.values()) / 2000  # the budget years' sums, counted apart
+    assert budget == simulation.estimate_memory(colour_kitchen, 2000, workers=1)["per_path"] - simulation.BYTES_PER_PATH
 
 
 def test_block_working_set_estimate_covers_its_measured_peak():
