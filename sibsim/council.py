@@ -13,6 +13,8 @@ import html
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from .budget import budget_years, maximum_exposure, reserve_rows
 from .language import Locale
 
@@ -145,8 +147,15 @@ def council_page(results, break_even=None, lang: str = "en") -> str:
                 if nl else
                 f"At most <b>{_e(money(f.maximum))}</b> over the whole contract ({_e(_join(parts, loc))}).")
     if months:
-        most += (f" Uitkomstbetalingen kunnen vallen in {_e(months)}." if nl else
-                 f" Outcome payments can fall due in {_e(months)}.")
+        most += (f" Uitkomstbetalingen kunnen vallen in {_e(months)}" if nl else
+                 f" Outcome payments can fall due in {_e(months)}")
+        paid = results.expected_ledgers["outcome_payments"].to_numpy(dtype=float)
+        elsewhere = np.ones(len(paid), dtype=bool)
+        elsewhere[[m for m in f.payment_months if m < len(paid)]] = False
+        if (np.abs(paid[elsewhere]) >= 0.5).any():  # the waterfall paid held-back money later, in some futures
+            most += ("; wat de waterval inhoudt, kan ook in latere maanden worden betaald" if nl else
+                     "; money the waterfall holds back can be paid in later months too")
+        most += "."
     worst = f.worst_year.replace("Contract year", "contractjaar") if nl else f.worst_year
     expected = (f"Naar verwachting {_e(about(f.expected_paid))} in totaal. In het zwaarste begrotingsjaar, "
                 f"{_e(worst)}, is het in 1 op de 20 toekomsten meer dan {_e(about(f.worst_year_p95))}."

@@ -207,6 +207,22 @@ def format_estimate(value: float, se: float, unit: str, currency: str = "EUR") -
     return shown, f"± {err_rounded:,.{d}f}{what}"
 
 
+def difference_text(value: float, se: float, unit: str, currency: str, translate=None) -> str:
+    """A difference and its Monte Carlo error: ``+EUR 49,290 (± 700)``, ``-1.21 pp (± 0.21 pp)`` for rates
+    (percentage points).  ``translate``: turns the English numbers and words into another language's
+    (:func:`sibsim.report_nl.dutch`)."""
+    translate = translate or (lambda text: text)
+    if not _finite(value):
+        return translate("n/a")
+    text, err = format_estimate(value, se, unit, currency)
+    if unit in PERCENT_UNITS:  # a difference of rates: percentage points
+        text = text.replace(" a year", "").replace(" %", " pp")
+        err = err.replace(" percentage points", " pp")
+    text, err = translate(text), translate(err)
+    sign = "+" if value > 0 and not text.lstrip("-").startswith(("0 ", f"{currency} 0")) else ""
+    return f"{sign}{text}" + (f" ({err})" if err.startswith("±") else "")
+
+
 def _quantile_with_se(values: np.ndarray, q: float) -> tuple[float, float]:
     """Quantile of ``values`` and its standard error from independent batches (as in sibsim.metrics)."""
     values = np.asarray(values, dtype=float)
@@ -1014,16 +1030,6 @@ class _Memo:
             cols = [("outcome_payments", "Outcome payments"), ("gross_savings", "Savings"),
                     ("net_savings", "Net savings"), ("investor_irr_median", "Investors' median IRR")]
 
-            def change(value, se, unit):
-                if not _finite(value):
-                    return "n/a"
-                text, err = format_estimate(value, se, unit, cur)
-                if unit in PERCENT_UNITS:  # a difference of rates: percentage points
-                    text = text.replace(" a year", "").replace(" %", " pp")
-                    err = err.replace(" percentage points", " pp")
-                sign = "+" if value > 0 and not text.lstrip("-").startswith(("0 ", f"{cur} 0")) else ""
-                return f"{sign}{text}" + (f" ({err})" if err.startswith("±") else "")
-
             rows = []
             for key in dict.fromkeys(frame["stress"]):
                 part = frame[frame["stress"] == key].set_index("measure")
@@ -1035,7 +1041,7 @@ class _Memo:
                 cells = []
                 for measure, _ in cols:
                     row = part.loc[measure]
-                    cells.append(e(change(row["difference"], row["difference_se"], row["unit"])))
+                    cells.append(e(difference_text(row["difference"], row["difference_se"], row["unit"], cur)))
                 rows.append([f"<b>{e(first['label'])}</b>", self.text(first["change"])] + cells)
             head = ["What if", "What changes"] + [label for _, label in cols]
             n = frame.attrs.get("n_paths")

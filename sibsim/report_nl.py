@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .budget import budget_years, reserve_rows
 from .language import Locale
-from .report import (CSS, PERCENT_UNITS, SCENARIO_META, _data_uri, _finite, _Memo, _png, e, format_estimate)
+from .report import (CSS, SCENARIO_META, _data_uri, _finite, _Memo, _png, difference_text, e, format_estimate)
 from .sensitivity import assumption_words, measure_words
 
 #: Sections of the Dutch memo: id, heading.
@@ -263,16 +263,6 @@ class DutchMemo(_Memo):
                       "comparison": "Vergelijkingsgroep 20 % beter", "labour_market": "Dip op de arbeidsmarkt",
                       "payment_later": "Betaling een jaar later"}
 
-            def change(value, se, unit):
-                if not _finite(value):
-                    return "n.v.t."
-                text, err = estimate_nl(value, se, unit, self.cur)
-                if unit in PERCENT_UNITS:
-                    text = text.replace(" per jaar", "").replace(" %", " pp")
-                    err = err.replace(" procentpunt", " pp")
-                sign = "+" if value > 0 and not text.lstrip("-").startswith(("0 ", f"{self.cur} 0")) else ""
-                return f"{sign}{text}" + (f" ({err})" if err.startswith("±") else "")
-
             rows = []
             for key in dict.fromkeys(frame["stress"]):
                 part = frame[frame["stress"] == key].set_index("measure")
@@ -293,8 +283,8 @@ class DutchMemo(_Memo):
                         .replace("(comparison group)", "(vergelijkingsgroep)").replace("(both groups)", "(beide groepen)")
                         .replace("every payment lag + 12 months", "elke betalingstermijn + 12 maanden"))
                 rows.append([f"<b>{e(label)}</b>", e(dutch(what))]
-                            + [e(change(part.loc[m, "difference"], part.loc[m, "difference_se"], part.loc[m, "unit"]))
-                               for m, _ in cols])
+                            + [e(difference_text(part.loc[m, "difference"], part.loc[m, "difference_se"],
+                                                 part.loc[m, "unit"], self.cur, translate=dutch)) for m, _ in cols])
             head = ["Wat als", "Wat verandert"] + [label for _, label in cols]
             table = self.table(head, rows, num_cols=range(2, 6),
                                caption=f"Verschil met het verwachte geval ({e(self.cur)}; rendement in procentpunt, pp), "
