@@ -10,8 +10,10 @@ Each block of a run keeps, per path and budget year, the sums in :data:`PATH_SER
 (:func:`path_years`), stored as float32 (4 bytes a value: a run of a million paths keeps about
 140 bytes a path for Colour Kitchen).  Quantiles (P50, P90, P95, and P05/P10 for the bad years of
 savings) read these values: float32 holds EUR 1,000,000 to within EUR 0.07, far below their Monte
-Carlo error.  Means are the float64 expected ledgers summed over the year's months, so they agree
-to the cent with ``expected_ledgers.csv``; their standard errors read the per-path sums.
+Carlo error.  The payer's and the investors' means are the float64 expected ledgers summed over the
+year's months, so they agree to the cent with ``expected_ledgers.csv`` (each payer's own rows, with
+several, and each guarantor's are the means of their per-path sums); standard errors read the
+per-path sums.
 
 The *maximum exposure* of a year is what the contract's terms let the payer pay in it at most,
 whatever the outcomes: the payment caps of the payers that can pay in the year (from the year of
