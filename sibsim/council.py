@@ -168,9 +168,9 @@ def council_page(results, break_even=None, lang: str = "en") -> str:
              f"{_e(about(f.gross))} less spent on the participants, on average; net of what it pays, "
              f"<b>{_e(about(f.net))}</b>. In the bad case (1 future in 10) its net result is "
              f"{_e(about(f.net_p10))} or less.")
-    chance = (f"<b>{_e(loc.percent(f.p_pays_more))}</b> (Monte-Carlofout ± {_e(loc.percent(f.p_pays_more_se))})."
-              if nl else
-              f"<b>{_e(loc.percent(f.p_pays_more))}</b> (Monte Carlo error ± {_e(loc.percent(f.p_pays_more_se))}).")
+    points = loc.number(f.p_pays_more_se * 100, 1)  # the error of a probability: percentage points
+    chance = (f"<b>{_e(loc.percent(f.p_pays_more))}</b> (Monte-Carlofout ± {_e(points)} procentpunt)." if nl else
+              f"<b>{_e(loc.percent(f.p_pays_more))}</b> (Monte Carlo error ± {_e(points)} percentage points).")
     risk = (f"Zij leggen {_e(money(f.commitment))} in. Kans op verlies: <b>{_e(loc.percent(f.p_loss))}</b>; "
             f"gemiddeld niet terugbetaald: {_e(about(f.expected_loss))}; in de slechtste 5 % van de toekomsten "
             + (f"gemiddeld {_e(about(-f.cvar))} verlies." if f.cvar < 0 else
