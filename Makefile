@@ -19,6 +19,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/sibsim run scenarios/utrecht_colour_kitchen.toml --paths 100000 --seed 2015 --out out/colour_kitchen
 	$(BIN)/sibsim report out/colour_kitchen --sensitivity --sensitivity-paths 10000 --out out/colour_kitchen_memo.html
+	$(BIN)/sibsim report out/colour_kitchen --sensitivity --sensitivity-paths 10000 --lang nl --out out/colour_kitchen_memo_nl.html
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
