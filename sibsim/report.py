@@ -752,15 +752,36 @@ class _Memo:
         """Escaped scenario text, with Dutch terms glossed at their first occurrence."""
         return _gloss(e(scenario_text), self.terms, self.glossed)
 
+    #: What the memo calls a Monte Carlo standard error (the Dutch memo: "Monte-Carlofout").
+    ERROR_WORDS = "Monte Carlo error"
+
+    def estimate_text(self, value, se, unit) -> tuple[str, str]:
+        """An estimate and its error in the memo's language (:func:`format_estimate`)."""
+        return format_estimate(value, se, unit, self.cur)
+
     def figure_html(self, metric: str, label: str, explain: str, value=None, se=None, unit=None) -> str:
         if value is None:
             value, se, unit = self.est(metric)
-        shown, err = format_estimate(value, se, unit, self.cur)
+        shown, err = self.estimate_text(value, se, unit)
         return (f'<div class="kf-item"><div class="kf-label">{e(label)}</div>'
                 f'<div class="kf-value" data-metric="{e(metric)}" data-estimate="{value!r}" '
                 f'data-std-error="{se!r}" data-unit="{e(unit)}">{e(shown)}</div>'
-                f'<div class="kf-error">({e(err)}{", Monte Carlo error" if err.startswith("±") else ""})</div>'
+                f'<div class="kf-error">({e(err)}{", " + self.ERROR_WORDS if err.startswith("±") else ""})</div>'
                 f'<div class="kf-explain">{explain}</div></div>')
+
+    def convergence_rows(self, frame: pd.DataFrame, shown, label) -> list[list[str]]:
+        """One row per key figure of :func:`sibsim.convergence.convergence`'s table: its label
+        (``label(metric, frame label)``) and its estimate with its error at each path count in ``shown``."""
+        rows = []
+        for metric in dict.fromkeys(frame["metric"]):
+            part = frame[frame["metric"] == metric].set_index("paths")
+            cells = []
+            for k in shown:
+                value, se, unit = part.loc[k, ["estimate", "std_error", "unit"]]
+                text, err = self.estimate_text(value, se, unit)
+                cells.append(e(f"{text} ({err})" if err.startswith("±") else text))
+            rows.append([e(label(metric, part["label"].iloc[0]))] + cells)
+        return rows
 
     @staticmethod
     def table(head: list[str], rows: list[list[str]], num_cols=(), caption: str = "", cls: str = "",
@@ -1640,15 +1661,7 @@ class _Memo:
             return ""
         counts = sorted(frame["paths"].unique())
         shown = counts[-4:]  # the last four path counts fit a printed page
-        rows = []
-        for metric in dict.fromkeys(frame["metric"]):
-            part = frame[frame["metric"] == metric].set_index("paths")
-            cells = []
-            for k in shown:
-                value, se, unit = part.loc[k, ["estimate", "std_error", "unit"]]
-                text, err = format_estimate(value, se, unit, self.cur)
-                cells.append(e(f"{text} ({err})" if err.startswith("±") else text))
-            rows.append([e(part["label"].iloc[0][:1].upper() + part["label"].iloc[0][1:])] + cells)
+        rows = self.convergence_rows(frame, shown, lambda metric, text: text[:1].upper() + text[1:])
         head = ["Key figure"] + [f"{k:,} futures" for k in shown]
         table = self.table(head, rows, num_cols=tuple(range(1, len(shown) + 1)),
                            caption="Key figures on the first futures simulated, with their Monte Carlo error")
@@ -2021,13 +2034,17 @@ def cmd_report(args) -> int:
         # By default the memo's own paths and seed: the tornado's base is then the key figures' run.
         n = getattr(args, "sensitivity_paths", None) or results.n_paths
         sens = tornado(contract, n_paths=n, seed=results.seed_entropy)
-    from .sensitivity import break_even
+    from .sensitivity import _Paired, break_even
     from .stress import stress_test
 
-    # The named what-ifs and the break-even success, on the memo's seed (common random numbers).
+    # The named what-ifs and the break-even success, on the memo's seed (common random numbers):
+    # one base run serves them all.
     n_what_if = getattr(args, "what_if_paths", None) or min(results.n_paths, WHAT_IF_PATHS)
-    stress = stress_test(contract, n_paths=n_what_if, seed=results.seed_entropy)
-    even = {target: break_even(contract, target, n_paths=max(n_what_if, 2), seed=results.seed_entropy)
+    n_even = max(n_what_if, 2)  # a break-even error needs two paths
+    base = _Paired(contract, n_what_if, results.seed_entropy)
+    stress = stress_test(contract, n_paths=n_what_if, seed=results.seed_entropy, paired=base)
+    even = {target: break_even(contract, target, n_paths=n_even, seed=results.seed_entropy,
+                               paired=base if n_even == n_what_if else None)
             for target in ("investor", "payer")}
     text = render_report(results, sensitivity=sens, run_dir=run_dir, stress=stress, break_even=even,
                          lang=getattr(args, "lang", None))

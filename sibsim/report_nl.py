@@ -115,15 +115,10 @@ class DutchMemo(_Memo):
         y, m0 = years.start
         return self.loc.month(y + (m0 + m) // 12, (m0 + m) % 12)
 
-    def figure_html(self, metric, label, explain, value=None, se=None, unit=None) -> str:
-        if value is None:
-            value, se, unit = self.est(metric)
-        shown, err = estimate_nl(value, se, unit, self.cur)
-        return (f'<div class="kf-item"><div class="kf-label">{e(label)}</div>'
-                f'<div class="kf-value" data-metric="{e(metric)}" data-estimate="{value!r}" '
-                f'data-std-error="{se!r}" data-unit="{e(unit)}">{e(shown)}</div>'
-                f'<div class="kf-error">({e(err)}{", Monte-Carlofout" if err.startswith("±") else ""})</div>'
-                f'<div class="kf-explain">{explain}</div></div>')
+    ERROR_WORDS = "Monte-Carlofout"
+
+    def estimate_text(self, value, se, unit) -> tuple[str, str]:
+        return estimate_nl(value, se, unit, self.cur)
 
     def cells(self, values) -> list[str]:
         return [e(self.loc.number(v)) if abs(v) >= 0.5 else "0" for v in values]
@@ -498,15 +493,7 @@ class DutchMemo(_Memo):
         labels = {m: METRIC_LABELS_NL.get(m, m.replace("_", " ")) for m in frame["metric"].unique()}
         counts = sorted(frame["paths"].unique())
         shown = counts[-4:]
-        rows = []
-        for metric in dict.fromkeys(frame["metric"]):
-            part = frame[frame["metric"] == metric].set_index("paths")
-            cells = []
-            for k in shown:
-                value, se, unit = part.loc[k, ["estimate", "std_error", "unit"]]
-                text, err = estimate_nl(value, se, unit, self.cur)
-                cells.append(e(f"{text} ({err})" if err.startswith("±") else text))
-            rows.append([e(labels[metric])] + cells)
+        rows = self.convergence_rows(frame, shown, lambda metric, _text: labels[metric])
         table = self.table(["Kerncijfer"] + [f"{self.loc.number(k)} toekomsten" for k in shown], rows,
                            num_cols=tuple(range(1, len(shown) + 1)),
                            caption="Kerncijfers op de eerste gesimuleerde toekomsten, met hun Monte-Carlofout")

@@ -153,6 +153,7 @@ class _Paired:
         if not isinstance(n_paths, (int, np.integer)) or isinstance(n_paths, bool) or n_paths < 1:
             raise ValueError(f"n_paths: must be a positive integer, got {n_paths!r}")
         seq = _seed_sequence(seed)
+        self.seed_entropy = seq.entropy
         self.contract, self.size = contract, block_size(contract)
         n_blocks = -(-n_paths // self.size)
         self.blocks, frames = [], []
@@ -184,6 +185,15 @@ class _Paired:
                 c[:, cnames.index(name)] = t[:, names.index(name)]
             frames.append(_paths(variant, _outcomes(variant, t, c, rng, marks)))
         return pd.concat(frames, ignore_index=True)
+
+
+def _base_run(contract: Contract, n_paths: int, seed, paired: "_Paired | None") -> "_Paired":
+    """``paired`` if it is the base run of ``contract`` on ``n_paths`` and ``seed``, else that run."""
+    if paired is None:
+        return _Paired(contract, n_paths, seed)
+    if paired.contract != contract or len(paired.base) != n_paths or paired.seed_entropy != _seed_sequence(seed).entropy:
+        raise ValueError("paired: must be the base run of this contract on the same n_paths and seed")
+    return paired
 
 
 # --- measures -------------------------------------------------------------------------------------
@@ -709,7 +719,7 @@ def success_variant(contract: Contract, factor: float) -> Contract:
 
 
 def break_even(contract: Contract, target: str = "investor", n_paths: int = 2000, seed=DEFAULT_SEED,
-               bracket: tuple[float, float] = (0.0, 2.0), xtol: float = 1e-3) -> dict:
+               bracket: tuple[float, float] = (0.0, 2.0), xtol: float = 1e-3, paired: "_Paired | None" = None) -> dict:
     """How successful must the programme be for ``target`` to break even?
 
     Success is a factor on the treated programme's success parameters (e.g. diploma and job probabilities)
@@ -730,6 +740,9 @@ def break_even(contract: Contract, target: str = "investor", n_paths: int = 2000
         Factors searched.
     xtol : float
         Tolerance on the factor.
+    paired : _Paired, optional
+        The base run of ``contract`` on ``n_paths`` and ``seed``, when the caller has it already
+        (``sibsim report`` shares one between both targets and the named what-ifs).
 
     Returns
     -------
@@ -752,7 +765,7 @@ def break_even(contract: Contract, target: str = "investor", n_paths: int = 2000
     if n_paths < 2:
         raise ValueError(f"n_paths: at least 2 for a standard error, got {n_paths!r}")
     solves, balance = _TARGETS[target]
-    paired = _Paired(contract, n_paths, seed)
+    paired = _base_run(contract, n_paths, seed, paired)
     n_people = contract.n_participants
     cache: dict[float, pd.DataFrame] = {}
 

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .contracts import Contract
-from .sensitivity import (_estimate, _matters, _outcomes, _Paired, _paired_se, _paths, _per_path, _scaled_journey,
+from .sensitivity import (_base_run, _estimate, _matters, _outcomes, _Paired, _paired_se, _paths, _per_path, _scaled_journey,
                           _seed_sequence, _truncated, _unit)
 from .simulation import DEFAULT_SEED
 
@@ -162,7 +162,8 @@ def _row(stress: Stress, measure: str, cur: str, base_est: float, values=None, b
     return row
 
 
-def stress_test(contract: Contract, n_paths: int = 4000, seed=DEFAULT_SEED, measures=MEASURES) -> pd.DataFrame:
+def stress_test(contract: Contract, n_paths: int = 4000, seed=DEFAULT_SEED, measures=MEASURES,
+                paired: _Paired | None = None) -> pd.DataFrame:
     """Every standard case against the base, on common random numbers.
 
     Returns
@@ -172,8 +173,9 @@ def stress_test(contract: Contract, n_paths: int = 4000, seed=DEFAULT_SEED, meas
         ``base`` (the estimate on ``simulate(contract, n_paths, seed)``), ``value`` (the case's),
         ``difference`` and its paired Monte Carlo standard error ``difference_se``, ``reason``
         (why a case does not apply: then the numbers are NaN).  ``attrs``: ``n_paths``, ``seed``.
+        ``paired``: the base run, when the caller has it (see :func:`sibsim.sensitivity.break_even`).
     """
-    paired = _Paired(contract, n_paths, seed)
+    paired = _base_run(contract, n_paths, seed, paired)
     base = {m: _per_path(paired.base, m) for m in measures}
     base_est = {m: _estimate(base[m], m) for m in measures}
     cur = contract.currency

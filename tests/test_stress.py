@@ -147,3 +147,16 @@ def test_a_shared_parameter_moves_both_groups_as_the_model_does():
     error = np.hypot(row["difference_se"], np.hypot(base.std(), moved.std()) / np.sqrt(1000))
     assert abs(row["difference"] - direct) < 4 * error, (row["difference"], direct, error)
     assert "job_find" not in next(s for s in standard_stresses(contract) if s.key == "comparison").change
+
+
+def test_one_base_run_serves_the_what_ifs_and_the_break_even_search(colour_kitchen):
+    from sibsim.sensitivity import _Paired, break_even
+
+    base = _Paired(colour_kitchen, 300, 4)
+    shared = stress_test(colour_kitchen, n_paths=300, seed=4, paired=base)
+    alone = stress_test(colour_kitchen, n_paths=300, seed=4)
+    assert shared.equals(alone)
+    assert break_even(colour_kitchen, "investor", 300, 4, paired=base) == break_even(colour_kitchen, "investor", 300, 4)
+    for n, seed in ((301, 4), (300, 5)):  # another run is refused, never used
+        with pytest.raises(ValueError, match="paired: must be the base run"):
+            stress_test(colour_kitchen, n_paths=n, seed=seed, paired=base)
