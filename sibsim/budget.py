@@ -118,23 +118,34 @@ def start_month(contract: Contract) -> tuple[int, int] | None:
     return int(year), int(month) - 1
 
 
-def budget_years(contract: Contract) -> BudgetYears:
-    """The budget years of the contract's horizon (calendar years when ``meta.start`` is given)."""
+def budget_years(contract: Contract, from_month: int = 0) -> BudgetYears:
+    """The budget years of the contract's horizon (calendar years when ``meta.start`` is given).
+
+    ``from_month``: the years that remain from that month on, the first from that month (a
+    re-forecast from a census: :mod:`sibsim.reforecast`).
+    """
     T = contract.horizon_months
     start = start_month(contract)
     if start is None:
         first = tuple(range(0, T, 12))
-        return BudgetYears(tuple(k + 1 for k in range(len(first))), "contract year", first,
-                           tuple(min(a + 11, T - 1) for a in first))
-    year, m0 = start
-    first = (0,) + tuple(range(12 - m0, T, 12))
-    last = tuple(b - 1 for b in first[1:]) + (T - 1,)
-    return BudgetYears(tuple(year + k for k in range(len(first))), "calendar", first, last, start)
+        years = BudgetYears(tuple(k + 1 for k in range(len(first))), "contract year", first,
+                            tuple(min(a + 11, T - 1) for a in first))
+    else:
+        year, m0 = start
+        first = (0,) + tuple(range(12 - m0, T, 12))
+        last = tuple(b - 1 for b in first[1:]) + (T - 1,)
+        years = BudgetYears(tuple(year + k for k in range(len(first))), "calendar", first, last, start)
+    if from_month <= 0:
+        return years
+    keep = [k for k in range(len(years)) if years.last[k] >= from_month]
+    return BudgetYears(tuple(years.years[k] for k in keep), years.basis,
+                       tuple(max(years.first[k], from_month) for k in keep),
+                       tuple(years.last[k] for k in keep), years.start)
 
 
-def path_years(contract: Contract, cash) -> dict[str, np.ndarray]:
-    """Per-path sums of :data:`PATH_SERIES` per budget year, ``(paths, years)`` float32 each."""
-    years = budget_years(contract)
+def path_years(contract: Contract, cash, from_month: int = 0) -> dict[str, np.ndarray]:
+    """Per-path sums of :data:`PATH_SERIES` per budget year (from ``from_month`` on), ``(paths, years)`` float32 each."""
+    years = budget_years(contract, from_month)
     out = {
         "outcome_payments": cash.outcome_payments,
         "total_paid": cash.gross_savings - cash.net_savings,
@@ -201,13 +212,14 @@ def paying_years(contract: Contract, j: int, years: BudgetYears) -> np.ndarray:
     its first payment date on.  Not only the years with a payment date: money the waterfall holds back
     (above a return cap, or until capital is drawn) is paid in a later month, whenever it is taken."""
     months = [m for m in contract.payer_payment_months(j) if m < contract.horizon_months]
+    months = [max(m, years.first[0]) for m in months]  # a re-forecast's years: held-back money may come later
     out = np.zeros(len(years), dtype=bool)
     if months:
         out[years.of_month(min(months)):] = True
     return out
 
 
-def maximum_exposure(contract: Contract) -> pd.DataFrame:
+def maximum_exposure(contract: Contract, from_month: int = 0) -> pd.DataFrame:
     """The most the contract's terms let the payer pay, per budget year and in all.
 
     Returns
@@ -217,8 +229,10 @@ def maximum_exposure(contract: Contract) -> pd.DataFrame:
         (payment caps of the payers with a payment date in the year; NaN if one has no cap),
         ``fees`` (the payer's fees), ``guarantees`` (the most of each guarantee a payer gives
         that can pay in the year) and ``total paid`` (their sum), in the scenario's currency.
+        ``from_month``: the years from that month on (:func:`budget_years`); the caps still bound
+        all that is paid from then on, whatever was paid before.
     """
-    years = budget_years(contract)
+    years = budget_years(contract, from_month)
     B = len(years)
     payments = np.zeros(B + 1)
     for j, payer in enumerate(contract.payers):
@@ -235,6 +249,7 @@ def maximum_exposure(contract: Contract) -> pd.DataFrame:
             continue
         months = guarantee_months(contract, g)
         most = guarantee_most(contract, g)
+        months = [m for m in months if m >= years.first[0]]
         for k in {years.of_month(m) for m in months}:
             guarantees[k] += most
         guarantees[B] += most if months else 0.0
@@ -265,7 +280,8 @@ def _constant_row(value: float) -> dict:
     return row
 
 
-def budget_table(contract: Contract, years_paths: dict[str, np.ndarray], ledgers: pd.DataFrame) -> pd.DataFrame:
+def budget_table(contract: Contract, years_paths: dict[str, np.ndarray], ledgers: pd.DataFrame,
+                 from_month: int = 0) -> pd.DataFrame:
     """Per budget year and party: expected cash, its quantiles and the maximum exposure.
 
     Parameters
@@ -283,8 +299,9 @@ def budget_table(contract: Contract, years_paths: dict[str, np.ndarray], ledgers
     payments and costs positive, ``net position`` = savings less total paid, investors' ``net``
     = money received less capital paid in.  ``maximum``: :func:`maximum_exposure` on the payer's
     payment, fee, guarantee and total rows (and each payer's payments, with several), empty elsewhere.
+    ``from_month``: the years from that month on, as ``years_paths`` were summed (a re-forecast).
     """
-    years = budget_years(contract)
+    years = budget_years(contract, from_month)
     B = len(years)
     n = len(next(iter(years_paths.values())))
     mean_years = {k: years.sums(ledgers[k].to_numpy()) for k in ledgers.columns}
@@ -323,7 +340,7 @@ def budget_table(contract: Contract, years_paths: dict[str, np.ndarray], ledgers
     for name in _guarantors(contract):
         series[(name, "guarantee payouts")] = (path(GUARANTOR_PAID + name), None)
 
-    exposure = maximum_exposure(contract)
+    exposure = maximum_exposure(contract, from_month)
     caps = {}
     for j, p in enumerate(contract.payers):
         per_year = np.append(paying_years(contract, j, years), False).astype(float)

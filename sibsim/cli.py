@@ -312,6 +312,47 @@ def cmd_settle(args) -> int:
     return 0
 
 
+def cmd_reforecast(args) -> int:
+    from .census import load_census
+    from .output import destination, write_outputs
+    from .reforecast import reforecast
+    from .simulation import check_memory
+
+    scenario = Path(args.scenario)
+    contract = load_scenario(scenario)
+    _check_declared_scenario(args.census, scenario, contract)
+    dest = None
+    if args.out:
+        dest = destination(args.out, "dir", "reforecast", [scenario], inputs=[args.census], force=args.force)
+    census = load_census(args.census, contract)
+    check_memory(contract, args.paths)
+    results = reforecast(contract, census, n_paths=args.paths, seed=args.seed, workers=args.workers)
+    budget = results.budget()
+    payer = contract.payer.name if len(contract.payers) == 1 else "all payers"
+    rows = budget[(budget.party == payer) & budget.item.isin(["outcome payments", "total paid", "savings"])]
+    table = rows.assign(year=rows.months)[["year", "item", "mean", "p50", "p90", "p95", "maximum"]]
+    with pd_options():
+        print(f"{contract.title}: re-forecast from the census at month {census.month} ({args.census}), "
+              f"{args.paths:,} paths, seed {args.seed}")
+        print(f"What {payer} pays and saves from month {census.month} on, per budget year ({contract.currency}):")
+        print(table.to_string(index=False, na_rep="", float_format=lambda v: f"{v:,.0f}"))
+        summary = results.summary()
+        for metric in ("expected_moic", "probability_of_loss"):
+            if metric in summary.index:
+                print(f"{metric}: {summary.loc[metric, 'estimate']:.4f} (standard error {summary.loc[metric, 'std_error']:.4f})")
+    if dest is not None:
+        manifest = {"sibsim_version": __version__, "scenario_path": str(scenario.resolve()),
+                    "census_path": str(Path(args.census).resolve()), "census_month": census.month,
+                    "title": contract.title, "currency": contract.currency, "n_paths": args.paths,
+                    "seed": args.seed, **contract.files_record()}
+        write_outputs(dest.path, {
+            "budget.csv": lambda p: csv_safe(budget).to_csv(p, index=False),
+            "summary.csv": lambda p: csv_safe(results.summary()).to_csv(p),
+        }, manifest, dest)
+        print(f"\nwrote budget.csv (the budget years from month {census.month}), summary.csv to {dest.path}/")
+    return 0
+
+
 def _check_comparable(paths, contracts) -> None:
     """Two or more scenarios in one currency, or one line naming the file and the rule."""
     if len(contracts) < 2:
@@ -664,6 +705,16 @@ def build_parser() -> argparse.ArgumentParser:
     upd.add_argument("--month", type=int, default=None, help="report expected payments from this month on")
     upd.add_argument("--force", action="store_true", help="replace a scenario that sibsim update wrote")
     upd.set_defaults(func=cmd_update)
+
+    ref = sub.add_parser("reforecast", help="re-forecast the rest of the contract from a state census at month m")
+    ref.add_argument("scenario")
+    ref.add_argument("census", help="census TOML: [meta] month, observed; [[census]] group, cohort, state, count, months")
+    ref.add_argument("--out", help="write budget.csv and summary.csv here")
+    ref.add_argument("--paths", type=_positive_int, default=4_000)
+    add_seed_argument(ref)
+    ref.add_argument("--workers", type=_positive_int, default=None)
+    ref.add_argument("--force", action="store_true", help="replace a sibsim output of another command or scenario")
+    ref.set_defaults(func=cmd_reforecast)
 
     from . import report, sensitivity
 

@@ -392,6 +392,7 @@ def _date(window, lag, month, intake, n_months):
 @_jit(error_model="numpy")  # divisions are guarded: no zero checks in the loop
 def _kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, start_cdf, counts,
             monthly_row, totals, totals_row, before, occupancy,
+            resume_month, cen_ptr, cen_state, cen_count, cen_months, cen_run, cen_cum, cen_done, cen_prev,
             n_months, timing, in_order, limit, after, exit_ptr, exit_to, exit_param, exit_event, rec_ptr,
             rec_event, rec_param, sb_ptr, sb_branch, br_slot, br_at, br_to, br_param, br_event, slot_mask,
             in_ptr, in_slot, out_ptr, out_slot, kind, mask, slot, every, months, consecutive, window, lag,
@@ -401,8 +402,9 @@ def _kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, 
     ``totals`` in place (:func:`_emit`: what each measure is written as).
 
     ``uni`` holds the uniforms in stream order and ``log_q = log(1 - uni)`` (exponential variates,
-    negated), both computed in numpy; the arguments after ``occupancy`` are ``Machine``'s fields one
-    by one.  Returns ``(p, used)``: the first path not simulated (``n_paths`` when all are) and the
+    negated), both computed in numpy; ``resume_month`` and the ``cen_*`` arrays are a census to
+    start from (:func:`_census_arrays`; no rows for a cohort: it starts at its intake), and the
+    arguments after them are ``Machine``'s fields one by one.  Returns ``(p, used)``: the first path not simulated (``n_paths`` when all are) and the
     uniforms its predecessors consumed. A path whose uniforms run past the buffer is left untouched
     (nothing written) for the next call to redo on the following uniforms.
     """
@@ -446,8 +448,16 @@ def _kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, 
             intake = intake_months[c]
             if intake >= T:
                 continue
+            row, left = cen_ptr[c] - 1, 0  # the census row of the participant, and how many it has left
             for _ in range(sizes[c]):
-                if start_single[c] >= 0:
+                resume = cen_ptr[c + 1] > cen_ptr[c]
+                if resume:  # carried on from the census: no start to draw
+                    while left == 0:
+                        row += 1
+                        left = cen_count[row]
+                    left -= 1
+                    s = cen_state[row]
+                elif start_single[c] >= 0:
                     s = start_single[c]
                 else:
                     if pos >= n_uni:
@@ -460,37 +470,49 @@ def _kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, 
                         if u < start_cdf[c, t]:
                             s = t
                             break
-                for e in range(M):
-                    done[e] = False
-                for k in range(K):
-                    run[k] = 0
-                    cum[k] = 0
-                prev = -1
-                m = intake
+                elapsed = 0  # months already spent in s: the census's, for the first sojourn only
+                if resume:
+                    for e in range(M):
+                        done[e] = cen_done[row, e] == 1
+                    for k in range(K):
+                        run[k] = cen_run[row, k]
+                        cum[k] = cen_cum[row, k]
+                    m = resume_month
+                    elapsed = cen_months[row]  # 0: arrives in s at the start of the census month, from prev
+                else:
+                    for e in range(M):
+                        done[e] = False
+                    for k in range(K):
+                        run[k] = 0
+                        cum[k] = 0
+                    m = intake
+                prev = cen_prev[row] if resume else -1
                 branched_at = -1
                 arrivals, arrival_month = 0, -1
                 while True:
-                    # --- arrival in s at the start of month m (m < T) ---
-                    if m == arrival_month:
-                        arrivals += 1
-                        if arrivals > guard:
-                            raise ValueError("journey: a participant passes through states forever "
-                                             "in one month (a cycle among \"start\"-timing states)")
-                    else:
-                        arrival_month, arrivals = m, 1
-                    for q in range(entry_ptr[s], entry_ptr[s + 1]):
-                        e = entry_idx[q]
-                        if prev < 0 or mask[e, prev] == 0:
-                            if every[e] == 1 or not done[e]:
-                                done[e] = True
-                                d = _date(window[e], lag[e], m, intake, T)
-                                if d >= 0:
-                                    tally[c, e, d] += 1
-                    for q in range(out_ptr[s], out_ptr[s + 1]):
-                        run[out_slot[q]] = 0
+                    # --- arrival in s at the start of month m (m < T); a census carries on a sojourn ---
+                    if elapsed == 0:  # an arrival (not a sojourn the census carries on)
+                        if m == arrival_month:
+                            arrivals += 1
+                            if arrivals > guard:
+                                raise ValueError("journey: a participant passes through states forever "
+                                                 "in one month (a cycle among \"start\"-timing states)")
+                        else:
+                            arrival_month, arrivals = m, 1
+                        for q in range(entry_ptr[s], entry_ptr[s + 1]):
+                            e = entry_idx[q]
+                            if prev < 0 or mask[e, prev] == 0:
+                                if every[e] == 1 or not done[e]:
+                                    done[e] = True
+                                    d = _date(window[e], lag[e], m, intake, T)
+                                    if d >= 0:
+                                        tally[c, e, d] += 1
+                        for q in range(out_ptr[s], out_ptr[s + 1]):
+                            run[out_slot[q]] = 0
                     # --- the sojourn: D months spent in s (months m .. m + D - 1) ---
                     rem = T - m
-                    L = limit[s]
+                    L = limit[s] - elapsed  # months the time limit still allows (memoryless exits)
+                    elapsed = 0
                     lim = min(L, rem)
                     exited = False
                     D = 0
@@ -752,7 +774,7 @@ def _run_buffered(rng: np.random.Generator, kernel_args: tuple, n_paths: int, ch
 
 def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.ndarray,
                    intake_months: np.ndarray, sizes: np.ndarray, starts: np.ndarray, n_months: int,
-                   rng: np.random.Generator, kernel: str | None = None, totals=None):
+                   rng: np.random.Generator, kernel: str | None = None, totals=None, census=None):
     """One group's journeys on a block of paths, counted per measure and month.
 
     Parameters
@@ -783,6 +805,14 @@ def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
         Measures to count only as totals before each of ``months`` (month ``m``: months
         ``0 .. m - 1``), not month by month: what settlement reads of outcomes.  The same
         numbers as summing the monthly counts, without writing and reading them.
+    census : (month, rows) or None
+        Start from a state census taken at the start of ``month`` instead of the intakes
+        (:class:`sibsim.census.CensusRow`, rows of this group): each cohort with rows carries its
+        participants on from there, row by row in the order given (no start state is drawn; the
+        first sojourn continues one of ``row.months`` months, with the row's runs, cumulative
+        months and outcomes already had), and simulates months ``month .. n_months - 1`` only;
+        a cohort without rows starts at its intake as usual.  Counts are dated from ``month`` on.
+        The generic kernel runs it (same rules, same draw order as without a census).
 
     Returns
     -------
@@ -797,11 +827,14 @@ def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
         Simultaneous exits summing above 1 on a path (:func:`check_exit_sums`), bad shapes, or a
         machine :func:`compile_machine` refuses.
     """
-    counts, args = _prepare(journey, measures, params, intake_months, sizes, starts, n_months, totals)
+    counts, args = _prepare(journey, measures, params, intake_months, sizes, starts, n_months, totals, census)
     if kernel not in (None, "generic", "specialised"):
         raise ValueError(f"kernel: \"generic\" or \"specialised\", not {kernel!r}")
     fn = None
-    if kernel == "specialised":
+    if census is not None:
+        if kernel == "specialised":
+            raise ValueError("kernel: a census runs on the generic kernel only")
+    elif kernel == "specialised":
         fn = _specialised(journey, tuple(measures), int(n_months))
     elif kernel is None:
         intake = args[1]
@@ -831,7 +864,64 @@ def _specialised(journey: Journey, measures: tuple[Outcome, ...], n_months: int)
     return engine_codegen.load_kernel(_compile(journey, measures, n_months))
 
 
-def _prepare(journey, measures, params, intake_months, sizes, starts, n_months, totals=None):
+def _census_arrays(mc: Machine, journey: Journey, measures, census, intake: np.ndarray, sizes: np.ndarray):
+    """The kernel's census arguments: ``(resume_month, cen_ptr (C+1,), cen_state, cen_count,
+    cen_months (R,), cen_run, cen_cum (R, K), cen_done (R, M) uint8)``; rows grouped by cohort.
+
+    A set's run (up to the month before the census) is the row's given run for it, else the months
+    in the state for a set holding the state (entered with it), else 0; cumulative months the given
+    total, else the run.  A row of 0 months arrives in its state at the census month from
+    ``arrived_from`` (``cen_prev``; -1 otherwise), whose runs the given ones are.  Raises
+    ``ValueError`` for rows that do not fit the cohorts (the loader, :mod:`sibsim.census`, says
+    so in the scenario's words first).
+    """
+    C, K, M = intake.size, max(mc.slot_mask.shape[0], 1), mc.kind.size
+    if census is None:
+        z = np.zeros(0, dtype=np.int64)
+        return (np.int64(-1), np.zeros(C + 1, dtype=np.int64), z, z, z, np.zeros((0, K), dtype=np.int64),
+                np.zeros((0, K), dtype=np.int64), np.zeros((0, M), dtype=np.uint8), z)
+    month, rows = census
+    month = int(month)
+    names = journey.state_names
+    slots = [tuple(int(v) for v in r) for r in mc.slot_mask]
+    measure_names = [o.name for o in measures]
+    rows = sorted(rows, key=lambda r: r.cohort)  # stable: the order given within a cohort
+    R = len(rows)
+    state, count, months, prev = (np.zeros(R, dtype=np.int64) for _ in range(4))
+    run, cum = np.zeros((R, K), dtype=np.int64), np.zeros((R, K), dtype=np.int64)
+    done = np.zeros((R, M), dtype=np.uint8)
+    per_cohort = np.zeros(C, dtype=np.int64)
+    for i, r in enumerate(rows):
+        if not 0 <= r.cohort < C or intake[r.cohort] >= month:
+            raise ValueError(f"census: cohort {r.cohort} has not started before month {month}")
+        if r.state not in names or r.count < 0 or r.months < 0 or (r.months == 0) != (r.arrived_from in names):
+            raise ValueError(f"census: row {i}: bad state, count, months or arrived_from")
+        state[i], count[i], months[i] = names.index(r.state), r.count, r.months
+        prev[i] = names.index(r.arrived_from) if r.months == 0 else -1
+        held = state[i] if r.months else prev[i]  # the state the runs were counted in, up to the month before
+        per_cohort[r.cohort] += r.count
+        given_run = {_mask(names, st): v for st, v in r.runs}
+        given_cum = {_mask(names, st): v for st, v in r.totals}
+        for k, sl in enumerate(slots):
+            run[i, k] = given_run.get(sl, r.months if sl[held] else 0)
+            cum[i, k] = given_cum.get(sl, run[i, k])
+        for name in r.already:
+            if name in measure_names:
+                done[i, measure_names.index(name)] = 1
+    started = (intake < month) & (sizes > 0)
+    for c in range(C):
+        if started[c] and per_cohort[c] != sizes[c]:
+            raise ValueError(f"census: cohort {c}: rows hold {per_cohort[c]} participants, the cohort {sizes[c]}")
+    ptr = np.zeros(C + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum(np.bincount([r.cohort for r in rows], minlength=C))
+    return np.int64(month), ptr, state, count, months, run, cum, done, prev
+
+
+def _mask(names, states) -> tuple[int, ...]:
+    return tuple(int(n in states) for n in names)
+
+
+def _prepare(journey, measures, params, intake_months, sizes, starts, n_months, totals=None, census=None):
     """Checked inputs: the zero counts array and the kernel's arguments after the buffers (the data:
     parameters, cohorts, starts, counts and what :func:`_emit` writes them as; then the machine)."""
     mc = compile_machine(journey, measures, n_months)
@@ -869,5 +959,8 @@ def _prepare(journey, measures, params, intake_months, sizes, starts, n_months, 
     counts = np.zeros((P, intake.size, len(monthly), int(n_months)), dtype=np.int32)
     sums = np.zeros((P, intake.size, len(as_totals), len(before)))
     occupancy = (np.asarray(mc.kind) == OCCUPANCY).astype(np.uint8)
+    if census is not None and not 0 < int(census[0]) < int(n_months):
+        raise ValueError(f"census: month must be in 1 .. {int(n_months) - 1}, got {census[0]}")
+    cen = _census_arrays(mc, journey, measures, census, intake, sizes)
     return counts, (params, intake, sizes, single, np.ascontiguousarray(cdf), counts,
-                    monthly_row, sums, totals_row, before, occupancy, *mc)
+                    monthly_row, sums, totals_row, before, occupancy, *cen, *mc)

@@ -167,13 +167,21 @@ def split_counts(contract: Contract, counts: np.ndarray) -> tuple[np.ndarray, np
     return counts[:, :, :k], counts[:, :, k:]
 
 
-def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator, totals_before=None) -> Outcomes:
+def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator, totals_before=None,
+                      standing=None) -> Outcomes:
     """Draw parameters and journeys for the treated group and the counterfactual (draw order: module notes).
 
     ``totals_before`` (months): the engine counts the outcomes only as totals before each of
     those months (:attr:`GroupOutcomes.totals`, ``events`` None), what settlement and the path
     metrics read, instead of month by month (cost items are always counted per month).  The same
     numbers and the same draws; a modelled counterfactual keeps its monthly expectations too.
+
+    ``standing`` (:class:`sibsim.reforecast.Standing`): where the contract stands at a census month
+    ``m``.  The journeys carry on from the census (:func:`sibsim.engine.simulate_group`), the counts
+    of months before ``m`` are the observed ones on every path, a modelled counterfactual keeps its
+    expectation from ``m`` on, and the settlement risks that would have shown by ``m`` did not
+    happen (payments due before ``m`` were paid; an external stop dated before ``m`` did not come).
+    The draw order is the same, with no start states drawn for participants in the census.
     """
     intake = np.array([c.intake_month for c in contract.cohorts], dtype=np.int64)
     treated_sizes = np.array([c.size for c in contract.cohorts], dtype=np.int64)
@@ -183,12 +191,18 @@ def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator
     months = None if totals_before is None else tuple(sorted({int(m) for m in totals_before}))
     as_totals = None if months is None else (months, tuple(range(K)))
 
-    def engine_group(journey, params, sizes, starts):
-        """One group's counts: (events, costs, totals) from the engine."""
-        out = engine.simulate_group(journey, measures, params, intake, sizes, starts, T, rng, totals=as_totals)
+    def engine_group(journey, params, sizes, starts, group="treated"):
+        """One group's counts: (events, costs, totals) from the engine, the observed past added."""
+        census = None if standing is None else standing.engine_census(group)
+        out = engine.simulate_group(journey, measures, params, intake, sizes, starts, T, rng, totals=as_totals,
+                                    census=census)
         if as_totals is None:
-            return (*split_counts(contract, out), None)
-        return None, out[0], out[1]
+            events, costs, totals = (*split_counts(contract, out), None)
+        else:
+            events, costs, totals = None, out[0], out[1]
+        if standing is not None:
+            events, costs, totals = standing.add_past(group, events, costs, totals, months)
+        return events, costs, totals
 
     treated_params, comparison_params = draw_group_parameters(contract, rng, n_paths)
     t_events, t_costs, t_totals = engine_group(contract.journey, treated_params, treated_sizes,
@@ -202,6 +216,8 @@ def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator
         comparison_sizes = treated_sizes
         expected = expected_group(journey, measures, comparison_params, intake, comparison_sizes, c_starts, T)
         c_events, c_costs = split_counts(contract, expected)
+        if standing is not None:  # the model's expectation from the census month on, the observed past before
+            c_events, c_costs, _ = standing.add_past("comparison", c_events, c_costs, None, None, replace=True)
         c_totals = None
         if months is not None:
             c_totals = event_totals(GroupOutcomes(c_events, c_costs, comparison_sizes, {}), months)
@@ -209,13 +225,15 @@ def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator
         comparison_sizes = contract.comparison_sizes
         # Slices of paths keep memory bounded for large comparison groups (a fixed split: reproducible).
         per_slice = max(1, (PARTICIPANT_PATHS_PER_BLOCK // 2) // int(comparison_sizes.sum()))
-        parts = [engine_group(journey, comparison_params[a:a + per_slice], comparison_sizes, c_starts)
+        parts = [engine_group(journey, comparison_params[a:a + per_slice], comparison_sizes, c_starts, "comparison")
                  for a in range(0, n_paths, per_slice)]
         c_events, c_costs, c_totals = (None if parts[0][i] is None else
                                        parts[0][i] if len(parts) == 1 else np.concatenate([q[i] for q in parts])
                                        for i in range(3))
     journeys_drawn = state_digest(rng)
     default, stopped = draw_settlement_risks(contract, n_paths, rng)
+    if standing is not None:
+        default, stopped = standing.condition_risks(default, stopped)
     # Both points: the same journeys' draws and then the same settlement draws (a payer's defaults,
     # the external stop), so that equal digests mean every draw of a path is the other's too.
     drawn = hashlib.sha256(f"{journeys_drawn} {state_digest(rng)}".encode()).hexdigest()

@@ -145,7 +145,7 @@ def occupy(record: MonthRecord, state: str, sets: tuple[frozenset, ...],
 
 
 def live_participant(journey: Journey, p: dict[str, float], start: str, intake: int, n_months: int,
-                     sets: tuple[frozenset, ...], rng: np.random.Generator) -> list[MonthRecord]:
+                     sets: tuple[frozenset, ...], rng: np.random.Generator, carry_on=None) -> list[MonthRecord]:
     """Step one participant through months ``intake .. n_months - 1`` (the numbered rules of :mod:`sibsim.journey`).
 
     Parameters
@@ -156,6 +156,12 @@ def live_participant(journey: Journey, p: dict[str, float], start: str, intake: 
         The participant's start state.
     sets : tuple of frozenset
         Sets of states whose runs are kept (:func:`tracked_sets`).
+
+    carry_on : (month, months_in_state, runs, cumulative, arrived_from) or None
+        Carry the participant on from a census at the start of ``month`` (:mod:`sibsim.census`):
+        ``start`` is then the state occupied in the month before, for ``months_in_state`` months
+        (0: arriving in it at ``month`` from ``arrived_from``), with these runs and cumulative months
+        per set up to the month before; months from ``month`` on are simulated.
 
     Returns
     -------
@@ -168,8 +174,15 @@ def live_participant(journey: Journey, p: dict[str, float], start: str, intake: 
     months_in_state = 0
     runs = {s: 0 for s in sets}
     cumulative = {s: 0 for s in sets}
+    first = intake
+    if carry_on is not None:
+        first, months_in_state, runs, cumulative, arrived_from = carry_on
+        if months_in_state:  # occupied last month, and neither an exit nor the time limit moved it
+            state, arriving = start, None
+        else:  # arrives at the start of the census month (from an exit or a time limit at the end of the last)
+            state, arriving = arrived_from, start
 
-    for month in range(intake, n_months):
+    for month in range(first, n_months):
         record = MonthRecord(month)
 
         # Rule 1: arrival (at intake, after an exit or a time limit at the end of last month).
@@ -298,6 +311,7 @@ def simulate_group_reference(
     starts: np.ndarray,
     n_months: int,
     rng: np.random.Generator,
+    census=None,
 ) -> np.ndarray:
     """Every participant of one group, path by path, cohort by cohort: the outcome counts.
 
@@ -317,6 +331,11 @@ def simulate_group_reference(
         Horizon: months ``0 .. n_months - 1`` are simulated.
     rng : numpy.random.Generator
         The only source of randomness.
+    census : (month, rows) or None
+        Carry the cohorts with rows on from a census at the start of ``month``
+        (:class:`sibsim.census.CensusRow`, in the order given): each row's participants start
+        there with its months, runs and totals, and an outcome in ``already`` is not counted again
+        where it counts once per participant.
 
     Returns
     -------
@@ -328,14 +347,27 @@ def simulate_group_reference(
     n_paths = params.shape[0]
     counts = np.zeros((n_paths, len(sizes), len(measures), n_months), dtype=np.int32)
     sets = tracked_sets(journey, measures)
+    carried = {}  # cohort -> [(row, carry_on)]
+    if census is not None:
+        month0, rows = census
+        for r in rows:
+            held = r.state if r.months else r.arrived_from  # where the runs were counted, up to the month before
+            runs = {s: dict((frozenset(k), v) for k, v in r.runs).get(s, r.months if held in s else 0)
+                    for s in sets}
+            cumulative = {s: dict((frozenset(k), v) for k, v in r.totals).get(s, runs[s]) for s in sets}
+            carried.setdefault(r.cohort, []).append((r, (int(month0), r.months, runs, cumulative, r.arrived_from)))
     for path in range(n_paths):
         p = dict(zip(journey.parameter_names, (float(v) for v in params[path])))
         for cohort, (intake, size) in enumerate(zip(intake_months, sizes)):
             intake = int(intake)
-            for _participant in range(int(size)):
-                start = draw_start(journey, starts[cohort], rng)
-                history = live_participant(journey, p, start, intake, n_months, sets, rng)
+            people = ([(r, c) for r, c in carried[cohort] for _ in range(r.count)] if cohort in carried
+                      else [(None, None)] * int(size))
+            for row, carry_on in people:
+                start = row.state if row is not None else draw_start(journey, starts[cohort], rng)
+                history = live_participant(journey, p, start, intake, n_months, sets, rng, carry_on)
                 for j, measure in enumerate(measures):
+                    if row is not None and measure.name in row.already and measure.once_per_participant:
+                        continue  # had before the census: counted once per participant
                     for month, n in occurrences(measure, history, intake):
                         dated = date_occurrence(measure, month, intake, n_months)
                         if dated is not None:

@@ -62,6 +62,8 @@ class Results:
     draws: str = ""
     budget_paths: dict = field(default_factory=dict)
     expected_measurements: pd.DataFrame | None = None
+    #: First month the budget years cover (a re-forecast from a census at that month), else 0.
+    budget_from: int = 0
     _summary: pd.DataFrame | None = field(default=None, repr=False)
     _convergence: pd.DataFrame | None = field(default=None, repr=False)
     _budget: pd.DataFrame | None = field(default=None, repr=False)
@@ -91,7 +93,8 @@ class Results:
         from .budget import budget_table
 
         if self._budget is None:
-            self._budget = budget_table(self.contract, self.budget_paths, self.expected_ledgers)
+            self._budget = budget_table(self.contract, self.budget_paths, self.expected_ledgers,
+                                        self.budget_from)
         return self._budget
 
     def plot_budget(self, fig=None, lang: str = "en"):

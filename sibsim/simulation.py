@@ -293,14 +293,15 @@ def _worker_count(n_paths: int, n_blocks: int, workers: int | None) -> int:
     return max(1, min(int(workers), n_blocks))
 
 
-def _run_block(contract: Contract, seed: np.random.SeedSequence, n_paths: int, keep_monthly: bool) -> dict:
+def _run_block(contract: Contract, seed: np.random.SeedSequence, n_paths: int, keep_monthly: bool,
+               standing=None) -> dict:
     """Simulate, settle and measure one block; returns plain numpy arrays (cheap to send between processes)."""
     rng = np.random.Generator(np.random.PCG64(seed))
     term = contract.term_months
     # The engine counts outcomes only as totals before settlement's months and the end of the term
     # (all this block reads of them), not month by month.
     months = sorted(settlement_months(contract) | {term})
-    outcomes = simulate_outcomes(contract, n_paths, rng, totals_before=months)
+    outcomes = simulate_outcomes(contract, n_paths, rng, totals_before=months, standing=standing)
     totals = block_totals(contract, outcomes, [term])
     cash = settle(contract, outcomes, totals)
     scales = contract.outcome_scales
@@ -342,7 +343,7 @@ def _run_block(contract: Contract, seed: np.random.SeedSequence, n_paths: int, k
     measured_sums = {"treated": cash.measured_treated.sum(axis=0),
                      "counterfactual": cash.measured_counterfactual.sum(axis=0)}
     return {"paths": paths, "shares": shares, "ledger_sums": ledger_sums, "monthly": monthly,
-            "budget": path_years(contract, cash), "measured_sums": measured_sums, "draws": outcomes.draws}
+            "budget": path_years(contract, cash, 0 if standing is None else standing.month), "measured_sums": measured_sums, "draws": outcomes.draws}
 
 
 def _load_kernels(contract: Contract, n_paths: int) -> None:
@@ -363,6 +364,7 @@ def simulate(
     seed: int | np.random.SeedSequence | None = None,
     workers: int | None = None,
     progress=None,
+    standing=None,
 ) -> Results:
     """Simulate ``n_paths`` futures of the contract.
 
@@ -380,6 +382,10 @@ def simulate(
         depend on it.
     progress : callable or None
         Called as ``progress(paths_done, n_paths)`` after each block.
+    standing : sibsim.reforecast.Standing or None
+        Re-forecast from where the contract stands (a census at month ``m`` and the counts
+        measured up to it; :func:`sibsim.reforecast.reforecast`): every path keeps the past and
+        simulates months ``m`` on only.
 
     Returns
     -------
@@ -408,13 +414,13 @@ def simulate(
     if workers == 1:
         with _single_threaded_blas():
             for b in range(n_blocks):
-                assembler.add(_run_block(contract, seeds[b], counts[b], keep[b]))
+                assembler.add(_run_block(contract, seeds[b], counts[b], keep[b], standing))
                 if progress:
                     progress(sum(counts[: b + 1]), n_paths)
     else:
         _load_kernels(contract, counts[0])
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
-            futures = [pool.submit(_run_block, contract, seeds[b], counts[b], keep[b]) for b in range(n_blocks)]
+            futures = [pool.submit(_run_block, contract, seeds[b], counts[b], keep[b], standing) for b in range(n_blocks)]
             for b in range(n_blocks):  # in block order: results independent of timing
                 assembler.add(futures[b].result())
                 futures[b] = None  # drop the block's arrays once they are copied
