@@ -486,6 +486,12 @@ def cmd_update(args) -> int:
         problems.append(f"{scenario}: --month: must be 0..{T} (the months of the scenario), got {args.month}")
     if problems:
         raise ScenarioError(problems)
+    census = None
+    if args.census is not None:
+        from .census import load_census
+
+        _check_declared_scenario(args.census, scenario, contract)
+        census = load_census(args.census, contract)
     check_memory([contract, contract], args.paths)  # the re-forecast: prior and posterior, one structure
     posterior, table = update(contract, evidence, args.evidence)
     title = f"{contract.title}: updated with {Path(args.evidence).name}"
@@ -523,9 +529,26 @@ def cmd_update(args) -> int:
             remaining = res.expected_ledgers["outcome_payments"].iloc[args.month:].sum()
             print(f"  expected outcome payments from month {args.month} on ({label}): "
                   f"{contract.currency} {remaining:,.0f}")
+    if census is not None:
+        _census_reforecast(contract, posterior, census, args)
     write_text_atomic(out, text)  # last: an interrupted re-forecast leaves no file, as main() reports
     print(f"\nwrote {out} (extends {scenario.name}); re-forecast in full with: sibsim run {out} --out DIR")
     return 0
+
+
+def _census_reforecast(prior, posterior, census, args) -> None:
+    """Print the payer's remaining outcome payments per budget year from the census, under the prior and
+    the posterior (:func:`sibsim.reforecast.reforecast`, the same seed)."""
+    from .reforecast import reforecast
+
+    payer = prior.payer.name if len(prior.payers) == 1 else "all payers"
+    print(f"\nFrom the census at month {census.month} ({args.census}): {payer}'s remaining outcome payments "
+          f"per budget year ({prior.currency}; mean, P90, P95)")
+    for label, c in (("prior", prior), ("posterior", posterior)):
+        budget = reforecast(c, census, n_paths=args.paths, seed=args.seed).budget()
+        rows = budget[(budget.party == payer) & (budget.item == "outcome payments")]
+        cells = [f"{r.months}: {r.mean:,.0f} / {r.p90:,.0f} / {r.p95:,.0f}" for r in rows.itertuples()]
+        print(f"  {label:<10} " + "; ".join(cells))
 
 
 def pd_options():
@@ -703,6 +726,8 @@ def build_parser() -> argparse.ArgumentParser:
     upd.add_argument("--paths", type=_positive_int, default=4_000)
     add_seed_argument(upd)
     upd.add_argument("--month", type=int, default=None, help="report expected payments from this month on")
+    upd.add_argument("--census", default=None,
+                     help="also re-forecast from this state census (sibsim reforecast), under prior and posterior")
     upd.add_argument("--force", action="store_true", help="replace a scenario that sibsim update wrote")
     upd.set_defaults(func=cmd_update)
 

@@ -109,6 +109,13 @@ def standing(contract: Contract, census: Census) -> Standing:
     if late:
         raise ScenarioError(f"{census.observed.source}: measurement: counts at month {min(late)}, after the "
                             f"census month {census.month}")
+    if contract.comparison.method == "expected":
+        # Counterfactual counts not given are the model's expectation at the prior means over the whole
+        # horizon (outcomes_from_observed): the past keeps its months before m, the paths model the rest.
+        events, costs = np.array(past.comparison.events, dtype=float), np.array(past.comparison.costs, dtype=float)
+        events[..., census.month:] = 0.0
+        costs[..., census.month:] = 0.0
+        past = dataclasses.replace(past, comparison=dataclasses.replace(past.comparison, events=events, costs=costs))
     for group in ("treated", "comparison"):
         g = past.treated if group == "treated" else past.comparison
         if np.any(g.costs[..., census.month:]) or np.any(g.events[..., census.month:]):

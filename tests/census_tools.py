@@ -87,7 +87,7 @@ def _toml_value(v):
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     if isinstance(v, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+        return "{ " + ", ".join(f"{_toml_value(str(k))} = {_toml_value(x)}" for k, x in v.items()) + " }"
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     return str(v)
@@ -106,7 +106,8 @@ def write_standing(contract, scenario_rel, month, seed, census_path, observed_pa
     months = sorted({r for g in all_counts.values() for series in g.values() for r in series})
     for r in months:
         for c in range(len(contract.cohorts)):
-            parts = {g: {name: series[r] for (cc, name), series in all_counts[g].items() if cc == c and r in series}
+            # Scaled units (days) are counted in whole units in an observed file.
+            parts = {g: {name: round(series[r]) for (cc, name), series in all_counts[g].items() if cc == c and r in series}
                      for g in groups}
             if not any(parts.values()):
                 continue

@@ -174,3 +174,37 @@ def test_cli_reforecast_writes_budget(tmp_path):
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "meta.month: must be a month the contract reads counts at" in done.stderr
+
+
+def test_past_kept_with_a_modelled_counterfactual(tmp_path):
+    """Buzinezzclub (a modelled counterfactual): a census generated from simulated histories, the payments
+    settled before the census month the same on every path as `sibsim settle` gives them."""
+    from tests.census_tools import write_standing
+
+    shutil.copy(ROOT / "scenarios" / "rotterdam_buzinezzclub.toml", tmp_path / "s.toml")
+    contract = load_scenario(tmp_path / "s.toml")
+    write_standing(contract, "s.toml", 24, 5, tmp_path / "census.toml", tmp_path / "observed.toml")
+    census = load_census(tmp_path / "census.toml", contract)
+    assert census.comparison == ()  # nobody to count: the counterfactual is modelled
+    results = reforecast(contract, census, n_paths=100, seed=2)
+    settled = settle(contract, tmp_path / "observed.toml").schedule["outcome_payments"]
+    ledgers = results.expected_ledgers["outcome_payments"]
+    paid = [m for m in range(28) if settled.get(m, 0.0)]
+    assert paid  # the measurements at months 12, 18 and 24 paid something
+    for month in range(28):
+        assert ledgers.loc[month] == pytest.approx(float(settled.get(month, 0.0)), abs=0.005)
+
+
+def test_update_reforecasts_from_the_census(tmp_path):
+    import subprocess
+    import sys
+
+    shutil.copy(SCENARIO, tmp_path / SCENARIO.name)
+    evidence = ROOT / "scenarios" / "evidence" / "utrecht_colour_kitchen_year2.toml"
+    done = subprocess.run([sys.executable, "-m", "sibsim.cli", "update", str(tmp_path / SCENARIO.name), str(evidence),
+                           "--out", str(tmp_path / "updated.toml"), "--census", str(CENSUS), "--paths", "200"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "From the census at month 24" in done.stdout
+    lines = [line for line in done.stdout.splitlines() if line.strip().startswith(("prior ", "posterior "))]
+    assert len(lines) == 2 and all("Apr 2017–Dec 2017: 270,000 / 270,000 / 270,000" in line for line in lines)
