@@ -30,7 +30,8 @@ for each path (in order), for each cohort (in order; a cohort whose intake is at
 horizon draws nothing), for each participant:
 
 1. the start state: one uniform, only if the cohort's start distribution gives a positive share
-   to more than one state;
+   to more than one state (none for a participant carried on from a census: its row says where
+   it is, and its first sojourn continues from the census month, step 2 unchanged);
 2. then for each sojourn (an arrival in state ``s`` in a month before the horizon), in this order:
 
    a. its length: one uniform if ``s`` has exits (whatever their probabilities on the path);
