@@ -63,8 +63,8 @@ from pathlib import Path
 
 from .contracts import Contract
 from .errors import ScenarioError
-from .observed import Observed, load_observed, meta_problems, months_read
-from .scenario import _show, parse_toml, read_scenario_bytes
+from .observed import Observed, load_observed, meta_problems, months_read, read_input_text
+from .scenario import _show, parse_toml
 
 GROUPS = ("treated", "comparison")
 _ROW_KEYS = {"group", "cohort", "state", "count", "months", "runs", "totals", "already", "arrived_from"}
@@ -143,13 +143,7 @@ def load_census(path: str | Path, contract: Contract) -> Census:
     """Read and check a census file against the scenario; raise :class:`ScenarioError` listing every problem."""
     path = Path(path)
     name = str(path)
-    try:
-        text = read_scenario_bytes(path).decode("utf-8-sig")
-    except FileNotFoundError:
-        raise ScenarioError(f"{name}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{name}: cannot read file ({exc})") from None
-    doc = parse_toml(text, name)
+    doc = parse_toml(read_input_text(path), name)
     problems = meta_problems(doc, name)
     if problems:
         raise ScenarioError(problems)

@@ -199,6 +199,20 @@ def _count_problem(group: str, outcome: str, count, unit: str | None = None) -> 
     return None
 
 
+def read_input_text(path: Path) -> str:
+    """The text of an input file (observed counts, a census), or one ScenarioError line ``file: rule``.
+
+    A regular file of at most 1 MB, read with a bounded read (a FIFO hung, /dev/zero was read
+    without end); ``utf-8-sig``: a spreadsheet's byte-order mark is not a column name.
+    """
+    try:
+        return read_scenario_bytes(path).decode("utf-8-sig")
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot read file ({exc})") from None
+
+
 def load_observed(path: str | Path) -> Observed:
     """Read observed counts from a ``.toml`` or ``.csv`` file; raise :class:`ScenarioError` on bad input.
 
@@ -207,14 +221,7 @@ def load_observed(path: str | Path) -> Observed:
     """
     path = Path(path)
     name = str(path)
-    try:
-        # A regular file of at most 1 MB, read with a bounded read (a FIFO hung, /dev/zero was read without end);
-        # -sig: a spreadsheet's byte-order mark is not a column name.
-        text = read_scenario_bytes(path).decode("utf-8-sig")
-    except FileNotFoundError:
-        raise ScenarioError(f"{name}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{name}: cannot read file ({exc})") from None
+    text = read_input_text(path)
     rows: list[tuple] = []  # (entry, field, month, cohort, group, outcome, count)
     problems: list[str] = []
     if path.suffix.lower() == ".csv":
