@@ -98,6 +98,25 @@ class CensusRow:
     already: tuple[str, ...] = ()
     arrived_from: str | None = None
 
+    @property
+    def held(self) -> str:
+        """The state occupied in the month before the census (where the runs and totals were counted)."""
+        return self.state if self.months else self.arrived_from
+
+    def run_in(self, states) -> int:
+        """Consecutive months in the set ``states`` up to the month before the census: the run given
+        for it, else the months in the state for a set holding it (entered with it), else 0."""
+        key = frozenset(states)
+        given = {frozenset(s): n for s, n in self.runs}
+        return given.get(key, self.months if self.held in key else 0)
+
+    def total_in(self, states) -> int:
+        """Cumulative months in the set ``states`` up to the month before the census: the total given
+        for it, else its run."""
+        key = frozenset(states)
+        given = {frozenset(s): n for s, n in self.totals}
+        return given.get(key, self.run_in(key))
+
 
 @dataclass(frozen=True)
 class Census:
@@ -310,6 +329,8 @@ def _row(e: dict, at: str, contract: Contract, month: int):
         if mname not in already and s not in total_of:
             problems.append(f"{at}.totals: required for [{', '.join(sorted(s))}] (the cumulative milestone "
                             f"{mname}, not in already)")
+    row = CensusRow(cohort, state, count, months, tuple(runs), tuple(totals), tuple(already),
+                    arrived_from if months == 0 else None)
     for m in contract.measures:
         if m.name in already or m.name not in once:
             continue
@@ -318,15 +339,14 @@ def _row(e: dict, at: str, contract: Contract, month: int):
             problems.append(f"{at}.already: must include {m.name}: the participants were in {held} in month "
                             f"{month - 1}, so they have entered its states")
         if m.kind == "milestone":
-            reached = (total_of.get(states_of, 0) if not m.consecutive
-                       else run_of.get(states_of, months if held in states_of else 0))
+            # A missing total is reported above: counted as 0 here, not as a second problem.
+            reached = total_of.get(states_of, 0) if not m.consecutive else row.run_in(states_of)
             if reached >= m.months:
                 problems.append(f"{at}.already: must include {m.name}: {reached} months in its states reach its "
                                 f"{m.months}")
     if problems:
         return None, problems
-    return CensusRow(cohort, state, count, months, tuple(runs), tuple(totals), tuple(already),
-                     arrived_from if months == 0 else None), []
+    return row, []
 
 
 def _whole(name: str, contract: Contract, month: int, rows: dict, observed: Observed) -> list[str]:

@@ -450,8 +450,8 @@ def _kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, 
             if intake >= T:
                 continue
             row, left = cen_ptr[c] - 1, 0  # the census row of the participant, and how many it has left
+            resume = cen_ptr[c + 1] > cen_ptr[c]  # the cohort is carried on from the census
             for _ in range(sizes[c]):
-                resume = cen_ptr[c + 1] > cen_ptr[c]
                 if resume:  # carried on from the census: no start to draw
                     while left == 0:
                         row += 1
@@ -869,10 +869,9 @@ def _census_arrays(mc: Machine, journey: Journey, measures, census, intake: np.n
     """The kernel's census arguments: ``(resume_month, cen_ptr (C+1,), cen_state, cen_count,
     cen_months (R,), cen_run, cen_cum (R, K), cen_done (R, M) uint8)``; rows grouped by cohort.
 
-    A set's run (up to the month before the census) is the row's given run for it, else the months
-    in the state for a set holding the state (entered with it), else 0; cumulative months the given
-    total, else the run.  A row of 0 months arrives in its state at the census month from
-    ``arrived_from`` (``cen_prev``; -1 otherwise), whose runs the given ones are.  Raises
+    Each set's run and cumulative months are the row's (:meth:`CensusRow.run_in`,
+    :meth:`CensusRow.total_in`, as the reference reads them).  A row of 0 months arrives in its
+    state at the census month from ``arrived_from`` (``cen_prev``; -1 otherwise).  Raises
     ``ValueError`` for rows that do not fit the cohorts (the loader, :mod:`sibsim.census`, says
     so in the scenario's words first).
     """
@@ -884,7 +883,7 @@ def _census_arrays(mc: Machine, journey: Journey, measures, census, intake: np.n
     month, rows = census
     month = int(month)
     names = journey.state_names
-    slots = [tuple(int(v) for v in r) for r in mc.slot_mask]
+    slots = [frozenset(n for n, v in zip(names, r) if v) for r in mc.slot_mask]  # each set's states
     measure_names = [o.name for o in measures]
     rows = sorted(rows, key=lambda r: r.cohort)  # stable: the order given within a cohort
     R = len(rows)
@@ -899,13 +898,10 @@ def _census_arrays(mc: Machine, journey: Journey, measures, census, intake: np.n
             raise ValueError(f"census: row {i}: bad state, count, months or arrived_from")
         state[i], count[i], months[i] = names.index(r.state), r.count, r.months
         prev[i] = names.index(r.arrived_from) if r.months == 0 else -1
-        held = state[i] if r.months else prev[i]  # the state the runs were counted in, up to the month before
         per_cohort[r.cohort] += r.count
-        given_run = {_mask(names, st): v for st, v in r.runs}
-        given_cum = {_mask(names, st): v for st, v in r.totals}
         for k, sl in enumerate(slots):
-            run[i, k] = given_run.get(sl, r.months if sl[held] else 0)
-            cum[i, k] = given_cum.get(sl, run[i, k])
+            run[i, k] = r.run_in(sl)
+            cum[i, k] = r.total_in(sl)
         for name in r.already:
             if name in measure_names:
                 done[i, measure_names.index(name)] = 1
@@ -916,10 +912,6 @@ def _census_arrays(mc: Machine, journey: Journey, measures, census, intake: np.n
     ptr = np.zeros(C + 1, dtype=np.int64)
     ptr[1:] = np.cumsum(np.bincount([r.cohort for r in rows], minlength=C))
     return np.int64(month), ptr, state, count, months, run, cum, done, prev
-
-
-def _mask(names, states) -> tuple[int, ...]:
-    return tuple(int(n in states) for n in names)
 
 
 def _prepare(journey, measures, params, intake_months, sizes, starts, n_months, totals=None, census=None):

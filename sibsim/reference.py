@@ -351,10 +351,8 @@ def simulate_group_reference(
     if census is not None:
         month0, rows = census
         for r in rows:
-            held = r.state if r.months else r.arrived_from  # where the runs were counted, up to the month before
-            runs = {s: dict((frozenset(k), v) for k, v in r.runs).get(s, r.months if held in s else 0)
-                    for s in sets}
-            cumulative = {s: dict((frozenset(k), v) for k, v in r.totals).get(s, runs[s]) for s in sets}
+            runs = {s: r.run_in(s) for s in sets}
+            cumulative = {s: r.total_in(s) for s in sets}
             carried.setdefault(r.cohort, []).append((r, (int(month0), r.months, runs, cumulative, r.arrived_from)))
     for path in range(n_paths):
         p = dict(zip(journey.parameter_names, (float(v) for v in params[path])))

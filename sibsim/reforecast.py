@@ -105,10 +105,6 @@ def standing(contract: Contract, census: Census) -> Standing:
     if contract.comparison.method != "expected" and "counterfactual" in groups:
         raise ScenarioError(f"{census.observed.source}: measurement: counterfactual counts, but the census "
                             "follows the comparison group: give the comparison group's own counts")
-    late = [mo for series in census.observed.counts.values() for mo in series if mo > census.month]
-    if late:
-        raise ScenarioError(f"{census.observed.source}: measurement: counts at month {min(late)}, after the "
-                            f"census month {census.month}")
     if contract.comparison.method == "expected":
         # Counterfactual counts not given are the model's expectation at the prior means over the whole
         # horizon (outcomes_from_observed): the past keeps its months before m, the paths model the rest.
