@@ -1000,11 +1000,104 @@ NB04 = [
 ]
 
 
+# --- 05: beyond one deal -------------------------------------------------------------------------------
+NB05 = [
+    md('''
+        # Beyond one deal: shared shocks
+
+        **Purpose.** What a recession does to a Social Impact Bond, and why the way outcomes are
+        measured decides who carries it. Everyone in the field argues that a comparison group protects
+        investors from a downturn and a modelled counterfactual does not; this notebook puts numbers on it.
+
+        **Audience.** Investors choosing between deals, and municipalities choosing a payment design.
+
+        **The scenarios.** Colour Kitchen as shipped (paid per net outcome against a comparison group), and
+        three variants: the same deal in a recession (job finding 30 % lower from month 12 for 18 months, in
+        both groups, on top of a labour-market factor both groups share), and the deal paid against a
+        modelled counterfactual (an expected benefit-duration model fixed in the contract), without and with
+        that recession. The recession is an assumption for illustration, not a forecast.
+
+        ''', how_to_run()),
+    md('''
+        ## Parameters
+    '''),
+    code('''
+        N_PATHS = 4000
+        SEED = 2015
+        DESIGNS = {
+            ("comparison group", "no recession"): "utrecht_colour_kitchen.toml",
+            ("comparison group", "recession"): "utrecht_colour_kitchen_recession.toml",
+            ("modelled counterfactual", "no recession"): "utrecht_colour_kitchen_modelled.toml",
+            ("modelled counterfactual", "recession"): "utrecht_colour_kitchen_modelled_recession.toml",
+        }
+    '''),
+    SETUP,
+    FORMAT,
+    code('''
+        from sibsim import load_scenario, simulate
+
+        contracts = {key: load_scenario(SCENARIOS / name) for key, name in DESIGNS.items()}
+        shock = contracts["comparison group", "recession"].uncertainty.shocks[0]
+        print(f"{shock.name}: months {shock.start_month}-{shock.end_month - 1}, hazard x {1 + shock.change:.2f} "
+              f"on {', '.join(shock.parameters)}; reaches {', '.join(shock.groups)} "
+              f"(modelled design: {', '.join(contracts['modelled counterfactual', 'recession'].uncertainty.shocks[0].groups)})")
+        results = {key: simulate(c, n_paths=N_PATHS, seed=SEED) for key, c in contracts.items()}
+    '''),
+    md('''
+        ## 1. Correlated uncertainty: who carries the recession
+
+        The table shows the investors' mean multiple and probability of loss, and the municipality's
+        outcome payments, for each design with and without the recession. The change column is the
+        recession's effect, with its Monte Carlo standard error (the runs are independent).
+    '''),
+    code('''
+        rows = []
+        for design in ("comparison group", "modelled counterfactual"):
+            calm, hit = results[design, "no recession"].paths, results[design, "recession"].paths
+            for label, column in (("investor multiple, mean", "investor_moic"), ("outcome payments, mean", "outcome_payments")):
+                a, b = calm[column], hit[column]
+                se = np.hypot(a.std(ddof=1) / np.sqrt(len(a)), b.std(ddof=1) / np.sqrt(len(b)))
+                unit = "x" if column == "investor_moic" else "EUR"
+                rows.append({"design": design, "": label, "no recession": fmt(a.mean(), unit),
+                             "recession": fmt(b.mean(), unit), "change": fmt(b.mean() - a.mean(), unit),
+                             "MC s.e. of change": fmt(se, unit, se=True)})
+            (p0, s0), (p1, s1) = proportion(calm["investor_moic"] < 1 - 1e-12), proportion(hit["investor_moic"] < 1 - 1e-12)
+            rows.append({"design": design, "": "probability of investor loss", "no recession": fmt(p0, "probability"),
+                         "recession": fmt(p1, "probability"), "change": fmt(p1 - p0, "probability"),
+                         "MC s.e. of change": fmt(np.hypot(s0, s1), "probability", se=True)})
+        pd.DataFrame(rows).set_index(["design", ""])
+    '''),
+    code('''
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+        bins = np.linspace(0, 1.6, 49)
+        for ax, design in zip(axes, ("comparison group", "modelled counterfactual")):
+            for when, color in (("no recession", "grey"), ("recession", "#c0392b")):
+                ax.hist(results[design, when].paths["investor_moic"], bins=bins, histtype="step", lw=2,
+                        color=color, label=when, density=True)
+            ax.axvline(1.0, color="black", ls=":", lw=1)
+            ax.set(title=f"paid against a {design}", xlabel="investor multiple (cash back / capital)")
+        axes[0].set_ylabel("density")
+        axes[0].legend(frameon=False)
+        fig.tight_layout()
+        plt.show()
+    '''),
+    md('''
+        **Reading it.** With a comparison group the recession cuts job finding in both groups: the
+        participants find fewer jobs, but so does the comparison group, and the municipality pays for the
+        difference, which falls much less. Against a modelled counterfactual the baseline stays where the
+        contract put it, so every job the recession costs is a paid outcome lost: the multiple falls and the
+        probability of loss rises several times as much. The labour-market factor adds the same kind of
+        risk every year, not just in a recession: with a comparison group it largely cancels.
+    '''),
+]
+
+
 NOTEBOOKS = {
     "01_colour_kitchen_payback.ipynb": NB01,
     "02_investor_returns.ipynb": NB02,
     "03_sensitivity_and_breakeven.ipynb": NB03,
     "04_midterm_update.ipynb": NB04,
+    "05_beyond_one_deal.ipynb": NB05,
 }
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from .journey import CostBand, CostItem, Journey, Outcome, Prior  # noqa: F401  (CostBand, Prior: re-exported)
 from .stack import DrawOrder, ExternalStop, Guarantee, Investor, Payer, Step, Tranche, Waterfall  # noqa: F401  (re-exported)
 from .stack import above_cap_problem
+from .uncertainty import Uncertainty
 
 
 @dataclass(frozen=True)
@@ -306,6 +307,9 @@ class Contract:
     payer_split: tuple[Payer, ...] = ()
     #: An external event stopping the programme (a policy change), or None.
     external_stop: ExternalStop | None = None
+    #: Common factors, calendar-time shocks and a copula over priors (:mod:`sibsim.uncertainty`;
+    #: ``[[factors]]``, ``[[shocks]]``, ``[correlation]``); empty: each parameter on its own.
+    uncertainty: Uncertainty = Uncertainty()
     meta: tuple[tuple[str, object], ...] = field(default=(), compare=False)
     source: str = field(default="", compare=False)
     #: ``(path, sha256)`` of every file the loader read: the scenario first, then each base it

@@ -21,6 +21,15 @@ exponential gaps ``-log(1 - u) / rate`` (one uniform each), each event dated in 
 arrival time falls in. The counts per month are then independent Poisson(rate) variables, as the
 rules require, and the cost is one uniform per event plus one.
 
+Calendar-time regimes
+---------------------
+Shocks (:mod:`sibsim.uncertainty`) make a path's parameters piecewise constant in calendar time
+(regimes between the shocks' edges). A sojourn still takes one exponential variate ``-log(1 - u)``:
+the months stayed are those whose summed ``-log(stay probability)`` (each month's regime's) stays
+below it, which is the geometric inversion above when there is one regime. The exit taken, a
+branch and a recurrent event's rate are those of the month they fall in; recurrent arrivals
+invert the cumulative rate. Same uniforms, same order; the generic kernel runs them.
+
 Draw order
 ----------
 The uniforms are the generator's stream of doubles (the block's generator, as ``rng.random()``
@@ -41,7 +50,7 @@ horizon draws nothing), for each participant:
       and no branch fired;
    d. recurrent events of ``s`` (declared order) with a positive rate on the path, when at least
       one month is spent in ``s``: one uniform per event plus the one whose gap passes the end of
-      the sojourn.
+      the sojourn (with several regimes: whatever the rates, when a month is spent in ``s``).
 
 Parameters (:func:`draw_parameters`) are drawn before, with :meth:`Prior.draw` in declared order.
 
@@ -390,11 +399,20 @@ def _date(window, lag, month, intake, n_months):
     return -1
 
 
+@_jit(inline="always")
+def _regime(reg_start, month):
+    """Index of the regime (:class:`sibsim.uncertainty.Regimes`) holding calendar ``month``."""
+    r = 0
+    while r + 1 < reg_start.size and reg_start[r + 1] <= month:
+        r += 1
+    return r
+
+
 @_jit(error_model="numpy")  # divisions are guarded: no zero checks in the loop
 def _kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, start_cdf, counts,
             monthly_row, totals, totals_row, before, occupancy,
             resume_month, cen_ptr, cen_state, cen_count, cen_months, cen_run, cen_cum, cen_done, cen_prev,
-            n_months, timing, in_order, limit, after, exit_ptr, exit_to, exit_param, exit_event, rec_ptr,
+            reg_start, reg_params, n_months, timing, in_order, limit, after, exit_ptr, exit_to, exit_param, exit_event, rec_ptr,
             rec_event, rec_param, sb_ptr, sb_branch, br_slot, br_at, br_to, br_param, br_event, slot_mask,
             in_ptr, in_slot, out_ptr, out_slot, kind, mask, slot, every, months, consecutive, window, lag,
             at_ptr, at_months, entry_ptr, entry_idx, occ_ptr, occ_idx, status_ptr, status_idx, mile_ptr,
@@ -404,8 +422,11 @@ def _kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, 
 
     ``uni`` holds the uniforms in stream order and ``log_q = log(1 - uni)`` (exponential variates,
     negated), both computed in numpy; ``resume_month`` and the ``cen_*`` arrays are a census to
-    start from (:func:`_census_arrays`; no rows for a cohort: it starts at its intake), and the
-    arguments after them are ``Machine``'s fields one by one.  Returns ``(p, used)``: the first path not simulated (``n_paths`` when all are) and the
+    start from (:func:`_census_arrays`; no rows for a cohort: it starts at its intake),
+    ``reg_start`` (R,) and ``reg_params`` (paths, R, P) the parameters per calendar regime
+    (:class:`sibsim.uncertainty.Regimes`; one regime: ``params`` itself), and the arguments after
+    them are ``Machine``'s fields one by one.  With several regimes a sojourn's exit law, a
+    branch's probability and an event's rate are those of the months they fall in (module notes).  Returns ``(p, used)``: the first path not simulated (``n_paths`` when all are) and the
     uniforms its predecessors consumed. A path whose uniforms run past the buffer is left untouched
     (nothing written) for the next call to redo on the following uniforms.
     """
@@ -415,36 +436,40 @@ def _kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, 
     K = slot_mask.shape[0]
     n_paths, C = params.shape[0], sizes.size
     n_uni = uni.size
-    log_stay = np.zeros(S)
-    exit_cum = np.zeros(exit_to.size)
-    total = np.zeros(S)
+    R = reg_start.size
+    log_stay = np.zeros((R, S))
+    exit_cum = np.zeros((R, exit_to.size))
+    total = np.zeros((R, S))
     done = np.zeros(M, dtype=np.bool_)
     run = np.zeros(max(K, 1), dtype=np.int64)
     cum = np.zeros(max(K, 1), dtype=np.int64)
     # One path's counts, kept in cache while its participants scatter into it.
     tally = np.zeros((C, M, T), dtype=np.int32)
+    counter = np.zeros(1, dtype=np.int64)  # the stream position a helper moves on
     guard = 2 * S + 2  # arrivals in one month: a start chain, a branch, a start chain
     pos = 0
     for p in range(first_path, n_paths):
         path_pos = pos
         short = False  # the buffer ran out within this path (the tally is zero: _emit resets it)
-        # Per-path exit law of each state: log of the monthly stay probability, cumulative exit shares.
-        for s in range(S):
-            a, b = exit_ptr[s], exit_ptr[s + 1]
-            acc, ls, surv = 0.0, 0.0, 1.0
-            for k in range(a, b):
-                q = params[p, exit_param[k]]
-                if in_order[s] == 1:
-                    acc += q * surv
-                    surv *= 1.0 - q
-                    ls += math.log1p(-q)
-                else:
-                    acc += q
-                exit_cum[k] = acc
-            if in_order[s] == 0 and b > a:
-                ls = math.log1p(-acc) if acc < 1.0 else -np.inf
-            log_stay[s] = ls
-            total[s] = acc
+        # Per-path (and regime) exit law of each state: log of the monthly stay probability,
+        # cumulative exit shares.
+        for r in range(R):
+            for s in range(S):
+                a, b = exit_ptr[s], exit_ptr[s + 1]
+                acc, ls, surv = 0.0, 0.0, 1.0
+                for k in range(a, b):
+                    q = reg_params[p, r, exit_param[k]]
+                    if in_order[s] == 1:
+                        acc += q * surv
+                        surv *= 1.0 - q
+                        ls += math.log1p(-q)
+                    else:
+                        acc += q
+                    exit_cum[r, k] = acc
+                if in_order[s] == 0 and b > a:
+                    ls = math.log1p(-acc) if acc < 1.0 else -np.inf
+                log_stay[r, s] = ls
+                total[r, s] = acc
         for c in range(C):
             intake = intake_months[c]
             if intake >= T:
@@ -517,18 +542,41 @@ def _kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, 
                     lim = min(L, rem)
                     exited = False
                     D = 0
+                    er = 0  # the regime of the exit's month
                     if exit_ptr[s + 1] > exit_ptr[s]:
                         if pos >= n_uni:
                             short = True
                             break
                         lq = log_q[pos]
                         pos += 1
-                        ls = log_stay[s]
-                        if ls < 0.0:
-                            x = lq / ls  # failures before the first exit, >= 0
-                            if x < lim:
-                                exited = True
-                                D = int(x) + (1 if timing[s] == END else 0)
+                        if R == 1:
+                            ls = log_stay[0, s]
+                            if ls < 0.0:
+                                x = lq / ls  # failures before the first exit, >= 0
+                                if x < lim:
+                                    exited = True
+                                    D = int(x) + (1 if timing[s] == END else 0)
+                        else:
+                            # Piecewise-constant hazard: the stays before the exit are the months whose
+                            # summed log stay probabilities stay above lq (one exponential variate).
+                            xs, left, r = 0, lq, _regime(reg_start, m)
+                            while xs < lim:
+                                seg = lim - xs  # trials in regime r from month m + xs on
+                                if r + 1 < R:
+                                    seg = min(seg, reg_start[r + 1] - (m + xs))
+                                ls = log_stay[r, s]
+                                if ls < 0.0:
+                                    y = left / ls
+                                    if y < seg:
+                                        xs += int(y)
+                                        exited = True
+                                        break
+                                    left -= seg * ls
+                                xs += seg
+                                r += 1
+                            if exited:
+                                D = xs + (1 if timing[s] == END else 0)
+                                er = _regime(reg_start, m + xs)
                     nxt = -1
                     if not exited:
                         if L <= rem:
@@ -558,7 +606,7 @@ def _kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, 
                             break
                         u = uni[pos]
                         pos += 1
-                        if u < params[p, br_param[best]]:
+                        if u < reg_params[p, _regime(reg_start, m + best_i - 1), br_param[best]]:
                             fired = best
                             break
                     if short:
@@ -575,10 +623,10 @@ def _kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, 
                             if pos >= n_uni:
                                 short = True
                                 break
-                            u = uni[pos] * total[s]
+                            u = uni[pos] * total[er, s]
                             pos += 1
                             for kk in range(a, b):
-                                if u < exit_cum[kk]:
+                                if u < exit_cum[er, kk]:
                                     k = kk
                                     break
                         nxt = exit_to[k]
@@ -622,6 +670,14 @@ def _kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, 
                                     if d >= 0:
                                         tally[c, e, d] += 1
                         for q in range(rec_ptr[s], rec_ptr[s + 1]):
+                            if R > 1:
+                                short = _recurrent_regimes(uni, log_q, n_uni, pos, reg_start, reg_params, p,
+                                                           rec_param[q], m, D, rec_event[q], ev_ptr, ev_idx, every,
+                                                           done, window, lag, intake, T, tally, c, counter)
+                                pos = counter[0]
+                                if short:
+                                    break
+                                continue
                             rate = params[p, rec_param[q]]
                             if rate > 0.0:
                                 t_arr = 0.0
@@ -672,6 +728,47 @@ def _kernel(uni, log_q, first_path, params, intake_months, sizes, start_single, 
             return p, path_pos  # nothing written: the next call simulates the path again
         _emit(tally, occupancy, p, counts, monthly_row, totals, totals_row, before)
     return n_paths, pos
+
+
+@_jit
+def _recurrent_regimes(uni, log_q, n_uni, pos, reg_start, reg_params, p, param, m, D, event, ev_ptr, ev_idx,
+                       every, done, window, lag, intake, T, tally, c, counter):
+    """A sojourn's recurrent events (months ``m .. m + D - 1``) at a rate piecewise constant in regimes.
+
+    Each arrival takes one exponential variate of cumulative rate (the inverse of the cumulative
+    rate in time), as the one-regime loop does with a constant rate.  Sets ``counter[0]`` to the
+    stream position; returns True when the buffer ran out.
+    """
+    t_arr, r, need, fresh = 0.0, _regime(reg_start, m), 0.0, True
+    R = reg_start.size
+    while t_arr < D:
+        if fresh:
+            if pos >= n_uni:
+                counter[0] = pos
+                return True
+            need = -log_q[pos]
+            pos += 1
+            fresh = False
+        end = float(D) if r + 1 >= R else min(float(D), float(reg_start[r + 1] - m))
+        rate = reg_params[p, r, param]
+        room = (end - t_arr) * rate
+        if rate > 0.0 and need < room:
+            t_arr += need / rate
+            fresh = True
+            ev_month = m + int(t_arr)
+            for q2 in range(ev_ptr[event], ev_ptr[event + 1]):
+                e = ev_idx[q2]
+                if every[e] == 1 or not done[e]:
+                    done[e] = True
+                    d = _date(window[e], lag[e], ev_month, intake, T)
+                    if d >= 0:
+                        tally[c, e, d] += 1
+        else:
+            need -= room
+            t_arr = end
+            r += 1
+    counter[0] = pos
+    return False
 
 
 @_jit
@@ -775,7 +872,7 @@ def _run_buffered(rng: np.random.Generator, kernel_args: tuple, n_paths: int, ch
 
 def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.ndarray,
                    intake_months: np.ndarray, sizes: np.ndarray, starts: np.ndarray, n_months: int,
-                   rng: np.random.Generator, kernel: str | None = None, totals=None, census=None):
+                   rng: np.random.Generator, kernel: str | None = None, totals=None, census=None, regimes=None):
     """One group's journeys on a block of paths, counted per measure and month.
 
     Parameters
@@ -814,6 +911,12 @@ def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
         months and outcomes already had), and simulates months ``month .. n_months - 1`` only;
         a cohort without rows starts at its intake as usual.  Counts are dated from ``month`` on.
         The generic kernel runs it (same rules, same draw order as without a census).
+    regimes : sibsim.uncertainty.Regimes or None
+        Parameters piecewise constant in calendar time (shocks, :mod:`sibsim.uncertainty`):
+        ``regimes.params[:, 0]`` must be ``params``.  With more than one regime the generic kernel
+        runs it: a sojourn's exit law is that of each month it spans (the same one exponential
+        variate per sojourn), a branch's probability and a recurrent event's rate those of their
+        month (same draw order otherwise).
 
     Returns
     -------
@@ -828,13 +931,15 @@ def simulate_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
         Simultaneous exits summing above 1 on a path (:func:`check_exit_sums`), bad shapes, or a
         machine :func:`compile_machine` refuses.
     """
-    counts, args = _prepare(journey, measures, params, intake_months, sizes, starts, n_months, totals, census)
+    counts, args = _prepare(journey, measures, params, intake_months, sizes, starts, n_months, totals, census,
+                            regimes)
     if kernel not in (None, "generic", "specialised"):
         raise ValueError(f"kernel: \"generic\" or \"specialised\", not {kernel!r}")
     fn = None
-    if census is not None:
+    several = regimes is not None and regimes.n_regimes > 1
+    if census is not None or several:
         if kernel == "specialised":
-            raise ValueError("kernel: a census runs on the generic kernel only")
+            raise ValueError("kernel: a census or calendar-time regimes run on the generic kernel only")
     elif kernel == "specialised":
         fn = _specialised(journey, tuple(measures), int(n_months))
     elif kernel is None:
@@ -914,15 +1019,30 @@ def _census_arrays(mc: Machine, journey: Journey, measures, census, intake: np.n
     return np.int64(month), ptr, state, count, months, run, cum, done, prev
 
 
-def _prepare(journey, measures, params, intake_months, sizes, starts, n_months, totals=None, census=None):
+def _prepare(journey, measures, params, intake_months, sizes, starts, n_months, totals=None, census=None,
+             regimes=None):
     """Checked inputs: the zero counts array and the kernel's arguments after the buffers (the data:
-    parameters, cohorts, starts, counts and what :func:`_emit` writes them as; then the machine)."""
+    parameters, cohorts, starts, counts and what :func:`_emit` writes them as; the census; the
+    regimes; then the machine)."""
     mc = compile_machine(journey, measures, n_months)
     params = np.ascontiguousarray(params, dtype=np.float64)
     S = len(journey.states)
     if params.ndim != 2 or params.shape[1] != len(journey.parameters):
         raise ValueError(f"params: shape {params.shape}, expected (n_paths, {len(journey.parameters)})")
     check_exit_sums(journey, params)
+    if regimes is None:
+        reg_start, reg_params = np.zeros(1, dtype=np.int64), params.reshape(params.shape[0], 1, params.shape[1])
+    else:
+        reg_start = np.ascontiguousarray(regimes.starts, dtype=np.int64)
+        reg_params = np.ascontiguousarray(regimes.params, dtype=np.float64)
+        if (reg_params.shape != (params.shape[0], reg_start.size, params.shape[1]) or reg_start[0] != 0
+                or np.any(np.diff(reg_start) <= 0)):
+            raise ValueError(f"regimes: starts {list(reg_start)} and params {reg_params.shape} do not fit params "
+                             f"{params.shape}")
+        if not np.array_equal(reg_params[:, 0, :], params):
+            raise ValueError("regimes: the first regime's parameters must be params")
+        for r in range(1, reg_start.size):
+            check_exit_sums(journey, reg_params[:, r, :])
     intake = np.asarray(intake_months, dtype=np.int64).reshape(-1)
     sizes = np.asarray(sizes, dtype=np.int64).reshape(-1)
     starts = np.asarray(starts, dtype=np.float64)
@@ -956,4 +1076,4 @@ def _prepare(journey, measures, params, intake_months, sizes, starts, n_months, 
         raise ValueError(f"census: month must be in 1 .. {int(n_months) - 1}, got {census[0]}")
     cen = _census_arrays(mc, journey, measures, census, intake, sizes)
     return counts, (params, intake, sizes, single, np.ascontiguousarray(cdf), counts,
-                    monthly_row, sums, totals_row, before, occupancy, *cen, *mc)
+                    monthly_row, sums, totals_row, before, occupancy, *cen, reg_start, reg_params, *mc)

@@ -63,7 +63,8 @@ def factor_columns(chain: Chain, params: np.ndarray) -> np.ndarray:
     return out
 
 
-def expected_curves(chain: Chain, params: np.ndarray, start: np.ndarray, n_months: int) -> np.ndarray:
+def expected_curves(chain: Chain, params: np.ndarray, start: np.ndarray, n_months: int,
+                    by_month: tuple | None = None) -> np.ndarray:
     """Expected occurrences of each measure for ONE participant, by month since intake.
 
     Parameters
@@ -75,6 +76,9 @@ def expected_curves(chain: Chain, params: np.ndarray, start: np.ndarray, n_month
         Start distribution (only states in ``chain.start_node`` may carry weight).
     n_months : int
         Months since intake to follow (month 0 is the intake month).
+    by_month : (regime params (paths, R, P), regime of each month since intake (n_months,)) or None
+        Parameters piecewise constant in calendar time (:class:`sibsim.uncertainty.Regimes`, read
+        from this participant's intake month on); None: ``params`` in every month.
 
     Returns
     -------
@@ -102,19 +106,32 @@ def expected_curves(chain: Chain, params: np.ndarray, start: np.ndarray, n_month
     seen = sparse.csr_matrix(occupancy.T)
     # Edges-major layout (edges, paths): the gathers and the scatter-add move whole rows.
     # Probabilities of long-lived states decay geometrically: flushing them to 0 is harmless.
+    def month_law(values):
+        """Each edge's probability and each rate state's rates, for one block's parameters."""
+        columns = factor_columns(chain, values).T.copy()  # (factors, paths)
+        weight = columns[chain.factors[:, 0]]
+        for k in range(1, chain.factors.shape[1]):
+            weight *= columns[chain.factors[:, k]]
+        rate = np.zeros((len(rate_states), m, values.shape[0]))
+        for j, s, cols in chain.rates:
+            rate[rate_states.index(s), j] += values[:, list(cols)].sum(axis=1)
+        return weight, rate
+
     with np.errstate(under="ignore"):
         for lo in range(0, n_paths, block):
             hi = min(lo + block, n_paths)
-            columns = factor_columns(chain, params[lo:hi]).T.copy()  # (factors, paths)
-            weight = columns[chain.factors[:, 0]]
-            for k in range(1, chain.factors.shape[1]):
-                weight *= columns[chain.factors[:, k]]
-            rate = np.zeros((len(rate_states), m, hi - lo))
-            for j, s, cols in chain.rates:
-                rate[rate_states.index(s), j] += params[lo:hi, list(cols)].sum(axis=1)
+            if by_month is None:
+                weight, rate = month_law(params[lo:hi])
+            else:
+                laws = {}  # regime -> its law, computed when first reached
             out = np.zeros((n_months + 1, m, hi - lo))
             prob = np.repeat(init[:, None], hi - lo, axis=1)
             for k in range(n_months):
+                if by_month is not None:
+                    r = int(by_month[1][k])
+                    if r not in laws:
+                        laws[r] = month_law(by_month[0][lo:hi, r, :])
+                    weight, rate = laws[r]
                 flow = prob[chain.src] * weight  # probability of taking each edge this month
                 both = counted @ flow
                 out[k] += both[:m]
@@ -145,7 +162,7 @@ def _dated(curves: np.ndarray, measures: tuple[Outcome, ...]) -> np.ndarray:
 
 def expected_group(journey: Journey, measures: tuple[Outcome, ...], params: np.ndarray,
                    intake_months: np.ndarray, sizes: np.ndarray, starts: np.ndarray,
-                   n_months: int) -> np.ndarray:
+                   n_months: int, regimes=None) -> np.ndarray:
     """Exact expectation of the Monte Carlo engine's counts for the same per-path parameters.
 
     Parameters
@@ -164,6 +181,9 @@ def expected_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
         Start distribution of each cohort (rows sum to 1), states in ``Journey.states`` order.
     n_months : int
         Months in the ledger (the horizon); later occurrences are not observed.
+    regimes : sibsim.uncertainty.Regimes or None
+        Parameters piecewise constant in calendar time (``regimes.params[:, 0]`` is ``params``):
+        each cohort's curves then follow the regimes of its own calendar months.
 
     Returns
     -------
@@ -191,9 +211,20 @@ def expected_group(journey: Journey, measures: tuple[Outcome, ...], params: np.n
     follow = n_months - int(intake_months[live].min())  # months since intake to follow
     chain = build_chain(journey, measures, np.flatnonzero(starts[live].sum(axis=0) > 0))
     rows, which = np.unique(starts[live], axis=0, return_inverse=True)
-    curves = [_dated(expected_curves(chain, params, row, follow), measures) for row in rows]
+    several = regimes is not None and regimes.n_regimes > 1
+    if not several:
+        curves = [_dated(expected_curves(chain, params, row, follow), measures) for row in rows]
+    cache = {}  # (start row, intake) -> curves, with regimes (calendar months differ per intake)
     with np.errstate(under="ignore"):
         for c, r in zip(np.flatnonzero(live), np.asarray(which).reshape(-1)):
-            intake = intake_months[c]
-            out[:, c, :, intake:] = sizes[c] * curves[r][:, :, : n_months - intake]
+            intake = int(intake_months[c])
+            if several:
+                if (r, intake) not in cache:
+                    of = regimes.of_month(np.arange(intake, n_months))
+                    cache[r, intake] = _dated(expected_curves(chain, params, rows[r], n_months - intake,
+                                                              (regimes.params, of)), measures)
+                curve = cache[r, intake]
+            else:
+                curve = curves[r]
+            out[:, c, :, intake:] = sizes[c] * curve[:, :, : n_months - intake]
     return out

@@ -89,6 +89,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import special
 
 def is_inline(name: str) -> bool:
     """Whether a parameter was written inline on an exit, event or branch (``"training->job_search"``,
@@ -140,6 +141,24 @@ class Prior:
     def from_alpha_beta(cls, alpha: float, beta: float) -> "Prior":
         n = alpha + beta
         return cls(mean=alpha / n, sd=float(np.sqrt(alpha * beta / (n * n * (n + 1.0)))))
+
+    def cdf(self, values: np.ndarray) -> np.ndarray:
+        """P(value <= x) under the prior (Beta, or Gamma for a rate); a fixed prior's is a step at its mean."""
+        values = np.asarray(values, dtype=float)
+        if self.is_fixed:
+            return (values >= self.mean).astype(float)
+        if self.kind == "rate":  # Gamma: shape (m/sd)^2, scale sd^2/m
+            return special.gammainc((self.mean / self.sd) ** 2, values * self.mean / self.sd**2)
+        return special.betainc(*self.alpha_beta, values)
+
+    def quantile(self, q: np.ndarray) -> np.ndarray:
+        """The value of rank ``q`` in [0, 1] under the prior (inverse of :meth:`cdf`; a fixed prior: its mean)."""
+        q = np.asarray(q, dtype=float)
+        if self.is_fixed:
+            return np.full(q.shape, self.mean)
+        if self.kind == "rate":
+            return special.gammaincinv((self.mean / self.sd) ** 2, q) * self.sd**2 / self.mean
+        return special.betaincinv(*self.alpha_beta, q)
 
     def draw(self, rng: np.random.Generator, n_paths: int) -> np.ndarray:
         """One value (probability or rate) per path, shape ``(n_paths,)``."""

@@ -12,9 +12,11 @@ Paths are simulated in fixed blocks, each with its own child of the run's
 worker processes. ``sibsim.reference`` steps the same state machine month by month in
 plain Python; the test suite checks that both agree.
 
-Draw order within a block (part of reproducibility; golden outputs pin it): treated
-parameters (in declared order), comparison parameters (declared order; shared ones are
-not drawn again), treated journeys (:mod:`sibsim.engine` documents the order within),
+Draw order within a block (part of reproducibility; golden outputs pin it): the copula's normals
+(only with ``[correlation]``), treated parameters (in declared order; those the copula names are
+not drawn again), comparison parameters (declared order; shared ones are not drawn again), the
+factors' normals and the uncertain shocks' uniforms (only with ``[[factors]]``, ``[[shocks]]``;
+:mod:`sibsim.uncertainty`), treated journeys (:mod:`sibsim.engine` documents the order within),
 comparison journeys in slices of paths (only for a comparison group: a modelled
 counterfactual is an exact expectation), payer defaults (payer by payer, only for a payer that
 can default), the external stop (only when its probability is below 1).
@@ -23,12 +25,13 @@ can default), the external stop (only when its probability is below 1).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import engine
+from . import engine, uncertainty
 from .contracts import Contract
+from .errors import ScenarioError
 
 #: Participant-paths held in memory at once (treated + comparison), which sets the block size.
 PARTICIPANT_PATHS_PER_BLOCK = 600_000
@@ -81,6 +84,9 @@ class Outcomes:
     #: drawn and at the end ("" if not recorded): two simulations of a block with equal digests drew
     #: the same numbers, in the same places of the fixed draw order (module notes).
     draws: str = ""
+    #: What each path drew of the factors (multiplier) and shocks (1: it happens), by name
+    #: (:meth:`sibsim.uncertainty.Draws.columns`); empty without them.
+    common: dict = field(default_factory=dict)
 
     def payer_defaults(self, n_payers: int) -> list:
         """Each payer's missed payments, a list of ``n_payers`` arrays or None."""
@@ -151,14 +157,39 @@ def parameter_dict(journey, params: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def draw_group_parameters(contract: Contract, rng: np.random.Generator, n_paths: int) -> tuple[np.ndarray, np.ndarray]:
-    """Treated then comparison parameters per path (see the module's draw order)."""
-    treated = engine.draw_parameters(contract.journey, rng, n_paths)
+    """Treated then comparison parameters per path (see the module's draw order: the copula's first)."""
+    fixed = uncertainty.copula_columns(contract.uncertainty.copula, {"treated": contract.journey,
+                                       "comparison": contract.comparison.journey}, rng, n_paths)
+    treated = engine.draw_parameters(contract.journey, rng, n_paths, given=fixed["treated"])
     names = contract.journey.parameter_names
     given = {n: treated[:, names.index(n)] for n in contract.comparison.shared}
-    comparison = engine.draw_parameters(contract.comparison.journey, rng, n_paths, given=given)
+    comparison = engine.draw_parameters(contract.comparison.journey, rng, n_paths,
+                                        given={**fixed["comparison"], **given})
     engine.check_exit_sums(contract.journey, treated)
     engine.check_exit_sums(contract.comparison.journey, comparison)
     return treated, comparison
+
+
+def group_regimes(contract: Contract, params: np.ndarray, draws, group: str):
+    """``group``'s parameters moved by the factors and shocks reaching it: (params, regimes or None).
+
+    Raises :class:`ScenarioError` (one line naming the scenario's terms) where they would make a
+    state's simultaneous exits sum above 1 on a path.
+    """
+    unc = contract.uncertainty
+    if not uncertainty.reaches(unc, group):
+        return params, None
+    journey = contract.journey if group == "treated" else contract.comparison.journey
+    reg = uncertainty.regimes(unc, journey, params, draws, group, contract.horizon_months)
+    try:
+        for r in range(reg.n_regimes):
+            engine.check_exit_sums(journey, reg.params[:, r, :])
+    except ValueError as exc:
+        terms = [f"factors[{i}]" for i, f in enumerate(unc.factors) if group in f.groups]
+        terms += [f"shocks[{i}]" for i, s in enumerate(unc.shocks) if group in s.groups]
+        raise ScenarioError(f"{contract.source or '<scenario>'}: {', '.join(terms)}: in the {group} group, {exc} "
+                            f"(a smaller multiplier, or fewer of the state's exits named)") from None
+    return reg.params[:, 0, :].copy(), (reg if reg.n_regimes > 1 else None)
 
 
 def split_counts(contract: Contract, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -168,7 +199,7 @@ def split_counts(contract: Contract, counts: np.ndarray) -> tuple[np.ndarray, np
 
 
 def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator, totals_before=None,
-                      standing=None) -> Outcomes:
+                      standing=None, common=None) -> Outcomes:
     """Draw parameters and journeys for the treated group and the counterfactual (draw order: module notes).
 
     ``totals_before`` (months): the engine counts the outcomes only as totals before each of
@@ -182,6 +213,9 @@ def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator
     expectation from ``m`` on, and the settlement risks that would have shown by ``m`` did not
     happen (payments due before ``m`` were paid; an external stop dated before ``m`` did not come).
     The draw order is the same, with no start states drawn for participants in the census.
+
+    ``common`` (:class:`sibsim.uncertainty.Draws` for these paths): factors and shocks drawn
+    outside the block (a portfolio's shared ones), used instead of drawing them.
     """
     intake = np.array([c.intake_month for c in contract.cohorts], dtype=np.int64)
     treated_sizes = np.array([c.size for c in contract.cohorts], dtype=np.int64)
@@ -191,11 +225,11 @@ def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator
     months = None if totals_before is None else tuple(sorted({int(m) for m in totals_before}))
     as_totals = None if months is None else (months, tuple(range(K)))
 
-    def engine_group(journey, params, sizes, starts, group="treated"):
+    def engine_group(journey, params, sizes, starts, group="treated", regimes=None):
         """One group's counts: (events, costs, totals) from the engine, the observed past added."""
         census = None if standing is None else standing.engine_census(group)
         out = engine.simulate_group(journey, measures, params, intake, sizes, starts, T, rng, totals=as_totals,
-                                    census=census)
+                                    census=census, regimes=regimes)
         if as_totals is None:
             events, costs, totals = (*split_counts(contract, out), None)
         else:
@@ -205,12 +239,18 @@ def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator
         return events, costs, totals
 
     treated_params, comparison_params = draw_group_parameters(contract, rng, n_paths)
-    t_events, t_costs, t_totals = engine_group(contract.journey, treated_params, treated_sizes,
-                                               start_distributions(contract))
+    drawn_common = uncertainty.draw(contract.uncertainty, rng, n_paths, given=common)
+    t_params, t_regimes = group_regimes(contract, treated_params, drawn_common, "treated")
+    t_events, t_costs, t_totals = engine_group(contract.journey, t_params, treated_sizes,
+                                               start_distributions(contract), regimes=t_regimes)
     c_starts = start_distributions(contract, comparison=True)
     journey = contract.comparison.journey
     if contract.comparison.method == "expected":
         from .cashflows import event_totals
+
+        if uncertainty.reaches(contract.uncertainty, "comparison"):
+            raise ValueError("a modelled counterfactual (comparison.method = \"expected\") is the contract's "
+                             "formula: no factor or shock reaches it")
         from .expectation import expected_group
 
         comparison_sizes = treated_sizes
@@ -223,10 +263,15 @@ def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator
             c_totals = event_totals(GroupOutcomes(c_events, c_costs, comparison_sizes, {}), months)
     else:
         comparison_sizes = contract.comparison_sizes
+        c_params, c_regimes = group_regimes(contract, comparison_params, drawn_common, "comparison")
         # Slices of paths keep memory bounded for large comparison groups (a fixed split: reproducible).
         per_slice = max(1, (PARTICIPANT_PATHS_PER_BLOCK // 2) // int(comparison_sizes.sum()))
-        parts = [engine_group(journey, comparison_params[a:a + per_slice], comparison_sizes, c_starts, "comparison")
-                 for a in range(0, n_paths, per_slice)]
+
+        def part(a):
+            b = a + per_slice
+            reg = None if c_regimes is None else uncertainty.Regimes(c_regimes.starts, c_regimes.params[a:b])
+            return engine_group(journey, c_params[a:b], comparison_sizes, c_starts, "comparison", reg)
+        parts = [part(a) for a in range(0, n_paths, per_slice)]
         c_events, c_costs, c_totals = (None if parts[0][i] is None else
                                        parts[0][i] if len(parts) == 1 else np.concatenate([q[i] for q in parts])
                                        for i in range(3))
@@ -245,6 +290,7 @@ def simulate_outcomes(contract: Contract, n_paths: int, rng: np.random.Generator
         payer_default=default,
         external_stop=stopped,
         draws=drawn,
+        common=drawn_common.columns(contract.uncertainty),
     )
 
 

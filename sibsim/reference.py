@@ -150,8 +150,10 @@ def live_participant(journey: Journey, p: dict[str, float], start: str, intake: 
 
     Parameters
     ----------
-    p : dict of str -> float
-        This path's value of every parameter (probability per month, or rate per month).
+    p : dict of str -> float, or list of such dicts
+        This path's value of every parameter (probability per month, or rate per month); a list
+        holds them month by month (calendar months 0 .. n_months - 1: shocks,
+        :mod:`sibsim.uncertainty`), each month's rules reading that month's.
     start : str
         The participant's start state.
     sets : tuple of frozenset
@@ -182,8 +184,11 @@ def live_participant(journey: Journey, p: dict[str, float], start: str, intake: 
         else:  # arrives at the start of the census month (from an exit or a time limit at the end of the last)
             state, arriving = arrived_from, start
 
+    by_month = p if isinstance(p, list) else None
     for month in range(first, n_months):
         record = MonthRecord(month)
+        if by_month is not None:
+            p = by_month[month]
 
         # Rule 1: arrival (at intake, after an exit or a time limit at the end of last month).
         if arriving is not None:
@@ -320,8 +325,9 @@ def simulate_group_reference(
     journey : Journey
     measures : tuple of Outcome
         What to count (``Contract.measures``).
-    params : ndarray (n_paths, P)
-        Each path's parameter values, columns in ``journey.parameters`` order.
+    params : ndarray (n_paths, P), or (n_paths, n_months, P)
+        Each path's parameter values, columns in ``journey.parameters`` order; with a month axis,
+        month by month (:meth:`sibsim.uncertainty.Regimes.monthly`).
     intake_months : sequence of int (C,)
     sizes : sequence of int (C,)
         Participants per cohort.
@@ -355,7 +361,10 @@ def simulate_group_reference(
             cumulative = {s: r.total_in(s) for s in sets}
             carried.setdefault(r.cohort, []).append((r, (int(month0), r.months, runs, cumulative, r.arrived_from)))
     for path in range(n_paths):
-        p = dict(zip(journey.parameter_names, (float(v) for v in params[path])))
+        if params.ndim == 3:
+            p = [dict(zip(journey.parameter_names, (float(v) for v in row))) for row in params[path]]
+        else:
+            p = dict(zip(journey.parameter_names, (float(v) for v in params[path])))
         for cohort, (intake, size) in enumerate(zip(intake_months, sizes)):
             intake = int(intake)
             people = ([(r, c) for r, c in carried[cohort] for _ in range(r.count)] if cohort in carried

@@ -53,6 +53,7 @@ from .contracts import (
 from .errors import ScenarioError
 from .language import LANGUAGES
 from .scenario_journey import JourneyReader, old_format_problem, outcome_problems
+from .scenario_uncertainty import read_uncertainty
 
 
 # --- the document ---------------------------------------------------------------
@@ -60,6 +61,7 @@ _TOP = {
     "meta": True, "term": True, "investors": True, "provider": True, "fees": False, "payer": True,
     "cohorts": True, "journey": True, "outcomes": True, "costs": False, "comparison": True, "analysis": False,
     "guarantees": False, "capital": False, "waterfall": False, "payers": False, "external_stop": False,
+    "factors": False, "shocks": False, "correlation": False,
 }
 #: Keys of the scenario format before the journey was a state machine, and where they went.
 _OLD_KEYS = {
@@ -418,6 +420,10 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
     comparison = reader.comparison(comp, ratio, method)
     reader.check_machine(None if comparison is None else comparison.journey)
 
+    # [[factors]], [[shocks]], [correlation]: correlated uncertainty
+    horizon = None if term_months is None or tail_months is None else term_months + tail_months
+    unc = read_uncertainty(c, doc, journey, comparison, method, horizon)
+
     # [analysis]
     a = c.table(doc.get("analysis", {}), "analysis",
                 optional=("investor_discount_rate", "public_discount_rate", "primary_outcome",
@@ -527,6 +533,7 @@ def contract_from_dict(doc: dict, file: str = "<scenario>",
         waterfall_terms=waterfall,
         payer_split=tuple(payers),
         external_stop=external_stop,
+        uncertainty=unc,
         investor_discount_rate=float(inv_rate),
         public_discount_rate=float(pub_rate),
         primary_outcome=primary,

@@ -41,7 +41,7 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special, stats
+from scipy import optimize, stats
 
 from .cashflows import settle
 from . import engine
@@ -49,8 +49,9 @@ from .contracts import Contract, Prior
 from .estimators import N_BATCHES
 from .journey import Journey, is_inline
 from .metrics import path_metrics, ranked_irr
-from .montecarlo import (GroupOutcomes, Outcomes, block_size, draw_group_parameters, draw_settlement_risks, parameter_dict,
-                         split_counts, start_distributions)
+from . import uncertainty
+from .montecarlo import (GroupOutcomes, Outcomes, block_size, draw_group_parameters, draw_settlement_risks, group_regimes,
+                         parameter_dict, split_counts, start_distributions)
 from .simulation import DEFAULT_SEED
 
 #: Smallest non-zero prior sd the scenario loader accepts (smaller: a known value).
@@ -65,13 +66,19 @@ _UNITS = {"investor_moic": "x", "investor_irr": "per year", "primary_outcomes": 
 
 # --- engine pieces with common random numbers --------------------------------------------------
 def _outcomes(contract: Contract, treated: np.ndarray, comparison: np.ndarray, rng: np.random.Generator,
-              marks: list) -> Outcomes:
+              marks: list, common=None) -> Outcomes:
     """:func:`sibsim.montecarlo.simulate_outcomes` with the per-path parameters given, (paths, P) each.
 
     ``marks`` holds the generator state before the treated journeys, the comparison
     journeys and the payer defaults.  An empty list is filled in (the base run); a
-    filled one restarts each stage from its state (common random numbers).
+    filled one restarts each stage from its state (common random numbers).  ``common``: the
+    factors' and shocks' draws (:func:`sibsim.uncertainty.draw`; None: drawn here, from ``rng``).
     """
+    if common is None:
+        common = uncertainty.draw(contract.uncertainty, rng, len(treated))
+    else:  # the base run's draws, for a variant's terms (same names)
+        common = uncertainty.draw(contract.uncertainty, rng, len(treated), given=common)
+    treated, t_regimes = group_regimes(contract, treated, common, "treated")
     def stage(k: int) -> None:
         if len(marks) > k:
             rng.bit_generator.state = marks[k]
@@ -86,7 +93,7 @@ def _outcomes(contract: Contract, treated: np.ndarray, comparison: np.ndarray, r
     engine.check_exit_sums(journey, comparison)
     stage(0)
     t_counts = engine.simulate_group(contract.journey, measures, treated, intake, treated_sizes,
-                                     start_distributions(contract), T, rng)
+                                     start_distributions(contract), T, rng, regimes=t_regimes)
     stage(1)
     c_starts = start_distributions(contract, comparison=True)
     if contract.comparison.method == "expected":
@@ -96,13 +103,16 @@ def _outcomes(contract: Contract, treated: np.ndarray, comparison: np.ndarray, r
         c_counts = expected_group(journey, measures, comparison, intake, comparison_sizes, c_starts, T)
     else:
         comparison_sizes = contract.comparison_sizes
-        c_counts = engine.simulate_group(journey, measures, comparison, intake, comparison_sizes, c_starts, T, rng)
+        comparison, c_regimes = group_regimes(contract, comparison, common, "comparison")
+        c_counts = engine.simulate_group(journey, measures, comparison, intake, comparison_sizes, c_starts, T, rng,
+                                         regimes=c_regimes)
     stage(2)
     default, stopped = draw_settlement_risks(contract, len(treated), rng)
     return Outcomes(GroupOutcomes(*split_counts(contract, t_counts), treated_sizes,
                                   parameter_dict(contract.journey, treated)),
                     GroupOutcomes(*split_counts(contract, c_counts), comparison_sizes,
-                                  parameter_dict(journey, comparison)), default, stopped)
+                                  parameter_dict(journey, comparison)), default, stopped,
+                    common=common.columns(contract.uncertainty))
 
 
 def _paths(contract: Contract, outcomes: Outcomes) -> pd.DataFrame:
@@ -121,15 +131,11 @@ def _remap(values: np.ndarray, old: Prior, new: Prior) -> np.ndarray:
 
 
 def _cdf(prior: Prior, values: np.ndarray) -> np.ndarray:
-    if prior.kind == "rate":  # Gamma: shape (m/sd)^2, scale sd^2/m
-        return special.gammainc((prior.mean / prior.sd) ** 2, values * prior.mean / prior.sd**2)
-    return special.betainc(*prior.alpha_beta, values)
+    return prior.cdf(values)
 
 
 def _quantile(prior: Prior, q: np.ndarray) -> np.ndarray:
-    if prior.kind == "rate":
-        return special.gammaincinv((prior.mean / prior.sd) ** 2, q) * prior.sd**2 / prior.mean
-    return special.betaincinv(*prior.alpha_beta, q)
+    return prior.quantile(q)
 
 
 def _remap_journey(params: np.ndarray, old: Journey, new: Journey) -> np.ndarray:
@@ -161,9 +167,10 @@ class _Paired:
             rng = np.random.Generator(np.random.PCG64(child))
             n = min(self.size, n_paths - b * self.size)
             treated, comparison = draw_group_parameters(contract, rng, n)
+            common = uncertainty.draw(contract.uncertainty, rng, n)  # as simulate_outcomes draws them
             marks: list = []
-            frames.append(_paths(contract, _outcomes(contract, treated, comparison, rng, marks)))
-            self.blocks.append((treated, comparison, marks))
+            frames.append(_paths(contract, _outcomes(contract, treated, comparison, rng, marks, common)))
+            self.blocks.append((treated, comparison, marks, common))
         self.base = pd.concat(frames, ignore_index=True)
 
     def run(self, variant: Contract) -> pd.DataFrame:
@@ -174,7 +181,7 @@ class _Paired:
             raise ValueError("a variant must keep cohorts, comparison sizes and horizon (same blocks)")
         base = self.contract
         frames = []
-        for treated, comparison, marks in self.blocks:
+        for treated, comparison, marks, common in self.blocks:
             rng = np.random.Generator(np.random.PCG64(0))  # state replaced at every stage
             t = _remap_journey(treated, base.journey, variant.journey)
             c = _remap_journey(comparison, base.comparison.journey, variant.comparison.journey)
@@ -183,7 +190,7 @@ class _Paired:
             names, cnames = variant.journey.parameter_names, variant.comparison.journey.parameter_names
             for name in variant.comparison.shared:
                 c[:, cnames.index(name)] = t[:, names.index(name)]
-            frames.append(_paths(variant, _outcomes(variant, t, c, rng, marks)))
+            frames.append(_paths(variant, _outcomes(variant, t, c, rng, marks, common)))
         return pd.concat(frames, ignore_index=True)
 
 
@@ -445,9 +452,9 @@ def _tail_rows(contract: Contract, n_paths: int, seed, measures, settings, base:
     longest = max(variants, key=lambda c: c.horizon_months)
     aux = _Paired(longest, n_paths, seed)
     frames: list[list[pd.DataFrame]] = [[] for _ in variants]
-    for treated, comparison, marks in aux.blocks:
+    for treated, comparison, marks, common in aux.blocks:
         rng = np.random.Generator(np.random.PCG64(0))  # state replaced at every stage
-        outcomes = _outcomes(longest, treated, comparison, rng, marks)
+        outcomes = _outcomes(longest, treated, comparison, rng, marks, common)
         for k, variant in enumerate(variants):
             frames[k].append(_paths(variant, _truncated(outcomes, variant.horizon_months)))
     low_p, mid_p, high_p = (pd.concat(f, ignore_index=True) for f in frames)

@@ -199,9 +199,9 @@ def _later_rows(contract: Contract, stress: Stress, n_paths: int, seed, measures
     later = stress.variant
     aux = _Paired(later, n_paths, seed)
     base_frames, later_frames = [], []
-    for treated, comparison, marks in aux.blocks:
+    for treated, comparison, marks, common in aux.blocks:
         rng = np.random.Generator(np.random.PCG64(0))  # state replaced at every stage
-        outcomes = _outcomes(later, treated, comparison, rng, marks)
+        outcomes = _outcomes(later, treated, comparison, rng, marks, common)
         base_frames.append(_paths(contract, _truncated(outcomes, contract.horizon_months)))
         later_frames.append(_paths(later, outcomes))
     b, v = pd.concat(base_frames, ignore_index=True), pd.concat(later_frames, ignore_index=True)

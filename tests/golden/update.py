@@ -22,6 +22,9 @@ GOLDEN = {
     "custody_days": (2000, 2020),
     "special_education_census": (2000, 2021),
     "new_york_state_employment": (2000, 2013),
+    "utrecht_colour_kitchen_recession": (2000, 2015),
+    "utrecht_colour_kitchen_modelled": (2000, 2015),
+    "utrecht_colour_kitchen_modelled_recession": (2000, 2015),
 }
 #: observed-outcomes file -> scenario it settles.
 SETTLEMENTS = {
