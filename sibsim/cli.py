@@ -741,9 +741,11 @@ def build_parser() -> argparse.ArgumentParser:
     ref.add_argument("--force", action="store_true", help="replace a sibsim output of another command or scenario")
     ref.set_defaults(func=cmd_reforecast)
 
-    from . import report, sensitivity
+    from . import cli_design, cli_portfolio, report, sensitivity
 
     sensitivity.add_parser(sub)
+    cli_portfolio.add_parser(sub)
+    cli_design.add_parsers(sub)
     report.add_parser(sub)
 
     val = sub.add_parser("validate", help="check scenario, observed-outcomes and evidence files; list every problem")
