@@ -16,7 +16,9 @@ largest worker process) is its own. Cases:
   per-path cost), as for Colour Kitchen;
 * the largest non-employment scenario (Peterborough: 4,000 participants over 96 months, 13 times
   Colour Kitchen's participant-months per path) end to end on all cores, against its own
-  random-number floor measured in the same run.
+  random-number floor measured in the same run;
+* a 200-design sweep (``sibsim sweep``) on a Dask local cluster against the serial sweep
+  (``benchmarks/sweep_dask.py``; needs the ``[distributed]`` extra, which ``make bench`` installs).
 
 Figures are reported as ratios within the run (the machine is shared and noisy), never checked
 against pass/fail thresholds.
@@ -304,6 +306,16 @@ def main(argv=None) -> int:
                   f"processes): its floor (the {largest_floor['uniforms_per_path']:,.0f} uniforms per path it draws, "
                   f"and their logarithms, in float64) takes {largest_floor['seconds']:.2f} s; the engine run "
                   f"({largest['seconds']:.2f} s) is {largest['seconds'] / largest_floor['seconds']:.1f}x that floor."]
+    # A 200-design sweep, serial against a Dask local cluster on all cores, in one process (sweep_dask.py).
+    done = subprocess.run([sys.executable, str(HERE / "sweep_dask.py")], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode == 0:
+        d = json.loads(done.stdout.strip().splitlines()[-1])
+        lines += ["", f"Sweep of {d['designs']} designs ({d['paths']:,} paths each, Colour Kitchen's settlement terms): "
+                      f"a Dask local cluster of {d['workers']} workers is {d['speedup']:.2f}x as fast as the serial sweep "
+                      f"({d['dask_s']:.1f} s against {d['serial_s']:.1f} s, same run, identical tables; the cluster's "
+                      f"start-up, {d['cluster_start_s']:.1f} s, not counted)."]
+    else:
+        lines += ["", f"Sweep on Dask: not measured ({(done.stderr.strip().splitlines() or ['no output'])[-1]})"]
     table = "\n".join(lines)
     print(table)
     if args.write:

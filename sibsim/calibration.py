@@ -49,11 +49,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import re
 from pathlib import Path
 
 import pandas as pd
 
+from . import toml_text
 from .contracts import Contract, Prior
 from .journey import is_inline
 from .errors import OutputError, ScenarioError
@@ -351,21 +351,11 @@ def load_variant_text(text: str, target: Path) -> Contract:
 
 
 def _toml_key(name: str) -> str:
-    """A parameter name as a TOML key: bare when it can be, else quoted."""
-    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else _toml_string(name)
+    """A parameter name as a TOML key: bare when it can be, else quoted (:func:`sibsim.toml_text.key`)."""
+    return toml_text.key(name)
 
 
 def _toml_string(text: str) -> str:
-    """``text`` as a TOML basic string: quotes, backslashes and every control character escaped
-    (a title with a line break made the written variant unreadable)."""
-    out = []
-    for ch in text:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch in "\b\t\n\f\r":
-            out.append({"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\u{ord(ch):04X}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
+    """``text`` as a TOML basic string (:func:`sibsim.toml_text.string`: a title with a line break made
+    the written variant unreadable)."""
+    return toml_text.string(text)

@@ -558,7 +558,7 @@ def pd_options():
 
 
 def file_kind(path: Path) -> str:
-    """What a file holds, by its content: ``observed``, ``evidence`` or ``scenario``.
+    """What a file holds, by its content: ``observed``, ``evidence``, ``portfolio`` or ``scenario``.
 
     A TOML file with a top-level ``measurement`` array is observed outcomes, with an ``evidence``
     array evidence, whatever its name or folder; anything else (unreadable files included) is
@@ -577,6 +577,8 @@ def file_kind(path: Path) -> str:
         return "observed"
     if "evidence" in doc:
         return "evidence"
+    if "portfolio" in doc and "holdings" in doc:
+        return "portfolio"
     return "scenario"
 
 
@@ -619,6 +621,20 @@ def cmd_validate(args) -> int:
     for name in args.files:
         path = Path(name)
         kind = file_kind(path)
+        if kind == "portfolio":
+            from .scenario_portfolio import load_portfolio
+
+            try:
+                portfolio = load_portfolio(path)
+            except ScenarioError as exc:
+                for line in exc.problems:
+                    print(line)
+                status = 1
+                continue
+            print(f"{name}: ok: portfolio {portfolio.title}; {len(portfolio.holdings)} holdings "
+                  f"({', '.join(h.label for h in portfolio.holdings)}); shared: "
+                  f"{', '.join(portfolio.shared_names) or 'nothing'}")
+            continue
         if kind != "scenario":
             scenario = Path(args.scenario) if args.scenario else declared_scenario(path)
             try:
@@ -741,11 +757,12 @@ def build_parser() -> argparse.ArgumentParser:
     ref.add_argument("--force", action="store_true", help="replace a sibsim output of another command or scenario")
     ref.set_defaults(func=cmd_reforecast)
 
-    from . import cli_design, cli_portfolio, report, sensitivity
+    from . import cli_design, cli_discovery, cli_portfolio, report, sensitivity
 
     sensitivity.add_parser(sub)
     cli_portfolio.add_parser(sub)
     cli_design.add_parsers(sub)
+    cli_discovery.add_parser(sub)
     report.add_parser(sub)
 
     val = sub.add_parser("validate", help="check scenario, observed-outcomes and evidence files; list every problem")

@@ -40,16 +40,23 @@ class DaskRunner:
 
     def __init__(self, address: str = "local", n_workers: int | None = None):
         distributed = _import_distributed()
+        import dask
+
+        # The workers' statistical profiler samples every thread's stack every 10 ms, holding the GIL:
+        # the settlement of many variants (Python-level loops over contracts) ran at half speed with it.
+        dask.config.set({"distributed.worker.profile.enabled": False})
         self.cluster = None
         if address == "local":
             self.cluster = distributed.LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
                                                     processes=True, dashboard_address=None)
             self.client = distributed.Client(self.cluster)
+            self._prepare_workers()
         else:
             try:
                 self.client = distributed.Client(address, timeout="10s")
             except (OSError, TimeoutError) as exc:
                 raise OutputError(f"--scheduler {address}: cannot reach the scheduler ({exc})") from None
+            self._prepare_workers()
 
     def map(self, fn, jobs: list) -> list:
         """``[fn(*job) for job in jobs]``, computed on the cluster (pure: the same job, the same result)."""
@@ -57,6 +64,19 @@ class DaskRunner:
             return []
         futures = self.client.map(lambda job: fn(*job), jobs, pure=False)
         return self.client.gather(futures)
+
+    def _prepare_workers(self) -> None:
+        """Each worker as sibsim's own worker processes are set up (:mod:`sibsim.simulation`): freed memory
+        kept for the next block (Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_`` low, and a block's large
+        temporaries were then faulted back in page by page: the same block took 2.4 times as long in a
+        worker as in this process); Dask already gives each worker one BLAS thread."""
+        from .simulation import _keep_freed_memory
+
+        self.client.run(_keep_freed_memory)
+
+    def on_every_worker(self, fn, *args) -> None:
+        """Run ``fn(*args)`` once on every worker (e.g. to load the compiled kernels before timing)."""
+        self.client.run(fn, *args)
 
     def close(self) -> None:
         self.client.close()

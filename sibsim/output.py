@@ -110,7 +110,7 @@ def owner(path: Path, kind: str) -> Owner | None:
 
 
 #: The commands that write an output directory (and its manifest).
-DIR_COMMANDS = ("run", "settle", "compare", "noise", "sensitivity", "portfolio", "sweep", "design")
+DIR_COMMANDS = ("run", "settle", "compare", "noise", "sensitivity", "portfolio", "sweep", "design", "discover")
 
 
 def _dir_owner(path: Path) -> Owner | None:

@@ -235,8 +235,10 @@ class PortfolioResults:
         for payer, totals in self.payers().items():
             out[f"payer {payer}: expected_outcome_payments"] = (Statistic.mean(totals["outcome_payments"]), cur)
             out[f"payer {payer}: expected_net_savings"] = (Statistic.mean(totals["net_savings"]), cur)
+            # As a single run's summary: net savings (gross savings less payments, fees and the payer's
+            # own guarantee costs) below 0, summed over the payer's deals on the path.
             out[f"payer {payer}: probability_pays_more_than_saves"] = (Statistic.probability(
-                totals["outcome_payments"] + totals["payer_fees"] > totals["gross_savings"]), "probability")
+                totals["net_savings"] < 0), "probability")
         return out
 
     def summary(self) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from .checking import _Checker, _describe, _join, _show
 from .errors import ScenarioError
 from .portfolio import Holding, Portfolio, deal_shock, months_between
 from .scenario import _start_date, load_scenario, parse_toml, read_scenario_bytes
+from .scenario_uncertainty import shock_numbers
 from .uncertainty import GROUPS, MAX_SIGMA, Factor, Shock, Uncertainty
 
 _TOP = ("portfolio", "holdings", "factors", "shocks")
@@ -174,13 +175,7 @@ def load_portfolio(path: str | Path) -> Portfolio:
                 for label in reached:
                     added[label].append(Factor(term_name, float(sigma), params[label], _groups_of(holdings[label])))
             else:
-                first = c.number(t, "start_month", f, integer=True, ge=0)
-                months = c.number(t, "months", f, integer=True, ge=1)
-                change = c.number(t, "change", f, ge=-1, le=10)
-                probability = c.number(t, "probability", f, default=1.0, gt=0, le=1)
-                if change == 0:
-                    c.problem(_join(f, "change"), "must not be 0 (a shock that changes nothing), got 0")
-                    continue
+                first, months, change, probability = shock_numbers(c, t, f)
                 if None in (term_name, first, months, change, probability, params):
                     continue
                 shock = Shock(term_name, int(first), int(months), (), float(change), float(probability))

@@ -42,6 +42,22 @@ def _groups(c: _Checker, t: dict, field: str, method: str | None) -> tuple[str, 
     return tuple(g for g in GROUPS if g in raw)
 
 
+def shock_numbers(c: _Checker, t: dict, f: str, horizon: int | None = None) -> tuple:
+    """A shock's ``start_month``, ``months``, ``change`` and ``probability`` (None where a rule is broken):
+    the same rules in a scenario and in a portfolio (whose months count from its own month 0)."""
+    start = c.number(t, "start_month", f, integer=True, ge=0, le=MAX_MONTH)
+    if start is not None and horizon is not None and start >= horizon:
+        c.problem(_join(f, "start_month"), f"must be < {horizon} (the horizon: term plus tail months), got {start}")
+        start = None
+    months = c.number(t, "months", f, integer=True, ge=1, le=MAX_MONTH)
+    change = c.number(t, "change", f, ge=-1, le=10)
+    probability = c.number(t, "probability", f, default=1.0, gt=0, le=1)
+    if change == 0:
+        c.problem(_join(f, "change"), "must not be 0 (a shock that changes nothing), got 0")
+        change = None
+    return start, months, change, probability
+
+
 def read_uncertainty(c: _Checker, doc: dict, journey, comparison, method: str | None,
                      horizon: int | None) -> Uncertainty | None:
     """The scenario's correlated uncertainty; None when a problem was reported."""
@@ -77,19 +93,9 @@ def read_uncertainty(c: _Checker, doc: dict, journey, comparison, method: str | 
         name = c.name(t, "name", f)
         if not c.unique_name(name, _join(f, "name"), seen):
             name = None
-        start = c.number(t, "start_month", f, integer=True, ge=0, le=MAX_MONTH)
-        if start is not None and horizon is not None and start >= horizon:
-            c.problem(_join(f, "start_month"), f"must be < {horizon} (the horizon: term plus tail months), "
-                      f"got {start}")
-            start = None
-        months = c.number(t, "months", f, integer=True, ge=1, le=MAX_MONTH)
-        change = c.number(t, "change", f, ge=-1, le=10)
-        probability = c.number(t, "probability", f, default=1.0, gt=0, le=1)
+        start, months, change, probability = shock_numbers(c, t, f, horizon)
         params = _parameters(c, t, f, names)
         groups = _groups(c, t, f, method)
-        if change == 0:
-            c.problem(_join(f, "change"), "must not be 0 (a shock that changes nothing), got 0")
-            change = None
         if None not in (name, start, months, change, probability, params, groups):
             shocks.append(Shock(name, int(start), int(months), params, float(change), float(probability), groups))
     copula = _copula(c, doc["correlation"], journey, comparison) if "correlation" in doc else None

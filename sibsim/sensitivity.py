@@ -564,25 +564,35 @@ def uncertain_parameters(contract: Contract) -> list[tuple[str, str, Prior]]:
             and (group == "treated" or name not in contract.comparison.shared)]
 
 
-def _evaluate(contract: Contract, params: list, x: np.ndarray, rng: np.random.Generator,
-              measures) -> np.ndarray:
-    """Measures (s, m) for the m parameter sets in ``x`` (d, m): one path each, in engine-sized chunks."""
-    out = np.empty((len(measures), x.shape[1]))
+def _evaluate_chunk(contract: Contract, params: list, x: np.ndarray, seed: np.random.SeedSequence,
+                    measures) -> np.ndarray:
+    """Measures (s, m) for the m parameter sets in ``x`` (d, m) of one chunk: one path each, from ``seed``."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    m = x.shape[1]
+    groups = {g: np.tile([p.mean for _, p in j.parameters], (m, 1))
+              for g, j in (("treated", contract.journey), ("comparison", contract.comparison.journey))}
+    names = {"treated": contract.journey.parameter_names, "comparison": contract.comparison.journey.parameter_names}
+    for row, (group, name, prior) in enumerate(params):
+        values = x[row]
+        values = np.maximum(values, 0.0) if prior.kind == "rate" else np.clip(values, 0.0, 1.0)
+        groups[group][:, names[group].index(name)] = values
+        if group == "treated" and name in contract.comparison.shared:  # one draw for both groups
+            groups["comparison"][:, names["comparison"].index(name)] = values
+    paths = _paths(contract, _outcomes(contract, groups["treated"], groups["comparison"], rng, []))
+    return np.array([_per_path(paths, k) for k in measures])
+
+
+def _evaluate(contract: Contract, params: list, x: np.ndarray, seed: np.random.SeedSequence,
+              measures, runner=None) -> np.ndarray:
+    """Measures (s, m) for the m parameter sets in ``x`` (d, m): one path each, in engine-sized chunks,
+    chunk ``k`` from child ``k`` of ``seed`` (so the chunks can run anywhere: ``runner(fn, jobs)``,
+    e.g. :meth:`sibsim.distributed.DaskRunner.map`, with the same numbers)."""
     size = block_size(contract)
-    for start in range(0, x.shape[1], size):
-        cols = slice(start, start + size)
-        m = x[:, cols].shape[1]
-        groups = {g: np.tile([p.mean for _, p in j.parameters], (m, 1))
-                  for g, j in (("treated", contract.journey), ("comparison", contract.comparison.journey))}
-        names = {"treated": contract.journey.parameter_names, "comparison": contract.comparison.journey.parameter_names}
-        for row, (group, name, prior) in enumerate(params):
-            values = x[row, cols]
-            values = np.maximum(values, 0.0) if prior.kind == "rate" else np.clip(values, 0.0, 1.0)
-            groups[group][:, names[group].index(name)] = values
-            if group == "treated" and name in contract.comparison.shared:  # one draw for both groups
-                groups["comparison"][:, names["comparison"].index(name)] = values
-        paths = _paths(contract, _outcomes(contract, groups["treated"], groups["comparison"], rng, []))
-        out[:, cols] = [_per_path(paths, k) for k in measures]
+    starts = list(range(0, x.shape[1], size))
+    seeds = np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key, pool_size=seed.pool_size).spawn(len(starts))
+    jobs = [(contract, params, x[:, a:a + size], s, measures) for a, s in zip(starts, seeds)]
+    parts = runner(_evaluate_chunk, jobs) if runner is not None else [_evaluate_chunk(*job) for job in jobs]
+    out = np.concatenate(parts, axis=1) if parts else np.empty((len(measures), 0))
     if not np.isfinite(out).all():
         bad = [k for k, row in zip(measures, out) if not np.isfinite(row).all()]
         raise ValueError(f"sobol: measures {bad} are not finite on every path; use finite ones (NPV, MOIC)")
@@ -590,7 +600,8 @@ def _evaluate(contract: Contract, params: list, x: np.ndarray, rng: np.random.Ge
 
 
 def sobol(contract: Contract, n_base: int = 1024, seed=DEFAULT_SEED,
-          measures=("investor_npv", "investor_moic", "payer_npv"), confidence: bool = True) -> pd.DataFrame:
+          measures=("investor_npv", "investor_moic", "payer_npv"), confidence: bool = True,
+          runner=None) -> pd.DataFrame:
     """Sobol' indices of finite per-path measures over the uncertain journey probabilities.
 
     Each parameter with sd > 0 is distributed as its Beta prior; the others stay
@@ -626,6 +637,9 @@ def sobol(contract: Contract, n_base: int = 1024, seed=DEFAULT_SEED,
         Finite per-path columns of ``Results.paths`` (e.g. NPV in EUR, MOIC in x).
     confidence : bool
         Add 95 % bootstrap (BCa, 999 resamples) intervals; about a second.
+    runner : callable or None
+        ``runner(fn, jobs)`` maps the engine-sized chunks elsewhere (:meth:`sibsim.distributed.DaskRunner.map`);
+        each chunk carries its own seed, so the indices are the same whatever runs them.
 
     Returns
     -------
@@ -650,7 +664,7 @@ def sobol(contract: Contract, n_base: int = 1024, seed=DEFAULT_SEED,
     design_seed, noise_seed, check_seed = _seed_sequence(seed).spawn(3)
 
     def func(x):  # fresh individual randomness for every call
-        return _evaluate(contract, params, x, np.random.default_rng(noise_seed.spawn(1)[0]), measures)
+        return _evaluate(contract, params, x, noise_seed.spawn(1)[0], measures, runner)
 
     dists = [stats.beta(*prior.alpha_beta) for _, _, prior in params]
     design = np.random.default_rng(design_seed)
@@ -824,6 +838,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--sobol-base", type=_positive_int, default=1024,
                    help="Sobol base sample, a power of 2 (default 1024)")
     p.add_argument("--force", action="store_true", help="replace an output directory of another scenario or command")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run the Sobol evaluations on Dask: 'local' or a scheduler address (needs: pip install "
+                        "'sibsim[distributed]'); the same indices as without")
     p.set_defaults(func=cmd_sensitivity)
     return p
 
@@ -846,7 +863,11 @@ def cmd_sensitivity(args) -> int:
 
     started = time.perf_counter()
     torn = tornado(contract, n_paths=args.paths, seed=args.seed)
-    sob = sobol(contract, n_base=args.sobol_base, seed=args.seed) if uncertain_parameters(contract) else None
+    from .distributed import runner_for
+
+    with runner_for(getattr(args, "scheduler", None)) as dask:
+        sob = (sobol(contract, n_base=args.sobol_base, seed=args.seed, runner=None if dask is None else dask.map)
+               if uncertain_parameters(contract) else None)
     even = pd.DataFrame([break_even(contract, t, n_paths=args.paths, seed=args.seed) for t in _TARGETS])
     seconds = time.perf_counter() - started
 

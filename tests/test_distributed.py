@@ -54,3 +54,13 @@ def test_no_scheduler_runs_here_and_a_bad_address_is_one_line():
     with pytest.raises(OutputError) as info:
         DaskRunner("tcp://127.0.0.1:9")
     assert "cannot reach the scheduler" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_sobol_on_two_workers_is_the_serial_sobol(dask):
+    from sibsim.scenario import load_scenario
+    from sibsim.sensitivity import sobol
+
+    c = load_scenario(CK)
+    serial = sobol(c, n_base=32, seed=4, measures=("investor_moic",), confidence=False)
+    parallel = sobol(c, n_base=32, seed=4, measures=("investor_moic",), confidence=False, runner=dask.map)
+    assert serial.equals(parallel)

@@ -196,3 +196,27 @@ def test_a_broken_portfolio_is_one_line_per_problem(tmp_path, capsys):
     assert main(["portfolio", str(path), "--paths", "10"]) != 0
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line == f"error: {path}: holdings[0].amount: must be > 0, got -5"
+
+
+def test_validate_tells_a_portfolio_apart(tmp_path, capsys):
+    from sibsim.cli import main
+
+    assert main(["validate", str(SHIPPED)]) == 0
+    assert capsys.readouterr().out.strip().endswith("shared: dutch_labour_market, recession")
+    path = write(tmp_path, TWO_CK.replace('label = "B"', 'label = "A"'))
+    assert main(["validate", str(path)]) == 1
+    assert capsys.readouterr().out.strip() == f"{path}: holdings[1].label: must be unique, 'A' appears twice"
+
+
+def test_a_one_deal_portfolio_reads_as_the_deals_own_summary(tmp_path):
+    one = TWO_CK[:TWO_CK.index('[[holdings]]\nlabel = "B"')]
+    p = load_portfolio(write(tmp_path, one))
+    r = simulate_portfolio(p, 900, seed=5)
+    seeds, _ = _seeds(5, 1)
+    alone = simulate(p.holdings[0].contract, 900, seed=seeds[0], workers=1).summary()
+    mine = r.summary()
+    for ours, theirs in (("expected_moic", "expected_moic"), ("probability_of_loss", "probability_of_loss"),
+                         ("payer Gemeente Utrecht: expected_net_savings", "expected_net_savings"),
+                         ("payer Gemeente Utrecht: probability_pays_more_than_saves", "probability_pays_more_than_saves"),
+                         ("payer Gemeente Utrecht: expected_outcome_payments", "expected_outcome_payments")):
+        assert mine.loc[ours, "estimate"] == pytest.approx(alone.loc[theirs, "estimate"], rel=1e-12, abs=1e-12), ours

@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,6 +24,7 @@ from sibsim.journey import Exit, Journey, Outcome, Prior, State
 from sibsim.reference import simulate_group_reference
 from sibsim.uncertainty import Regimes, scale_hazard
 from tests.machines import colour_kitchen_journey, random_machines, sample_machines
+from tests.test_engine_vs_reference import deterministic
 
 FAMILY_ALPHA = 1e-3
 
@@ -93,13 +92,6 @@ def frozen_middle(m, lo: int, hi: int) -> Regimes:
     edges = sorted(set(edges))
     values = [frozen if lo <= e < hi else base for e in edges]
     return Regimes(np.array(edges, dtype=np.int64), np.stack(values, axis=1))
-
-
-def deterministic(m):
-    j = m.journey
-    parameters = tuple((name, Prior(0.0 if prior.kind == "rate" else float(prior.mean >= 0.5), kind=prior.kind))
-                       for name, prior in j.parameters)
-    return dataclasses.replace(m, journey=Journey(j.states, ((j.start[0][0], 1.0),), j.branches, parameters))
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
