@@ -27,8 +27,8 @@ def add_parsers(subparsers) -> None:
         p.add_argument("--out", help="write the table, a plot and run.json here")
         p.add_argument("--force", action="store_true", help="replace a sibsim output of another command or scenario")
         p.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                       help="run the blocks on Dask: 'local' (a cluster on this machine's cores) or a scheduler "
-                            "address (needs: pip install 'sibsim[distributed]'); the same numbers as without")
+                       help="Dask cluster to run on: 'local' (this machine's cores; the default when Dask is installed), "
+                            "a scheduler address, or 'none' (this process); the same numbers on any")
 
     sw = subparsers.add_parser("sweep", help="simulate a grid of scenario field values on common random numbers")
     common(sw, 2000)

@@ -18,8 +18,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", help="also write summary.csv, diversification.csv, paths.csv and a plot here")
     p.add_argument("--force", action="store_true", help="replace a sibsim output of another command or scenario")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                   help="run the deals on a Dask cluster: 'local' (this machine's cores) or a scheduler address "
-                        "(needs: pip install 'sibsim[distributed]'); same numbers as without")
+                   help="Dask cluster to run on: 'local' (this machine's cores; the default when Dask is installed), a "
+                        "scheduler address, or 'none' (this process); the same numbers on any")
     p.set_defaults(func=cmd_portfolio)
     return p
 

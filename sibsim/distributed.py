@@ -1,8 +1,9 @@
 """Scale-out on Dask (``dask.distributed``): sweeps, designs and portfolios, block by block.
 
-``--scheduler local`` starts a :class:`distributed.LocalCluster` on this machine's cores (one
-single-threaded worker process per core); ``--scheduler ADDRESS`` (``tcp://host:8786``) uses an
-existing cluster, whose workers must have the same sibsim installed.  Needs the ``[distributed]``
+By default (and with ``--scheduler local``) the commands start a :class:`distributed.LocalCluster`
+on this machine's cores (one single-threaded worker process per core); ``--scheduler ADDRESS``
+(``tcp://host:8786``) uses an existing cluster, whose workers must have the same sibsim installed;
+``--scheduler none`` runs in the command's own process (as does the default when Dask is not installed).  Needs the ``[distributed]``
 extra (``pip install 'sibsim[distributed]'``).
 
 What runs where does not change a number: every job carries its own seed, child ``b`` of the
@@ -48,7 +49,7 @@ class DaskRunner:
         self.cluster = None
         if address == "local":
             self.cluster = distributed.LocalCluster(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
-                                                    processes=True, dashboard_address=None)
+                                                    processes=True, dashboard_address=":0")
             self.client = distributed.Client(self.cluster)
             self._prepare_workers()
         else:
@@ -124,10 +125,28 @@ def deal_runner(runner: DaskRunner):
     return run
 
 
+#: ``--scheduler`` value that runs everything in this process.
+IN_PROCESS = "none"
+
+
+def available() -> bool:
+    """Whether Dask's distributed scheduler is installed (the ``[distributed]`` extra)."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def runner_for(address: str | None):
-    """A context manager: a :class:`DaskRunner` for ``address``, or None (run in this process)."""
+    """A context manager: the :class:`DaskRunner` of ``--scheduler ADDRESS``, or None (this process).
+
+    ``None`` (the option not given): a local cluster on this machine's cores when Dask is installed,
+    else this process; ``"none"``: this process; ``"local"`` or an address: that cluster (an error
+    when Dask is not installed).  The numbers are the same in every case.
+    """
     import contextlib
 
-    if not address:
+    if address == IN_PROCESS or (address is None and not available()):
         return contextlib.nullcontext(None)
-    return DaskRunner(address)
+    return DaskRunner(address or "local")

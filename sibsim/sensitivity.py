@@ -839,8 +839,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="Sobol base sample, a power of 2 (default 1024)")
     p.add_argument("--force", action="store_true", help="replace an output directory of another scenario or command")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                   help="run the Sobol evaluations on Dask: 'local' or a scheduler address (needs: pip install "
-                        "'sibsim[distributed]'); the same indices as without")
+                   help="Dask cluster for the Sobol evaluations: 'local' (this machine's cores; the default when Dask "
+                        "is installed), a scheduler address, or 'none' (this process); the same indices on any")
     p.set_defaults(func=cmd_sensitivity)
     return p
 

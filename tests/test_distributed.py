@@ -49,8 +49,10 @@ def test_a_portfolio_on_two_workers_is_the_serial_portfolio_bit_for_bit(dask):
 def test_no_scheduler_runs_here_and_a_bad_address_is_one_line():
     from sibsim.errors import OutputError
 
-    with runner_for(None) as nothing:
+    with runner_for("none") as nothing:
         assert nothing is None
+    with runner_for(None) as default:  # Dask installed: a local cluster by default
+        assert isinstance(default, DaskRunner)
     with pytest.raises(OutputError) as info:
         DaskRunner("tcp://127.0.0.1:9")
     assert "cannot reach the scheduler" in str(info.value) and "\n" not in str(info.value)
