@@ -17,6 +17,7 @@ def _blocks(dask):
 
 def add_parsers(subparsers) -> None:
     from .cli import _positive_int, add_seed_argument
+    from .distributed import add_scheduler_argument
     from .design import DEFAULT_CONSTRAINTS, DEFAULT_OBJECTIVE
 
     def common(p, default_paths):
@@ -26,9 +27,7 @@ def add_parsers(subparsers) -> None:
         add_seed_argument(p)
         p.add_argument("--out", help="write the table, a plot and run.json here")
         p.add_argument("--force", action="store_true", help="replace a sibsim output of another command or scenario")
-        p.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                       help="Dask cluster to run on: 'local' (this machine's cores; the default when Dask is installed), "
-                            "a scheduler address, or 'none' (this process); the same numbers on any")
+        add_scheduler_argument(p)
 
     sw = subparsers.add_parser("sweep", help="simulate a grid of scenario field values on common random numbers")
     common(sw, 2000)

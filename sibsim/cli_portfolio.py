@@ -9,6 +9,7 @@ from pathlib import Path
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``sibsim portfolio PORTFOLIO [--paths N] [--seed S] [--out DIR] [--force]``."""
     from .cli import _positive_int, add_seed_argument
+    from .distributed import add_scheduler_argument
 
     p = subparsers.add_parser("portfolio", help="simulate a portfolio of deals with shared shocks; diversification "
                                                 "against independent deals")
@@ -17,9 +18,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_seed_argument(p)
     p.add_argument("--out", help="also write summary.csv, diversification.csv, paths.csv and a plot here")
     p.add_argument("--force", action="store_true", help="replace a sibsim output of another command or scenario")
-    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                   help="Dask cluster to run on: 'local' (this machine's cores; the default when Dask is installed), a "
-                        "scheduler address, or 'none' (this process); the same numbers on any")
+    add_scheduler_argument(p, "the deals' blocks")
     p.set_defaults(func=cmd_portfolio)
     return p
 

@@ -150,3 +150,10 @@ def runner_for(address: str | None):
     if address == IN_PROCESS or (address is None and not available()):
         return contextlib.nullcontext(None)
     return DaskRunner(address or "local")
+
+
+def add_scheduler_argument(parser, what: str = "the blocks") -> None:
+    """``--scheduler ADDRESS`` for a command that can run on Dask (:func:`runner_for` reads it)."""
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help=f"Dask cluster for {what}: 'local' (this machine's cores; the default when Dask is "
+                             "installed), a scheduler address, or 'none' (this process); the same numbers on any")

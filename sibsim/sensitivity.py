@@ -829,6 +829,7 @@ def break_even(contract: Contract, target: str = "investor", n_paths: int = 2000
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``sibsim sensitivity SCENARIO --out DIR [--paths N] [--seed S] [--sobol-base N] [--force]``."""
     from .cli import _positive_int, add_seed_argument  # the command line's own argument checks
+    from .distributed import add_scheduler_argument
 
     p = subparsers.add_parser("sensitivity", help="tornado, Sobol indices and break-even success of a scenario")
     p.add_argument("scenario", help="scenario TOML file")
@@ -838,9 +839,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--sobol-base", type=_positive_int, default=1024,
                    help="Sobol base sample, a power of 2 (default 1024)")
     p.add_argument("--force", action="store_true", help="replace an output directory of another scenario or command")
-    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                   help="Dask cluster for the Sobol evaluations: 'local' (this machine's cores; the default when Dask "
-                        "is installed), a scheduler address, or 'none' (this process); the same indices on any")
+    add_scheduler_argument(p, "the Sobol evaluations")
     p.set_defaults(func=cmd_sensitivity)
     return p
 
