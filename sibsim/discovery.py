@@ -28,12 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .cashflows import block_totals, settle, settlement_months
 from .contracts import Contract
 from .errors import OutputError
-from .metrics import path_frame, path_metric_arrays, scaled_within
-from .montecarlo import simulate_outcomes
-from .sweep import block_plan
+from .metrics import path_frame
+from .sweep import block_outcomes, block_plan, path_arrays
 
 TARGETS = {"loss": "investors lose money (multiple below 1)",
            "overpay": "the payer pays more than it saves (net savings below 0)"}
@@ -67,13 +65,8 @@ def sampled(contract: Contract, n_paths: int, seed) -> tuple[pd.DataFrame, pd.Da
     columns = input_columns(contract)
     inputs, arrays = [], []
     for s, n in block_plan(contract, n_paths, seed):
-        rng = np.random.Generator(np.random.PCG64(s))
-        months = sorted(settlement_months(contract) | {contract.term_months})
-        outcomes = simulate_outcomes(contract, n, rng, totals_before=months)
-        totals = block_totals(contract, outcomes, [contract.term_months])
-        cash = settle(contract, outcomes, totals)
-        within = tuple(scaled_within(t, contract.outcome_scales) for t in totals.at(contract.term_months))
-        arrays.append(path_metric_arrays(contract, cash, outcomes, within))
+        outcomes = block_outcomes(contract, s, n)
+        arrays.append(path_arrays(contract, outcomes))
         block = {}
         for name in columns:
             if name.startswith("comparison."):

@@ -135,6 +135,22 @@ def simulation_key(contract: Contract) -> tuple:
             contract.term_months, contract.uncertainty, months, risks, contract.external_stop)
 
 
+def block_outcomes(contract: Contract, seed: np.random.SeedSequence, n_paths: int):
+    """One block's outcomes as :func:`sibsim.simulate` draws them from ``seed`` (totals only, at the
+    months settlement reads)."""
+    rng = np.random.Generator(np.random.PCG64(seed))
+    months = sorted(settlement_months(contract) | {contract.term_months})
+    return simulate_outcomes(contract, n_paths, rng, totals_before=months)
+
+
+def path_arrays(contract: Contract, outcomes) -> dict:
+    """``contract`` settled on a block's outcomes: its path metrics, as :func:`sibsim.simulate` gives them."""
+    totals = block_totals(contract, outcomes, [contract.term_months])
+    cash = settle(contract, outcomes, totals)
+    within = tuple(scaled_within(t, contract.outcome_scales) for t in totals.at(contract.term_months))
+    return path_metric_arrays(contract, cash, outcomes, within)
+
+
 #: Per-path columns a sweep's metrics read (what a block sends back when ``reduced``).
 SWEEP_COLUMNS = ("investor_moic", "outcome_payments", "net_savings", "ranked_irr")
 
@@ -149,16 +165,9 @@ def sweep_block(contracts: list[Contract], seed: np.random.SeedSequence, n_paths
     for i, c in enumerate(contracts):
         groups.setdefault(simulation_key(c), []).append(i)
     for idx in groups.values():
-        base = contracts[idx[0]]
-        rng = np.random.Generator(np.random.PCG64(seed))
-        months = sorted(settlement_months(base) | {base.term_months})
-        outcomes = simulate_outcomes(base, n_paths, rng, totals_before=months)
+        outcomes = block_outcomes(contracts[idx[0]], seed, n_paths)
         for i in idx:
-            c = contracts[i]
-            totals = block_totals(c, outcomes, [c.term_months])
-            cash = settle(c, outcomes, totals)
-            within = tuple(scaled_within(t, c.outcome_scales) for t in totals.at(c.term_months))
-            arrays = path_metric_arrays(c, cash, outcomes, within)
+            arrays = path_arrays(contracts[i], outcomes)
             if reduced:
                 ranked = ranked_irr(path_frame(arrays))
                 arrays = {k: arrays[k] for k in SWEEP_COLUMNS if k != "ranked_irr"} | {"ranked_irr": ranked}

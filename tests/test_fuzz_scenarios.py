@@ -53,7 +53,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sibsim import settle, simulate
+from sibsim import settle, simulate, toml_text
 from sibsim.contracts import MEASURES, Contract
 from sibsim.journey import OUTCOME_KINDS, TIMINGS
 from sibsim.errors import ScenarioError
@@ -109,49 +109,8 @@ def _report_counts():
 # ---------------------------------------------------------------------------------------
 # a tiny TOML writer (tomllib only reads)
 # ---------------------------------------------------------------------------------------
-_BARE = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def toml_string(s: str) -> str:
-    out = ['"']
-    for ch in s:
-        o = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif o < 0x20 or o == 0x7F:  # control characters must be escaped (tab may, so it is too)
-            out.append(f"\\u{o:04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def toml_key(k: str) -> str:
-    return k if _BARE.fullmatch(k) else toml_string(k)
-
-
-def toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)  # '1.5', '1e+300', '-0.0', '5e-324': all TOML floats
-    if isinstance(v, str):
-        return toml_string(v)
-    if isinstance(v, (datetime.datetime, datetime.date, datetime.time)):
-        return v.isoformat()
-    if isinstance(v, list):
-        return "[" + ", ".join(toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(f"not a TOML value: {v!r}")
+# Values, keys and strings as sibsim writes them (sibsim.toml_text, the writer of `sibsim design`).
+toml_key, toml_string, toml_value = toml_text.key, toml_text.string, toml_text.value
 
 
 def dump_toml(doc: dict, style: str = "headers") -> str:
